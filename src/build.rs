@@ -1,0 +1,1 @@
+//! build (skeleton: filled in by the module's first real commit)

@@ -1,0 +1,1 @@
+//! context (skeleton: filled in by the module's first real commit)

@@ -1,0 +1,1 @@
+//! layer (skeleton: filled in by the module's first real commit)

@@ -1,0 +1,17 @@
+//! strata: a daemonless, declarative container-image build engine.
+//!
+//! The modules follow the data (see ARCHITECTURE.md):
+//! frontends (`spec`) -> `ir` -> `build` (plan, cache keys, scheduler) ->
+//! `context` / `layer` / `store` / `oci` -> outputs. `cli` is the only
+//! module that prints, parses flags or picks exit codes.
+
+pub mod build;
+pub mod cli;
+pub mod context;
+pub mod digest;
+pub mod error;
+pub mod ir;
+pub mod layer;
+pub mod oci;
+pub mod spec;
+pub mod store;

@@ -1,0 +1,1 @@
+//! oci (skeleton: filled in by the module's first real commit)

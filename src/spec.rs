@@ -1,0 +1,1 @@
+//! spec (skeleton: filled in by the module's first real commit)

@@ -1,0 +1,1 @@
+//! store (skeleton: filled in by the module's first real commit)
