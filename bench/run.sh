@@ -88,7 +88,7 @@ PROJECT=$(cd "$HERE/.." && pwd)
 PEER_SRC=${PEER_SRC:-$PROJECT/../shared/bench}
 ALL_SCENARIOS="many-small-files big-file multistage-parallel deep-chain"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
-PEERS=${PEERS:-"buildah-overlay docker-buildkit"}
+PEERS=${PEERS-"buildah-overlay docker-buildkit"}   # PEERS="" : strata only
 MODES=${MODES:-"cold warm touch"}
 if [ "${QUICK:-0}" = 1 ]; then
   RUNS_COLD=${RUNS_COLD:-1} RUNS_WARM=${RUNS_WARM:-1} RUNS_TOUCH=${RUNS_TOUCH:-1}
@@ -105,7 +105,7 @@ STRATA_VERIFY=${STRATA_VERIFY:-1}       # check that a "successful" strata build
 KEEP_DOCKERD=${KEEP_DOCKERD:-0}         # 1: leave a dockerd started here running
 REGEN=${REGEN:-0}                       # 1: regenerate the contexts
 USE_HYPERFINE=${USE_HYPERFINE:-1}
-OUT=${OUT:-$WORK/results/$(date +%Y%m%d-%H%M%S)}
+OUT=${OUT:-$WORK/results/$(date +%Y%m%d-%H%M%S)-$$}
 DOCKER=${DOCKER:-/usr/bin/docker}       # the Debian docker.io CLI (matches dockerd 20.10)
 
 if [ -z "${STRATA:-}" ]; then
@@ -272,7 +272,7 @@ loop_time() {  # runs warmup prepare(or "") build json name
           printf "{\"results\":[{\"command\":\"%s\",\"mean\":%.6f,\"stddev\":%.6f,\"min\":%.6f,\"max\":%.6f,\"times\":[", name, m, sd, mn, mx
           for (i = 1; i <= NR; i++) printf "%s%.6f", (i > 1 ? "," : ""), t[i]
           printf "]}]}\n" }' >"$json"
-  printf '  Time (mean ± σ): %s\n' "$(jq -r '.results[0] | "\(.mean) s ± \(.stddev) s"' "$json")"
+  printf '  Time (mean ± σ): %s s\n' "$(cell "$json")"
 }
 
 run_mode() {  # tool scenario mode json
@@ -353,14 +353,18 @@ for s in $SCENARIOS; do
       json=$OUT/$v.$tool.$mode.json
       if [ "$skip" = 1 ]; then echo skipped >"$OUT/$v.$tool.$mode.skipped"; continue; fi
       rm -f "$WORK/run/strata.$v.metadata.json"
-      if run_mode "$tool" "$v" "$mode" "$json" >"$OUT/$v.$tool.$mode.txt" 2>&1 &&
-         { [ "$tool" != strata ] || strata_verify "$s"; }; then
+      ok=1 why=""
+      if ! run_mode "$tool" "$v" "$mode" "$json" >"$OUT/$v.$tool.$mode.txt" 2>&1; then ok=0
+      elif [ "$tool" = strata ] && ! strata_verify "$s"; then
+        ok=0 why=" (exit 0, but no --metadata-file and no tag bench/$v:latest in $STRATA_ROOT/index.json)"
+      fi
+      if [ "$ok" = 1 ]; then
         grep -E 'Time \(' "$OUT/$v.$tool.$mode.txt" | sed "s|^ *|  $mode: |" || true
       else
         rm -f "$json"
-        echo failed >"$OUT/$v.$tool.$mode.failed"
+        echo "failed$why" >"$OUT/$v.$tool.$mode.failed"
         if [ "$tool" = strata ]; then
-          echo "  $mode: strata: FAILED (see log: $WORK/logs/strata.$v.log, $OUT/$v.$tool.$mode.txt)"
+          echo "  $mode: strata: FAILED$why (see log: $WORK/logs/strata.$v.log, $OUT/$v.$tool.$mode.txt)"
         else
           echo "  $mode: $tool: FAILED (see $OUT/$v.$tool.$mode.txt and $WORK/logs/$tool.$v.log)"
         fi
@@ -381,8 +385,9 @@ done
 # ---------------------------------------------------------------------------
 # Table: mean ±σ seconds per tool, and strata/peer ratios of the means
 # ---------------------------------------------------------------------------
-cell() {  # json -> "mean ±sd"
-  jq -r '.results[0] | "\(.mean*100|round/100) ±\((.stddev // 0)*100|round/100)"' "$1"
+cell() {  # json -> "mean ±sd" (3 decimals below 10 s, so fast warm builds stay readable)
+  jq -r '.results[0] | "\(.mean) \(.stddev // 0)"' "$1" |
+    awk '{ p = ($1 < 10) ? 3 : 2; printf "%.*f ±%.*f", p, $1, p, $2 }'
 }
 mean() { jq -r '.results[0].mean' "$1"; }
 short() { case $1 in docker-buildkit) echo buildkit ;; buildah-overlay) echo buildah ;; *) echo "$1" ;; esac; }
@@ -405,7 +410,7 @@ table() {
     for p in $PEERS; do
       a=$OUT/$v.strata.$mode.json b=$OUT/$v.$p.$mode.json
       if [ -f "$a" ] && [ -f "$b" ]; then
-        printf ' %16s' "$(awk -v a="$(mean "$a")" -v b="$(mean "$b")" 'BEGIN{ if (b > 0) printf "%.2fx", a/b; else print "-" }')"
+        printf ' %16s' "$(awk -v a="$(mean "$a")" -v b="$(mean "$b")" 'BEGIN{ if (b > 0) printf "%.3gx", a/b; else print "-" }')"
       else printf ' %16s' -; fi
     done
     echo
