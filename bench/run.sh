@@ -76,7 +76,7 @@ fi
 if [ "${1:-}" = --clean ]; then
   [ -f "$WORK/run/dockerd.pid" ] && kill -0 "$(cat "$WORK/run/dockerd.pid")" 2>/dev/null &&
     { echo "dockerd started by a bench run is still running (pid $(cat "$WORK/run/dockerd.pid")): stop it first" >&2; exit 1; }
-  rm -rf "$WORK" /var/tmp/bench-store/strata-bench
+  rm -rf "$WORK"
   echo "removed $WORK"
   exit 0
 fi
