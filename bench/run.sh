@@ -317,7 +317,7 @@ strata_verify() {
   echo "# strata bench $(date -Is) $(uname -r) $(nproc) cores; COPY-only variants of $PEER_SRC/scenarios"
   echo "project: $PROJECT ($(git -C "$PROJECT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
   if [ -x "$STRATA" ] || command -v "$STRATA" >/dev/null 2>&1; then
-    echo "strata: $STRATA ($("$STRATA" --version 2>/dev/null | head -n 1 || true))"
+    echo "strata: $STRATA ($("$STRATA" --version 2>/dev/null | head -n 1 | grep . || echo 'no --version'))"
     case $STRATA in */debug/*) echo "WARNING: strata is a debug build: its times are not representative" ;; esac
   else
     echo "strata: $STRATA not found (set STRATA=path/to/strata): its cells will be FAILED"
@@ -341,6 +341,7 @@ for s in $SCENARIOS; do
   v=$s-copy
   for tool in $TOOLS; do
     echo "=== $s (COPY-only) / $tool"
+    echo "=== bench/run.sh $(date -Is): $tool, modes: $MODES (results: $OUT)" >>"$WORK/logs/$tool.$v.log"
     # Start from a clean store holding only the base image (not timed), so that
     # warm/touch work even when cold is not among the modes.
     if ! peer_action "$tool" reset "$v" >"$OUT/$v.$tool.reset.txt" 2>&1; then
@@ -371,7 +372,7 @@ for s in $SCENARIOS; do
         skip=1   # later modes depend on this one's cache
       fi
     done
-    if [ "$tool" = strata ] && [ -x "$STRATA" ] && [ ! -f "$OUT/$v.strata.warm.failed" ]; then
+    if [ "$tool" = strata ] && [ -x "$STRATA" ] && ls "$OUT/$v.strata."*.json >/dev/null 2>&1; then
       # what strata plans after the runs (expected: everything cached); for the log only
       { echo "--- dry-run after the runs"
         "$STRATA" --root "$STRATA_ROOT" build "$WORK/scenarios/$v/context" -f "$WORK/scenarios/$v/$STRATA_SPEC" \
