@@ -1,1 +1,1221 @@
-//! build (skeleton: filled in by the module's first real commit)
+//! Planning (cache keys, hits and misses, explanations) and the parallel
+//! scheduler.
+//!
+//! A build is two phases. `plan` computes every needed step's cache key from
+//! the keys of its inputs only, so what is cached and what must run is known
+//! before anything runs (`--dry-run`). `execute` then runs the misses on a
+//! rayon pool, a step as soon as its dependencies are done, and assembles
+//! the target images.
+//!
+//! Invariants:
+//! - A key depends only on `IR_VERSION`, the step's canonical op (no spans,
+//!   no stage names), its parent's key, and its inputs (context file
+//!   digests, source stage keys, base manifest digests, the epoch). Never on
+//!   mtimes, paths of the checkout, or the host's owners.
+//! - A step's result is stored (blob, then cache record) before the step
+//!   counts as finished, so a build killed at any point resumes from the last
+//!   finished step.
+//! - After the first failure no new step starts; running steps finish.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use petgraph::stable_graph::NodeIndex;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::context::{ContextOptions, CopyError, CopyItem, CopyRequest, ItemKind, Tree};
+use crate::digest::{CacheKey, Digest};
+use crate::error::{Error, Result, SourceDiagnostic};
+use crate::ir::{BaseInfo, BaseRef, BaseResolver, BuildGraph, CopyFrom, CopyOp, IR_VERSION, Op};
+use crate::layer::{self, Compression, Entry, EntryKind};
+use crate::oci::{self, ExportImage, History, Image, ImageConfig, OutputKind};
+use crate::store::{CacheRecord, Descriptor, Store};
+
+/// What the user asked for, after flag parsing.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub context_dir: PathBuf,
+    /// Name the build record is filed under (the spec file's path).
+    pub spec_id: String,
+    pub no_cache: bool,
+    pub jobs: usize,
+    pub compression: Compression,
+    /// Every mtime in layers and every `created` time; `SOURCE_DATE_EPOCH`, 0 when unset.
+    pub epoch: u64,
+    /// A `.dockerignore`-syntax file; None = `CONTEXT/.dockerignore` if present.
+    pub ignore_file: Option<PathBuf>,
+}
+
+/// One thing the build reports while it runs; the CLI renders them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The plan, once known.
+    Plan {
+        steps: usize,
+        cached: usize,
+        to_run: usize,
+    },
+    Started {
+        id: String,
+        name: String,
+        time: f64,
+    },
+    Cached {
+        id: String,
+        name: String,
+        time: f64,
+    },
+    Finished {
+        id: String,
+        name: String,
+        time: f64,
+        seconds: f64,
+    },
+    Failed {
+        id: String,
+        name: String,
+        time: f64,
+        error: String,
+    },
+    Warning {
+        message: String,
+        time: f64,
+    },
+}
+
+/// A sink for events; called from worker threads.
+pub type Progress<'a> = &'a (dyn Fn(Event) + Sync);
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// How a step was decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Its layer is in the cache.
+    Cached,
+    /// Must run.
+    Run,
+    /// Config-only or base: nothing to run.
+    Free,
+}
+
+/// The decision for one step.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedStep {
+    #[serde(skip)]
+    pub node: NodeIndex,
+    /// `stage/index`, stable across edits that do not reorder the stage.
+    pub id: String,
+    pub name: String,
+    pub key: CacheKey,
+    pub status: Status,
+    /// Why it must run (for `Status::Run`).
+    pub reason: Option<String>,
+}
+
+/// Everything `plan` found out.
+pub struct Plan {
+    pub steps: Vec<PlannedStep>,
+    nodes: HashMap<NodeIndex, NodePlan>,
+    bases: HashMap<NodeIndex, Option<Image>>,
+    targets: Vec<NodeIndex>,
+    record: BuildRecord,
+}
+
+impl Plan {
+    pub fn hits(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.status == Status::Cached)
+            .count()
+    }
+
+    pub fn misses(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.status == Status::Run)
+            .count()
+    }
+}
+
+/// What planning learned about one node.
+struct NodePlan {
+    id: String,
+    /// Identity of the node's result (filesystem + config chain).
+    key: CacheKey,
+    /// Key of the node's layer in the cache (differs from `key` for `link` copies).
+    layer_key: CacheKey,
+    /// Context items of a context copy (computed once, reused when it runs).
+    items: Option<Vec<CopyItem>>,
+    cached: Option<CacheRecord>,
+    inputs: StepInputs,
+}
+
+/// What a step's key was made of, kept so a later miss can be explained.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct StepInputs {
+    /// blake3 of the canonical op.
+    op: String,
+    parent: Option<String>,
+    /// Context files: source path -> content digest (hex).
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+    /// Source stages / base images: what they resolved to.
+    #[serde(default)]
+    sources: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct BuildRecord {
+    steps: BTreeMap<String, RecordedStep>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RecordedStep {
+    key: CacheKey,
+    inputs: StepInputs,
+}
+
+/// Resolves base images from the store for the frontends.
+pub struct StoreResolver<'a> {
+    pub store: &'a Store,
+    cache: Mutex<HashMap<String, std::result::Result<BaseInfo, String>>>,
+}
+
+impl<'a> StoreResolver<'a> {
+    pub fn new(store: &'a Store) -> Self {
+        StoreResolver {
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl BaseResolver for StoreResolver<'_> {
+    fn resolve(&self, base: &BaseRef) -> std::result::Result<BaseInfo, String> {
+        if *base == BaseRef::Scratch {
+            return Ok(BaseInfo::default());
+        }
+        let id = serde_json::to_string(base).unwrap_or_default();
+        if let Some(r) = self.cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+            return r;
+        }
+        let r = oci::resolve_base(self.store, base)
+            .map(|img| base_info(&img.config))
+            .map_err(|e| e.to_string());
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(id, r.clone());
+        }
+        r
+    }
+}
+
+/// The config values a frontend builds on.
+pub fn base_info(config: &ImageConfig) -> BaseInfo {
+    let c = &config.config;
+    BaseInfo {
+        env: c
+            .env
+            .iter()
+            .flatten()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect(),
+        user: c.user.clone().filter(|u| !u.is_empty()),
+        workdir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        shell: c.shell.clone(),
+        onbuild: c.on_build.clone().unwrap_or_default(),
+    }
+}
+
+/// The canonical, versioned struct a cache key hashes. Field order is the
+/// encoding order; maps are sorted; nothing comes from `Debug` output.
+#[derive(Serialize)]
+struct KeyInput<'a> {
+    ir_version: u32,
+    kind: &'a str,
+    op: serde_json::Value,
+    parent: Option<String>,
+    inputs: Vec<String>,
+}
+
+fn hash_key(input: &KeyInput) -> CacheKey {
+    // serde_json of a struct of strings/values is deterministic; values
+    // come from `canonical_op`, which never holds a HashMap.
+    let bytes = serde_json::to_vec(input).unwrap_or_default();
+    blake3::hash(&bytes).into()
+}
+
+/// The op as it enters the key: no spans, no stage names (a source stage
+/// enters through its key instead).
+fn canonical_op(op: &Op) -> serde_json::Value {
+    match op {
+        Op::Copy(c) => {
+            let mut c = c.clone();
+            if let CopyFrom::Stage(_) = c.from {
+                c.from = CopyFrom::Stage(String::new());
+            }
+            json!({ "copy": c })
+        }
+        Op::Run(r) => {
+            let mut r = r.clone();
+            for m in &mut r.mounts {
+                if m.from.is_some() {
+                    m.from = Some(String::new());
+                }
+            }
+            json!({ "run": r })
+        }
+        other => serde_json::to_value(other).unwrap_or_default(),
+    }
+}
+
+fn op_kind(op: &Op) -> &'static str {
+    match op {
+        Op::Base(_) => "base",
+        Op::Copy(_) => "copy",
+        Op::Run(_) => "run",
+        Op::Meta(_) => "meta",
+    }
+}
+
+/// Step ids: `stage/N`, N counting the stage's own steps from 0.
+fn step_ids(graph: &BuildGraph) -> HashMap<NodeIndex, String> {
+    let mut ids = HashMap::new();
+    for stage in &graph.stages {
+        let Some(first) = stage.first else { continue };
+        let chain = graph.chain(stage.last);
+        let start = chain.iter().position(|n| *n == first).unwrap_or(0);
+        for (i, n) in chain[start..].iter().enumerate() {
+            ids.entry(*n)
+                .or_insert_with(|| format!("{}/{}", stage.name, i));
+        }
+    }
+    for n in graph.graph.node_indices() {
+        ids.entry(n)
+            .or_insert_with(|| format!("{}/{}", graph.graph[n].stage, n.index()));
+    }
+    ids
+}
+
+/// A diagnostic pointing at the step, or a plain error when it has no span.
+fn step_error(graph: &BuildGraph, node: NodeIndex, message: String, label: &str) -> Error {
+    match graph.graph[node].span {
+        Some(span) => SourceDiagnostic::at(&graph.sources, span, message, label).into(),
+        None => Error::msg(message),
+    }
+}
+
+fn record_name(opts: &BuildOptions, graph: &BuildGraph, targets: &[NodeIndex]) -> String {
+    let names: Vec<&str> = graph
+        .targets
+        .iter()
+        .filter(|t| targets.contains(&t.node))
+        .map(|t| t.name.as_str())
+        .collect();
+    format!("{}#{}", opts.spec_id, names.join(","))
+}
+
+/// Computes every needed step's key and whether it is cached, without
+/// running anything. Imports base images that are local files into the store.
+pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Plan> {
+    let targets: Vec<NodeIndex> = graph.targets.iter().map(|t| t.node).collect();
+    let order = graph.needed(&targets);
+    let ids = step_ids(graph);
+    let previous: BuildRecord = store
+        .get_build_record(&record_name(opts, graph, &targets))?
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+
+    // The context is scanned only if some needed step copies from it.
+    let needs_context = order
+        .iter()
+        .any(|n| matches!(&graph.graph[*n].op, Op::Copy(c) if c.from == CopyFrom::Context));
+    let context = if needs_context {
+        Some(Tree::context(
+            &opts.context_dir,
+            &ContextOptions {
+                ignore_file: opts.ignore_file.clone(),
+                stat_cache: Some(store.stat_cache_path(&opts.context_dir)),
+            },
+        )?)
+    } else {
+        None
+    };
+
+    let mut nodes: HashMap<NodeIndex, NodePlan> = HashMap::new();
+    let mut bases: HashMap<NodeIndex, Option<Image>> = HashMap::new();
+    let mut steps = Vec::new();
+    let mut errors = Vec::new();
+    let epoch = opts.epoch.to_string();
+
+    for &n in &order {
+        let step = &graph.graph[n];
+        let id = ids[&n].clone();
+        let parent = graph.parent(n).and_then(|p| nodes.get(&p)).map(|p| p.key);
+        let mut inputs = Vec::new();
+        let mut recorded = StepInputs {
+            parent: parent.map(|k| k.hex()),
+            ..Default::default()
+        };
+        let mut items = None;
+        match &step.op {
+            Op::Base(b) => match &b.base {
+                BaseRef::Scratch => {
+                    bases.insert(n, None);
+                }
+                other => match oci::resolve_base(store, other) {
+                    Ok(img) => {
+                        inputs.push(img.manifest.digest.to_string());
+                        bases.insert(n, Some(img));
+                    }
+                    Err(e) => {
+                        errors.push(step_error(
+                            graph,
+                            n,
+                            format!("cannot use base image: {e}"),
+                            "this base",
+                        ));
+                        continue;
+                    }
+                },
+            },
+            Op::Copy(c) => {
+                inputs.push(format!("epoch:{epoch}"));
+                match &c.from {
+                    CopyFrom::Context => {
+                        let Some(tree) = &context else { continue };
+                        match tree.plan_copy(&copy_request(c, true)) {
+                            Ok(list) => {
+                                inputs.push(hex::encode(crate::context::items_digest(&list)));
+                                for it in &list {
+                                    if let ItemKind::File { hash: Some(h), .. } = &it.kind {
+                                        recorded.files.insert(it.source.clone(), hex::encode(h));
+                                    }
+                                }
+                                items = Some(list);
+                            }
+                            Err(e) => {
+                                errors.push(copy_error(graph, n, e));
+                                continue;
+                            }
+                        }
+                    }
+                    CopyFrom::Stage(_) => {}
+                    CopyFrom::Image(r) => {
+                        match oci::resolve_base(
+                            store,
+                            &BaseRef::Image {
+                                reference: r.clone(),
+                            },
+                        ) {
+                            Ok(img) => inputs.push(img.manifest.digest.to_string()),
+                            Err(e) => {
+                                errors.push(step_error(
+                                    graph,
+                                    n,
+                                    format!("cannot copy from image `{r}`: {e}"),
+                                    "this step",
+                                ));
+                                continue;
+                            }
+                        }
+                    }
+                }
+            }
+            Op::Run(_) | Op::Meta(_) => {}
+        }
+        let mut missing_source = false;
+        for s in graph.sources_of(n) {
+            match nodes.get(&s) {
+                Some(p) => inputs.push(format!("stage:{}", p.key.hex())),
+                None => missing_source = true,
+            }
+        }
+        if missing_source || (graph.parent(n).is_some() && parent.is_none()) {
+            // A dependency failed to plan; its error is already reported.
+            continue;
+        }
+        recorded.sources = inputs
+            .iter()
+            .filter(|i| !i.starts_with("epoch:") && i.len() != 64)
+            .cloned()
+            .collect();
+        let op = canonical_op(&step.op);
+        recorded.op = blake3::hash(op.to_string().as_bytes()).to_hex().to_string();
+        let link = matches!(&step.op, Op::Copy(c) if c.link);
+        let layer_key = hash_key(&KeyInput {
+            ir_version: IR_VERSION,
+            kind: op_kind(&step.op),
+            op,
+            parent: if link { None } else { parent.map(|k| k.hex()) },
+            inputs,
+        });
+        let key = if link {
+            hash_key(&KeyInput {
+                ir_version: IR_VERSION,
+                kind: "link",
+                op: json!(layer_key.hex()),
+                parent: parent.map(|k| k.hex()),
+                inputs: vec![],
+            })
+        } else {
+            layer_key
+        };
+
+        let layered = matches!(step.op, Op::Copy(_) | Op::Run(_));
+        let cached = if layered && !opts.no_cache {
+            store
+                .get_cache(&layer_key)?
+                .filter(|r| r.diff_id.is_none() || r.layers.contains_key(opts.compression.name()))
+        } else {
+            None
+        };
+        let (status, reason) = if !layered {
+            (Status::Free, None)
+        } else if cached.is_some() {
+            (Status::Cached, None)
+        } else if opts.no_cache {
+            (Status::Run, Some("--no-cache".to_string()))
+        } else {
+            (
+                Status::Run,
+                Some(explain(&previous, &id, &recorded, &ids, graph, n)),
+            )
+        };
+        steps.push(PlannedStep {
+            node: n,
+            id: id.clone(),
+            name: graph.describe(n),
+            key,
+            status,
+            reason,
+        });
+        nodes.insert(
+            n,
+            NodePlan {
+                id,
+                key,
+                layer_key,
+                items,
+                cached,
+                inputs: recorded,
+            },
+        );
+    }
+    if !errors.is_empty() {
+        return Err(gather(graph, errors));
+    }
+    if let Some(tree) = &context {
+        tree.save_stat_cache()?;
+    }
+    let record = BuildRecord {
+        steps: nodes
+            .values()
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    RecordedStep {
+                        key: p.key,
+                        inputs: p.inputs.clone(),
+                    },
+                )
+            })
+            .collect(),
+    };
+    Ok(Plan {
+        steps,
+        nodes,
+        bases,
+        targets,
+        record,
+    })
+}
+
+/// Several errors become one `Diagnostics` when they all have spans.
+fn gather(graph: &BuildGraph, errors: Vec<Error>) -> Error {
+    let mut diags = Vec::new();
+    let mut others = Vec::new();
+    for e in errors {
+        match e {
+            Error::Source(d) => diags.push(*d),
+            other => others.push(other),
+        }
+    }
+    if let Some(first) = others.into_iter().next() {
+        return first;
+    }
+    let name = graph
+        .sources
+        .first()
+        .map(|s| s.name.as_str())
+        .unwrap_or("build");
+    if diags.len() == 1 {
+        return diags.remove(0).into();
+    }
+    crate::error::Diagnostics::new(name, diags).into()
+}
+
+fn copy_request(c: &CopyOp, hash: bool) -> CopyRequest<'_> {
+    CopyRequest {
+        sources: &c.sources,
+        dest: &c.dest,
+        exclude: &c.exclude,
+        parents: c.parents,
+        hash,
+    }
+}
+
+fn copy_error(graph: &BuildGraph, n: NodeIndex, e: CopyError) -> Error {
+    match e {
+        CopyError::SourceMissing {
+            pattern,
+            ignored_by: Some(rule),
+        } => {
+            let d = match graph.graph[n].span {
+                Some(span) => SourceDiagnostic::at(
+                    &graph.sources,
+                    span,
+                    format!("`{pattern}` is excluded from the build context"),
+                    "this copy",
+                ),
+                None => return Error::msg(format!("`{pattern}` is excluded by {rule}")),
+            };
+            d.with_help(format!("it is excluded by {rule}")).into()
+        }
+        CopyError::SourceMissing { pattern, .. } => step_error(
+            graph,
+            n,
+            format!("`{pattern}` not found in the build context"),
+            "copied here",
+        ),
+        CopyError::OutsideRoot { pattern } => step_error(
+            graph,
+            n,
+            format!("`{pattern}` points outside the build context"),
+            "copied here",
+        ),
+        CopyError::Io(e) => e,
+    }
+}
+
+/// Names the input that changed since the last build of this step.
+fn explain(
+    previous: &BuildRecord,
+    id: &str,
+    now: &StepInputs,
+    ids: &HashMap<NodeIndex, String>,
+    graph: &BuildGraph,
+    n: NodeIndex,
+) -> String {
+    let Some(old) = previous.steps.get(id) else {
+        return "not built before".to_string();
+    };
+    let old = &old.inputs;
+    if old.op != now.op {
+        return "the step's definition changed".to_string();
+    }
+    if old.parent != now.parent {
+        let p = graph
+            .parent(n)
+            .and_then(|p| ids.get(&p))
+            .cloned()
+            .unwrap_or_default();
+        return format!("its parent step {p} changed");
+    }
+    if old.files != now.files {
+        let mut changes = Vec::new();
+        for (path, h) in &now.files {
+            match old.files.get(path) {
+                None => changes.push(format!("added {path}")),
+                Some(o) if o != h => changes.push(format!("changed {path}")),
+                _ => {}
+            }
+        }
+        for path in old.files.keys() {
+            if !now.files.contains_key(path) {
+                changes.push(format!("removed {path}"));
+            }
+        }
+        let more = changes.len().saturating_sub(5);
+        changes.truncate(5);
+        let mut s = format!("context files: {}", changes.join(", "));
+        if more > 0 {
+            s.push_str(&format!(" (and {more} more)"));
+        }
+        return s;
+    }
+    if old.sources != now.sources {
+        return "a source stage or image changed".to_string();
+    }
+    "its layer is no longer in the cache".to_string()
+}
+
+/// The result of one node.
+#[derive(Clone, Debug)]
+struct NodeResult {
+    /// Layer blob and diff_id (None: no layer).
+    layer: Option<(Descriptor, Digest)>,
+}
+
+/// One built target.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuiltImage {
+    pub target: String,
+    pub manifest: Descriptor,
+    pub config_digest: Digest,
+    pub names: Vec<String>,
+}
+
+/// What a build did.
+pub struct BuildReport {
+    pub images: Vec<BuiltImage>,
+    pub hits: usize,
+    pub misses: usize,
+    pub steps: Vec<PlannedStep>,
+}
+
+/// Runs the plan: every miss on the pool, at most `jobs` at a time.
+pub fn execute(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: Plan,
+    opts: &BuildOptions,
+    progress: Progress,
+) -> Result<BuildReport> {
+    progress(Event::Plan {
+        steps: plan.steps.len(),
+        cached: plan.hits(),
+        to_run: plan.misses(),
+    });
+    let results: Mutex<HashMap<NodeIndex, NodeResult>> = Mutex::new(HashMap::new());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .thread_name(|i| format!("strata-step-{i}"))
+        .build()
+        .map_err(|e| Error::msg(format!("cannot start worker threads: {e}")))?;
+
+    // Dependencies of each planned node, among planned nodes.
+    let planned: Vec<NodeIndex> = plan.steps.iter().map(|s| s.node).collect();
+    let mut waiting: HashMap<NodeIndex, usize> = HashMap::new();
+    let mut dependents: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
+    for &n in &planned {
+        let mut deps: Vec<NodeIndex> = graph.sources_of(n);
+        deps.extend(graph.parent(n));
+        deps.retain(|d| plan.nodes.contains_key(d));
+        deps.sort();
+        deps.dedup();
+        waiting.insert(n, deps.len());
+        for d in deps {
+            dependents.entry(d).or_default().push(n);
+        }
+    }
+    let status: HashMap<NodeIndex, &PlannedStep> = plan.steps.iter().map(|s| (s.node, s)).collect();
+
+    let (tx, rx) = mpsc::channel::<(NodeIndex, Result<NodeResult>)>();
+    let mut failures: Vec<Error> = Vec::new();
+    let plan_ref = &plan;
+    pool.in_place_scope(|scope| {
+        let mut ready: Vec<NodeIndex> = planned
+            .iter()
+            .copied()
+            .filter(|n| waiting[n] == 0)
+            .collect();
+        let mut running = 0usize;
+        let mut done = 0usize;
+        let total = planned.len();
+        loop {
+            if failures.is_empty() {
+                // Spawn in plan order so `--jobs 1` is deterministic.
+                ready.sort_by_key(|n| planned.iter().position(|p| p == n));
+                for n in ready.drain(..) {
+                    let tx = tx.clone();
+                    let step = status[&n];
+                    let results = &results;
+                    running += 1;
+                    scope.spawn(move |_| {
+                        let r = run_node(store, graph, plan_ref, step, results, opts, progress);
+                        let _ = tx.send((n, r));
+                    });
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((n, r)) = rx.recv() else { break };
+            running -= 1;
+            done += 1;
+            match r {
+                Ok(res) => {
+                    if let Ok(mut m) = results.lock() {
+                        m.insert(n, res);
+                    }
+                    for d in dependents.get(&n).into_iter().flatten() {
+                        if let Some(w) = waiting.get_mut(d) {
+                            *w -= 1;
+                            if *w == 0 {
+                                ready.push(*d);
+                            }
+                        }
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
+            if done == total {
+                break;
+            }
+        }
+    });
+    if !failures.is_empty() {
+        return Err(failures.remove(0));
+    }
+    let results = results
+        .into_inner()
+        .map_err(|_| Error::msg("internal: a worker panicked"))?;
+
+    let mut images = Vec::new();
+    for t in &graph.targets {
+        if !plan.targets.contains(&t.node) {
+            continue;
+        }
+        let (config, layers) = assemble(graph, &plan, &results, t.node, opts)?;
+        let manifest = oci::write_image(store, &config, &layers)?;
+        for name in &t.tags {
+            store.set_tag(name, &manifest)?;
+        }
+        let config_digest = oci::load_image(store, &manifest.digest)?.config_digest;
+        images.push(BuiltImage {
+            target: t.name.clone(),
+            manifest,
+            config_digest,
+            names: t.tags.clone(),
+        });
+    }
+    store.put_build_record(
+        &record_name(opts, graph, &plan.targets),
+        &serde_json::to_value(&plan.record).unwrap_or_default(),
+    )?;
+    Ok(BuildReport {
+        hits: plan.hits(),
+        misses: plan.misses(),
+        images,
+        steps: plan.steps,
+    })
+}
+
+fn created(epoch: u64) -> String {
+    rfc3339(epoch)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (UTC), without a date crate.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// The config and layers of the image a node's chain produces.
+fn assemble(
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &HashMap<NodeIndex, NodeResult>,
+    node: NodeIndex,
+    opts: &BuildOptions,
+) -> Result<(ImageConfig, Vec<Descriptor>)> {
+    let chain = graph.chain(node);
+    let mut config = ImageConfig::scratch(Some(created(opts.epoch)));
+    let mut layers = Vec::new();
+    for n in chain {
+        match &graph.graph[n].op {
+            Op::Base(_) => {
+                if let Some(Some(img)) = plan.bases.get(&n) {
+                    config = img.config.clone();
+                    config.created = Some(created(opts.epoch));
+                    layers = img.layers.clone();
+                }
+            }
+            Op::Meta(m) => {
+                config.apply(m);
+                config.history.push(history(graph, n, opts, true));
+            }
+            Op::Copy(_) | Op::Run(_) => {
+                let r = results.get(&n).ok_or_else(|| {
+                    Error::msg(format!("internal: no result for {}", graph.describe(n)))
+                })?;
+                match &r.layer {
+                    Some((desc, diff_id)) => {
+                        layers.push(desc.clone());
+                        config.rootfs.diff_ids.push(*diff_id);
+                        config.history.push(history(graph, n, opts, false));
+                    }
+                    None => config.history.push(history(graph, n, opts, true)),
+                }
+            }
+        }
+    }
+    Ok((config, layers))
+}
+
+fn history(graph: &BuildGraph, n: NodeIndex, opts: &BuildOptions, empty: bool) -> History {
+    History {
+        created: Some(created(opts.epoch)),
+        created_by: Some(graph.describe(n)),
+        author: None,
+        comment: Some("strata".to_string()),
+        empty_layer: if empty { Some(true) } else { None },
+    }
+}
+
+/// Runs (or reuses) one node.
+fn run_node(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    step: &PlannedStep,
+    results: &Mutex<HashMap<NodeIndex, NodeResult>>,
+    opts: &BuildOptions,
+    progress: Progress,
+) -> Result<NodeResult> {
+    let n = step.node;
+    let np = &plan.nodes[&n];
+    match step.status {
+        Status::Free => {
+            return Ok(NodeResult { layer: None });
+        }
+        Status::Cached => {
+            progress(Event::Cached {
+                id: step.id.clone(),
+                name: step.name.clone(),
+                time: now(),
+            });
+            let rec = np
+                .cached
+                .as_ref()
+                .ok_or_else(|| Error::msg("internal: cached step without a record"))?;
+            return Ok(NodeResult {
+                layer: layer_of(rec, opts),
+            });
+        }
+        Status::Run => {}
+    }
+    progress(Event::Started {
+        id: step.id.clone(),
+        name: step.name.clone(),
+        time: now(),
+    });
+    let start = Instant::now();
+    let r = match &graph.graph[n].op {
+        Op::Copy(c) => run_copy(store, graph, plan, n, c, results, opts),
+        Op::Run(_) => Err(step_error(
+            graph,
+            n,
+            "RUN steps are not supported yet".to_string(),
+            "this step needs the sandbox (coming with RUN support)",
+        )),
+        _ => Err(Error::msg("internal: nothing to run")),
+    };
+    match r {
+        Ok(rec) => {
+            store.put_cache(&np.layer_key, &rec)?;
+            progress(Event::Finished {
+                id: step.id.clone(),
+                name: step.name.clone(),
+                time: now(),
+                seconds: start.elapsed().as_secs_f64(),
+            });
+            Ok(NodeResult {
+                layer: layer_of(&rec, opts),
+            })
+        }
+        Err(e) => {
+            progress(Event::Failed {
+                id: step.id.clone(),
+                name: step.name.clone(),
+                time: now(),
+                error: e.to_string(),
+            });
+            Err(e)
+        }
+    }
+}
+
+fn layer_of(rec: &CacheRecord, opts: &BuildOptions) -> Option<(Descriptor, Digest)> {
+    let diff_id = rec.diff_id?;
+    let desc = rec.layers.get(opts.compression.name())?.clone();
+    Some((desc, diff_id))
+}
+
+/// Parses a numeric `uid[:gid]`; names need the image's /etc/passwd (not yet).
+fn numeric_owner(c: &CopyOp) -> std::result::Result<Option<(u32, u32)>, String> {
+    let Some(ch) = &c.chown else { return Ok(None) };
+    let uid: u32 = ch.user.parse().map_err(|_| {
+        format!(
+            "--chown by user name (`{}`) is not supported yet; use a numeric uid",
+            ch.user
+        )
+    })?;
+    let gid: u32 = match &ch.group {
+        Some(g) => g.parse().map_err(|_| {
+            format!("--chown by group name (`{g}`) is not supported yet; use a numeric gid")
+        })?,
+        None => uid,
+    };
+    Ok(Some((uid, gid)))
+}
+
+/// The layer of a copy step.
+fn run_copy(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    n: NodeIndex,
+    c: &CopyOp,
+    results: &Mutex<HashMap<NodeIndex, NodeResult>>,
+    opts: &BuildOptions,
+) -> Result<CacheRecord> {
+    if c.add.is_some() {
+        // Plain local files behave like COPY; archives and URLs do not.
+        for s in &c.sources {
+            if s.contains("://") || is_archive_name(s) {
+                return Err(step_error(
+                    graph,
+                    n,
+                    format!("ADD of `{s}` (URL or archive) is not supported yet"),
+                    "this step",
+                ));
+            }
+        }
+    }
+    let owner = numeric_owner(c).map_err(|m| step_error(graph, n, m, "this step"))?;
+    let np = &plan.nodes[&n];
+    // Items from the context were computed while planning; items from a
+    // stage or image need its filesystem.
+    let mut _rootfs = None;
+    let items = match &c.from {
+        CopyFrom::Context => np.items.clone().unwrap_or_default(),
+        CopyFrom::Stage(_) | CopyFrom::Image(_) => {
+            let layers = match &c.from {
+                CopyFrom::Image(r) => {
+                    oci::resolve_base(
+                        store,
+                        &BaseRef::Image {
+                            reference: r.clone(),
+                        },
+                    )?
+                    .layers
+                }
+                _ => {
+                    let src = graph.sources_of(n).into_iter().next().ok_or_else(|| {
+                        Error::msg("internal: copy from a stage without a source edge")
+                    })?;
+                    chain_layers(graph, plan, results, src, opts)?
+                }
+            };
+            let dir = store.temp_dir()?;
+            oci::unpack_image(store, &layers, dir.path())?;
+            let tree = Tree::rootfs(dir.path());
+            let items = tree
+                .plan_copy(&copy_request(c, false))
+                .map_err(|e| copy_error(graph, n, e))?;
+            _rootfs = Some(dir);
+            items
+        }
+    };
+    let from_context = c.from == CopyFrom::Context;
+    let entries: Vec<Entry> = items
+        .into_iter()
+        .map(|it| to_entry(it, owner, from_context, c.chmod, opts.epoch))
+        .collect();
+    let mut writer = store.blob_writer()?;
+    let (stats, w) = layer::write_layer(entries, opts.compression, &mut writer)?;
+    let _ = w;
+    let (digest, size) = writer.commit()?;
+    let mut layers = BTreeMap::new();
+    layers.insert(
+        opts.compression.name().to_string(),
+        Descriptor {
+            media_type: opts.compression.media_type().to_string(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        },
+    );
+    Ok(CacheRecord {
+        diff_id: Some(stats.diff_id),
+        layers,
+        created_by: graph.describe(n),
+        size: stats.uncompressed_size,
+    })
+}
+
+fn is_archive_name(s: &str) -> bool {
+    [
+        ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst",
+    ]
+    .iter()
+    .any(|ext| s.ends_with(ext))
+}
+
+/// Layers of the image at `node` (its chain's base layers and step layers).
+fn chain_layers(
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &Mutex<HashMap<NodeIndex, NodeResult>>,
+    node: NodeIndex,
+    _opts: &BuildOptions,
+) -> Result<Vec<Descriptor>> {
+    let results = results
+        .lock()
+        .map_err(|_| Error::msg("internal: a worker panicked"))?;
+    let mut layers = Vec::new();
+    for n in graph.chain(node) {
+        if let Some(Some(img)) = plan.bases.get(&n) {
+            layers = img.layers.clone();
+        }
+        if let Some(NodeResult {
+            layer: Some((d, _)),
+            ..
+        }) = results.get(&n)
+        {
+            layers.push(d.clone());
+        }
+    }
+    Ok(layers)
+}
+
+fn to_entry(
+    it: CopyItem,
+    owner: Option<(u32, u32)>,
+    from_context: bool,
+    chmod: Option<u32>,
+    epoch: u64,
+) -> Entry {
+    // Context files belong to root unless --chown; files from a stage keep
+    // their owners. Created parent directories are root's.
+    let (uid, gid) = match owner {
+        Some(o) => o,
+        None if from_context => (0, 0),
+        None => (it.uid, it.gid),
+    };
+    let kind = match it.kind {
+        ItemKind::Dir => EntryKind::Dir,
+        ItemKind::File { path, size, .. } => EntryKind::File { source: path, size },
+        ItemKind::Symlink { target } => EntryKind::Symlink { target },
+    };
+    let mode = match (chmod, &kind) {
+        (_, EntryKind::Symlink { .. }) => 0o777,
+        (Some(m), _) => m,
+        (None, _) => it.mode,
+    };
+    Entry {
+        path: it.dest,
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime: epoch,
+        xattrs: Vec::new(),
+    }
+}
+
+/// Where a build's images go besides the store.
+pub struct Output {
+    pub kind: OutputKind,
+    pub dest: PathBuf,
+}
+
+/// Writes the built images to an output.
+pub fn export(store: &Store, report: &BuildReport, output: &Output) -> Result<()> {
+    let images: Vec<ExportImage> = report
+        .images
+        .iter()
+        .map(|i| ExportImage {
+            manifest: i.manifest.clone(),
+            names: i.names.clone(),
+        })
+        .collect();
+    oci::export(store, &images, output.kind, &output.dest)
+}
+
+/// The JSON written by `--metadata-file`.
+pub fn metadata(report: &BuildReport) -> serde_json::Value {
+    let image = |i: &BuiltImage| {
+        json!({
+            "target": i.target,
+            "digest": i.manifest.digest.to_string(),
+            "size": i.manifest.size,
+            "config": { "digest": i.config_digest.to_string() },
+            "names": i.names,
+        })
+    };
+    json!({
+        "image": report.images.first().map(image),
+        "images": report.images.iter().map(image).collect::<Vec<_>>(),
+        "cache": { "hits": report.hits, "misses": report.misses },
+        "steps": report.steps,
+    })
+}
+
+/// Path used to file a spec's build records: its canonical path.
+pub fn spec_id(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::MetaOp;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn key_of_a_meta_step_is_pinned() {
+        // Changing the canonical encoding changes every key: bump IR_VERSION.
+        let k = hash_key(&KeyInput {
+            ir_version: IR_VERSION,
+            kind: "meta",
+            op: canonical_op(&Op::Meta(MetaOp::Workdir("/app".into()))),
+            parent: None,
+            inputs: vec![],
+        });
+        assert_eq!(k.hex(), "PIN");
+    }
+}

@@ -1,0 +1,160 @@
+//! Helpers shared by the integration tests: a fresh temp dir per test, the
+//! real binary, and checks for the external tools tests use.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        TestEnv {
+            dir: tempfile::Builder::new()
+                .prefix("strata-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `strata --root DIR ...` with a clean environment for reproducibility.
+    pub fn strata(&self, root: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.arg("--root").arg(self.path(root));
+        c.env_remove("SOURCE_DATE_EPOCH");
+        c.env_remove("STRATA_ROOT");
+        c
+    }
+
+    /// Writes `files` (path, content) under `rel` and returns the dir.
+    pub fn write_tree(&self, rel: &str, files: &[(&str, &str)]) -> PathBuf {
+        let root = self.path(rel);
+        for (p, content) in files {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        root
+    }
+}
+
+/// Output of a command that must succeed; on failure prints everything.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    let o = Output::from(out);
+    if !o.ok {
+        panic!(
+            "command failed: {cmd:?}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
+            o.code, o.stdout, o.stderr
+        );
+    }
+    o
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    Output::from(cmd.output().expect("spawn"))
+}
+
+pub struct Output {
+    pub ok: bool,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<std::process::Output> for Output {
+    fn from(o: std::process::Output) -> Output {
+        Output {
+            ok: o.status.success(),
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// True when `name` runs; otherwise prints a visible SKIP line.
+pub fn have_tool(name: &str, test: &str) -> bool {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP {test}: `{name}` is not installed");
+    }
+    ok
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `../shared` beside the project, if present.
+pub fn shared_dir(test: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("SKIP {test}: ../shared is not present (plain clone)");
+        None
+    }
+}
+
+/// A static busybox binary, if installed (Debian's busybox-static).
+pub fn busybox(test: &str) -> Option<PathBuf> {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        let out = Command::new("file").arg(p).output();
+        let p = PathBuf::from(p);
+        if p.exists() {
+            if let Ok(o) = out {
+                if String::from_utf8_lossy(&o.stdout).contains("dynamically") {
+                    continue;
+                }
+            }
+            return Some(p);
+        }
+    }
+    eprintln!("SKIP {test}: static busybox not installed (apt-get install busybox-static)");
+    None
+}
+
+/// Copies a directory tree (symlinks kept).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .expect("cp");
+    std::fs::create_dir_all(to).unwrap();
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// An example from `examples/` copied into the test dir, with busybox added
+/// where the example needs it. None (with a SKIP line) if it cannot be.
+pub fn example(env: &TestEnv, name: &str, test: &str) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    let dst = env.path(&format!("examples/{name}"));
+    std::fs::create_dir_all(&dst).unwrap();
+    copy_tree(&src, &dst);
+    if name == "hello" {
+        let bb = busybox(test)?;
+        std::fs::copy(bb, dst.join("busybox")).unwrap();
+    }
+    Some(dst)
+}
+
+pub fn metadata(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("metadata file")).expect("metadata json")
+}
