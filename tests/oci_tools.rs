@@ -238,6 +238,31 @@ fn docker_archive_loads_in_podman() {
         serde_json::json!([b.diff_id.to_string()])
     );
     assert_eq!(v[0]["Config"]["Cmd"], serde_json::json!(["/hello"]));
+
+    // And back: a docker-archive written by podman (uncompressed layers,
+    // legacy layout) imports as a base with the same diff_ids.
+    let saved = b.dir.join("saved.tar");
+    run(&mut podman(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        saved.to_str().unwrap(),
+        NAME,
+    ]));
+    let t = tempfile::tempdir().unwrap();
+    let fresh = Store::open(t.path()).unwrap();
+    let img = oci::resolve_base(
+        &fresh,
+        &BaseRef::DockerArchive {
+            path: saved,
+            reference: Some(format!("localhost/{NAME}")),
+        },
+    )
+    .unwrap();
+    assert_eq!(img.config.rootfs.diff_ids, vec![b.diff_id]);
+    assert_eq!(img.layers[0].media_type, media_type::OCI_LAYER);
+    assert_eq!(img.layers[0].digest, b.diff_id);
 }
 
 #[test]
