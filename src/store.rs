@@ -1,1 +1,523 @@
-//! store (skeleton: filled in by the module's first real commit)
+//! The content-addressed store.
+//!
+//! The store root is itself an OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/sha256/<hex>`), so skopeo, umoci and podman read it directly; tags
+//! are `org.opencontainers.image.ref.name` annotations on the manifest
+//! descriptors in `index.json`. Beside the layout live `cache/` (one JSON
+//! record per cache key), `builds/` (the last build record of each target),
+//! `statcache/`, `tmp/` and the lock files `lock` and `index.lock`.
+//!
+//! Invariants:
+//! - Every write goes to `tmp/` first, is fsynced, renamed into place, and the
+//!   directory is fsynced: a process killed at any point leaves either the old
+//!   or the new file, never a partial one. Leftovers in `tmp/` are removed by
+//!   [`Store::open`] when no other process holds the store lock.
+//! - Blobs are content-addressed: two processes writing the same blob both
+//!   rename identical content into the same path.
+//! - Anything read back (index.json, cache records, small blobs) is treated as
+//!   untrusted: malformed content is an [`Error::Corrupt`], never a panic.
+//! - A process that writes to the store holds [`Store::lock_shared`] for the
+//!   whole time (a build does); gc/prune take [`Store::lock_exclusive`].
+
+mod cache_record;
+mod descriptor;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use cache_record::CacheRecord;
+pub use descriptor::{Descriptor, ImageIndex, OciLayoutFile, Platform, media_type};
+
+use crate::digest::{CacheKey, Digest, Sha256Writer};
+use crate::error::{Error, IoContext, Result};
+
+/// Largest blob [`Store::read_blob`] reads into memory (configs, manifests).
+pub const MAX_SMALL_BLOB: u64 = 64 << 20;
+
+/// An open store. Cheap to clone paths from; holds no file handles.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A held store lock (shared or exclusive); released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+/// Writes one blob: the content goes to a temp file under `tmp/` while its
+/// sha256 is computed; [`BlobWriter::commit`] moves it into place.
+pub struct BlobWriter {
+    inner: Sha256Writer<BufWriter<tempfile::NamedTempFile>>,
+    blobs_dir: PathBuf,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Flushes the temp file; returns its digest and size.
+    fn finish(self) -> Result<(Digest, u64, tempfile::NamedTempFile, PathBuf)> {
+        let (digest, size, buf) = self.inner.finish();
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| Error::io("writing a blob to the store", e.into_error()))?;
+        Ok((digest, size, tmp, self.blobs_dir))
+    }
+
+    /// Finishes the blob: fsync, rename into `blobs/sha256/<hex>` (if that
+    /// blob already exists the temp file is dropped), fsync the directory.
+    pub fn commit(self) -> Result<(Digest, u64)> {
+        let (digest, size, tmp, dir) = self.finish()?;
+        place_blob(tmp, &dir, &digest)?;
+        Ok((digest, size))
+    }
+
+    /// Like [`BlobWriter::commit`], but the content must have the digest
+    /// `expected`; otherwise nothing is stored and the error is `Corrupt`.
+    pub fn commit_expect(self, expected: &Digest) -> Result<u64> {
+        let (digest, size, tmp, dir) = self.finish()?;
+        if digest != *expected {
+            return Err(Error::corrupt(
+                format!("blob {expected}"),
+                format!("content has digest {digest}"),
+            ));
+        }
+        place_blob(tmp, &dir, &digest)?;
+        Ok(size)
+    }
+}
+
+fn place_blob(tmp: tempfile::NamedTempFile, dir: &Path, digest: &Digest) -> Result<()> {
+    let dest = dir.join(digest.hex());
+    if dest.exists() {
+        return Ok(());
+    }
+    tmp.as_file().sync_all().at("syncing", tmp.path())?;
+    tmp.persist(&dest)
+        .map_err(|e| Error::io(format!("renaming a blob to {}", dest.display()), e.error))?;
+    sync_dir(dir)
+}
+
+impl Store {
+    /// `$XDG_DATA_HOME/strata`, else `~/.local/share/strata`, else
+    /// `./.strata` when neither variable is set.
+    pub fn default_root() -> PathBuf {
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+            return PathBuf::from(x).join("strata");
+        }
+        if let Some(h) = std::env::var_os("HOME").filter(|x| !x.is_empty()) {
+            return PathBuf::from(h).join(".local/share/strata");
+        }
+        PathBuf::from(".strata")
+    }
+
+    /// Opens the store at `root`, creating the layout if it is missing and
+    /// validating `oci-layout` if present. Removes stale files in `tmp/` when
+    /// no other process holds the store lock.
+    pub fn open(root: &Path) -> Result<Store> {
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        for d in [
+            store.root.clone(),
+            store.blobs_dir(),
+            store.root.join("cache"),
+            store.root.join("builds"),
+            store.root.join("statcache"),
+            store.tmp_dir(),
+        ] {
+            fs::create_dir_all(&d).at("creating", &d)?;
+        }
+        let layout = store.root.join("oci-layout");
+        match fs::read(&layout) {
+            Ok(bytes) => {
+                let f: OciLayoutFile = parse_json(&bytes, &layout)?;
+                if f.image_layout_version != media_type::OCI_LAYOUT_VERSION {
+                    return Err(Error::corrupt(
+                        layout.display().to_string(),
+                        format!(
+                            "unsupported imageLayoutVersion `{}`",
+                            f.image_layout_version
+                        ),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let f = OciLayoutFile {
+                    image_layout_version: media_type::OCI_LAYOUT_VERSION.to_string(),
+                };
+                store.write_atomic(&layout, &to_json(&f)?)?;
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", layout.display()), e)),
+        }
+        let index = store.index_path();
+        if !index.exists() {
+            // Never clobber an index another process created meanwhile.
+            let bytes = to_json(&ImageIndex::default())?;
+            let tmp = store.write_tmp(&bytes)?;
+            match tmp.persist_noclobber(&index) {
+                Ok(_) => sync_dir(&store.root)?,
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("creating {}", index.display()), e.error)),
+            }
+        }
+        store.clean_tmp()?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File> {
+        let p = self.root.join(name);
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)
+            .at("opening", &p)
+    }
+
+    /// Removes everything in `tmp/` if the exclusive lock is free right now.
+    fn clean_tmp(&self) -> Result<()> {
+        let f = self.lock_file("lock")?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(()),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::io("locking the store", e));
+            }
+        }
+        let tmp = self.tmp_dir();
+        for entry in fs::read_dir(&tmp).at("reading", &tmp)? {
+            let entry = entry.at("reading", &tmp)?;
+            let p = entry.path();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let r = if is_dir {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A shared lock, held by a build for its whole duration.
+    pub fn lock_shared(&self) -> Result<StoreLock> {
+        let f = self.lock_file("lock")?;
+        f.lock_shared()
+            .ctx(|| "taking the shared store lock".into())?;
+        Ok(StoreLock { _file: f })
+    }
+
+    /// The exclusive lock (prune/gc); waits for builds to finish.
+    pub fn lock_exclusive(&self) -> Result<StoreLock> {
+        let f = self.lock_file("lock")?;
+        f.lock().ctx(|| "taking the exclusive store lock".into())?;
+        Ok(StoreLock { _file: f })
+    }
+
+    /// A writer for a new blob.
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let tmp = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(self.tmp_dir())
+            .at("creating a temp file in", &self.tmp_dir())?;
+        Ok(BlobWriter {
+            inner: Sha256Writer::new(BufWriter::with_capacity(1 << 16, tmp)),
+            blobs_dir: self.blobs_dir(),
+        })
+    }
+
+    /// Stores `bytes` as a blob.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes)
+            .ctx(|| "writing a blob to the store".into())?;
+        Ok(w.commit()?.0)
+    }
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.blobs_dir().join(d.hex())
+    }
+
+    /// Reads a small blob (at most [`MAX_SMALL_BLOB`] bytes) and verifies
+    /// its digest.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let p = self.blob_path(d);
+        let f = File::open(&p).at("opening blob", &p)?;
+        let mut bytes = Vec::new();
+        f.take(MAX_SMALL_BLOB + 1)
+            .read_to_end(&mut bytes)
+            .at("reading", &p)?;
+        if bytes.len() as u64 > MAX_SMALL_BLOB {
+            return Err(Error::corrupt(
+                format!("blob {d}"),
+                format!("larger than {MAX_SMALL_BLOB} bytes for a JSON document"),
+            ));
+        }
+        let actual = Digest::of(&bytes);
+        if actual != *d {
+            return Err(Error::corrupt(
+                format!("blob {d}"),
+                format!("content has digest {actual}"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Opens a blob for streaming (not verified: readers that need it hash
+    /// while reading).
+    pub fn open_blob(&self, d: &Digest) -> Result<File> {
+        let p = self.blob_path(d);
+        File::open(&p).at("opening blob", &p)
+    }
+
+    fn read_index(&self) -> Result<ImageIndex> {
+        let p = self.index_path();
+        let bytes = fs::read(&p).at("reading", &p)?;
+        let idx: ImageIndex = parse_json(&bytes, &p)?;
+        if idx.schema_version != 2 {
+            return Err(Error::corrupt(
+                p.display().to_string(),
+                format!("schemaVersion {} (expected 2)", idx.schema_version),
+            ));
+        }
+        Ok(idx)
+    }
+
+    /// Tags `manifest` as `name` (normalized with [`normalize_reference`]),
+    /// replacing the entry that had that name.
+    pub fn set_tag(&self, name: &str, manifest: &Descriptor) -> Result<()> {
+        let name = normalize_reference(name);
+        let lock = self.lock_file("index.lock")?;
+        lock.lock().ctx(|| "locking index.json".into())?;
+        let mut idx = self.read_index()?;
+        idx.set_ref(&name, manifest);
+        self.write_atomic(&self.index_path(), &to_json(&idx)?)?;
+        drop(lock);
+        Ok(())
+    }
+
+    /// The manifest tagged `name` (normalized with [`normalize_reference`]).
+    pub fn resolve(&self, name: &str) -> Result<Option<Descriptor>> {
+        let name = normalize_reference(name);
+        Ok(self.read_index()?.find_ref(&name).cloned())
+    }
+
+    /// Every tag, in index order.
+    pub fn tags(&self) -> Result<Vec<(String, Descriptor)>> {
+        Ok(self
+            .read_index()?
+            .manifests
+            .into_iter()
+            .filter_map(|d| Some((d.ref_name()?.to_string(), d)))
+            .collect())
+    }
+
+    fn cache_path(&self, key: &CacheKey) -> PathBuf {
+        self.root.join("cache").join(format!("{}.json", key.hex()))
+    }
+
+    /// The record for `key`; a record whose blobs are missing counts as absent.
+    pub fn get_cache(&self, key: &CacheKey) -> Result<Option<CacheRecord>> {
+        let p = self.cache_path(key);
+        let Some(bytes) = read_optional(&p)? else {
+            return Ok(None);
+        };
+        let rec: CacheRecord = parse_json(&bytes, &p)?;
+        if rec.layers.values().any(|d| !self.has_blob(&d.digest)) {
+            return Ok(None);
+        }
+        Ok(Some(rec))
+    }
+
+    pub fn put_cache(&self, key: &CacheKey, rec: &CacheRecord) -> Result<()> {
+        self.write_atomic(&self.cache_path(key), &to_json(rec)?)
+    }
+
+    fn build_record_path(&self, target: &str) -> PathBuf {
+        let h = blake3::hash(target.as_bytes());
+        self.root
+            .join("builds")
+            .join(format!("{}.json", h.to_hex()))
+    }
+
+    /// The last build record of `target` (opaque JSON owned by `build`).
+    pub fn get_build_record(&self, target: &str) -> Result<Option<serde_json::Value>> {
+        let p = self.build_record_path(target);
+        match read_optional(&p)? {
+            Some(bytes) => Ok(Some(parse_json(&bytes, &p)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_build_record(&self, target: &str, rec: &serde_json::Value) -> Result<()> {
+        self.write_atomic(&self.build_record_path(target), &to_json(rec)?)
+    }
+
+    /// `statcache/<blake3 of the canonical context path>.json`.
+    pub fn stat_cache_path(&self, context_dir: &Path) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        let canon = fs::canonicalize(context_dir).unwrap_or_else(|_| context_dir.to_path_buf());
+        let h = blake3::hash(canon.as_os_str().as_bytes());
+        self.root
+            .join("statcache")
+            .join(format!("{}.json", h.to_hex()))
+    }
+
+    /// A fresh directory under `tmp/`, removed on drop.
+    pub fn temp_dir(&self) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("dir-")
+            .tempdir_in(self.tmp_dir())
+            .at("creating a temp dir in", &self.tmp_dir())
+    }
+
+    /// A synced temp file under `tmp/` holding `bytes`.
+    fn write_tmp(&self, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix("file-")
+            .tempfile_in(self.tmp_dir())
+            .at("creating a temp file in", &self.tmp_dir())?;
+        tmp.write_all(bytes).at("writing", tmp.path())?;
+        tmp.as_file().sync_all().at("syncing", tmp.path())?;
+        Ok(tmp)
+    }
+
+    /// Replaces `dest` with `bytes` atomically (tmp + fsync + rename + fsync dir).
+    pub(crate) fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = self.write_tmp(bytes)?;
+        tmp.persist(dest)
+            .map_err(|e| Error::io(format!("renaming into {}", dest.display()), e.error))?;
+        if let Some(dir) = dest.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds `:latest` to a reference that has neither a tag nor a digest
+/// (`busybox` -> `busybox:latest`; `host:5000/x` -> `host:5000/x:latest`).
+pub fn normalize_reference(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+fn read_optional(p: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(p) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+    }
+}
+
+/// Parses untrusted JSON read from `path`; errors are `Corrupt`.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], path: &Path) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(path.display().to_string(), e.to_string()))
+}
+
+pub(crate) fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::msg(format!("encoding JSON: {e}")))
+}
+
+/// fsync a directory so a rename in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .at("syncing directory", dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_adds_latest_only_without_tag_or_digest() {
+        assert_eq!(normalize_reference("busybox"), "busybox:latest");
+        assert_eq!(normalize_reference("example/app:1.0"), "example/app:1.0");
+        assert_eq!(normalize_reference("host:5000/x"), "host:5000/x:latest");
+        assert_eq!(normalize_reference("host:5000/x:2"), "host:5000/x:2");
+        let pinned = format!("x@{}", Digest::of(b""));
+        assert_eq!(normalize_reference(&pinned), pinned);
+    }
+
+    #[test]
+    fn open_rejects_unknown_layout_version() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(
+            t.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"9.9"}"#,
+        )
+        .unwrap();
+        let e = Store::open(t.path()).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    }
+
+    #[test]
+    fn open_keeps_existing_index() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        let d = Descriptor::new(media_type::OCI_MANIFEST, Digest::of(b"m"), 1);
+        s.set_tag("a:1", &d).unwrap();
+        let s = Store::open(t.path()).unwrap();
+        assert_eq!(s.resolve("a:1").unwrap().unwrap().digest, d.digest);
+    }
+
+    #[test]
+    fn build_record_and_stat_cache_paths() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        assert!(s.get_build_record("app").unwrap().is_none());
+        let v = serde_json::json!({"steps": [1, 2]});
+        s.put_build_record("app", &v).unwrap();
+        assert_eq!(s.get_build_record("app").unwrap(), Some(v));
+        assert!(s.get_build_record("other").unwrap().is_none());
+        let a = s.stat_cache_path(t.path());
+        let b = s.stat_cache_path(&t.path().join("."));
+        assert_eq!(a, b, "canonical path gives the same stat cache");
+        assert!(a.starts_with(t.path().join("statcache")));
+        assert_ne!(a, s.stat_cache_path(&t.path().join("cache")));
+    }
+}

@@ -1,0 +1,504 @@
+//! Importing base images into the store: from an OCI layout directory, an
+//! oci-archive, a docker-archive, or a tag already in the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::ir::BaseRef;
+use crate::store::{
+    Descriptor, ImageIndex, MAX_SMALL_BLOB, OciLayoutFile, Store, media_type, normalize_reference,
+    parse_json,
+};
+
+use super::archive::{member_path, resolve_link};
+use super::image::{parse_manifest, platform_of, write_manifest};
+use super::{Image, ImageConfig, host_platform, load_image, write_image};
+
+/// Imports the base image `base` into the store (blobs copied and verified)
+/// and returns it. `Scratch` gives the empty image of the host platform.
+pub fn resolve_base(store: &Store, base: &BaseRef) -> Result<Image> {
+    match base {
+        BaseRef::Scratch => {
+            let m = write_image(store, &ImageConfig::scratch(None), &[])?;
+            load_image(store, &m.digest)
+        }
+        BaseRef::Image { reference } => match store.resolve(reference)? {
+            Some(d) => load_image(store, &d.digest),
+            None => Err(Error::msg(format!(
+                "image {reference} not found in the local store; build it first, or use it \
+                 from an OCI layout, oci-archive or docker-archive"
+            ))),
+        },
+        BaseRef::OciLayout { path, reference } => {
+            let layout = read_layout_file(&path.join("oci-layout"))?;
+            check_layout(&layout, path)?;
+            let ip = path.join("index.json");
+            let index: ImageIndex = parse_json(&read_small_file(&ip)?, &ip)?;
+            let src = DirBlobs { dir: path.clone() };
+            import_from_index(store, &src, &index, reference.as_deref(), path)
+        }
+        BaseRef::OciArchive { path, reference } => {
+            let index = import_archive_blobs(store, path)?;
+            let src = StoreBlobs {
+                store,
+                archive: path,
+            };
+            import_from_index(store, &src, &index, reference.as_deref(), path)
+        }
+        BaseRef::DockerArchive { path, reference } => {
+            import_docker_archive(store, path, reference.as_deref())
+        }
+    }
+}
+
+/// Where the blobs of an image being imported come from.
+trait BlobSource {
+    /// A small blob (manifest, index, config), verified.
+    fn read_small(&self, d: &Digest) -> Result<Vec<u8>>;
+    /// Makes sure the blob is in the store, verified.
+    fn copy_into(&self, store: &Store, d: &Descriptor) -> Result<()>;
+}
+
+struct DirBlobs {
+    dir: PathBuf,
+}
+
+impl DirBlobs {
+    fn path(&self, d: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(d.hex())
+    }
+}
+
+impl BlobSource for DirBlobs {
+    fn read_small(&self, d: &Digest) -> Result<Vec<u8>> {
+        let bytes = read_small_file(&self.path(d))?;
+        let actual = Digest::of(&bytes);
+        if actual != *d {
+            return Err(Error::corrupt(
+                format!("blob {d} in {}", self.dir.display()),
+                format!("content has digest {actual}"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn copy_into(&self, store: &Store, d: &Descriptor) -> Result<()> {
+        if store.has_blob(&d.digest) {
+            return Ok(());
+        }
+        let p = self.path(&d.digest);
+        let mut f = File::open(&p).at("opening", &p)?;
+        let mut w = store.blob_writer()?;
+        io::copy(&mut f, &mut w).at("copying", &p)?;
+        let size = w.commit_expect(&d.digest)?;
+        if size != d.size {
+            return Err(Error::corrupt(
+                format!("blob {}", d.digest),
+                format!("size {size} but its descriptor says {}", d.size),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An archive whose blobs were already imported into the store.
+struct StoreBlobs<'a> {
+    store: &'a Store,
+    archive: &'a Path,
+}
+
+impl BlobSource for StoreBlobs<'_> {
+    fn read_small(&self, d: &Digest) -> Result<Vec<u8>> {
+        self.copy_into(self.store, &Descriptor::new("", *d, 0))?;
+        self.store.read_blob(d)
+    }
+
+    fn copy_into(&self, store: &Store, d: &Descriptor) -> Result<()> {
+        if store.has_blob(&d.digest) {
+            Ok(())
+        } else {
+            Err(Error::corrupt(
+                self.archive.display().to_string(),
+                format!("blob {} is missing", d.digest),
+            ))
+        }
+    }
+}
+
+fn read_small_file(p: &Path) -> Result<Vec<u8>> {
+    let f = File::open(p).at("opening", p)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_SMALL_BLOB + 1)
+        .read_to_end(&mut bytes)
+        .at("reading", p)?;
+    if bytes.len() as u64 > MAX_SMALL_BLOB {
+        return Err(Error::corrupt(p.display().to_string(), "file too large"));
+    }
+    Ok(bytes)
+}
+
+fn read_layout_file(p: &Path) -> Result<OciLayoutFile> {
+    parse_json(&read_small_file(p)?, p)
+}
+
+fn check_layout(layout: &OciLayoutFile, where_: &Path) -> Result<()> {
+    if layout.image_layout_version != media_type::OCI_LAYOUT_VERSION {
+        return Err(Error::Unsupported(format!(
+            "OCI layout version `{}` in {}",
+            layout.image_layout_version,
+            where_.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Picks the entry of `index` named `reference` (exactly, or normalized
+/// with `:latest`), else the only entry, else the host platform's.
+fn import_from_index(
+    store: &Store,
+    src: &dyn BlobSource,
+    index: &ImageIndex,
+    reference: Option<&str>,
+    origin: &Path,
+) -> Result<Image> {
+    let names = || {
+        let v: Vec<&str> = index
+            .manifests
+            .iter()
+            .filter_map(|m| m.ref_name())
+            .collect();
+        if v.is_empty() {
+            "it has no named images".to_string()
+        } else {
+            format!("it has: {}", v.join(", "))
+        }
+    };
+    let desc = match reference {
+        Some(r) => {
+            let norm = normalize_reference(r);
+            index
+                .manifests
+                .iter()
+                .find(|m| m.ref_name() == Some(r))
+                .or_else(|| index.manifests.iter().find(|m| m.ref_name() == Some(&norm)))
+                .ok_or_else(|| {
+                    Error::msg(format!(
+                        "no image named `{r}` in {}; {}",
+                        origin.display(),
+                        names()
+                    ))
+                })?
+        }
+        None => match index.manifests.as_slice() {
+            [] => {
+                return Err(Error::msg(format!(
+                    "{} contains no image",
+                    origin.display()
+                )));
+            }
+            [only] => only,
+            many => pick_platform(many).ok_or_else(|| {
+                Error::msg(format!(
+                    "{} holds several images and none for {}; name one ({})",
+                    origin.display(),
+                    host_platform(),
+                    names()
+                ))
+            })?,
+        },
+    };
+    import_descriptor(store, src, desc, origin, 0)
+}
+
+/// The entry for the host platform (an exact variant match preferred).
+fn pick_platform(entries: &[Descriptor]) -> Option<&Descriptor> {
+    let host = host_platform();
+    let same_arch = |d: &&Descriptor| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| p.os == host.os && p.architecture == host.architecture)
+    };
+    entries
+        .iter()
+        .filter(same_arch)
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.variant == host.variant)
+        })
+        .or_else(|| entries.iter().find(same_arch))
+}
+
+fn import_descriptor(
+    store: &Store,
+    src: &dyn BlobSource,
+    desc: &Descriptor,
+    origin: &Path,
+    depth: u32,
+) -> Result<Image> {
+    if media_type::is_index(&desc.media_type) {
+        if depth > 4 {
+            return Err(Error::corrupt(
+                origin.display().to_string(),
+                "indexes nested too deeply",
+            ));
+        }
+        let bytes = src.read_small(&desc.digest)?;
+        let index: ImageIndex = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(format!("index {}", desc.digest), e.to_string()))?;
+        let entry = pick_platform(&index.manifests).ok_or_else(|| {
+            Error::msg(format!(
+                "no image for {} in {} (index {})",
+                host_platform(),
+                origin.display(),
+                desc.digest
+            ))
+        })?;
+        return import_descriptor(store, src, entry, origin, depth + 1);
+    }
+    if !media_type::is_manifest(&desc.media_type) {
+        return Err(Error::Unsupported(format!(
+            "importing `{}` from {}",
+            desc.media_type,
+            origin.display()
+        )));
+    }
+    let bytes = src.read_small(&desc.digest)?;
+    let m = parse_manifest(&bytes, &format!("manifest {}", desc.digest))?;
+    src.copy_into(store, &m.config)?;
+    for l in &m.layers {
+        src.copy_into(store, l)?;
+    }
+    store.put_blob(&bytes)?;
+    load_image(store, &desc.digest)
+}
+
+/// Copies every `blobs/sha256/*` member of an oci-archive into the store
+/// (verified) and returns its index.
+fn import_archive_blobs(store: &Store, path: &Path) -> Result<ImageIndex> {
+    let f = File::open(path).at("opening", path)?;
+    let mut ar = tar::Archive::new(io::BufReader::new(f));
+    let mut index = None;
+    let mut layout = None;
+    for entry in ar.entries().at("reading", path)? {
+        let mut entry = entry.at("reading", path)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let Some(name) = entry.path().ok().and_then(|p| member_path(&p)) else {
+            continue;
+        };
+        match name.as_str() {
+            "oci-layout" | "index.json" => {
+                let mut bytes = Vec::new();
+                (&mut entry)
+                    .take(MAX_SMALL_BLOB + 1)
+                    .read_to_end(&mut bytes)
+                    .at("reading", path)?;
+                let what = path.join(&name);
+                if name == "index.json" {
+                    index = Some(parse_json::<ImageIndex>(&bytes, &what)?);
+                } else {
+                    layout = Some(parse_json::<OciLayoutFile>(&bytes, &what)?);
+                }
+            }
+            _ => {
+                let Some(hex) = name.strip_prefix("blobs/sha256/") else {
+                    continue;
+                };
+                let Ok(d) = format!("sha256:{hex}").parse::<Digest>() else {
+                    continue;
+                };
+                if store.has_blob(&d) {
+                    continue;
+                }
+                let mut w = store.blob_writer()?;
+                io::copy(&mut entry, &mut w).at("reading", path)?;
+                w.commit_expect(&d)?;
+            }
+        }
+    }
+    match layout {
+        Some(l) => check_layout(&l, path)?,
+        None => {
+            return Err(Error::corrupt(
+                path.display().to_string(),
+                "no oci-layout file: not an oci-archive",
+            ));
+        }
+    }
+    index.ok_or_else(|| Error::corrupt(path.display().to_string(), "no index.json"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(default)]
+    layers: Vec<String>,
+}
+
+/// Imports one image of a `docker save` archive: config and layer tars are
+/// stored as they are (uncompressed, or gzip/zstd when the member is), and
+/// an OCI manifest is written for them.
+fn import_docker_archive(store: &Store, path: &Path, reference: Option<&str>) -> Result<Image> {
+    let open = || -> Result<tar::Archive<io::BufReader<File>>> {
+        let f = File::open(path).at("opening", path)?;
+        Ok(tar::Archive::new(io::BufReader::new(f)))
+    };
+    let what = |detail: &str| Error::corrupt(path.display().to_string(), detail.to_string());
+
+    // Pass 1: manifest.json and symlinks.
+    let mut manifest = None;
+    let mut links = BTreeMap::new();
+    let mut ar = open()?;
+    for entry in ar.entries().at("reading", path)? {
+        let mut entry = entry.at("reading", path)?;
+        let Some(name) = entry.path().ok().and_then(|p| member_path(&p)) else {
+            continue;
+        };
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() {
+            if let Some(t) = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .and_then(|t| t.to_str().and_then(|t| resolve_link(&name, t)))
+            {
+                links.insert(name, t);
+            }
+        } else if kind.is_file() && name == "manifest.json" {
+            let mut bytes = Vec::new();
+            (&mut entry)
+                .take(MAX_SMALL_BLOB + 1)
+                .read_to_end(&mut bytes)
+                .at("reading", path)?;
+            manifest = Some(parse_json::<Vec<DockerManifestEntry>>(
+                &bytes,
+                &path.join("manifest.json"),
+            )?);
+        }
+    }
+    let manifest = manifest.ok_or_else(|| what("no manifest.json: not a docker-archive"))?;
+    let entry = match reference {
+        Some(r) => {
+            let want = normalize_reference(r);
+            manifest
+                .iter()
+                .find(|e| {
+                    e.repo_tags
+                        .iter()
+                        .flatten()
+                        .any(|t| normalize_reference(t) == want)
+                })
+                .ok_or_else(|| Error::msg(format!("no image tagged `{r}` in {}", path.display())))?
+        }
+        None => match manifest.as_slice() {
+            [only] => only,
+            [] => return Err(what("manifest.json lists no image")),
+            _ => {
+                return Err(Error::msg(format!(
+                    "{} holds several images; name one",
+                    path.display()
+                )));
+            }
+        },
+    };
+    let follow = |p: &str| -> Result<String> {
+        let mut cur = member_path(Path::new(p)).ok_or_else(|| what(&format!("bad path `{p}`")))?;
+        for _ in 0..16 {
+            match links.get(&cur) {
+                Some(next) => cur = next.clone(),
+                None => return Ok(cur),
+            }
+        }
+        Err(what(&format!("symlink loop at `{p}`")))
+    };
+    let config_path = follow(&entry.config)?;
+    let layer_paths = entry
+        .layers
+        .iter()
+        .map(|l| follow(l))
+        .collect::<Result<Vec<_>>>()?;
+    let mut wanted: BTreeSet<String> = layer_paths.iter().cloned().collect();
+    wanted.insert(config_path.clone());
+
+    // Pass 2: stream the wanted members into the store.
+    let mut stored: BTreeMap<String, (Digest, u64)> = BTreeMap::new();
+    let mut ar = open()?;
+    for e in ar.entries().at("reading", path)? {
+        let mut e = e.at("reading", path)?;
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let Some(name) = e.path().ok().and_then(|p| member_path(&p)) else {
+            continue;
+        };
+        if !wanted.contains(&name) || stored.contains_key(&name) {
+            continue;
+        }
+        let mut w = store.blob_writer()?;
+        io::copy(&mut e, &mut w).at("reading", path)?;
+        stored.insert(name, w.commit()?);
+    }
+    let get = |p: &str| {
+        stored
+            .get(p)
+            .copied()
+            .ok_or_else(|| what(&format!("member `{p}` is missing")))
+    };
+    let (config_digest, config_size) = get(&config_path)?;
+    let config_bytes = store.read_blob(&config_digest)?;
+    let config: ImageConfig =
+        serde_json::from_slice(&config_bytes).map_err(|e| what(&format!("image config: {e}")))?;
+    if config.rootfs.diff_ids.len() != layer_paths.len() {
+        return Err(what(&format!(
+            "{} layers but the config lists {} diff_ids",
+            layer_paths.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    for (p, diff_id) in layer_paths.iter().zip(&config.rootfs.diff_ids) {
+        let (d, size) = get(p)?;
+        let mt = sniff_layer_type(&store.blob_path(&d))?;
+        if mt == media_type::OCI_LAYER && d != *diff_id {
+            return Err(what(&format!(
+                "layer `{p}` has digest {d} but the config says {diff_id}"
+            )));
+        }
+        layers.push(Descriptor::new(mt, d, size));
+    }
+    let config_desc = Descriptor::new(media_type::OCI_CONFIG, config_digest, config_size);
+    let m = write_manifest(store, config_desc, &layers, platform_of(&config))?;
+    load_image(store, &m.digest)
+}
+
+/// gzip, zstd or plain tar, by magic number.
+fn sniff_layer_type(p: &Path) -> Result<&'static str> {
+    let mut magic = [0u8; 4];
+    let mut f = File::open(p).at("opening", p)?;
+    let mut n = 0;
+    while n < magic.len() {
+        let k = f.read(&mut magic[n..]).at("reading", p)?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+        media_type::OCI_LAYER_GZIP
+    } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        media_type::OCI_LAYER_ZSTD
+    } else {
+        media_type::OCI_LAYER
+    })
+}
