@@ -17,8 +17,11 @@
 //!   entries are not supported; truncated data or archives are errors.
 //!
 //! Whiteouts (`.wh.NAME`) and opaque markers (`.wh..wh..opq`) apply only to
-//! content of lower layers: names this layer itself created are kept,
-//! whichever order the layer lists them in.
+//! content of lower layers: directory entries this layer itself created (or
+//! merged into, for directories) are kept, whichever order the layer lists
+//! them in and however it spells their path. They are recorded as
+//! (device, parent directory inode, name), so a path reached through a
+//! symlink is recognised too.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ffi::CString;
@@ -152,11 +155,19 @@ struct Meta {
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
+/// A directory entry: (st_dev, st_ino of the directory, name).
+type DirEntryId = (u64, u64, Vec<u8>);
+
+fn dir_entry_id(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<DirEntryId> {
+    let st = sys::fstat(dir)?;
+    Ok((st.st_dev, st.st_ino, name.to_vec()))
+}
+
 struct Unpacker {
     root: OwnedFd,
     opts: UnpackOptions,
-    /// Paths (as named in this layer) that this layer created.
-    created: HashSet<Vec<u8>>,
+    /// Directory entries this layer created: (st_dev, parent st_ino, name).
+    created: HashSet<DirEntryId>,
     /// Directory modes and mtimes, applied at the end (children first) so
     /// that later entries neither bump the mtime nor hit a read-only dir.
     dirs: BTreeMap<Vec<u8>, (u32, u64)>,
@@ -449,20 +460,19 @@ impl Unpacker {
                     .map_err(|err| io_err("setting mtime of", err))?;
             }
         }
-        self.created.insert(path);
+        let id = dir_entry_id(pfd, base).map_err(|err| io_err("recording", err))?;
+        self.created.insert(id);
         Ok(())
     }
 
     /// `.wh.NAME` in `parent`: removes NAME unless this layer created it.
     fn whiteout(&mut self, parent: &[Vec<u8>], hidden: &[u8]) -> io::Result<()> {
-        let mut path = parent.to_vec();
-        path.push(hidden.to_vec());
-        if self.created.contains(&join(&path)) {
-            return Ok(());
-        }
         let Some(dir) = self.resolve(parent, false)? else {
             return Ok(());
         };
+        if self.created.contains(&dir_entry_id(dir.as_fd(), hidden)?) {
+            return Ok(());
+        }
         sys::remove_all_at(dir.as_fd(), &name_c(hidden)?)
     }
 
@@ -472,14 +482,11 @@ impl Unpacker {
         let Some(fd) = self.resolve(dir, true)? else {
             return Ok(());
         };
-        let prefix = join(dir);
         for child in sys::read_dir_names(fd.as_fd())? {
-            let mut path = prefix.clone();
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(child.to_bytes());
-            if !self.created.contains(&path) {
+            if !self
+                .created
+                .contains(&dir_entry_id(fd.as_fd(), child.to_bytes())?)
+            {
                 sys::remove_all_at(fd.as_fd(), &child)?;
             }
         }
