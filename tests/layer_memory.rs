@@ -4,7 +4,9 @@
 use std::io::{self, Read, Write};
 
 use strata::digest::Sha256Writer;
-use strata::layer::{Compression, Entry, EntryKind, UnpackOptions, decompress, unpack, write_layer};
+use strata::layer::{
+    Compression, Entry, EntryKind, UnpackOptions, decompress, unpack, write_layer,
+};
 
 const SIZE: u64 = 200 * 1024 * 1024;
 
@@ -55,7 +57,11 @@ fn a_200_mib_file_is_written_and_unpacked_in_flat_memory() {
     let (stats, counter) = write_layer(vec![entry], Compression::Gzip, Counter(0)).unwrap();
     let after_write = vm_hwm_kib().unwrap();
     assert_eq!(stats.uncompressed_size, 512 + SIZE + 1024);
-    assert!(counter.0 > 0 && counter.0 < SIZE / 100, "zeros compress: {}", counter.0);
+    assert!(
+        counter.0 > 0 && counter.0 < SIZE / 100,
+        "zeros compress: {}",
+        counter.0
+    );
     let grew = after_write.saturating_sub(before);
     assert!(grew < 64 * 1024, "writing grew peak RSS by {grew} KiB");
 
@@ -110,5 +116,8 @@ fn a_200_mib_file_is_written_and_unpacked_in_flat_memory() {
         .unwrap();
     assert_eq!(head, [0u8; 16]);
     let grew = vm_hwm_kib().unwrap().saturating_sub(before);
-    assert!(grew < 64 * 1024, "write + unpack grew peak RSS by {grew} KiB");
+    assert!(
+        grew < 64 * 1024,
+        "write + unpack grew peak RSS by {grew} KiB"
+    );
 }
