@@ -274,6 +274,14 @@ fn symlink_to_root_then_write_through_it_is_confined() {
 fn symlink_to_etc_then_write_passwd_is_an_error() {
     // The classic shape, aimed at a name no real system has. Inside the
     // root, `/etc` is the link itself: a loop, refused.
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            // Only a broken unpack creates it; don't leave it behind.
+            let _ = std::fs::remove_file("/etc/strata-hostile-test-passwd");
+        }
+    }
+    let _cleanup = Cleanup;
     run_case(
         "etc -> /etc",
         |_| {
