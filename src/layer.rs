@@ -1,27 +1,34 @@
-//! layer (skeleton: filled in by the module's first real commit)
+//! Layers: deterministic tar writing, compression, safe extraction.
 //!
-//! TEMPORARY STUB added on the `store` branch so `oci::unpack_image` compiles;
-//! the lead drops it when merging the real `layer` module.
+//! * [`write_layer`] turns a list of [`Entry`] values into a reproducible
+//!   layer blob: entries sorted by their tar name (byte order), ustar headers
+//!   filled by hand (no host user/group names, no GNU sparse), PAX extended
+//!   headers only where ustar cannot say it, the diff_id computed in the same
+//!   streaming pass that compresses.
+//! * [`entries_from_dir`] reads a directory tree (an overlay upperdir, a test
+//!   fixture) into entries, turning overlay whiteouts into OCI ones.
+//! * [`decompress`] picks a decoder from a layer media type.
+//! * [`unpack`] applies an untrusted layer onto a root directory with OCI
+//!   whiteout semantics and never writes outside that root.
+//!
+//! Invariants: this module knows nothing about the store, the IR or images;
+//! it reads and writes bytes and directory trees. Nothing here keeps a whole
+//! file's content in memory.
 
-use std::io::Read;
-use std::path::Path;
+mod compression;
+mod entry;
+mod scan;
+mod sys;
+mod unpack;
+mod write;
 
-use crate::error::{Error, Result};
+pub use compression::{Compression, decompress};
+pub use entry::{Entry, EntryKind};
+pub use scan::entries_from_dir;
+pub use unpack::{UnpackOptions, UnpackStats, unpack};
+pub use write::{LayerStats, write_layer};
 
-pub struct UnpackOptions {
-    pub allow_devices: bool,
-    pub preserve_owners: bool,
-}
-
-#[derive(Debug, Default)]
-pub struct UnpackStats {}
-
-pub fn decompress<'a, R: Read + 'a>(_reader: R, media_type: &str) -> Result<Box<dyn Read + 'a>> {
-    Err(Error::Unsupported(format!(
-        "decompressing {media_type} (layer stub)"
-    )))
-}
-
-pub fn unpack<R: Read>(_tar: R, _root: &Path, _opts: &UnpackOptions) -> Result<UnpackStats> {
-    Err(Error::Unsupported("unpacking layers (layer stub)".into()))
-}
+/// The tar name prefix of an OCI whiteout file (`dir/.wh.NAME` deletes `NAME`).
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// The tar name of an OCI opaque marker inside a directory.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";

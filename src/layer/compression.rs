@@ -1,0 +1,250 @@
+//! Layer compression: the media types, deterministic compressors and the
+//! decompressing reader.
+
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
+use std::str::FromStr;
+
+use flate2::write::GzEncoder;
+
+use crate::error::{Error, Result};
+
+/// gzip level used for every layer. Level 6 is zlib's default trade-off;
+/// what matters for reproducibility is that it is fixed (the bytes are then
+/// a function of the input and the flate2/zlib-rs version).
+pub(crate) const GZIP_LEVEL: u32 = 6;
+/// zstd level used for every layer (zstd's default).
+pub(crate) const ZSTD_LEVEL: i32 = 3;
+
+/// How a layer blob is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+/// One table for name <-> variant <-> media type, so the maps cannot drift.
+const TABLE: [(Compression, &str, &str); 3] = [
+    (
+        Compression::Gzip,
+        "gzip",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    ),
+    (
+        Compression::Zstd,
+        "zstd",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+    ),
+    (
+        Compression::None,
+        "none",
+        "application/vnd.oci.image.layer.v1.tar",
+    ),
+];
+
+impl Compression {
+    /// Every variant, in table order.
+    pub const ALL: [Compression; 3] = [Compression::Gzip, Compression::Zstd, Compression::None];
+
+    fn row(self) -> &'static (Compression, &'static str, &'static str) {
+        match self {
+            Compression::Gzip => &TABLE[0],
+            Compression::Zstd => &TABLE[1],
+            Compression::None => &TABLE[2],
+        }
+    }
+
+    /// The OCI layer media type of a blob compressed this way.
+    pub fn media_type(self) -> &'static str {
+        self.row().2
+    }
+
+    /// The name used in specs and flags: `gzip`, `zstd` or `none`.
+    pub fn name(self) -> &'static str {
+        self.row().1
+    }
+
+    /// The compression of a layer media type (OCI, OCI non-distributable,
+    /// Docker schema 2), or `None` for a media type that is not a layer.
+    pub fn from_media_type(media_type: &str) -> Option<Compression> {
+        match media_type {
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar" => Some(Compression::None),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                Some(Compression::Gzip)
+            }
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Compression> {
+        TABLE
+            .iter()
+            .find(|(_, name, _)| *name == s)
+            .map(|(c, _, _)| *c)
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "unknown compression `{s}` (expected one of: gzip, zstd, none)"
+                ))
+            })
+    }
+}
+
+/// Number of zstd worker threads. Any count >= 1 produces the same bytes
+/// (CRATES.md), so this only affects speed.
+fn zstd_workers() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(4) as u32)
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// A compressing writer; `finish` flushes the trailer and returns the sink.
+pub(crate) enum Compressor<W: Write> {
+    Gzip(GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Plain(W),
+}
+
+impl<W: Write> Compressor<W> {
+    pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
+        Ok(match compression {
+            // GzEncoder writes mtime 0, no file name, OS byte 255: no host
+            // data enters the header.
+            Compression::Gzip => {
+                Compressor::Gzip(GzEncoder::new(out, flate2::Compression::new(GZIP_LEVEL)))
+            }
+            Compression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+                enc.multithread(zstd_workers())?;
+                Compressor::Zstd(enc)
+            }
+            Compression::None => Compressor::Plain(out),
+        })
+    }
+
+    pub(crate) fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Gzip(e) => e.finish(),
+            Compressor::Zstd(e) => e.finish(),
+            Compressor::Plain(mut w) => {
+                w.flush()?;
+                Ok(w)
+            }
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(e) => e.write(buf),
+            Compressor::Zstd(e) => e.write(buf),
+            Compressor::Plain(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(e) => e.write_all(buf),
+            Compressor::Zstd(e) => e.write_all(buf),
+            Compressor::Plain(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(e) => e.flush(),
+            Compressor::Zstd(e) => e.flush(),
+            Compressor::Plain(w) => w.flush(),
+        }
+    }
+}
+
+/// A reader that yields the uncompressed tar of a layer blob with the given
+/// media type (OCI or Docker; gzip, zstd or plain). Unknown media types are
+/// an error.
+pub fn decompress<'a, R: Read + 'a>(reader: R, media_type: &str) -> Result<Box<dyn Read + 'a>> {
+    let compression = Compression::from_media_type(media_type)
+        .ok_or_else(|| Error::Unsupported(format!("layer media type `{media_type}`")))?;
+    Ok(match compression {
+        // Multi-member gzip streams are valid layers (e.g. concatenated by
+        // some registries' tools): read them all.
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(reader))),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(reader)
+                .map_err(|e| Error::io("starting zstd decoder", e))?,
+        ),
+        Compression::None => Box::new(reader),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_media_types_round_trip() {
+        for c in Compression::ALL {
+            assert_eq!(c.name().parse::<Compression>().unwrap(), c);
+            assert_eq!(Compression::from_media_type(c.media_type()), Some(c));
+            assert_eq!(c.to_string(), c.name());
+        }
+        assert_eq!(Compression::default(), Compression::Gzip);
+        assert!("gz".parse::<Compression>().is_err());
+        assert!("GZIP".parse::<Compression>().is_err());
+    }
+
+    #[test]
+    fn docker_media_type_is_gzip() {
+        assert_eq!(
+            Compression::from_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Some(Compression::Gzip)
+        );
+    }
+
+    #[test]
+    fn unknown_media_type_is_an_error() {
+        let err = decompress(&b""[..], "application/vnd.oci.image.config.v1+json")
+            .err()
+            .expect("config media type accepted as a layer");
+        assert!(err.to_string().contains("media type"), "{err}");
+    }
+
+    #[test]
+    fn each_compressor_round_trips_through_decompress() {
+        let data: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        for c in Compression::ALL {
+            let mut enc = Compressor::new(c, Vec::new()).unwrap();
+            enc.write_all(&data).unwrap();
+            let blob = enc.finish().unwrap();
+            let mut out = Vec::new();
+            decompress(&blob[..], c.media_type())
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, data, "{c}");
+            if c != Compression::None {
+                assert!(blob.len() < data.len(), "{c} did not compress");
+            }
+        }
+    }
+}
