@@ -58,7 +58,43 @@ pub fn load(
 pub fn json_schema() -> serde_json::Value {
     let generator = schemars::generate::SchemaSettings::draft07().into_generator();
     let schema = generator.into_root_schema_for::<model::Document>();
-    schema.to_value()
+    let mut value = schema.to_value();
+    drop_null(&mut value);
+    value
+}
+
+/// TOML has no null (an optional key is simply absent): remove the `null`
+/// alternatives schemars adds for `Option` fields.
+fn drop_null(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    map.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Array(alts)) = map.get_mut("anyOf") {
+                alts.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+                if alts.len() == 1 {
+                    let only = alts.remove(0);
+                    map.remove("anyOf");
+                    if let Value::Object(inner) = only {
+                        for (k, x) in inner {
+                            map.entry(k).or_insert(x);
+                        }
+                    }
+                }
+            }
+            for x in map.values_mut() {
+                drop_null(x);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
