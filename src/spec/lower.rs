@@ -1375,8 +1375,11 @@ impl Lowerer<'_, '_> {
                 } else if let Some(i) = self.stage_index(t) {
                     selected.push((t.clone(), i, Vec::new()));
                 } else {
-                    let mut names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
-                    names.extend(self.stages.iter().map(|s| s.name.as_str()));
+                    let mut names: Vec<String> = images
+                        .iter()
+                        .map(|i| format!("{} (image)", i.name))
+                        .collect();
+                    names.extend(self.stages.iter().map(|s| format!("{} (stage)", s.name)));
                     self.error_help(
                         0..0,
                         format!("unknown --target `{t}`"),

@@ -239,9 +239,8 @@ fn deserialize<T: for<'de> Deserialize<'de>>(value: Value, sink: &mut Sink) -> O
         Ok(v) => Some(v),
         Err(e) => {
             let at = e.span().unwrap_or(span);
-            let message = e.message().trim().to_string();
-            let message = message.replace("invalid type: ", "wrong type: ");
-            sink.error(at, message, "here");
+            let (message, label) = serde_message(e.message().trim());
+            sink.error(at, message, label);
             None
         }
     }
@@ -394,4 +393,27 @@ fn parse_step(value: Value, sink: &mut Sink) -> Option<Sp<StepSpec>> {
     }
     let step: StepSpec = deserialize(value, sink)?;
     Some(Sp(Spanned::new(span, step)))
+}
+
+/// Serde's wording, in the spec's terms (TOML has arrays, tables and keys).
+fn serde_message(m: &str) -> (String, &'static str) {
+    let m = m
+        .replace("invalid type: ", "wrong type: ")
+        .replace("a sequence", "an array")
+        .replace("a map", "a table")
+        .replace("missing field", "missing key")
+        .replace("unknown field", "unknown key")
+        .replace("unknown variant", "unknown value");
+    let label = if m.starts_with("wrong type") {
+        "wrong type"
+    } else if m.starts_with("missing key") {
+        "in this table"
+    } else if m.starts_with("unknown key") {
+        "unknown key"
+    } else if m.starts_with("unknown value") {
+        "unknown value"
+    } else {
+        "here"
+    };
+    (m, label)
 }
