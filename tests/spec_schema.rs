@@ -134,3 +134,42 @@ fn schema_rejects_invalid_specs() {
         );
     }
 }
+
+/// The complete example of spec/README.md is a valid spec.
+#[test]
+fn readme_example_is_valid() {
+    let readme = std::fs::read_to_string(root().join("spec/README.md")).expect("spec/README.md");
+    let section = readme
+        .split("## A complete example")
+        .nth(1)
+        .expect("the example section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block");
+    assert!(
+        validator().is_valid(&as_json(block)),
+        "the README example does not match the schema"
+    );
+    let g = strata::spec::load(
+        "strata.toml",
+        block,
+        &Default::default(),
+        &strata::ir::EmptyResolver,
+    )
+    .unwrap_or_else(|d| {
+        panic!(
+            "{:?}",
+            d.errors.iter().map(|e| &e.message).collect::<Vec<_>>()
+        )
+    });
+    assert_eq!(g.targets.len(), 1);
+    assert_eq!(
+        g.targets[0].tags,
+        vec![
+            "example/app:1.2.3".to_string(),
+            "example/app:latest".to_string()
+        ]
+    );
+}

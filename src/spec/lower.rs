@@ -506,6 +506,11 @@ impl Lowerer<'_, '_> {
                         Default::default()
                     }
                 };
+                if !info.onbuild.is_empty() {
+                    self.graph.warnings.push(format!(
+                        "stage {name}: the base image has ONBUILD instructions, which strata.toml specs do not run"
+                    ));
+                }
                 let mut state = State::empty();
                 state.env = info.env;
                 state.user = info.user;
