@@ -6,40 +6,68 @@
 //! is an error unless `:-` or `:+` is used; an arg declared without a value
 //! counts as unset and expands to the empty string.
 
+use std::ops::Range;
+
 /// What a name refers to: `None` = not defined; `Some(None)` = declared, no value.
 pub type Lookup<'a> = dyn Fn(&str) -> Option<Option<String>> + 'a;
 
-/// Expands `s`; the error is a message for a diagnostic.
-pub fn expand(s: &str, lookup: &Lookup) -> Result<String, String> {
+/// Why a string could not be expanded, and where in it (byte range).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpandError {
+    pub message: String,
+    pub range: Range<usize>,
+}
+
+fn fail<T>(message: String, range: Range<usize>) -> Result<T, ExpandError> {
+    Err(ExpandError { message, range })
+}
+
+/// Expands `s`.
+pub fn expand(s: &str, lookup: &Lookup) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(r) = after.strip_prefix('$') {
+    let mut pos = 0;
+    while let Some(i) = s[pos..].find('$') {
+        let at = pos + i;
+        out.push_str(&s[pos..at]);
+        let after = &s[at + 1..];
+        if after.starts_with('$') {
             out.push('$');
-            rest = r;
-        } else if let Some(r) = after.strip_prefix('{') {
-            let end =
-                closing_brace(r).ok_or_else(|| "unterminated `${`: missing `}`".to_string())?;
-            out.push_str(&braced(&r[..end], lookup)?);
-            rest = &r[end + 1..];
+            pos = at + 2;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = closing_brace(body) else {
+                return fail("unterminated `${`: missing `}`".into(), at..s.len());
+            };
+            let body_start = at + 2;
+            let value = braced(&body[..end], lookup).map_err(|e| match e.range {
+                // A problem in a nested word: point at it; else at the whole `${...}`.
+                r if r.end > r.start => ExpandError {
+                    message: e.message,
+                    range: body_start + r.start..body_start + r.end,
+                },
+                _ => ExpandError {
+                    message: e.message,
+                    range: at..body_start + end + 1,
+                },
+            })?;
+            out.push_str(&value);
+            pos = body_start + end + 1;
         } else {
             let n = name_len(after);
             if n == 0 {
-                return Err(
+                return fail(
                     "`$` must be followed by a name or `{` (write `$$` for a literal `$`)".into(),
+                    at..at + 1,
                 );
             }
             let name = &after[..n];
             match lookup(name) {
                 Some(v) => out.push_str(v.as_deref().unwrap_or("")),
-                None => return Err(format!("undefined variable `{name}`")),
+                None => return fail(format!("undefined variable `{name}`"), at..at + 1 + n),
             }
-            rest = &after[n..];
+            pos = at + 1 + n;
         }
     }
-    out.push_str(rest);
+    out.push_str(&s[pos..]);
     Ok(out)
 }
 
@@ -77,11 +105,16 @@ fn closing_brace(s: &str) -> Option<usize> {
     None
 }
 
-fn braced(body: &str, lookup: &Lookup) -> Result<String, String> {
+/// Expands the body of `${...}`. An error with an empty range means "the
+/// whole expression"; otherwise the range is inside `body`.
+fn braced(body: &str, lookup: &Lookup) -> Result<String, ExpandError> {
     let n = name_len(body);
     let name = &body[..n];
     if n == 0 {
-        return Err(format!("`${{{body}}}` does not start with a variable name"));
+        return fail(
+            format!("`${{{body}}}` does not start with a variable name"),
+            0..0,
+        );
     }
     let op = &body[n..];
     let value = lookup(name);
@@ -89,26 +122,34 @@ fn braced(body: &str, lookup: &Lookup) -> Result<String, String> {
     if op.is_empty() {
         return match value {
             Some(v) => Ok(v.unwrap_or_default()),
-            None => Err(format!("undefined variable `{name}`")),
+            None => fail(format!("undefined variable `{name}`"), 0..0),
         };
     }
+    let word_at = n + 2;
+    let shift = |e: ExpandError| ExpandError {
+        message: e.message,
+        range: word_at + e.range.start..word_at + e.range.end,
+    };
     if let Some(word) = op.strip_prefix(":-") {
         return if set {
             Ok(value.flatten().unwrap_or_default())
         } else {
-            expand(word, lookup)
+            expand(word, lookup).map_err(shift)
         };
     }
     if let Some(word) = op.strip_prefix(":+") {
         return if set {
-            expand(word, lookup)
+            expand(word, lookup).map_err(shift)
         } else {
             Ok(String::new())
         };
     }
-    Err(format!(
-        "unsupported expansion `${{{body}}}`: use `${{{name}}}`, `${{{name}:-default}}` or `${{{name}:+alternative}}`"
-    ))
+    fail(
+        format!(
+            "unsupported expansion `${{{body}}}`: use `${{{name}}}`, `${{{name}:-default}}` or `${{{name}:+alternative}}`"
+        ),
+        0..0,
+    )
 }
 
 #[cfg(test)]
@@ -126,7 +167,11 @@ mod tests {
     }
 
     fn ex(s: &str) -> Result<String, String> {
-        expand(s, &vars)
+        expand(s, &vars).map_err(|e| e.message)
+    }
+
+    fn range(s: &str) -> Range<usize> {
+        expand(s, &vars).map(|_| 0..0).unwrap_or_else(|e| e.range)
     }
 
     #[test]
@@ -158,5 +203,15 @@ mod tests {
         assert!(ex("${}").is_err());
         assert!(ex("${A-x}").unwrap_err().contains("unsupported"));
         assert!(ex("${X:-$Y}").unwrap_err().contains("`Y`"));
+    }
+
+    #[test]
+    fn error_ranges() {
+        assert_eq!(range("/opt/$NOPE/x"), 5..10);
+        assert_eq!(range("a${NOPE}b"), 1..8);
+        assert_eq!(range("a${X:-${NOPE}}"), 6..13);
+        assert_eq!(range("a $ b"), 2..3);
+        assert_eq!(range("x${A"), 1..4);
+        assert_eq!(range("${A-x}"), 0..6);
     }
 }

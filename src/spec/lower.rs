@@ -16,7 +16,7 @@ use regex::Regex;
 
 use super::LowerOptions;
 use super::diag::{Sink, did_you_mean};
-use super::expand::expand;
+use super::expand::{ExpandError, expand};
 use super::model::{
     HealthcheckSpec, MountSpec, MountType, SharingSpec, Sp, StageSpec, StepSpec, StrOr,
 };
@@ -95,6 +95,8 @@ pub struct Lowerer<'a, 'f> {
     declared: BTreeSet<String>,
     /// Final state and last node of each lowered stage.
     ends: Vec<Option<State>>,
+    /// The first node the stage being lowered added.
+    stage_first: Option<NodeIndex>,
 }
 
 pub fn lower<'f>(
@@ -114,6 +116,7 @@ pub fn lower<'f>(
         globals: Vec::new(),
         declared: BTreeSet::new(),
         ends: vec![None; parsed.stages.len()],
+        stage_first: None,
     };
     l.globals(parsed);
     l.stage_names();
@@ -238,25 +241,46 @@ impl Lowerer<'_, '_> {
     fn expand_global(&mut self, s: &Sp<String>) -> Option<String> {
         let globals = self.globals.clone();
         let lookup = |n: &str| globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        self.report_expand(expand(s.get(), &lookup), s.span())
+        self.report_expand(expand(s.get(), &lookup), s.get(), s.span())
     }
 
     /// Expands with the variables a step sees: env, then args in scope, then globals.
     fn expand_in(&mut self, state: &State, s: &Sp<String>) -> Option<String> {
         let r = expand_str(state, &self.globals, s.get());
-        self.report_expand(r, s.span())
+        self.report_expand(r, s.get(), s.span())
     }
 
-    fn report_expand(&mut self, r: Result<String, String>, span: Range<usize>) -> Option<String> {
+    fn report_expand(
+        &mut self,
+        r: Result<String, ExpandError>,
+        value: &str,
+        span: Range<usize>,
+    ) -> Option<String> {
         match r {
             Ok(v) => Some(v),
-            Err(msg) => {
-                let help = if msg.starts_with("undefined variable") {
+            Err(e) => {
+                let help = if e.message.starts_with("undefined variable") {
                     "declare it in [args], a stage `arg` step or an `env` step; `${NAME:-default}` tolerates an unset name"
                 } else {
                     "write `$$` for a literal `$`"
                 };
-                self.error_help(span, msg, "in this value", help);
+                // Point at the expression when the value is written verbatim
+                // (a string without escapes); else at the whole value.
+                let text = &self.sink.file.text;
+                let verbatim = text.get(span.clone()).is_some_and(|t| {
+                    t.len() == value.len() + 2
+                        && (t.starts_with('"') || t.starts_with('\''))
+                        && &t[1..t.len() - 1] == value
+                });
+                let (at, label) = if verbatim && e.range.end <= value.len() {
+                    (
+                        span.start + 1 + e.range.start..span.start + 1 + e.range.end,
+                        "this expression",
+                    )
+                } else {
+                    (span, "in this value")
+                };
+                self.error_help(at, e.message, label, help);
                 None
             }
         }
@@ -474,6 +498,7 @@ impl Lowerer<'_, '_> {
             self.graph.add_edge(p, n, Edge::Parent);
         }
         state.last = Some(n);
+        self.stage_first.get_or_insert(n);
         n
     }
 
@@ -482,7 +507,7 @@ impl Lowerer<'_, '_> {
         let decl = &stages[i];
         let Some(spec) = &decl.spec else { return };
         let name = decl.name.clone();
-        let mut first = None;
+        self.stage_first = None;
         let mut state = match start {
             Start::Base(base, span) => {
                 let platform = spec.platform.as_ref().and_then(|p| {
@@ -524,7 +549,7 @@ impl Lowerer<'_, '_> {
                     base: base.clone(),
                     platform,
                 });
-                first = Some(self.add(&mut state, &name, op, span.clone()));
+                self.add(&mut state, &name, op, span.clone());
                 state
             }
             Start::Stage(p) => {
@@ -561,16 +586,10 @@ impl Lowerer<'_, '_> {
             }
         }
         for step in &spec.steps {
-            let before = state.last;
             self.step(&name, &mut state, step);
-            if first.is_none() && state.last != before {
-                first = state.last;
-            }
         }
         self.stage_config(&name, &mut state, spec, decl.span.clone());
-        if first.is_none() && state.last.is_some() && !matches!(start, Start::Stage(_)) {
-            first = state.last;
-        }
+        let first = self.stage_first;
         if let Some(last) = state.last {
             self.graph.stages.push(Stage {
                 name: name.clone(),
@@ -1451,7 +1470,7 @@ fn expand_str(
     state: &State,
     globals: &[(String, Option<String>)],
     s: &str,
-) -> Result<String, String> {
+) -> Result<String, ExpandError> {
     let lookup = |n: &str| -> Option<Option<String>> {
         if let Some((_, v)) = state.env.iter().find(|(k, _)| k == n) {
             return Some(Some(v.clone()));

@@ -527,3 +527,20 @@ fn unused_map_is_sorted() {
     assert_eq!(keys, vec!["A", "B"]);
     let _: &BTreeMap<String, String> = &g.args;
 }
+
+#[test]
+fn first_node_of_a_stage_with_only_config() {
+    let g = lower_ok(
+        "[stage.a]\nfrom = \"scratch\"\n[stage.b]\nfrom = \"a\"\ncmd = [\"/x\"]\n",
+        &LowerOptions::default(),
+    );
+    let b = g.stage("b").expect("b");
+    assert_eq!(b.first, Some(b.last));
+    assert_eq!(g.parent(b.last), Some(g.stage("a").expect("a").last));
+    let a = g.stage("a").expect("a");
+    assert_eq!(
+        a.first,
+        Some(a.last),
+        "a stage of only a base starts and ends at it"
+    );
+}
