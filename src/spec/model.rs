@@ -143,6 +143,7 @@ pub struct Document {
     #[serde(rename = "$schema")]
     pub schema: Option<String>,
     /// Format version; only `1` exists. Defaults to 1.
+    #[schemars(range(min = 1, max = 1))]
     pub version: Option<u32>,
     /// Global build args: `NAME = "default"` or `NAME = {}` (declared, no default).
     pub args: Option<std::collections::BTreeMap<String, ArgDefault>>,

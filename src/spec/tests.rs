@@ -544,3 +544,75 @@ fn first_node_of_a_stage_with_only_config() {
         "a stage of only a base starts and ends at it"
     );
 }
+
+/// A readable dump of the whole graph: one line per node, with its edges
+/// and, for a RUN, everything it runs with.
+fn dump(g: &BuildGraph) -> String {
+    let mut out = String::new();
+    for n in g.graph.node_indices() {
+        let step = g.step(n);
+        let parent = g
+            .parent(n)
+            .map(|p| format!(" <- n{}", p.index()))
+            .unwrap_or_default();
+        let sources: Vec<String> = g
+            .sources_of(n)
+            .iter()
+            .map(|s| format!("n{}", s.index()))
+            .collect();
+        let sources = if sources.is_empty() {
+            String::new()
+        } else {
+            format!(" + sources [{}]", sources.join(", "))
+        };
+        out.push_str(&format!(
+            "n{} [{}] {}{parent}{sources}\n",
+            n.index(),
+            step.stage,
+            g.describe(n)
+        ));
+        if let Op::Run(r) = &step.op {
+            out.push_str(&format!(
+                "    argv {:?}\n    env {:?}\n    user {:?} workdir {:?}\n",
+                r.command.argv(),
+                r.env,
+                r.user,
+                r.workdir
+            ));
+        }
+        if let Op::Meta(MetaOp::Healthcheck(h)) = &step.op {
+            out.push_str(&format!("    {h:?}\n"));
+        }
+    }
+    for s in &g.stages {
+        out.push_str(&format!(
+            "stage {} first {:?} last n{}\n",
+            s.name,
+            s.first.map(|f| f.index()),
+            s.last.index()
+        ));
+    }
+    for t in &g.targets {
+        out.push_str(&format!(
+            "target {} stage {} node n{} tags {:?}\n",
+            t.name,
+            t.stage,
+            t.node.index(),
+            t.tags
+        ));
+    }
+    out.push_str(&format!("args {:?}\nwarnings {:?}\n", g.args, g.warnings));
+    out
+}
+
+/// Golden test: the spec using every feature lowers to this graph.
+#[test]
+fn everything_spec_lowers_to_the_golden_graph() {
+    let text = include_str!("../../tests/good-specs/everything.toml");
+    let mut opts = LowerOptions::default();
+    opts.build_args.insert("DEBUG".into(), "1".into());
+    let g = lower_ok(text, &opts);
+    insta::with_settings!({ snapshot_path => "../../tests/snapshots", prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("lowered-everything", dump(&g));
+    });
+}
