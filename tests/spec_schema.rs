@@ -122,6 +122,7 @@ fn schema_rejects_invalid_specs() {
         ),
         ("arg of wrong type", "[args]\nA = 1"),
         ("tags not a list", "[image.a]\ntags = \"x\""),
+        ("unknown version", "version = 2"),
         (
             "healthcheck without test",
             "[stage.a]\nfrom = \"scratch\"\nhealthcheck = { interval = \"1s\" }",
