@@ -21,6 +21,7 @@ mod expand;
 mod lower;
 mod model;
 mod parse;
+mod values;
 
 /// What the command line adds to a spec.
 #[derive(Clone, Debug, Default)]

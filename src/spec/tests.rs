@@ -451,7 +451,7 @@ steps = [{ add = ["a.tar.gz"], to = "/opt/", checksum = "sha256:0123456789abcdef
 
 #[test]
 fn helpers() {
-    use super::lower::{normalize_port, parse_duration, parse_octal, resolve_dest, resolve_path};
+    use super::values::{normalize_port, parse_duration, parse_octal, resolve_dest, resolve_path};
     assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
     assert_eq!(parse_duration("500ms"), Some(500_000_000));
     assert_eq!(parse_duration("1h"), Some(3_600_000_000_000));
