@@ -182,3 +182,38 @@ fn mutated_specs_never_panic() {
     }
     assert!(runs > 1000, "only {runs} inputs were tried");
 }
+
+/// Pathological nesting is an error, not a stack overflow.
+#[test]
+fn deep_nesting_is_rejected_without_crashing() {
+    for n in [1_000usize, 50_000] {
+        let arrays = format!(
+            "[stage.a]\nfrom = \"scratch\"\nsteps = {}{}\n",
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        assert!(
+            load(
+                "deep.toml",
+                &arrays,
+                &LowerOptions::default(),
+                &EmptyResolver
+            )
+            .is_err()
+        );
+        let tables = format!(
+            "[stage.a]\nfrom = \"scratch\"\nx = {}{}\n",
+            "{ a = ".repeat(n),
+            "}".repeat(n)
+        );
+        assert!(
+            load(
+                "deep.toml",
+                &tables,
+                &LowerOptions::default(),
+                &EmptyResolver
+            )
+            .is_err()
+        );
+    }
+}

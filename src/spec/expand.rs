@@ -22,8 +22,21 @@ fn fail<T>(message: String, range: Range<usize>) -> Result<T, ExpandError> {
     Err(ExpandError { message, range })
 }
 
+/// How deep `${A:-${B:-...}}` may nest.
+const MAX_DEPTH: usize = 16;
+
 /// Expands `s`.
 pub fn expand(s: &str, lookup: &Lookup) -> Result<String, ExpandError> {
+    expand_depth(s, lookup, 0)
+}
+
+fn expand_depth(s: &str, lookup: &Lookup, depth: usize) -> Result<String, ExpandError> {
+    if depth > MAX_DEPTH {
+        return fail(
+            format!("expansions nest deeper than {MAX_DEPTH} levels"),
+            0..s.len(),
+        );
+    }
     let mut out = String::with_capacity(s.len());
     let mut pos = 0;
     while let Some(i) = s[pos..].find('$') {
@@ -38,7 +51,7 @@ pub fn expand(s: &str, lookup: &Lookup) -> Result<String, ExpandError> {
                 return fail("unterminated `${`: missing `}`".into(), at..s.len());
             };
             let body_start = at + 2;
-            let value = braced(&body[..end], lookup).map_err(|e| match e.range {
+            let value = braced(&body[..end], lookup, depth).map_err(|e| match e.range {
                 // A problem in a nested word: point at it; else at the whole `${...}`.
                 r if r.end > r.start => ExpandError {
                     message: e.message,
@@ -107,7 +120,7 @@ fn closing_brace(s: &str) -> Option<usize> {
 
 /// Expands the body of `${...}`. An error with an empty range means "the
 /// whole expression"; otherwise the range is inside `body`.
-fn braced(body: &str, lookup: &Lookup) -> Result<String, ExpandError> {
+fn braced(body: &str, lookup: &Lookup, depth: usize) -> Result<String, ExpandError> {
     let n = name_len(body);
     let name = &body[..n];
     if n == 0 {
@@ -134,12 +147,12 @@ fn braced(body: &str, lookup: &Lookup) -> Result<String, ExpandError> {
         return if set {
             Ok(value.flatten().unwrap_or_default())
         } else {
-            expand(word, lookup).map_err(shift)
+            expand_depth(word, lookup, depth + 1).map_err(shift)
         };
     }
     if let Some(word) = op.strip_prefix(":+") {
         return if set {
-            expand(word, lookup).map_err(shift)
+            expand_depth(word, lookup, depth + 1).map_err(shift)
         } else {
             Ok(String::new())
         };
@@ -203,6 +216,10 @@ mod tests {
         assert!(ex("${}").is_err());
         assert!(ex("${A-x}").unwrap_err().contains("unsupported"));
         assert!(ex("${X:-$Y}").unwrap_err().contains("`Y`"));
+        let deep = format!("{}x{}", "${X:-".repeat(100), "}".repeat(100));
+        assert!(ex(&deep).unwrap_err().contains("nest deeper"));
+        let ok = format!("{}x{}", "${X:-".repeat(10), "}".repeat(10));
+        assert_eq!(ex(&ok).as_deref(), Ok("x"));
     }
 
     #[test]
