@@ -653,7 +653,7 @@ impl Lowerer<'_, '_> {
         } else if let Some(srcs) = &s.add {
             self.copy(state, s, srcs, true, &span)
         } else if let Some(run) = &s.run {
-            self.run(state, s, run, &span)
+            self.run(state, s, run)
         } else if let Some(env) = &s.env {
             let mut vars = Vec::new();
             for (k, v) in &env.get().0 {
@@ -796,13 +796,12 @@ impl Lowerer<'_, '_> {
         };
         let mut edges = Vec::new();
         let from = match (&s.from, &s.image) {
-            (Some(f), Some(i)) => {
+            (Some(_), Some(i)) => {
                 self.error(
                     i.span(),
                     "`from` and `image` cannot both be set",
                     "second source",
                 );
-                let _ = f;
                 ok = false;
                 CopyFrom::Context
             }
@@ -927,9 +926,7 @@ impl Lowerer<'_, '_> {
         state: &State,
         s: &StepSpec,
         run: &Sp<StrOr<Vec<String>>>,
-        span: &Range<usize>,
     ) -> Option<(Op, Vec<NodeIndex>)> {
-        let _ = span;
         let command = match run.get() {
             StrOr::Str(script) => {
                 if script.trim().is_empty() {

@@ -62,7 +62,6 @@ pub fn parse(text: &str, sink: &mut Sink) -> Option<Parsed> {
         }
         return None;
     }
-    let doc_span = doc.span();
     let doc = doc.into_inner();
     let mut parsed = Parsed::default();
     for (key, value) in doc {
@@ -107,7 +106,6 @@ pub fn parse(text: &str, sink: &mut Sink) -> Option<Parsed> {
             other => unknown_key(sink, span, other, DOCUMENT_KEYS, "at the top level"),
         }
     }
-    let _ = doc_span;
     Some(parsed)
 }
 
