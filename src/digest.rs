@@ -161,11 +161,7 @@ impl FromStr for CacheKey {
 
     fn from_str(s: &str) -> Result<CacheKey, DigestError> {
         let mut out = [0u8; 32];
-        if s.len() != 64
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::Hex(s.to_string()));
         }
         hex::decode_to_slice(s, &mut out).map_err(|_| DigestError::Hex(s.to_string()))?;

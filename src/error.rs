@@ -45,12 +45,7 @@ impl SourceDiagnostic {
     }
 
     /// A diagnostic at an IR span (needs the graph's sources).
-    pub fn at(
-        sources: &[SourceFile],
-        span: Span,
-        message: impl Into<String>,
-        label: impl Into<String>,
-    ) -> Self {
+    pub fn at(sources: &[SourceFile], span: Span, message: impl Into<String>, label: impl Into<String>) -> Self {
         match sources.get(span.source) {
             Some(f) => SourceDiagnostic::new(f, span.offset, span.len, message, label),
             None => SourceDiagnostic {
@@ -84,7 +79,10 @@ impl Diagnostics {
         errors.sort_by_key(|e| e.span.offset());
         let n = errors.len();
         Diagnostics {
-            summary: format!("{name}: {n} error{}", if n == 1 { "" } else { "s" }),
+            summary: format!(
+                "{name}: {n} error{}",
+                if n == 1 { "" } else { "s" }
+            ),
             errors,
         }
     }

@@ -16,9 +16,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{Dfs, EdgeRef, Reversed};
+use petgraph::Direction;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the meaning of an op or the canonical key encoding changes.
@@ -398,11 +398,7 @@ pub fn describe_op(op: &Op) -> String {
                 format!("FROM oci-archive:{}{}", path.display(), opt_ref(reference))
             }
             BaseRef::DockerArchive { path, reference } => {
-                format!(
-                    "FROM docker-archive:{}{}",
-                    path.display(),
-                    opt_ref(reference)
-                )
+                format!("FROM docker-archive:{}{}", path.display(), opt_ref(reference))
             }
         },
         Op::Copy(c) => {
@@ -440,9 +436,7 @@ pub fn describe_op(op: &Op) -> String {
         Op::Run(r) => {
             let mut s = String::from("RUN");
             for m in &r.mounts {
-                s.push_str(
-                    &format!(" --mount=type={:?},target={}", m.kind, m.target).to_lowercase(),
-                );
+                s.push_str(&format!(" --mount=type={:?},target={}", m.kind, m.target).to_lowercase());
             }
             if r.network != Network::Default {
                 s.push_str(&format!(" --network={:?}", r.network).to_lowercase());
