@@ -1,1 +1,102 @@
-//! spec (skeleton: filled in by the module's first real commit)
+//! The TOML frontend: `strata.toml` -> [`BuildGraph`].
+//!
+//! Three stages, each in its own file:
+//! - [`parse`]: text -> model ([`model`]), piece by piece so that every
+//!   syntax, unknown-key and type error of the file is reported;
+//! - [`lower`]: semantic checks and lowering to the IR (args and env
+//!   expanded with [`expand`], paths resolved, stages ordered);
+//! - [`json_schema`]: the JSON Schema, generated from the model types.
+//!
+//! The module knows nothing of the file system or the store: base images
+//! are looked up through a [`BaseResolver`]. `spec/README.md` is the
+//! normative description of the format.
+
+use std::collections::BTreeMap;
+
+use crate::error::Diagnostics;
+use crate::ir::{BaseResolver, BuildGraph, SourceFile};
+
+mod diag;
+mod expand;
+mod lower;
+mod model;
+mod parse;
+mod values;
+
+/// What the command line adds to a spec.
+#[derive(Clone, Debug, Default)]
+pub struct LowerOptions {
+    /// `--build-arg K=V`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target NAME` (image or stage names); empty = default targets.
+    pub targets: Vec<String>,
+    /// `-t NAME:TAG`, added to the single target (an error with several).
+    pub tags: Vec<String>,
+}
+
+/// Parse + validate + lower. All errors in the file are gathered in one
+/// [`Diagnostics`]; warnings that do not stop the build are in
+/// [`BuildGraph::warnings`].
+pub fn load(
+    file_name: &str,
+    text: &str,
+    opts: &LowerOptions,
+    resolver: &dyn BaseResolver,
+) -> Result<BuildGraph, Diagnostics> {
+    let file = SourceFile {
+        name: file_name.to_string(),
+        text: text.to_string(),
+    };
+    let mut sink = diag::Sink::new(&file);
+    let Some(parsed) = parse::parse(text, &mut sink) else {
+        return sink.into_result(BuildGraph::default());
+    };
+    let graph = lower::lower(&parsed, opts, resolver, &mut sink);
+    sink.into_result(graph)
+}
+
+/// The draft-07 JSON Schema of the spec, generated from the model types.
+pub fn json_schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let schema = generator.into_root_schema_for::<model::Document>();
+    let mut value = schema.to_value();
+    drop_null(&mut value);
+    value
+}
+
+/// TOML has no null (an optional key is simply absent): remove the `null`
+/// alternatives schemars adds for `Option` fields.
+fn drop_null(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    map.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Array(alts)) = map.get_mut("anyOf") {
+                alts.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+                if alts.len() == 1 {
+                    let only = alts.remove(0);
+                    map.remove("anyOf");
+                    if let Value::Object(inner) = only {
+                        for (k, x) in inner {
+                            map.entry(k).or_insert(x);
+                        }
+                    }
+                }
+            }
+            for x in map.values_mut() {
+                drop_null(x);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1505 @@
+//! Model -> IR: semantic checks and lowering of every stage, step and image.
+//!
+//! Stages are lowered in dependency order (ties in file order). Each stage
+//! keeps a [`State`] (env, user, workdir, shell, args in scope) that steps
+//! read and update; a stage `from` another stage starts from that stage's
+//! final state. Problems go to the [`Sink`]; lowering carries on after an
+//! error so that the whole file is checked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use petgraph::stable_graph::NodeIndex;
+use regex::Regex;
+
+use super::LowerOptions;
+use super::diag::{Sink, did_you_mean};
+use super::expand::{ExpandError, expand};
+use super::model::{
+    HealthcheckSpec, MountSpec, MountType, SharingSpec, Sp, StageSpec, StepSpec, StrOr,
+};
+use super::parse::{ImageDecl, Parsed, StageDecl};
+use super::values::{normalize_port, parse_duration, parse_octal, resolve_dest, resolve_path};
+use crate::digest::Digest;
+use crate::ir::{
+    AddOptions, BaseOp, BaseRef, BaseResolver, BuildGraph, Chown, Command, CopyFrom, CopyOp, Edge,
+    Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Sharing, Span, Stage, Step, Target,
+};
+use crate::reference::Reference;
+
+/// The shell of shell forms when neither the base image nor a `shell` step set one.
+pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+static ARG_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("static regex"));
+static STAGE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]*$").expect("static regex"));
+static PLATFORM: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$").expect("static regex"));
+static SIGNAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:SIG[A-Z0-9+-]+|[A-Z][A-Z0-9+-]*|[0-9]{1,2})$").expect("static regex")
+});
+
+/// The config state a step sees.
+#[derive(Clone, Debug)]
+struct State {
+    env: Vec<(String, String)>,
+    user: Option<String>,
+    workdir: String,
+    shell: Vec<String>,
+    /// Args in scope for RUN, in declaration order.
+    args: Vec<(String, Option<String>)>,
+    last: Option<NodeIndex>,
+}
+
+impl State {
+    fn empty() -> State {
+        State {
+            env: Vec::new(),
+            user: None,
+            workdir: "/".into(),
+            shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
+            args: Vec::new(),
+            last: None,
+        }
+    }
+}
+
+/// Where a stage starts, after expansion.
+enum Start {
+    Base(BaseRef, Range<usize>),
+    Stage(usize),
+    /// Already reported.
+    Invalid,
+}
+
+/// A dependency of a stage on another stage.
+struct Dep {
+    stage: usize,
+    span: Range<usize>,
+}
+
+pub struct Lowerer<'a, 'f> {
+    sink: &'a mut Sink<'f>,
+    opts: &'a LowerOptions,
+    resolver: &'a dyn BaseResolver,
+    graph: BuildGraph,
+    stages: &'a [StageDecl],
+    /// Global args after `--build-arg`.
+    globals: Vec<(String, Option<String>)>,
+    /// Arg names some declaration consumes.
+    declared: BTreeSet<String>,
+    /// Final state and last node of each lowered stage.
+    ends: Vec<Option<State>>,
+    /// The first node the stage being lowered added.
+    stage_first: Option<NodeIndex>,
+}
+
+pub fn lower<'f>(
+    parsed: &Parsed,
+    opts: &LowerOptions,
+    resolver: &dyn BaseResolver,
+    sink: &mut Sink<'f>,
+) -> BuildGraph {
+    let mut graph = BuildGraph::default();
+    graph.sources.push(sink.file.clone());
+    let mut l = Lowerer {
+        sink,
+        opts,
+        resolver,
+        graph,
+        stages: &parsed.stages,
+        globals: Vec::new(),
+        declared: BTreeSet::new(),
+        ends: vec![None; parsed.stages.len()],
+        stage_first: None,
+    };
+    l.globals(parsed);
+    l.stage_names();
+    let starts: Vec<Start> = parsed.stages.iter().map(|s| l.start(s)).collect();
+    let deps: Vec<Vec<Dep>> = parsed
+        .stages
+        .iter()
+        .zip(&starts)
+        .map(|(s, start)| l.deps(s, start))
+        .collect();
+    let cyclic = l.cycles(&deps);
+    for i in order(&deps, &cyclic) {
+        l.stage(i, &starts[i]);
+    }
+    l.targets(&parsed.images);
+    l.warnings();
+    l.graph
+}
+
+fn span_of(r: &Range<usize>) -> Span {
+    Span {
+        source: 0,
+        offset: r.start,
+        len: r.end.saturating_sub(r.start),
+    }
+}
+
+/// Lowering order: dependencies first, ties in file order; stages in or
+/// behind a cycle come last (they are checked, but the graph is not used).
+fn order(deps: &[Vec<Dep>], cyclic: &BTreeSet<usize>) -> Vec<usize> {
+    let mut done = vec![false; deps.len()];
+    let mut out = Vec::new();
+    loop {
+        let next = (0..deps.len()).find(|&i| {
+            !done[i]
+                && !cyclic.contains(&i)
+                && deps[i].iter().all(|d| done[d.stage] || d.stage == i)
+        });
+        match next {
+            Some(i) => {
+                done[i] = true;
+                out.push(i);
+            }
+            None => break,
+        }
+    }
+    out.extend((0..deps.len()).filter(|&i| !done[i]));
+    out
+}
+
+impl Lowerer<'_, '_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>, label: impl Into<String>) {
+        self.sink.error(span, message, label);
+    }
+
+    fn error_help(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.sink.error_help(span, message, label, help);
+    }
+
+    fn globals(&mut self, parsed: &Parsed) {
+        for a in &parsed.args {
+            if !ARG_NAME.is_match(&a.name) {
+                self.error_help(
+                    a.span.clone(),
+                    format!("bad arg name `{}`", a.name),
+                    "not a valid name",
+                    "arg names are letters, digits and `_`, not starting with a digit",
+                );
+                continue;
+            }
+            let value = self
+                .opts
+                .build_args
+                .get(&a.name)
+                .cloned()
+                .or_else(|| a.default.clone());
+            if let Some(v) = &value {
+                self.graph.args.insert(a.name.clone(), v.clone());
+            }
+            self.declared.insert(a.name.clone());
+            self.globals.push((a.name.clone(), value));
+        }
+    }
+
+    fn stage_names(&mut self) {
+        for s in self.stages {
+            if s.name == "scratch" {
+                self.error(
+                    s.span.clone(),
+                    "`scratch` is reserved and cannot name a stage",
+                    "reserved name",
+                );
+            } else if !STAGE_NAME.is_match(&s.name) {
+                self.error_help(
+                    s.span.clone(),
+                    format!("bad stage name `{}`", s.name),
+                    "not a valid name",
+                    "stage names are letters, digits, `.`, `_` and `-`, starting with a letter or digit",
+                );
+            }
+        }
+    }
+
+    fn stage_index(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+
+    fn lookup_global(&self, name: &str) -> Option<Option<String>> {
+        self.globals
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Expands with global args only (stage `from`, copy/mount `from`, tags).
+    fn expand_global(&mut self, s: &Sp<String>) -> Option<String> {
+        let globals = self.globals.clone();
+        let lookup = |n: &str| globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        self.report_expand(expand(s.get(), &lookup), s.get(), s.span())
+    }
+
+    /// Expands with the variables a step sees: env, then args in scope, then globals.
+    fn expand_in(&mut self, state: &State, s: &Sp<String>) -> Option<String> {
+        let r = expand_str(state, &self.globals, s.get());
+        self.report_expand(r, s.get(), s.span())
+    }
+
+    fn report_expand(
+        &mut self,
+        r: Result<String, ExpandError>,
+        value: &str,
+        span: Range<usize>,
+    ) -> Option<String> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let help = if e.message.starts_with("undefined variable") {
+                    "declare it in [args], a stage `arg` step or an `env` step; `${NAME:-default}` tolerates an unset name"
+                } else {
+                    "write `$$` for a literal `$`"
+                };
+                // Point at the expression when the value is written verbatim
+                // (a string without escapes); else at the whole value.
+                let text = &self.sink.file.text;
+                let verbatim = text.get(span.clone()).is_some_and(|t| {
+                    t.len() == value.len() + 2
+                        && (t.starts_with('"') || t.starts_with('\''))
+                        && &t[1..t.len() - 1] == value
+                });
+                let (at, label) = if verbatim && e.range.end <= value.len() {
+                    (
+                        span.start + 1 + e.range.start..span.start + 1 + e.range.end,
+                        "this expression",
+                    )
+                } else {
+                    (span, "in this value")
+                };
+                self.error_help(at, e.message, label, help);
+                None
+            }
+        }
+    }
+
+    fn start(&mut self, s: &StageDecl) -> Start {
+        let Some(spec) = &s.spec else {
+            return Start::Invalid;
+        };
+        let span = spec.from.span();
+        match spec.from.get() {
+            StrOr::Str(raw) => {
+                let sp = Sp(toml::Spanned::new(span.clone(), raw.clone()));
+                let Some(name) = self.expand_global(&sp) else {
+                    return Start::Invalid;
+                };
+                if name == "scratch" {
+                    return Start::Base(BaseRef::Scratch, span);
+                }
+                if let Some(i) = self.stage_index(&name) {
+                    if name == s.name {
+                        self.error(
+                            span,
+                            format!("stage `{name}` starts from itself"),
+                            "dependency cycle",
+                        );
+                        return Start::Invalid;
+                    }
+                    return Start::Stage(i);
+                }
+                match Reference::parse(&name) {
+                    Ok(r) => Start::Base(
+                        BaseRef::Image {
+                            reference: r.normalized(),
+                        },
+                        span,
+                    ),
+                    Err(e) => {
+                        let help = match did_you_mean(&name, self.stages.iter().map(|s| s.name.as_str())) {
+                            Some(m) => format!("`{name}` is not a stage of this file; did you mean stage `{m}`?"),
+                            None => "`from` is \"scratch\", a stage of this file, or an image reference like \"busybox:1\"".into(),
+                        };
+                        self.error_help(
+                            span,
+                            format!("bad image reference `{name}`: {e}"),
+                            "not a stage or an image",
+                            help,
+                        );
+                        Start::Invalid
+                    }
+                }
+            }
+            StrOr::Other(t) => {
+                let given: Vec<(&str, &Sp<String>)> = [
+                    ("oci", &t.oci),
+                    ("oci-archive", &t.oci_archive),
+                    ("docker-archive", &t.docker_archive),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+                .collect();
+                if given.len() != 1 {
+                    self.error_help(
+                        span,
+                        if given.is_empty() { "`from` table names no image source".to_string() } else { "`from` table names several image sources".to_string() },
+                        "expected exactly one source",
+                        "write one of { oci = \"dir\" }, { oci-archive = \"file.tar\" }, { docker-archive = \"file.tar\" }, optionally with ref = \"tag\"",
+                    );
+                    return Start::Invalid;
+                }
+                let (kind, path) = given[0];
+                let path = self.expand_global(path);
+                let reference = match &t.reference {
+                    Some(r) => match self.expand_global(r) {
+                        Some(v) => Some(v),
+                        None => return Start::Invalid,
+                    },
+                    None => None,
+                };
+                let Some(path) = path else {
+                    return Start::Invalid;
+                };
+                let path = PathBuf::from(path);
+                let base = match kind {
+                    "oci" => BaseRef::OciLayout { path, reference },
+                    "oci-archive" => BaseRef::OciArchive { path, reference },
+                    _ => BaseRef::DockerArchive { path, reference },
+                };
+                Start::Base(base, span)
+            }
+        }
+    }
+
+    /// The stage named by a copy/mount `from`, with a diagnostic when unknown.
+    fn stage_ref(&mut self, from: &Sp<String>, hint_image: bool) -> Option<usize> {
+        let name = self.expand_global(from)?;
+        if let Some(i) = self.stage_index(&name) {
+            return Some(i);
+        }
+        let mut help = match did_you_mean(&name, self.stages.iter().map(|s| s.name.as_str())) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None => format!(
+                "stages of this file: {}",
+                self.stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        if hint_image {
+            help.push_str(" To copy from an image, write `image = \"...\"`.");
+        }
+        self.error_help(
+            from.span(),
+            format!("unknown stage `{name}`"),
+            "no stage of this name",
+            help,
+        );
+        None
+    }
+
+    fn deps(&mut self, s: &StageDecl, start: &Start) -> Vec<Dep> {
+        let mut v = Vec::new();
+        let Some(spec) = &s.spec else { return v };
+        if let Start::Stage(i) = start {
+            v.push(Dep {
+                stage: *i,
+                span: spec.from.span(),
+            });
+        }
+        for step in &spec.steps {
+            let step = step.get();
+            if step.copy.is_some()
+                && let Some(from) = &step.from
+                && let Some(i) = self.stage_ref(from, true)
+            {
+                v.push(Dep {
+                    stage: i,
+                    span: from.span(),
+                });
+            }
+            for m in step.mounts.iter().flatten() {
+                if let Some(from) = &m.get().from
+                    && let Some(i) = self.stage_ref(from, false)
+                {
+                    v.push(Dep {
+                        stage: i,
+                        span: from.span(),
+                    });
+                }
+            }
+        }
+        v
+    }
+
+    /// Reports each dependency cycle once; returns the stages on cycles.
+    fn cycles(&mut self, deps: &[Vec<Dep>]) -> BTreeSet<usize> {
+        // 0 = new, 1 = on the stack, 2 = done.
+        let mut color = vec![0u8; deps.len()];
+        let mut cyclic = BTreeSet::new();
+        let mut found = Vec::new();
+        fn visit(
+            i: usize,
+            deps: &[Vec<Dep>],
+            color: &mut [u8],
+            stack: &mut Vec<usize>,
+            found: &mut Vec<(Vec<usize>, Range<usize>)>,
+        ) {
+            color[i] = 1;
+            stack.push(i);
+            for d in &deps[i] {
+                if d.stage == i {
+                    found.push((vec![i, i], d.span.clone()));
+                } else if color[d.stage] == 1 {
+                    let pos = stack.iter().position(|&s| s == d.stage).unwrap_or(0);
+                    let mut cycle: Vec<usize> = stack[pos..].to_vec();
+                    cycle.push(d.stage);
+                    found.push((cycle, d.span.clone()));
+                } else if color[d.stage] == 0 {
+                    visit(d.stage, deps, color, stack, found);
+                }
+            }
+            stack.pop();
+            color[i] = 2;
+        }
+        for i in 0..deps.len() {
+            if color[i] == 0 {
+                visit(i, deps, &mut color, &mut Vec::new(), &mut found);
+            }
+        }
+        for (cycle, span) in found {
+            cyclic.extend(cycle.iter().copied());
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&i| self.stages[i].name.as_str())
+                .collect();
+            self.error_help(
+                span,
+                format!("dependency cycle between stages: {}", names.join(" -> ")),
+                "this reference closes the cycle",
+                "a stage can only use stages that do not use it",
+            );
+        }
+        cyclic
+    }
+
+    fn add(&mut self, state: &mut State, stage: &str, op: Op, span: Range<usize>) -> NodeIndex {
+        let n = self.graph.add_step(Step {
+            stage: stage.to_string(),
+            op,
+            span: Some(span_of(&span)),
+        });
+        if let Some(p) = state.last {
+            self.graph.add_edge(p, n, Edge::Parent);
+        }
+        state.last = Some(n);
+        self.stage_first.get_or_insert(n);
+        n
+    }
+
+    fn stage(&mut self, i: usize, start: &Start) {
+        let stages = self.stages;
+        let decl = &stages[i];
+        let Some(spec) = &decl.spec else { return };
+        let name = decl.name.clone();
+        self.stage_first = None;
+        let mut state = match start {
+            Start::Base(base, span) => {
+                let platform = spec.platform.as_ref().and_then(|p| {
+                    let v = self.expand_global(p)?;
+                    if PLATFORM.is_match(&v) {
+                        Some(v)
+                    } else {
+                        self.error_help(
+                            p.span(),
+                            format!("bad platform `{v}`"),
+                            "expected os/arch[/variant]",
+                            "e.g. \"linux/amd64\" or \"linux/arm64/v8\"",
+                        );
+                        None
+                    }
+                });
+                let info = match self.resolver.resolve(base) {
+                    Ok(info) => info,
+                    Err(msg) => {
+                        self.error(span.clone(), msg, "base image");
+                        Default::default()
+                    }
+                };
+                if !info.onbuild.is_empty() {
+                    self.graph.warnings.push(format!(
+                        "stage {name}: the base image has ONBUILD instructions, which strata.toml specs do not run"
+                    ));
+                }
+                let mut state = State::empty();
+                state.env = info.env;
+                state.user = info.user;
+                if let Some(w) = info.workdir.filter(|w| !w.is_empty()) {
+                    state.workdir = resolve_path("/", &w);
+                }
+                if let Some(sh) = info.shell.filter(|s| !s.is_empty()) {
+                    state.shell = sh;
+                }
+                let op = Op::Base(BaseOp {
+                    base: base.clone(),
+                    platform,
+                });
+                self.add(&mut state, &name, op, span.clone());
+                state
+            }
+            Start::Stage(p) => {
+                if let Some(p_spec) = &spec.platform {
+                    self.error(
+                        p_spec.span(),
+                        "`platform` only applies to a stage that starts from an image",
+                        "not valid here",
+                    );
+                }
+                let mut state = self.ends[*p].clone().unwrap_or_else(State::empty);
+                state.args.clear();
+                state
+            }
+            Start::Invalid => State::empty(),
+        };
+        // Stage `args`: globals brought into scope.
+        for a in spec.args.iter().flatten() {
+            match self.lookup_global(a.get()) {
+                Some(v) => set_var(&mut state.args, a.get(), v),
+                None => {
+                    let help =
+                        match did_you_mean(a.get(), self.globals.iter().map(|(n, _)| n.as_str())) {
+                            Some(m) => format!("did you mean `{m}`?"),
+                            None => format!("declare it in [args]: {} = \"default\"", a.get()),
+                        };
+                    self.error_help(
+                        a.span(),
+                        format!("arg `{}` is not declared in [args]", a.get()),
+                        "undeclared arg",
+                        help,
+                    );
+                }
+            }
+        }
+        for step in &spec.steps {
+            self.step(&name, &mut state, step);
+        }
+        self.stage_config(&name, &mut state, spec, decl.span.clone());
+        let first = self.stage_first;
+        if let Some(last) = state.last {
+            self.graph.stages.push(Stage {
+                name: name.clone(),
+                first,
+                last,
+                span: Some(span_of(&decl.span)),
+            });
+        }
+        self.ends[i] = Some(state);
+    }
+
+    /// Stage-level image config, in the documented order.
+    fn stage_config(
+        &mut self,
+        name: &str,
+        state: &mut State,
+        spec: &StageSpec,
+        name_span: Range<usize>,
+    ) {
+        let list_span = |v: &[Sp<String>]| v.first().map(|s| s.span()).unwrap_or(name_span.clone());
+        if let Some(l) = &spec.labels
+            && let Some(op) = self.labels(state, l)
+        {
+            self.add(state, name, op, l.span());
+        }
+        if let Some(e) = &spec.expose {
+            let op = self.expose(state, e);
+            self.add(state, name, op, list_span(e));
+        }
+        if let Some(v) = &spec.volumes {
+            let op = self.volumes(state, v);
+            self.add(state, name, op, list_span(v));
+        }
+        if let Some(s) = &spec.stopsignal
+            && let Some(op) = self.stopsignal(state, s)
+        {
+            self.add(state, name, op, s.span());
+        }
+        if let Some(h) = &spec.healthcheck
+            && let Some(op) = self.healthcheck(h)
+        {
+            self.add(state, name, op, h.span());
+        }
+        if let Some(o) = &spec.onbuild {
+            let op = self.onbuild(o);
+            self.add(state, name, op, list_span(o));
+        }
+        if let Some(e) = &spec.entrypoint {
+            let op = MetaOp::Entrypoint(command_argv(state, e.get()));
+            self.add(state, name, Op::Meta(op), e.span());
+        }
+        if let Some(c) = &spec.cmd {
+            let op = MetaOp::Cmd(command_argv(state, c.get()));
+            self.add(state, name, Op::Meta(op), c.span());
+        }
+    }
+
+    fn step(&mut self, stage: &str, state: &mut State, step: &Sp<StepSpec>) {
+        let span = step.span();
+        let s = step.get();
+        let op = if let Some(srcs) = &s.copy {
+            self.copy(state, s, srcs, false, &span)
+        } else if let Some(srcs) = &s.add {
+            self.copy(state, s, srcs, true, &span)
+        } else if let Some(run) = &s.run {
+            self.run(state, s, run)
+        } else if let Some(env) = &s.env {
+            let mut vars = Vec::new();
+            for (k, v) in &env.get().0 {
+                if k.is_empty() || k.contains('=') {
+                    self.error(
+                        v.span(),
+                        format!("bad variable name `{k}`"),
+                        "for this value",
+                    );
+                    continue;
+                }
+                if let Some(val) = self.expand_in(state, v) {
+                    vars.push((k.clone(), val));
+                }
+            }
+            for (k, v) in &vars {
+                set_env(&mut state.env, k, v);
+            }
+            Some((Op::Meta(MetaOp::Env(vars)), Vec::new()))
+        } else if let Some(w) = &s.workdir {
+            self.expand_in(state, w).map(|w| {
+                state.workdir = resolve_path(&state.workdir, &w);
+                (Op::Meta(MetaOp::Workdir(state.workdir.clone())), Vec::new())
+            })
+        } else if let Some(u) = &s.user {
+            match self.expand_in(state, u) {
+                Some(u) if u.is_empty() || u.starts_with(':') => {
+                    self.error(
+                        s.user.as_ref().map(|x| x.span()).unwrap_or(span.clone()),
+                        "`user` needs a user name or id",
+                        "empty user",
+                    );
+                    None
+                }
+                Some(u) => {
+                    state.user = Some(u.clone());
+                    Some((Op::Meta(MetaOp::User(u)), Vec::new()))
+                }
+                None => None,
+            }
+        } else if let Some(sh) = &s.shell {
+            if sh.get().is_empty() {
+                self.error(sh.span(), "`shell` cannot be empty", "empty array");
+                None
+            } else {
+                state.shell = sh.get().clone();
+                Some((Op::Meta(MetaOp::Shell(sh.get().clone())), Vec::new()))
+            }
+        } else if let Some(a) = &s.arg {
+            self.arg_step(state, a, s.default.as_ref())
+        } else if let Some(c) = &s.cmd {
+            Some((
+                Op::Meta(MetaOp::Cmd(command_argv(state, c.get()))),
+                Vec::new(),
+            ))
+        } else if let Some(e) = &s.entrypoint {
+            Some((
+                Op::Meta(MetaOp::Entrypoint(command_argv(state, e.get()))),
+                Vec::new(),
+            ))
+        } else if let Some(l) = &s.label {
+            self.labels(state, l).map(|op| (op, Vec::new()))
+        } else if let Some(e) = &s.expose {
+            Some((self.expose(state, e.get()), Vec::new()))
+        } else if let Some(v) = &s.volume {
+            Some((self.volumes(state, v.get()), Vec::new()))
+        } else if let Some(sig) = &s.stopsignal {
+            self.stopsignal(state, sig).map(|op| (op, Vec::new()))
+        } else if let Some(h) = &s.healthcheck {
+            self.healthcheck(h).map(|op| (op, Vec::new()))
+        } else {
+            s.onbuild
+                .as_ref()
+                .map(|o| (self.onbuild(o.get()), Vec::new()))
+        };
+        if let Some((op, sources)) = op {
+            let n = self.add(state, stage, op, span);
+            for src in sources {
+                self.graph.add_edge(src, n, Edge::Source);
+            }
+        }
+    }
+
+    fn stage_last(&self, i: usize) -> Option<NodeIndex> {
+        self.ends
+            .get(i)
+            .and_then(|e| e.as_ref())
+            .and_then(|e| e.last)
+    }
+
+    fn copy(
+        &mut self,
+        state: &State,
+        s: &StepSpec,
+        srcs: &Sp<Vec<Sp<String>>>,
+        add: bool,
+        span: &Range<usize>,
+    ) -> Option<(Op, Vec<NodeIndex>)> {
+        let verb = if add { "add" } else { "copy" };
+        let mut ok = true;
+        if srcs.get().is_empty() {
+            self.error_help(
+                srcs.span(),
+                format!("empty `{verb}` list"),
+                "nothing to copy",
+                format!("list at least one source, e.g. {verb} = [\"file\"]"),
+            );
+            ok = false;
+        }
+        let mut sources = Vec::new();
+        for src in srcs.get() {
+            match self.expand_in(state, src) {
+                Some(v) if v.is_empty() => {
+                    self.error(src.span(), "empty source path", "empty");
+                    ok = false;
+                }
+                Some(v) => sources.push(v),
+                None => ok = false,
+            }
+        }
+        let dest = match &s.to {
+            None => {
+                self.error_help(
+                    span.clone(),
+                    format!("`{verb}` step without `to`"),
+                    "missing `to`",
+                    "add the destination, e.g. to = \"/app/\"",
+                );
+                ok = false;
+                None
+            }
+            Some(to) => self.expand_in(state, to).and_then(|t| {
+                if t.is_empty() {
+                    self.error(to.span(), "empty destination", "empty");
+                    None
+                } else {
+                    Some(resolve_dest(&state.workdir, &t))
+                }
+            }),
+        };
+        let mut edges = Vec::new();
+        let from = match (&s.from, &s.image) {
+            (Some(_), Some(i)) => {
+                self.error(
+                    i.span(),
+                    "`from` and `image` cannot both be set",
+                    "second source",
+                );
+                ok = false;
+                CopyFrom::Context
+            }
+            (Some(f), None) => match self.expand_global(f) {
+                Some(name) => match self.stage_index(&name) {
+                    Some(i) => {
+                        match self.stage_last(i) {
+                            Some(n) => edges.push(n),
+                            None => ok = false,
+                        }
+                        CopyFrom::Stage(name)
+                    }
+                    // Reported by `deps`.
+                    None => {
+                        ok = false;
+                        CopyFrom::Context
+                    }
+                },
+                None => {
+                    ok = false;
+                    CopyFrom::Context
+                }
+            },
+            (None, Some(img)) => match self.expand_global(img).map(|v| (Reference::parse(&v), v)) {
+                Some((Ok(r), _)) => CopyFrom::Image(r.normalized()),
+                Some((Err(e), v)) => {
+                    self.error(
+                        img.span(),
+                        format!("bad image reference `{v}`: {e}"),
+                        "not an image reference",
+                    );
+                    ok = false;
+                    CopyFrom::Context
+                }
+                None => {
+                    ok = false;
+                    CopyFrom::Context
+                }
+            },
+            (None, None) => CopyFrom::Context,
+        };
+        let chmod = s.chmod.as_ref().and_then(|c| {
+            let v = self.expand_in(state, c)?;
+            let m = parse_octal(&v);
+            if m.is_none() {
+                self.error_help(
+                    c.span(),
+                    format!("bad chmod `{v}`"),
+                    "not an octal mode",
+                    "write permission bits in octal, e.g. \"0755\" or \"644\"",
+                );
+                ok = false;
+            }
+            m
+        });
+        let chown = s.chown.as_ref().and_then(|c| {
+            let v = self.expand_in(state, c)?;
+            let (user, group) = match v.split_once(':') {
+                Some((u, g)) => (u.to_string(), Some(g.to_string())),
+                None => (v.clone(), None),
+            };
+            if user.is_empty() || group.as_deref() == Some("") {
+                self.error_help(
+                    c.span(),
+                    format!("bad chown `{v}`"),
+                    "expected user[:group]",
+                    "e.g. \"1000:1000\" or \"app\"",
+                );
+                ok = false;
+                return None;
+            }
+            Some(Chown { user, group })
+        });
+        let mut exclude = Vec::new();
+        for e in s.exclude.iter().flatten() {
+            if let Some(v) = self.expand_in(state, e) {
+                exclude.push(v);
+            }
+        }
+        let add = if add {
+            let checksum = s.checksum.as_ref().and_then(|c| {
+                let v = self.expand_in(state, c)?;
+                if v.parse::<Digest>().is_err() {
+                    self.error(
+                        c.span(),
+                        format!("bad checksum `{v}`"),
+                        "expected sha256:<64 hex digits>",
+                    );
+                    ok = false;
+                    return None;
+                }
+                Some(v)
+            });
+            Some(AddOptions {
+                checksum,
+                keep_git_dir: s.keep_git_dir.unwrap_or(false),
+                unpack: s.unpack.unwrap_or(true),
+            })
+        } else {
+            None
+        };
+        let dest = dest?;
+        if !ok {
+            return None;
+        }
+        let op = CopyOp {
+            sources,
+            dest,
+            from,
+            chown,
+            chmod,
+            link: s.link.unwrap_or(false),
+            exclude,
+            parents: s.parents.unwrap_or(false),
+            add,
+        };
+        Some((Op::Copy(op), edges))
+    }
+
+    fn run(
+        &mut self,
+        state: &State,
+        s: &StepSpec,
+        run: &Sp<StrOr<Vec<String>>>,
+    ) -> Option<(Op, Vec<NodeIndex>)> {
+        let command = match run.get() {
+            StrOr::Str(script) => {
+                if script.trim().is_empty() {
+                    self.error(run.span(), "empty `run` command", "nothing to run");
+                    return None;
+                }
+                Command::Shell {
+                    shell: state.shell.clone(),
+                    script: script.clone(),
+                }
+            }
+            StrOr::Other(argv) => {
+                if argv.is_empty() || argv[0].is_empty() {
+                    self.error(run.span(), "empty `run` command", "nothing to run");
+                    return None;
+                }
+                Command::Exec(argv.clone())
+            }
+        };
+        let network = match &s.network {
+            None => Network::Default,
+            Some(n) => match self.expand_in(state, n)?.as_str() {
+                "default" => Network::Default,
+                "none" => Network::None,
+                "host" => Network::Host,
+                other => {
+                    self.error_help(
+                        n.span(),
+                        format!("unknown network mode `{other}`"),
+                        "unknown mode",
+                        "network is \"default\", \"none\" or \"host\"",
+                    );
+                    return None;
+                }
+            },
+        };
+        let mut mounts = Vec::new();
+        let mut edges = Vec::new();
+        let mut ok = true;
+        for m in s.mounts.iter().flatten() {
+            match self.mount(state, m) {
+                Some((mount, edge)) => {
+                    mounts.push(mount);
+                    edges.extend(edge);
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let mut env = state.env.clone();
+        for (k, v) in &state.args {
+            if let Some(v) = v
+                && !env.iter().any(|(e, _)| e == k)
+            {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+        let op = RunOp {
+            command,
+            env,
+            user: state.user.clone(),
+            workdir: state.workdir.clone(),
+            network,
+            mounts,
+        };
+        Some((Op::Run(op), edges))
+    }
+
+    fn mount(&mut self, state: &State, m: &Sp<MountSpec>) -> Option<(Mount, Option<NodeIndex>)> {
+        let spec = m.get();
+        let kind = *spec.kind.get();
+        // Keys each mount type accepts, besides `type` and `target`.
+        let allowed: &[&str] = match kind {
+            MountType::Bind => &["source", "from", "readonly"],
+            MountType::Cache => &[
+                "source", "from", "id", "sharing", "readonly", "mode", "uid", "gid",
+            ],
+            MountType::Tmpfs => &["size"],
+            MountType::Secret => &["source", "id", "required", "mode", "uid", "gid", "env"],
+            MountType::Ssh => &["id", "required", "mode", "uid", "gid"],
+        };
+        let given: [(&str, bool); 11] = [
+            ("source", spec.source.is_some()),
+            ("from", spec.from.is_some()),
+            ("id", spec.id.is_some()),
+            ("sharing", spec.sharing.is_some()),
+            ("readonly", spec.readonly.is_some()),
+            ("required", spec.required.is_some()),
+            ("mode", spec.mode.is_some()),
+            ("uid", spec.uid.is_some()),
+            ("gid", spec.gid.is_some()),
+            ("size", spec.size.is_some()),
+            ("env", spec.env.is_some()),
+        ];
+        let kind_name = format!("{kind:?}").to_lowercase();
+        let mut ok = true;
+        for (k, present) in given {
+            if present && !allowed.contains(&k) {
+                self.error_help(
+                    m.span(),
+                    format!("`{k}` is not an option of a {kind_name} mount"),
+                    "in this mount",
+                    format!(
+                        "options of a {kind_name} mount: target, {}",
+                        allowed.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let target = match &spec.target {
+            Some(t) => self
+                .expand_in(state, t)
+                .map(|t| resolve_path(&state.workdir, &t)),
+            None if matches!(kind, MountType::Secret | MountType::Ssh) => None,
+            None => {
+                self.error(
+                    m.span(),
+                    format!("a {kind_name} mount needs a `target`"),
+                    "missing `target`",
+                );
+                ok = false;
+                None
+            }
+        };
+        let target = target.unwrap_or_else(|| match kind {
+            MountType::Secret => format!(
+                "/run/secrets/{}",
+                spec.id.as_ref().map(|i| i.get().as_str()).unwrap_or("")
+            ),
+            _ => "/run/buildkit/ssh_agent.0".to_string(),
+        });
+        let mut edge = None;
+        let from = match &spec.from {
+            Some(f) => {
+                let name = self.expand_global(f)?;
+                let i = self.stage_index(&name)?;
+                edge = self.stage_last(i);
+                Some(name)
+            }
+            None => None,
+        };
+        let mut opt = |v: &Option<Sp<String>>| v.as_ref().and_then(|v| self.expand_in(state, v));
+        let source = opt(&spec.source);
+        let id = opt(&spec.id);
+        let env = opt(&spec.env);
+        let mode = match &spec.mode {
+            Some(md) => {
+                let v = self.expand_in(state, md)?;
+                match parse_octal(&v) {
+                    Some(x) => Some(x),
+                    None => {
+                        self.error(md.span(), format!("bad mode `{v}`"), "not an octal mode");
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        if !ok {
+            return None;
+        }
+        let mount = Mount {
+            kind: match kind {
+                MountType::Bind => MountKind::Bind,
+                MountType::Cache => MountKind::Cache,
+                MountType::Tmpfs => MountKind::Tmpfs,
+                MountType::Secret => MountKind::Secret,
+                MountType::Ssh => MountKind::Ssh,
+            },
+            target,
+            source,
+            from,
+            id,
+            sharing: spec.sharing.as_ref().map(|s| match s.get() {
+                SharingSpec::Shared => Sharing::Shared,
+                SharingSpec::Private => Sharing::Private,
+                SharingSpec::Locked => Sharing::Locked,
+            }),
+            readonly: spec.readonly.unwrap_or(false),
+            required: spec.required.unwrap_or(false),
+            mode,
+            uid: spec.uid,
+            gid: spec.gid,
+            size: spec.size,
+            env,
+        };
+        Some((mount, edge))
+    }
+
+    fn arg_step(
+        &mut self,
+        state: &mut State,
+        a: &Sp<String>,
+        default: Option<&Sp<String>>,
+    ) -> Option<(Op, Vec<NodeIndex>)> {
+        let name = a.get();
+        if !ARG_NAME.is_match(name) {
+            self.error_help(
+                a.span(),
+                format!("bad arg name `{name}`"),
+                "not a valid name",
+                "arg names are letters, digits and `_`, not starting with a digit",
+            );
+            return None;
+        }
+        let default = match default {
+            Some(d) => Some(self.expand_in(state, d)?),
+            None => None,
+        };
+        let value = self
+            .opts
+            .build_args
+            .get(name)
+            .cloned()
+            .or(default)
+            .or_else(|| self.lookup_global(name).flatten());
+        self.declared.insert(name.clone());
+        if let Some(v) = &value {
+            self.graph
+                .args
+                .entry(name.clone())
+                .or_insert_with(|| v.clone());
+        }
+        set_var(&mut state.args, name, value.clone());
+        Some((
+            Op::Meta(MetaOp::Arg(vec![(name.clone(), value)])),
+            Vec::new(),
+        ))
+    }
+
+    fn labels(&mut self, state: &State, l: &Sp<super::model::OrderedMap>) -> Option<Op> {
+        let mut out = Vec::new();
+        for (k, v) in &l.get().0 {
+            if k.is_empty() {
+                self.error(v.span(), "empty label name", "for this value");
+                continue;
+            }
+            if let Some(v) = self.expand_in(state, v) {
+                out.push((k.clone(), v));
+            }
+        }
+        Some(Op::Meta(MetaOp::Label(out)))
+    }
+
+    fn expose(&mut self, state: &State, ports: &[Sp<String>]) -> Op {
+        let mut out = Vec::new();
+        for p in ports {
+            let Some(v) = self.expand_in(state, p) else {
+                continue;
+            };
+            match normalize_port(&v) {
+                Some(n) => out.push(n),
+                None => self.error_help(
+                    p.span(),
+                    format!("bad expose `{v}`"),
+                    "expected port[/protocol]",
+                    "write a port 1-65535 or a range, optionally with /tcp, /udp or /sctp, e.g. \"8080/tcp\"",
+                ),
+            }
+        }
+        Op::Meta(MetaOp::Expose(out))
+    }
+
+    fn volumes(&mut self, state: &State, vols: &[Sp<String>]) -> Op {
+        let mut out = Vec::new();
+        for p in vols {
+            let Some(v) = self.expand_in(state, p) else {
+                continue;
+            };
+            if v.starts_with('/') {
+                out.push(v);
+            } else {
+                self.error_help(
+                    p.span(),
+                    format!("relative volume path `{v}`"),
+                    "not absolute",
+                    "volume paths are absolute, e.g. \"/data\"",
+                );
+            }
+        }
+        Op::Meta(MetaOp::Volume(out))
+    }
+
+    fn stopsignal(&mut self, state: &State, s: &Sp<String>) -> Option<Op> {
+        let v = self.expand_in(state, s)?;
+        if !SIGNAL.is_match(&v) {
+            self.error_help(
+                s.span(),
+                format!("bad stop signal `{v}`"),
+                "not a signal",
+                "write a signal name or number, e.g. \"SIGTERM\" or \"15\"",
+            );
+            return None;
+        }
+        Some(Op::Meta(MetaOp::StopSignal(v)))
+    }
+
+    fn healthcheck(&mut self, h: &Sp<HealthcheckSpec>) -> Option<Op> {
+        let spec = h.get();
+        let test = match spec.test.get() {
+            StrOr::Str(s) if s == "NONE" => vec!["NONE".to_string()],
+            StrOr::Str(s) if s.trim().is_empty() => {
+                self.error(spec.test.span(), "empty healthcheck test", "nothing to run");
+                return None;
+            }
+            StrOr::Str(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+            StrOr::Other(v) => {
+                let ok = match v.first().map(String::as_str) {
+                    Some("NONE") => v.len() == 1,
+                    Some("CMD") | Some("CMD-SHELL") => v.len() >= 2,
+                    _ => false,
+                };
+                if !ok {
+                    self.error_help(
+                        spec.test.span(),
+                        "bad healthcheck test",
+                        "expected [\"CMD\", ...], [\"CMD-SHELL\", \"...\"] or [\"NONE\"]",
+                        "a string runs in the shell; \"NONE\" disables the check",
+                    );
+                    return None;
+                }
+                v.clone()
+            }
+        };
+        let mut ok = true;
+        let mut dur = |d: &Option<Sp<String>>| -> Option<u64> {
+            let d = d.as_ref()?;
+            match parse_duration(d.get()) {
+                Some(n) => Some(n),
+                None => {
+                    self.error_help(d.span(), format!("bad duration `{}`", d.get()), "not a duration", "write a duration like \"30s\", \"1m30s\" or \"500ms\" (units h, m, s, ms, us, ns)");
+                    ok = false;
+                    None
+                }
+            }
+        };
+        let interval = dur(&spec.interval);
+        let timeout = dur(&spec.timeout);
+        let start_period = dur(&spec.start_period);
+        let start_interval = dur(&spec.start_interval);
+        if !ok {
+            return None;
+        }
+        Some(Op::Meta(MetaOp::Healthcheck(Healthcheck {
+            test,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries: spec.retries,
+        })))
+    }
+
+    fn onbuild(&mut self, items: &[Sp<String>]) -> Op {
+        let mut out = Vec::new();
+        for i in items {
+            if i.get().trim().is_empty() {
+                self.error(i.span(), "empty onbuild instruction", "empty");
+            } else {
+                out.push(i.get().clone());
+            }
+        }
+        Op::Meta(MetaOp::OnBuild(out))
+    }
+
+    fn targets(&mut self, images: &[ImageDecl]) {
+        // Every image is checked, selected or not.
+        let mut checked: Vec<(String, usize, Vec<String>)> = Vec::new();
+        let mut seen_tags: BTreeMap<String, String> = BTreeMap::new();
+        for img in images {
+            let Some(spec) = &img.spec else { continue };
+            let (stage_name, span) = match &spec.stage {
+                Some(s) => (s.get().clone(), s.span()),
+                None => (img.name.clone(), img.span.clone()),
+            };
+            let Some(stage) = self.stage_index(&stage_name) else {
+                let help = match did_you_mean(
+                    &stage_name,
+                    self.stages.iter().map(|s| s.name.as_str()),
+                ) {
+                    Some(m) => format!("did you mean `{m}`?"),
+                    None if spec.stage.is_none() => format!(
+                        "image `{}` has no `stage` key and there is no stage of that name; add stage = \"...\"",
+                        img.name
+                    ),
+                    None => format!(
+                        "stages of this file: {}",
+                        self.stages
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                self.error_help(
+                    span,
+                    format!("unknown stage `{stage_name}`"),
+                    "no stage of this name",
+                    help,
+                );
+                continue;
+            };
+            if let Some(other) = self.stage_index(&img.name)
+                && other != stage
+            {
+                self.error_help(
+                    span.clone(),
+                    format!(
+                        "image `{}` builds stage `{stage_name}`, but a stage is also named `{}`",
+                        img.name, img.name
+                    ),
+                    "conflicting meaning",
+                    "`--target` could mean either: rename the image or the stage",
+                );
+            }
+            let mut tags = Vec::new();
+            for t in &spec.tags {
+                let Some(v) = self.expand_global(t) else {
+                    continue;
+                };
+                match Reference::parse(&v) {
+                    Ok(r) => {
+                        let n = r.normalized();
+                        if let Some(prev) = seen_tags.get(&n) {
+                            self.error_help(
+                                t.span(),
+                                format!("duplicate tag `{n}`"),
+                                "tagged twice",
+                                format!("image `{prev}` already has this tag"),
+                            );
+                        } else {
+                            seen_tags.insert(n.clone(), img.name.clone());
+                            tags.push(n);
+                        }
+                    }
+                    Err(e) => self.error_help(
+                        t.span(),
+                        format!("bad tag `{v}`: {e}"),
+                        "not a valid image reference",
+                        "a tag looks like \"name:tag\", e.g. \"example/app:1.0\"",
+                    ),
+                }
+            }
+            checked.push((img.name.clone(), stage, tags));
+        }
+        // Selection.
+        let mut selected: Vec<(String, usize, Vec<String>)> = Vec::new();
+        if self.opts.targets.is_empty() {
+            if images.is_empty() {
+                if let Some(i) = self.stages.len().checked_sub(1) {
+                    selected.push((self.stages[i].name.clone(), i, Vec::new()));
+                }
+            } else {
+                selected = checked.clone();
+            }
+        } else {
+            for t in &self.opts.targets {
+                if let Some(c) = checked.iter().find(|c| &c.0 == t) {
+                    selected.push(c.clone());
+                } else if images.iter().any(|i| &i.name == t) {
+                    // A broken image: already reported.
+                } else if let Some(i) = self.stage_index(t) {
+                    selected.push((t.clone(), i, Vec::new()));
+                } else {
+                    let mut names: Vec<String> = images
+                        .iter()
+                        .map(|i| format!("{} (image)", i.name))
+                        .collect();
+                    names.extend(self.stages.iter().map(|s| format!("{} (stage)", s.name)));
+                    self.error_help(
+                        0..0,
+                        format!("unknown --target `{t}`"),
+                        "in this file",
+                        format!("valid targets: {}", names.join(", ")),
+                    );
+                }
+            }
+        }
+        if !self.opts.tags.is_empty() {
+            if selected.len() > 1 {
+                let names: Vec<&str> = selected.iter().map(|s| s.0.as_str()).collect();
+                self.error_help(
+                    0..0,
+                    format!(
+                        "-t/--tag given, but {} targets are selected ({})",
+                        selected.len(),
+                        names.join(", ")
+                    ),
+                    "in this file",
+                    "select one image with --target, or put the tags in the spec",
+                );
+            } else if let Some(sel) = selected.first_mut() {
+                for t in &self.opts.tags {
+                    match Reference::parse(t) {
+                        Ok(r) => {
+                            let n = r.normalized();
+                            if !sel.2.contains(&n) {
+                                sel.2.push(n);
+                            }
+                        }
+                        Err(e) => {
+                            self.error(0..0, format!("bad -t/--tag `{t}`: {e}"), "in this file")
+                        }
+                    }
+                }
+            }
+        }
+        for (name, stage, tags) in selected {
+            let Some(node) = self.stage_last(stage) else {
+                continue;
+            };
+            self.graph.targets.push(Target {
+                name,
+                stage: self.stages[stage].name.clone(),
+                node,
+                tags,
+            });
+        }
+    }
+
+    fn warnings(&mut self) {
+        for k in self.opts.build_args.keys() {
+            if !self.declared.contains(k) {
+                self.graph
+                    .warnings
+                    .push(format!("build arg {k} was not consumed by any stage"));
+            }
+        }
+    }
+}
+
+fn expand_str(
+    state: &State,
+    globals: &[(String, Option<String>)],
+    s: &str,
+) -> Result<String, ExpandError> {
+    let lookup = |n: &str| -> Option<Option<String>> {
+        if let Some((_, v)) = state.env.iter().find(|(k, _)| k == n) {
+            return Some(Some(v.clone()));
+        }
+        if let Some((_, v)) = state.args.iter().find(|(k, _)| k == n) {
+            return Some(v.clone());
+        }
+        globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+    };
+    expand(s, &lookup)
+}
+
+fn set_env(env: &mut Vec<(String, String)>, k: &str, v: &str) {
+    match env.iter_mut().find(|(e, _)| e == k) {
+        Some(slot) => slot.1 = v.to_string(),
+        None => env.push((k.to_string(), v.to_string())),
+    }
+}
+
+fn set_var(vars: &mut Vec<(String, Option<String>)>, k: &str, v: Option<String>) {
+    match vars.iter_mut().find(|(e, _)| e == k) {
+        Some(slot) => slot.1 = v,
+        None => vars.push((k.to_string(), v)),
+    }
+}
+
+/// Shell form (string) wrapped with the current shell; exec form as is.
+fn command_argv(state: &State, c: &StrOr<Vec<String>>) -> Vec<String> {
+    match c {
+        StrOr::Str(s) => {
+            let mut v = state.shell.clone();
+            v.push(s.clone());
+            v
+        }
+        StrOr::Other(v) => v.clone(),
+    }
+}

@@ -1,0 +1,411 @@
+//! The serde model of `strata.toml` (format version 1).
+//!
+//! These types are deserialized piece by piece (one stage, step or image at a
+//! time, see `parse.rs`) so that every error in a file is reported, and they
+//! generate the JSON Schema. Every user-written value keeps its span
+//! ([`Sp`]). No `flatten` or untagged enums: they lose spans in toml.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// A value with its byte range in the spec file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(transparent)]
+pub struct Sp<T>(pub Spanned<T>);
+
+impl<T> Sp<T> {
+    pub fn get(&self) -> &T {
+        self.0.get_ref()
+    }
+    pub fn span(&self) -> Range<usize> {
+        self.0.span()
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Sp<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// Either a string or a `T` (an array or a table): e.g. the shell and exec
+/// forms of a command. Written by hand, not as an untagged enum, so that
+/// spans inside `T` survive and errors name both accepted forms.
+#[derive(Clone, Debug)]
+pub enum StrOr<T> {
+    Str(String),
+    Other(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for StrOr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>, &'static str);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = StrOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a string or {}", self.1)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrOr::Str(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(StrOr::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(StrOr::Other)
+            }
+        }
+        let what = std::any::type_name::<T>();
+        let expecting = if what.contains("Vec<") {
+            "an array of strings"
+        } else {
+            "a table"
+        };
+        d.deserialize_any(V(PhantomData, expecting))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for StrOr<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("StringOr{}", T::schema_name()).into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "anyOf": [{ "type": "string" }, generator.subschema_for::<T>()] })
+    }
+}
+
+/// A table of string values in the order written (env, labels).
+#[derive(Clone, Debug, Default)]
+pub struct OrderedMap(pub Vec<(String, Sp<String>)>);
+
+impl<'de> Deserialize<'de> for OrderedMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, val)) = map.next_entry::<String, Sp<String>>()? {
+                    v.push((k, val));
+                }
+                Ok(OrderedMap(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl JsonSchema for OrderedMap {
+    fn schema_name() -> Cow<'static, str> {
+        "StringMap".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "object", "additionalProperties": { "type": "string" } })
+    }
+}
+
+/// The whole file. Used for the schema; `parse.rs` reads the document key by
+/// key with the same names.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "strata build spec",
+    description = "A strata.toml file (format version 1). See spec/README.md."
+)]
+#[allow(dead_code)]
+pub struct Document {
+    /// Editor hint: the JSON Schema of this file.
+    #[serde(rename = "$schema")]
+    pub schema: Option<String>,
+    /// Format version; only `1` exists. Defaults to 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: Option<u32>,
+    /// Global build args: `NAME = "default"` or `NAME = {}` (declared, no default).
+    pub args: Option<std::collections::BTreeMap<String, ArgDefault>>,
+    /// Stages by name: each a chain of steps from a base.
+    pub stage: Option<std::collections::BTreeMap<String, StageSpec>>,
+    /// Images to produce, by name (what `--target` selects).
+    pub image: Option<std::collections::BTreeMap<String, ImageSpec>>,
+}
+
+/// The value of a global arg: a default string, or `{}` for "declared, no default".
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+pub enum ArgDefault {
+    Default(String),
+    NoDefault(EmptyTable),
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyTable {}
+
+/// Keys of [`Document`], for unknown-key checks (kept in sync by a test).
+pub const DOCUMENT_KEYS: &[&str] = &["$schema", "version", "args", "stage", "image"];
+
+/// A stage: where it starts, its steps, and image config set at its end.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// `"scratch"`, a stage of this file, an image in the local store, or a
+    /// table naming an OCI layout, OCI archive or docker archive.
+    pub from: Sp<StrOr<FromTable>>,
+    /// `os/arch[/variant]` of the base.
+    pub platform: Option<Sp<String>>,
+    /// Global args this stage brings into scope for `run` environments.
+    pub args: Option<Vec<Sp<String>>>,
+    /// The steps, in order.
+    #[serde(default)]
+    pub steps: Vec<Sp<StepSpec>>,
+    /// Default command (array = exec form, string = shell form).
+    pub cmd: Option<Sp<StrOr<Vec<String>>>>,
+    /// Entrypoint (array = exec form, string = shell form).
+    pub entrypoint: Option<Sp<StrOr<Vec<String>>>>,
+    /// Ports: `port[-port][/tcp|udp|sctp]`.
+    pub expose: Option<Vec<Sp<String>>>,
+    /// Image labels.
+    pub labels: Option<Sp<OrderedMap>>,
+    /// Absolute paths of volumes.
+    pub volumes: Option<Vec<Sp<String>>>,
+    /// Signal that stops the container.
+    pub stopsignal: Option<Sp<String>>,
+    pub healthcheck: Option<Sp<HealthcheckSpec>>,
+    /// Dockerfile instructions for images built from this one.
+    pub onbuild: Option<Vec<Sp<String>>>,
+}
+
+pub const STAGE_KEYS: &[&str] = &[
+    "from",
+    "platform",
+    "args",
+    "steps",
+    "cmd",
+    "entrypoint",
+    "expose",
+    "labels",
+    "volumes",
+    "stopsignal",
+    "healthcheck",
+    "onbuild",
+];
+
+/// A base that is not a name: exactly one of `oci`, `oci-archive`, `docker-archive`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FromTable {
+    /// An OCI image layout directory.
+    pub oci: Option<Sp<String>>,
+    /// A tar of an OCI image layout.
+    pub oci_archive: Option<Sp<String>>,
+    /// A `docker save` tar.
+    pub docker_archive: Option<Sp<String>>,
+    /// Which image of the layout/archive (its ref name).
+    #[serde(rename = "ref")]
+    pub reference: Option<Sp<String>>,
+}
+
+/// One step. Exactly one verb key (`copy`, `add`, `run`, `env`, ...) and
+/// the option keys of that verb.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StepSpec {
+    /// COPY: source paths (context, or `from` stage / `image` root).
+    pub copy: Option<Sp<Vec<Sp<String>>>>,
+    /// ADD: sources (local archives are extracted).
+    pub add: Option<Sp<Vec<Sp<String>>>>,
+    /// RUN: string = shell form, array = exec form.
+    pub run: Option<Sp<StrOr<Vec<String>>>>,
+    /// ENV: variables to set, in order.
+    pub env: Option<Sp<OrderedMap>>,
+    /// WORKDIR (relative paths resolve against the current one).
+    pub workdir: Option<Sp<String>>,
+    /// USER `user[:group]`.
+    pub user: Option<Sp<String>>,
+    /// SHELL used by later shell forms.
+    pub shell: Option<Sp<Vec<String>>>,
+    /// ARG declared in this stage.
+    pub arg: Option<Sp<String>>,
+    /// CMD.
+    pub cmd: Option<Sp<StrOr<Vec<String>>>>,
+    /// ENTRYPOINT.
+    pub entrypoint: Option<Sp<StrOr<Vec<String>>>>,
+    /// LABEL.
+    pub label: Option<Sp<OrderedMap>>,
+    /// EXPOSE.
+    pub expose: Option<Sp<Vec<Sp<String>>>>,
+    /// VOLUME.
+    pub volume: Option<Sp<Vec<Sp<String>>>>,
+    /// STOPSIGNAL.
+    pub stopsignal: Option<Sp<String>>,
+    /// HEALTHCHECK.
+    pub healthcheck: Option<Sp<HealthcheckSpec>>,
+    /// ONBUILD.
+    pub onbuild: Option<Sp<Vec<Sp<String>>>>,
+
+    /// copy/add: destination (relative to the workdir; trailing `/` = into a directory).
+    pub to: Option<Sp<String>>,
+    /// copy: a stage of this file to copy from.
+    pub from: Option<Sp<String>>,
+    /// copy: an image to copy from.
+    pub image: Option<Sp<String>>,
+    /// copy/add: octal permission bits, e.g. `"0755"`.
+    pub chmod: Option<Sp<String>>,
+    /// copy/add: `user[:group]`.
+    pub chown: Option<Sp<String>>,
+    /// copy/add: patterns to leave out.
+    pub exclude: Option<Vec<Sp<String>>>,
+    /// copy/add: the layer does not depend on the parent's content.
+    pub link: Option<bool>,
+    /// copy: keep the sources' parent directories.
+    pub parents: Option<bool>,
+    /// add: expected digest of a remote source.
+    pub checksum: Option<Sp<String>>,
+    /// add: keep `.git` of a git source.
+    pub keep_git_dir: Option<bool>,
+    /// add: extract local archives (default true).
+    pub unpack: Option<bool>,
+    /// run: `default`, `none` or `host`.
+    pub network: Option<Sp<String>>,
+    /// run: mounts for the command.
+    pub mounts: Option<Vec<Sp<MountSpec>>>,
+    /// arg: default value.
+    pub default: Option<Sp<String>>,
+}
+
+/// The verbs of a step and the option keys each accepts (one table: the
+/// validation and the documentation both read it).
+pub const VERBS: &[(&str, &[&str])] = &[
+    (
+        "copy",
+        &[
+            "to", "from", "image", "chmod", "chown", "exclude", "link", "parents",
+        ],
+    ),
+    (
+        "add",
+        &[
+            "to",
+            "chmod",
+            "chown",
+            "exclude",
+            "link",
+            "checksum",
+            "keep-git-dir",
+            "unpack",
+        ],
+    ),
+    ("run", &["network", "mounts"]),
+    ("env", &[]),
+    ("workdir", &[]),
+    ("user", &[]),
+    ("shell", &[]),
+    ("arg", &["default"]),
+    ("cmd", &[]),
+    ("entrypoint", &[]),
+    ("label", &[]),
+    ("expose", &[]),
+    ("volume", &[]),
+    ("stopsignal", &[]),
+    ("healthcheck", &[]),
+    ("onbuild", &[]),
+];
+
+/// A RUN mount.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MountSpec {
+    /// `bind`, `cache`, `tmpfs`, `secret` or `ssh`.
+    #[serde(rename = "type")]
+    pub kind: Sp<MountType>,
+    /// Where the mount appears in the RUN.
+    pub target: Option<Sp<String>>,
+    /// Path in the context or `from` stage; secret file.
+    pub source: Option<Sp<String>>,
+    /// Stage the bind/cache mount is seeded from.
+    pub from: Option<Sp<String>>,
+    /// Cache or secret id.
+    pub id: Option<Sp<String>>,
+    /// Cache sharing: `shared`, `private`, `locked`.
+    pub sharing: Option<Sp<SharingSpec>>,
+    pub readonly: Option<bool>,
+    pub required: Option<bool>,
+    /// Octal mode, e.g. `"0700"`.
+    pub mode: Option<Sp<String>>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// tmpfs size in bytes.
+    pub size: Option<u64>,
+    /// secret: expose as this environment variable.
+    pub env: Option<Sp<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MountType {
+    Bind,
+    Cache,
+    Tmpfs,
+    Secret,
+    Ssh,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SharingSpec {
+    Shared,
+    Private,
+    Locked,
+}
+
+/// HEALTHCHECK. `test`: `"NONE"` disables; another string is run by the
+/// shell (`CMD-SHELL`); an array starts with `CMD` or `CMD-SHELL`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HealthcheckSpec {
+    pub test: Sp<StrOr<Vec<String>>>,
+    /// Duration such as `"30s"`, `"1m30s"`, `"500ms"`.
+    pub interval: Option<Sp<String>>,
+    pub timeout: Option<Sp<String>>,
+    pub start_period: Option<Sp<String>>,
+    pub start_interval: Option<Sp<String>>,
+    pub retries: Option<u32>,
+}
+
+/// An image to produce.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// The stage whose result is the image (default: the stage of the same name).
+    pub stage: Option<Sp<String>>,
+    /// `name:tag` references (args are expanded).
+    #[serde(default)]
+    pub tags: Vec<Sp<String>>,
+}
+
+pub const IMAGE_KEYS: &[&str] = &["stage", "tags"];
