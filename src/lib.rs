@@ -13,5 +13,6 @@ pub mod error;
 pub mod ir;
 pub mod layer;
 pub mod oci;
+pub mod sandbox;
 pub mod spec;
 pub mod store;

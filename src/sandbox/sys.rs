@@ -1,0 +1,319 @@
+//! Thin, checked wrappers over the system calls the sandbox needs.
+//!
+//! Every wrapper returns `Err(String)` naming the operation, its arguments and
+//! the OS error, so a set-up failure reads well in the build output.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub type SysResult<T> = Result<T, String>;
+
+/// `"{what}: {last OS error}"`.
+pub fn os_err(what: impl std::fmt::Display) -> String {
+    format!("{what}: {}", io::Error::last_os_error())
+}
+
+pub fn cstring(s: impl AsRef<OsStr>) -> SysResult<CString> {
+    let s = s.as_ref();
+    CString::new(s.as_bytes()).map_err(|_| format!("{s:?} contains a NUL byte"))
+}
+
+/// The path of an open fd, usable as a mount source or target.
+pub fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+pub fn mount(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> SysResult<()> {
+    let c_source = source.map(cstring).transpose()?;
+    let c_target = cstring(target)?;
+    let c_fstype = fstype.map(cstring).transpose()?;
+    let c_data = data.map(cstring).transpose()?;
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is null or a valid NUL-terminated string that
+    // outlives the call.
+    let r = unsafe {
+        libc::mount(
+            ptr(&c_source),
+            c_target.as_ptr(),
+            ptr(&c_fstype),
+            flags,
+            ptr(&c_data).cast(),
+        )
+    };
+    if r != 0 {
+        return Err(os_err(format_args!(
+            "mount(source={}, target={target}, type={}, data={})",
+            source.unwrap_or("none"),
+            fstype.unwrap_or("none"),
+            data.unwrap_or("")
+        )));
+    }
+    Ok(())
+}
+
+pub fn unshare(flags: libc::c_int) -> SysResult<()> {
+    // SAFETY: plain system call.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(os_err("unshare"));
+    }
+    Ok(())
+}
+
+/// `openat2(dirfd, path, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`:
+/// `path` is resolved as if `dirfd` were `/`, symlinks included.
+pub fn open_in_root(dirfd: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: open_how is plain data; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid fd, valid string and struct pointer with their size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Opens a host path with `O_PATH | O_DIRECTORY`.
+pub fn open_dir_path(path: &Path) -> SysResult<OwnedFd> {
+    let c = cstring(path)?;
+    // SAFETY: valid string.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(os_err(format_args!("opening {}", path.display())));
+    }
+    // SAFETY: new fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn mkdirat(dir: &OwnedFd, name: &str, mode: libc::mode_t) -> SysResult<()> {
+    let c = cstring(name)?;
+    // SAFETY: valid fd and string.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(format!("mkdir {name}: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Creates an empty regular file `name` in `dir` (no-op if it exists).
+pub fn touchat(dir: &OwnedFd, name: &str, mode: libc::mode_t) -> SysResult<()> {
+    let c = cstring(name)?;
+    // SAFETY: valid fd and string.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            mode as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(os_err(format_args!("creating {name}")));
+    }
+    // SAFETY: new fd we own; dropping closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
+pub fn symlinkat(target: &str, dir: &OwnedFd, name: &str) -> SysResult<()> {
+    let t = cstring(target)?;
+    let n = cstring(name)?;
+    // SAFETY: valid strings and fd.
+    if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } != 0 {
+        return Err(os_err(format_args!("symlink {name} -> {target}")));
+    }
+    Ok(())
+}
+
+pub fn chdir(path: &str) -> SysResult<()> {
+    let c = cstring(path)?;
+    // SAFETY: valid string.
+    if unsafe { libc::chdir(c.as_ptr()) } != 0 {
+        return Err(os_err(format_args!("chdir {path}")));
+    }
+    Ok(())
+}
+
+/// `pivot_root(".", ".")` then detach the old root: the current directory
+/// becomes `/` and nothing of the host stays reachable. Falls back to
+/// `MS_MOVE` + `chroot` where pivot_root is refused (rootfs/initramfs roots).
+pub fn pivot_to_cwd() -> SysResult<()> {
+    let dot = c".";
+    // SAFETY: valid strings.
+    let r = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
+    if r == 0 {
+        // SAFETY: valid string.
+        if unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(os_err("detaching the old root"));
+        }
+    } else {
+        let pivot_err = io::Error::last_os_error();
+        if pivot_err.raw_os_error() != Some(libc::EINVAL) {
+            return Err(format!("pivot_root: {pivot_err}"));
+        }
+        mount(Some("."), "/", None, libc::MS_MOVE, None)?;
+        // SAFETY: valid string.
+        if unsafe { libc::chroot(dot.as_ptr()) } != 0 {
+            return Err(os_err("chroot"));
+        }
+    }
+    chdir("/")
+}
+
+pub fn sethostname(name: &str) -> SysResult<()> {
+    // SAFETY: pointer and length of a live buffer.
+    if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
+        return Err(os_err(format_args!("sethostname {name:?}")));
+    }
+    Ok(())
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> SysResult<()> {
+    // SAFETY: plain system call.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(os_err("socket for configuring lo"));
+    }
+    // SAFETY: new fd we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: ifreq is plain data.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: valid socket and ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(os_err("reading the flags of lo"));
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: valid socket and ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(os_err("bringing lo up"));
+    }
+    Ok(())
+}
+
+/// Writes `msg` to `fd` (ignoring errors: used to report other errors).
+pub fn write_all_fd(fd: RawFd, msg: &[u8]) {
+    let mut rest = msg;
+    while !rest.is_empty() {
+        // SAFETY: pointer and length of a live buffer.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        if n == 0 {
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on an fd number; errors are reported.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, new) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Replaces fd 0 with `/dev/null`.
+pub fn stdin_from_dev_null() -> SysResult<()> {
+    let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+    // SAFETY: valid fds.
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(os_err("redirecting stdin"));
+    }
+    Ok(())
+}
+
+/// `waitpid(pid)` retried on EINTR; returns the raw status.
+pub fn wait_pid(pid: libc::pid_t) -> SysResult<libc::c_int> {
+    loop {
+        let mut status = 0;
+        // SAFETY: valid pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(status);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(format!("waitpid {pid}: {e}"));
+        }
+    }
+}
+
+/// Exit code of a wait status: the code, or 128 + signal.
+pub fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// A C string pointer array (NULL-terminated) over `v`.
+pub fn ptr_array(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Whether `path` is an executable regular file for the current user.
+pub fn is_executable(path: &CStr) -> bool {
+    // SAFETY: valid string; stat is plain data.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::stat(path.as_ptr(), &mut st) == 0
+            && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+            && libc::access(path.as_ptr(), libc::X_OK) == 0
+    }
+}
