@@ -161,8 +161,13 @@ pub fn available() -> std::result::Result<(), String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("running {}: {e}", helper_exe().display()))?;
-    if out.status.success() {
+    if out.status.success() && String::from_utf8_lossy(&out.stdout).contains(helper::PROBE_OK) {
         Ok(())
+    } else if out.status.success() {
+        Err(format!(
+            "{} did not act as the sandbox helper (not the strata binary? see set_helper_exe)",
+            helper_exe().display()
+        ))
     } else {
         Err(format!(
             "namespace/overlayfs probe failed: {}",
@@ -182,7 +187,9 @@ fn check(spec: &SandboxSpec) -> Result<()> {
             spec.cwd
         )));
     }
-    layout::check_hostname(&spec.hostname).map_err(bad)?;
+    if !spec.hostname.is_empty() {
+        layout::check_hostname(&spec.hostname).map_err(bad)?;
+    }
     for m in &spec.mounts {
         let (SandboxMount::Bind { target, .. } | SandboxMount::Tmpfs { target, .. }) = m;
         layout::relative(target).map_err(|e| bad(format!("mount target: {e}")))?;
@@ -208,7 +215,7 @@ pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<
         .tempdir()
         .ctx(|| "creating the sandbox scratch dir".to_string())?;
     let request = serde_json::to_vec(&Request {
-        spec: spec.clone(),
+        spec: absolute_paths(spec)?,
         scratch: scratch.path().to_path_buf(),
     })
     .map_err(|e| Error::msg(format!("sandbox: encoding the spec: {e}")))?;
@@ -243,7 +250,13 @@ pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<
         unsafe { libc::kill(-pid, libc::SIGKILL) };
     }
 
+    let guard = KillOnDrop(pid);
     let result = talk(&mut child, &request, output);
+    if result.is_ok() {
+        std::mem::forget(guard);
+    } else {
+        drop(guard);
+    }
 
     // Leave the registry before reaping, so kill_all never hits a reused pid.
     wait_exited_no_reap(pid);
@@ -256,20 +269,57 @@ pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<
     result?;
     let status = status?;
 
-    let mut message = String::new();
-    let mut status_file = std::fs::File::from(status_r);
-    let _ = status_file.read_to_string(&mut message);
+    let mut report = Vec::new();
+    let _ = std::fs::File::from(status_r).read_to_end(&mut report);
+    let (started, message) = match report.split_first() {
+        Some((&helper::STARTED, rest)) => (true, rest),
+        _ => (false, &report[..]),
+    };
     if !message.is_empty() {
-        return Err(Error::msg(format!("sandbox: {}", message.trim_end())));
+        let m = String::from_utf8_lossy(message);
+        return Err(Error::msg(format!("sandbox: {}", m.trim_end())));
     }
     if KILLED.load(Ordering::SeqCst) && status.signal() == Some(libc::SIGKILL) {
         return Err(Error::msg("sandbox: interrupted"));
+    }
+    if !started {
+        return Err(Error::msg(format!(
+            "sandbox: the helper {} exited ({status}) without starting the command \
+             (not the strata binary? see set_helper_exe)",
+            helper_exe().display()
+        )));
     }
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => code,
         (None, Some(sig)) => 128 + sig,
         (None, None) => 255,
     })
+}
+
+/// Kills the helper's process group unless forgotten: a caller whose output
+/// callback panics, or whose pipes fail, must not leave a sandbox running.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: plain system call on our own, not yet reaped child.
+        unsafe { libc::kill(-self.0, libc::SIGKILL) };
+    }
+}
+
+/// The spec with every host path made absolute (the helper may chdir).
+fn absolute_paths(spec: &SandboxSpec) -> Result<SandboxSpec> {
+    let abs = |p: &PathBuf| std::path::absolute(p).at("resolving", p);
+    let mut s = spec.clone();
+    s.lowerdirs = spec.lowerdirs.iter().map(abs).collect::<Result<_>>()?;
+    s.upperdir = abs(&spec.upperdir)?;
+    s.workdir = abs(&spec.workdir)?;
+    for m in &mut s.mounts {
+        if let SandboxMount::Bind { source, .. } = m {
+            *source = abs(source)?;
+        }
+    }
+    Ok(s)
 }
 
 /// Sends the request and forwards output until both streams close.

@@ -33,8 +33,18 @@ use super::sys::{self, SysResult};
 use super::{Request, SandboxMount, user};
 use crate::ir::Network;
 
+/// Printed by a successful probe (a binary that is not strata cannot fake it).
+pub const PROBE_OK: &str = "strata-sandbox-probe-ok";
+
+/// Written to the status fd when set-up is done and the command is forked;
+/// anything after it is an exec failure.
+pub const STARTED: u8 = b'S';
+
 /// Exit code of a helper whose set-up failed (the message is on the status fd).
 const SETUP_FAILED: i32 = 125;
+
+/// Hostname when the spec gives none.
+pub const DEFAULT_HOSTNAME: &str = "strata";
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -53,7 +63,10 @@ pub fn main() -> ! {
     let args: Vec<String> = std::env::args().skip(2).collect();
     if args.first().map(String::as_str) == Some("probe") {
         let code = match probe(args.get(1).map(Path::new)) {
-            Ok(()) => 0,
+            Ok(()) => {
+                println!("{PROBE_OK}");
+                0
+            }
             Err(e) => {
                 eprintln!("{e}");
                 1
@@ -68,8 +81,8 @@ pub fn main() -> ! {
             std::process::exit(2);
         }
     };
-    // The command must not inherit the status fd: a successful exec closes it.
-    let _ = sys::set_cloexec(status_fd, true);
+    // The command inherits only stdio; the status fd closes on a successful exec.
+    sys::cloexec_from_3();
     let code = match outer(status_fd) {
         Ok(code) => code,
         Err(e) => {
@@ -181,19 +194,24 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
     }
 
     // Generated /etc files.
-    layout::check_hostname(&spec.hostname)?;
+    let hostname = if spec.hostname.is_empty() {
+        DEFAULT_HOSTNAME
+    } else {
+        spec.hostname.as_str()
+    };
+    layout::check_hostname(hostname)?;
     let host_network = spec.network != Network::None;
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").ok();
     let files = scratch.join("files");
     let write = |name: &str, text: &str| {
         std::fs::write(files.join(name), text).map_err(|e| format!("writing {name}: {e}"))
     };
-    write("hosts", &layout::hosts(&spec.hostname))?;
+    write("hosts", &layout::hosts(hostname))?;
     write(
         "resolv.conf",
         &layout::resolv_conf(host_network, host_resolv.as_deref()),
     )?;
-    write("hostname", &format!("{}\n", spec.hostname))?;
+    write("hostname", &format!("{hostname}\n"))?;
 
     // The overlay.
     let root_path = scratch.join("root");
@@ -235,7 +253,7 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
         mount_spec(&root, m)?;
     }
 
-    sys::sethostname(&spec.hostname)?;
+    sys::sethostname(hostname)?;
     if spec.network == Network::None {
         sys::loopback_up()?;
     }
@@ -311,6 +329,7 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
         libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
     }
 
+    sys::write_all_fd(status_fd, &[STARTED]);
     // SAFETY: single-threaded process.
     let child = unsafe { libc::fork() };
     if child < 0 {

@@ -262,6 +262,33 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Marks every fd from 3 up close-on-exec, so the command inherits only
+/// stdio (strata's own parent may have leaked fds to it, e.g. a jobserver).
+pub fn cloexec_from_3() {
+    // SAFETY: plain system call; only changes fd flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return;
+    }
+    // Kernels before 5.11: walk the open fds.
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<RawFd> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect();
+        for fd in fds {
+            let _ = set_cloexec(fd, true);
+        }
+    }
+}
+
 /// Replaces fd 0 with `/dev/null`.
 pub fn stdin_from_dev_null() -> SysResult<()> {
     let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
