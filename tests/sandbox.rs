@@ -533,3 +533,31 @@ fn host_network_and_hostname() {
     let host_ifaces = fs::read_dir("/sys/class/net").unwrap().count();
     assert_eq!(out.stdout, format!("builder\n{host_ifaces}\n"));
 }
+
+#[test]
+fn many_layers_with_long_and_odd_paths() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let mut spec = f.spec("busybox cat /layers/top; busybox ls /layers | busybox wc -l");
+    // 40 layers of ~150-byte paths: more than the one page of mount(2) data.
+    let mut layers = Vec::new();
+    for i in 0..40 {
+        let dir = f
+            .dir
+            .path()
+            .join(format!("layer,{i:02}:{}", "x".repeat(100)));
+        fs::create_dir_all(dir.join("layers")).unwrap();
+        fs::write(dir.join(format!("layers/{i}")), "").unwrap();
+        fs::write(dir.join("layers/top"), format!("{i}\n")).unwrap();
+        layers.push(dir);
+    }
+    // Top first: layer 39 wins.
+    layers.reverse();
+    layers.extend(spec.lowerdirs.drain(..));
+    spec.lowerdirs = layers;
+    let out = run(&spec);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "39\n41\n");
+}

@@ -219,9 +219,23 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
     let mut lowers: Vec<&Path> = spec.lowerdirs.iter().map(|p| p.as_path()).collect();
     let mp_path = scratch.join("mp");
     lowers.push(&mp_path);
-    let opts = overlay_options(&lowers, &spec.upperdir, &spec.workdir)?;
-    sys::mount(Some("overlay"), root_s, Some("overlay"), 0, Some(&opts))
-        .map_err(|e| format!("mounting the rootfs overlay: {e}"))?;
+    match sys::mount_overlay(
+        &lowers,
+        &spec.upperdir,
+        &spec.workdir,
+        OVERLAY_OPTIONS,
+        root_s,
+    ) {
+        Ok(()) => {}
+        Err(sys::NewMountError::Failed(e)) => {
+            return Err(format!("mounting the rootfs overlay: {e}"));
+        }
+        Err(sys::NewMountError::Unsupported) => {
+            let opts = overlay_options(&lowers, &spec.upperdir, &spec.workdir)?;
+            sys::mount(Some("overlay"), root_s, Some("overlay"), 0, Some(&opts))
+                .map_err(|e| format!("mounting the rootfs overlay: {e}"))?;
+        }
+    }
     let root = sys::open_dir_path(&root_path)?;
 
     mount_system(&root)?;
@@ -579,7 +593,15 @@ fn path_str(p: &Path) -> SysResult<&str> {
         .ok_or_else(|| format!("path {} is not valid UTF-8", p.display()))
 }
 
-/// The overlay mount data. Lowerdirs top first; `:` and `\` escaped.
+/// Keep the upperdir a plain tree plus whiteouts and opaque xattrs: no
+/// rename redirects, no metadata-only copy-ups, no inode index.
+const OVERLAY_OPTIONS: &[(&str, &str)] = &[
+    ("redirect_dir", "off"),
+    ("metacopy", "off"),
+    ("index", "off"),
+];
+
+/// The `mount(2)` overlay data (kernels without `lowerdir+`). Lowerdirs top first; `:` and `\` escaped.
 pub fn overlay_options(lowers: &[&Path], upper: &Path, work: &Path) -> SysResult<String> {
     let esc = |p: &Path| -> SysResult<String> {
         let s = path_str(p)?;
@@ -593,11 +615,14 @@ pub fn overlay_options(lowers: &[&Path], upper: &Path, work: &Path) -> SysResult
         .map(|p| esc(p))
         .collect::<SysResult<Vec<_>>>()?
         .join(":");
-    let opts = format!(
-        "lowerdir={lower},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+    let mut opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
         esc(upper)?,
         esc(work)?
     );
+    for (k, v) in OVERLAY_OPTIONS {
+        opts.push_str(&format!(",{k}={v}"));
+    }
     // The kernel takes at most one page of mount data.
     if opts.len() >= 4096 {
         return Err(format!(
