@@ -555,7 +555,7 @@ fn many_layers_with_long_and_odd_paths() {
     }
     // Top first: layer 39 wins.
     layers.reverse();
-    layers.extend(spec.lowerdirs.drain(..));
+    layers.append(&mut spec.lowerdirs);
     spec.lowerdirs = layers;
     let out = run(&spec);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
