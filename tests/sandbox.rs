@@ -464,14 +464,80 @@ fn kill_all_stops_running_sandboxes() {
     if !ready() {
         return;
     }
+    child_test("kill_all_child");
+}
+
+/// Runs the ignored test `name` alone in a child process of this test binary.
+fn child_test(name: &str) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill_all_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .output()
         .unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "{text}");
+}
+
+/// A signal sent to the helper reaches the command (through init).
+#[test]
+fn signals_are_forwarded() {
+    if !ready() {
+        return;
+    }
+    child_test("signal_child");
+}
+
+/// Pids of this process's children.
+fn children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after_comm = &stat[stat.rfind(')')? + 2..];
+            (after_comm.split(' ').nth(1)? == me).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "run by signals_are_forwarded in a child process"]
+fn signal_child() {
+    assert!(ready());
+    let f = Fixture::new();
+    let spec = f.spec(
+        "trap 'echo got-term; exit 7' TERM; echo ready; \
+         i=0; while [ $i -lt 300 ]; do i=$((i+1)); busybox sleep 0.1; done; echo timeout",
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (code, out) = std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let mut out = Vec::new();
+            let code = sandbox::run(&spec, &mut |_, b| {
+                out.extend_from_slice(b);
+                if b.starts_with(b"ready") {
+                    let _ = tx.send(());
+                }
+            });
+            (code, out)
+        });
+        rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        let helpers = children();
+        assert_eq!(helpers.len(), 1, "{helpers:?}");
+        // SAFETY: plain system call on our own child.
+        unsafe { libc::kill(helpers[0], libc::SIGTERM) };
+        h.join().unwrap()
+    });
+    assert_eq!(String::from_utf8_lossy(&out), "ready\ngot-term\n");
+    assert_eq!(code.unwrap(), 7);
 }
 
 #[test]

@@ -111,14 +111,19 @@ fn outer(status_fd: RawFd) -> SysResult<i32> {
         flags |= libc::CLONE_NEWNET;
     }
     sys::unshare(flags)?;
+    // Signals sent to the helper (e.g. SIGTERM) go on to init, then the command.
+    let (set, old) = block_signals();
     // SAFETY: this process is single-threaded (the re-exec'ed helper).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(sys::os_err("fork"));
     }
     if pid == 0 {
-        // SAFETY: plain prctl; init dies with the outer helper.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+        // SAFETY: plain system calls; init dies with the outer helper.
+        unsafe {
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        }
         let code = match init(&req, status_fd) {
             Ok(code) => code,
             Err(e) => {
@@ -129,8 +134,23 @@ fn outer(status_fd: RawFd) -> SysResult<i32> {
         // SAFETY: leave without running the parent's atexit handlers twice.
         unsafe { libc::_exit(code) };
     }
-    let status = sys::wait_pid(pid)?;
-    Ok(sys::exit_code(status))
+    Ok(reap_until(pid, &set))
+}
+
+/// Blocks SIGCHLD and the forwarded signals; returns (blocked set, old mask).
+fn block_signals() -> (libc::sigset_t, libc::sigset_t) {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset; valid pointers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        for s in FORWARDED {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+        (set, old)
+    }
 }
 
 /// Resolves `rel` inside `root` (symlinks confined to it).
@@ -330,18 +350,7 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
     let cwd_c = sys::cstring(&cwd)?;
 
     // Block the signals init handles before the command exists, so none is lost.
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        for s in FORWARDED {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
-    }
+    let (set, old) = block_signals();
 
     sys::write_all_fd(status_fd, &[STARTED]);
     // SAFETY: single-threaded process.

@@ -299,22 +299,6 @@ pub fn stdin_from_dev_null() -> SysResult<()> {
     Ok(())
 }
 
-/// `waitpid(pid)` retried on EINTR; returns the raw status.
-pub fn wait_pid(pid: libc::pid_t) -> SysResult<libc::c_int> {
-    loop {
-        let mut status = 0;
-        // SAFETY: valid pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(status);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(format!("waitpid {pid}: {e}"));
-        }
-    }
-}
-
 /// Exit code of a wait status: the code, or 128 + signal.
 pub fn exit_code(status: libc::c_int) -> i32 {
     if libc::WIFEXITED(status) {
