@@ -627,3 +627,33 @@ fn many_layers_with_long_and_odd_paths() {
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     assert_eq!(out.stdout, "39\n41\n");
 }
+
+#[test]
+fn root_runs_with_default_capabilities_and_a_guarded_proc() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let out = run(&f.spec(
+        "busybox grep -E '^Cap(Bnd|Eff|Inh)' /proc/self/status; \
+         busybox mkdir /m; busybox mount -t tmpfs none /m 2>/dev/null && echo mounted; \
+         echo 1 > /proc/sys/kernel/panic 2>/dev/null && echo sysctl-written; \
+         busybox wc -c < /proc/keys; \
+         busybox chown 1000:1000 /data/keep && echo chowned",
+    ));
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let keep: u64 = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31]
+        .iter()
+        .map(|b| 1u64 << b)
+        .sum();
+    assert_eq!(
+        out.stdout,
+        format!(
+            "CapInh:\t0000000000000000\nCapEff:\t{keep:016x}\nCapBnd:\t{keep:016x}\n0\nchowned\n"
+        )
+    );
+    assert_eq!(
+        fs::metadata(f.upper().join("data/keep")).unwrap().uid(),
+        1000
+    );
+}

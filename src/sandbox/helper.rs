@@ -48,6 +48,28 @@ pub const DEFAULT_HOSTNAME: &str = "strata";
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Capabilities a command keeps (Docker's default set): CHOWN,
+/// DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
+/// NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
+/// Notably no SYS_ADMIN: a RUN step cannot mount or reach the host's kernel
+/// settings.
+pub const KEPT_CAPABILITIES: &[u32] = &[0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+
+/// `/proc` entries made read-only, and those hidden (files under
+/// `/dev/null`, directories under an empty read-only tmpfs), as Docker does.
+const PROC_READONLY: &[&str] = &["bus", "fs", "irq", "sys", "sysrq-trigger"];
+const PROC_MASKED: &[&str] = &[
+    "acpi",
+    "asound",
+    "kcore",
+    "keys",
+    "latency_stats",
+    "sched_debug",
+    "scsi",
+    "timer_list",
+    "timer_stats",
+];
+
 /// Signals init passes on to the command.
 const FORWARDED: [libc::c_int; 7] = [
     libc::SIGHUP,
@@ -387,6 +409,12 @@ fn exec_command(
         if libc::chdir(cwd.as_ptr()) != 0 {
             return sys::os_err(format_args!("chdir {}", cwd.to_string_lossy()));
         }
+    }
+    if let Err(e) = sys::limit_capabilities(KEPT_CAPABILITIES) {
+        return e;
+    }
+    // SAFETY: plain system calls on valid data.
+    unsafe {
         if libc::setgroups(who.groups.len(), who.groups.as_ptr()) != 0 {
             return sys::os_err("setgroups");
         }
@@ -470,6 +498,8 @@ fn mount_system(root: &OwnedFd) -> SysResult<()> {
         None,
     )?;
 
+    harden_proc(root)?;
+
     let dev_mp = resolve_or_err(root, "dev")?;
     sys::mount(
         Some("tmpfs"),
@@ -545,6 +575,50 @@ fn mount_system(root: &OwnedFd) -> SysResult<()> {
             libc::MS_REMOUNT | libc::MS_BIND | ro,
             None,
         )?;
+    }
+    Ok(())
+}
+
+/// Read-only and masked `/proc` entries (those the kernel has).
+fn harden_proc(root: &OwnedFd) -> SysResult<()> {
+    for name in PROC_READONLY {
+        let rel = format!("proc/{name}");
+        let Ok(p) = resolve(root, &rel) else { continue };
+        let path = sys::fd_path(&p);
+        sys::mount(Some(&path), &path, None, libc::MS_BIND | libc::MS_REC, None)?;
+        let again = resolve_or_err(root, &rel)?;
+        sys::mount(
+            None,
+            &sys::fd_path(&again),
+            None,
+            libc::MS_REMOUNT
+                | libc::MS_BIND
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC,
+            None,
+        )?;
+    }
+    for name in PROC_MASKED {
+        let Ok(p) = resolve(root, &format!("proc/{name}")) else {
+            continue;
+        };
+        let path = sys::fd_path(&p);
+        let is_dir = std::fs::metadata(&path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        if is_dir {
+            sys::mount(
+                Some("tmpfs"),
+                &path,
+                Some("tmpfs"),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                Some("size=0"),
+            )?;
+        } else {
+            sys::mount(Some("/dev/null"), &path, None, libc::MS_BIND, None)?;
+        }
     }
     Ok(())
 }

@@ -458,3 +458,70 @@ pub fn mount_overlay(
     }
     Ok(())
 }
+
+/// Drops every capability not in `keep` from the bounding set and clears the
+/// ambient set, so the command (even as root) gets at most `keep` at exec.
+pub fn limit_capabilities(keep: &[u32]) -> SysResult<()> {
+    for cap in 0..64u32 {
+        if keep.contains(&cap) {
+            continue;
+        }
+        // SAFETY: plain prctl.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                break; // past the kernel's last capability
+            }
+            return Err(os_err(format_args!("dropping capability {cap}")));
+        }
+    }
+    // SAFETY: plain prctl; EINVAL on kernels without ambient capabilities.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    // The inheritable set also reaches a root exec (pI & fI): limit it too.
+    let mut keep_mask = [0u32; 2];
+    for &cap in keep {
+        if cap < 64 {
+            keep_mask[(cap / 32) as usize] |= 1 << (cap % 32);
+        }
+    }
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: valid header and two data structs, as version 3 requires.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
+        return Err(os_err("capget"));
+    }
+    for (d, m) in data.iter_mut().zip(keep_mask) {
+        d.inheritable &= m;
+    }
+    // SAFETY: as above.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) } != 0 {
+        return Err(os_err("capset"));
+    }
+    Ok(())
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
