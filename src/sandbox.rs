@@ -20,7 +20,14 @@
 //!   the upperdir is a plain tree plus whiteouts (0:0 char devices) and
 //!   opaque-dir xattrs; copied-up entries may carry other `trusted.overlay.*`
 //!   xattrs (e.g. `origin`, `impure`) that a differ must ignore.
-//! - Set-up failures are errors; whatever the command does is an exit code.
+//! - Set-up failures are errors (including "executable not found" and an
+//!   unknown user); whatever the command does is an exit code.
+//! - The command is pid 2 under a pid-1 init that reaps orphans; signals sent
+//!   to the helper (SIGTERM, SIGINT, ...) are forwarded to it. It inherits
+//!   only stdio (stdin is `/dev/null`) and, even as root, only Docker's
+//!   default capabilities; `/proc/sys` and friends are read-only.
+//! - The helper binary is `/proc/self/exe` (strata's `main` dispatches on
+//!   [`HELPER_ARG`]); test binaries call [`set_helper_exe`] first.
 
 mod helper;
 mod layout;

@@ -657,3 +657,28 @@ fn root_runs_with_default_capabilities_and_a_guarded_proc() {
         1000
     );
 }
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid strings and buffer.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (r >= 0).then(|| buf[..r as usize].to_vec())
+}
+
+#[test]
+fn replaced_directory_is_opaque() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let out = run(&f.spec("busybox rm -rf /data && busybox mkdir /data && echo x > /data/y"));
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let data = f.upper().join("data");
+    assert_eq!(
+        xattr(&data, "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(tree(&f.upper()), vec!["data", "data/y"]);
+}
