@@ -14,5 +14,6 @@ pub mod ir;
 pub mod layer;
 pub mod oci;
 pub mod reference;
+pub mod sandbox;
 pub mod spec;
 pub mod store;

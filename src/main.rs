@@ -1,3 +1,7 @@
 fn main() {
+    // The sandbox helper re-executes this binary; it must not start the CLI.
+    if std::env::args_os().nth(1).as_deref() == Some(strata::sandbox::HELPER_ARG.as_ref()) {
+        strata::sandbox::helper_main();
+    }
     std::process::exit(strata::cli::main());
 }
