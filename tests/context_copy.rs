@@ -503,3 +503,36 @@ fn large_files_hash_like_small_ones() {
         other => panic!("expected a file, got {other:?}"),
     }
 }
+
+#[test]
+fn everything_ignored_but_a_few_reincluded_paths() {
+    let ctx = context(&[
+        "node_modules/pkg/index.js",
+        "src/keep/a.rs",
+        "src/drop/b.rs",
+        "src/gen/x/keep.txt",
+        "Cargo.toml",
+        "target/debug/app",
+    ]);
+    fs::write(
+        ctx.path().join(".dockerignore"),
+        "*\n!Cargo.toml\n!src/keep\n!**/keep.txt\n",
+    )
+    .unwrap();
+    assert_eq!(
+        plan(ctx.path(), &copy(&["."], "/w/")),
+        [
+            "w/",
+            "w/Cargo.toml",
+            "w/src/",
+            "w/src/gen/",
+            "w/src/gen/x/",
+            "w/src/gen/x/keep.txt",
+            "w/src/keep/",
+            "w/src/keep/a.rs"
+        ]
+    );
+    let tree = Tree::context(ctx.path(), &ContextOptions::default()).unwrap();
+    let err = run(&tree, &copy(&["node_modules"], "/n")).unwrap_err();
+    assert!(err.to_string().contains("line 1 (`*`)"), "{err}");
+}

@@ -154,6 +154,30 @@ impl IgnoreRules {
         self.has_exclusions
     }
 
+    /// Whether some `!` pattern could re-include a path strictly below
+    /// directory `dir`. When not, an excluded `dir` can be skipped whole: a
+    /// path below it is hit by every pattern that hits `dir`, so only a `!`
+    /// pattern reaching inside could decide differently for it.
+    pub fn may_include_under(&self, dir: &str) -> bool {
+        let under = format!("{dir}/");
+        self.patterns.iter().filter(|p| p.exclusion).any(|p| {
+            // The text every path the pattern matches starts with.
+            let literal = match &p.matcher {
+                Matcher::Exact => return p.cleaned.starts_with(&under),
+                Matcher::Prefix(prefix) => prefix.as_str(),
+                Matcher::Suffix(_) => return true,
+                Matcher::Regex(_) => {
+                    let end = p
+                        .cleaned
+                        .find(['*', '?', '[', '\\'])
+                        .unwrap_or(p.cleaned.len());
+                    &p.cleaned[..end]
+                }
+            };
+            literal.starts_with(&under) || under.starts_with(literal)
+        })
+    }
+
     pub fn patterns(&self) -> &[IgnorePattern] {
         &self.patterns
     }
@@ -417,6 +441,25 @@ mod tests {
         let err = IgnoreRules::parse(".dockerignore", "a\n!\n").unwrap_err();
         assert_eq!(err.line, 2);
         assert!(IgnoreRules::parse(".dockerignore", "file[\n").is_err());
+    }
+
+    #[test]
+    fn reinclusion_reach() {
+        let rules =
+            IgnoreRules::parse(".dockerignore", "*\n!docs/keep.md\n!src/*/gen\n!build/**\n")
+                .unwrap();
+        assert!(rules.may_include_under("docs"));
+        assert!(!rules.may_include_under("docs/keep.md"));
+        assert!(!rules.may_include_under("node_modules"));
+        assert!(rules.may_include_under("src"));
+        assert!(rules.may_include_under("src/a"));
+        assert!(!rules.may_include_under("srcx"));
+        assert!(rules.may_include_under("build/x"));
+        assert!(!rules.may_include_under("target"));
+        let anywhere = IgnoreRules::parse(".dockerignore", "*\n!**/keep").unwrap();
+        assert!(anywhere.may_include_under("node_modules/deep"));
+        let none = IgnoreRules::parse(".dockerignore", "*\n").unwrap();
+        assert!(!none.may_include_under("docs"));
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl Tree {
                     .find_map(|p| self.ignore.excluded_by(p));
                 if let Some(rule) = rule
                     && !(meta.is_dir()
-                        && self.ignore.has_exclusions()
+                        && self.ignore.may_include_under(&real)
                         && self.has_included(&real)?)
                 {
                     ignored_by.get_or_insert_with(|| rule.to_string());
@@ -349,13 +349,18 @@ impl Tree {
     fn has_included(&self, real_dir: &str) -> Result<bool, CopyError> {
         for name in self.list(real_dir)?.unwrap_or_default() {
             let real = join(real_dir, &name);
-            if !self.ignore.is_excluded(&real) {
-                return Ok(true);
-            }
             let abs = self.root.join(&real);
             let meta = fs::symlink_metadata(&abs)
                 .map_err(|e| io_err(format!("reading {}", abs.display()), e))?;
-            if meta.is_dir() && self.has_included(&real)? {
+            let ft = meta.file_type();
+            if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
+                continue;
+            }
+            if !self.ignore.is_excluded(&real)
+                || (ft.is_dir()
+                    && self.ignore.may_include_under(&real)
+                    && self.has_included(&real)?)
+            {
                 return Ok(true);
             }
         }
@@ -428,8 +433,10 @@ impl Tree {
             let dest = join(dest_dir, &name);
             let ft = meta.file_type();
             if ft.is_dir() {
-                let may_reinclude = (!ignored || self.ignore.has_exclusions())
-                    && (!excluded || exclude.has_exclusions());
+                let may_reinclude = (!ignored || self.ignore.may_include_under(&real))
+                    && (!excluded
+                        || exclude.may_include_under(&inner_path)
+                        || exclude.may_include_under(&logical));
                 if hidden && !may_reinclude {
                     continue;
                 }
