@@ -233,6 +233,16 @@ fn parents_keep_the_source_path() {
         parents: true,
     };
     assert_eq!(plan(ctx.path(), &c), ["p/", "p/lib/", "p/lib/mod.rs"]);
+    let c = Copy {
+        sources: &["s*/./lib/mod.rs", "/./a.txt"],
+        dest: "/p/",
+        exclude: &[],
+        parents: true,
+    };
+    assert_eq!(
+        plan(ctx.path(), &c),
+        ["p/", "p/a.txt", "p/lib/", "p/lib/mod.rs"]
+    );
 }
 
 #[test]

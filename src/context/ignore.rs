@@ -321,9 +321,9 @@ fn compile(pattern: &str) -> Result<Matcher, regex::Error> {
     Ok(match kind {
         Kind::Exact => Matcher::Exact,
         // `prefix/**`: drop the `**`.
-        Kind::Prefix => Matcher::Prefix(pattern[..pattern.len() - 2].to_string()),
+        Kind::Prefix => Matcher::Prefix(pattern.strip_suffix("**").unwrap_or(pattern).to_string()),
         // `**suffix`: drop the `**`.
-        Kind::Suffix => Matcher::Suffix(pattern[2..].to_string()),
+        Kind::Suffix => Matcher::Suffix(pattern.strip_prefix("**").unwrap_or(pattern).to_string()),
         Kind::Regex => {
             re.push('$');
             Matcher::Regex(Regex::new(&re)?)

@@ -206,11 +206,12 @@ impl Tree {
                     continue;
                 }
             }
+            // The pivot may itself be a glob: drop as many components as it has.
             let kept = match &pivot {
-                Some(p) => logical
-                    .strip_prefix(p.as_str())
-                    .map(|r| r.trim_start_matches('/').to_string())
-                    .unwrap_or_else(|| logical.clone()),
+                Some(p) => {
+                    let n = p.split('/').filter(|c| !c.is_empty()).count();
+                    logical.split('/').skip(n).collect::<Vec<_>>().join("/")
+                }
                 None => logical.clone(),
             };
             out.push(Selected {
