@@ -364,6 +364,43 @@ mod tests {
     }
 
     #[test]
+    fn trees_are_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Tree>();
+    }
+
+    #[test]
+    fn stat_cache_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        write(&ctx, "old.txt", b"old");
+        std::thread::sleep(Duration::from_millis(1100));
+        let state = dir.path().join("state");
+        let opts = ContextOptions {
+            ignore_file: None,
+            stat_cache: Some(state.join("cache.json")),
+        };
+        let tree = Tree::context(&ctx, &opts).unwrap();
+        plan(&tree);
+        tree.save_stat_cache().unwrap();
+        // Entries of deleted files are dropped on the next save.
+        fs::remove_file(ctx.join("old.txt")).unwrap();
+        write(&ctx, "new.txt", b"new");
+        let tree = Tree::context(&ctx, &opts).unwrap();
+        plan(&tree);
+        tree.save_stat_cache().unwrap();
+        let names: Vec<_> = fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["cache.json"], "no temporary file is left behind");
+        let json: serde_json::Value =
+            serde_json::from_slice(&fs::read(state.join("cache.json")).unwrap()).unwrap();
+        assert_eq!(json["version"], 1);
+        assert_eq!(json["entries"].as_object().map(|m| m.len()), Some(0));
+    }
+
+    #[test]
     fn racily_clean_files_are_not_cached() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = dir.path().join("ctx");
