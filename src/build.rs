@@ -190,14 +190,52 @@ struct RecordedStep {
 /// Resolves base images from the store for the frontends.
 pub struct StoreResolver<'a> {
     pub store: &'a Store,
+    /// Relative base paths (`from = { oci = "dir" }`) are relative to this.
+    pub spec_dir: PathBuf,
     cache: Mutex<HashMap<String, std::result::Result<BaseInfo, String>>>,
 }
 
 impl<'a> StoreResolver<'a> {
-    pub fn new(store: &'a Store) -> Self {
+    pub fn new(store: &'a Store, spec_dir: &Path) -> Self {
         StoreResolver {
             store,
+            spec_dir: spec_dir.to_path_buf(),
             cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// A base whose file paths are made absolute against `dir` (the spec's directory).
+pub fn absolute_base(base: &BaseRef, dir: &Path) -> BaseRef {
+    let abs = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            dir.join(p)
+        }
+    };
+    match base {
+        BaseRef::OciLayout { path, reference } => BaseRef::OciLayout {
+            path: abs(path),
+            reference: reference.clone(),
+        },
+        BaseRef::OciArchive { path, reference } => BaseRef::OciArchive {
+            path: abs(path),
+            reference: reference.clone(),
+        },
+        BaseRef::DockerArchive { path, reference } => BaseRef::DockerArchive {
+            path: abs(path),
+            reference: reference.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+/// Makes every base path in the graph absolute (see [`absolute_base`]).
+pub fn absolutize(graph: &mut BuildGraph, spec_dir: &Path) {
+    for n in graph.graph.node_indices().collect::<Vec<_>>() {
+        if let Op::Base(b) = &mut graph.graph[n].op {
+            b.base = absolute_base(&b.base, spec_dir);
         }
     }
 }
@@ -207,6 +245,7 @@ impl BaseResolver for StoreResolver<'_> {
         if *base == BaseRef::Scratch {
             return Ok(BaseInfo::default());
         }
+        let base = &absolute_base(base, &self.spec_dir);
         let id = serde_json::to_string(base).unwrap_or_default();
         if let Some(r) = self.cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
             return r;
@@ -257,6 +296,33 @@ fn hash_key(input: &KeyInput) -> CacheKey {
     // come from `canonical_op`, which never holds a HashMap.
     let bytes = serde_json::to_vec(input).unwrap_or_default();
     blake3::hash(&bytes).into()
+}
+
+/// The keys of a step: (layer key, node key). They are equal except for a
+/// `link` copy, whose layer key leaves out the parent so that its layer is
+/// reused whatever it is applied to; the node key (what later steps chain
+/// on) still includes the parent.
+fn step_keys(op: &Op, parent: Option<CacheKey>, inputs: Vec<String>) -> (CacheKey, CacheKey) {
+    let link = matches!(op, Op::Copy(c) if c.link);
+    let layer_key = hash_key(&KeyInput {
+        ir_version: IR_VERSION,
+        kind: op_kind(op),
+        op: canonical_op(op),
+        parent: if link { None } else { parent.map(|k| k.hex()) },
+        inputs,
+    });
+    let key = if link {
+        hash_key(&KeyInput {
+            ir_version: IR_VERSION,
+            kind: "link",
+            op: json!(layer_key.hex()),
+            parent: parent.map(|k| k.hex()),
+            inputs: vec![],
+        })
+    } else {
+        layer_key
+    };
+    (layer_key, key)
 }
 
 /// The op as it enters the key: no spans, no stage names (a source stage
@@ -454,27 +520,10 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
             .filter(|i| !i.starts_with("epoch:") && i.len() != 64)
             .cloned()
             .collect();
-        let op = canonical_op(&step.op);
-        recorded.op = blake3::hash(op.to_string().as_bytes()).to_hex().to_string();
-        let link = matches!(&step.op, Op::Copy(c) if c.link);
-        let layer_key = hash_key(&KeyInput {
-            ir_version: IR_VERSION,
-            kind: op_kind(&step.op),
-            op,
-            parent: if link { None } else { parent.map(|k| k.hex()) },
-            inputs,
-        });
-        let key = if link {
-            hash_key(&KeyInput {
-                ir_version: IR_VERSION,
-                kind: "link",
-                op: json!(layer_key.hex()),
-                parent: parent.map(|k| k.hex()),
-                inputs: vec![],
-            })
-        } else {
-            layer_key
-        };
+        recorded.op = blake3::hash(canonical_op(&step.op).to_string().as_bytes())
+            .to_hex()
+            .to_string();
+        let (layer_key, key) = step_keys(&step.op, parent, inputs);
 
         let layered = matches!(step.op, Op::Copy(_) | Op::Run(_));
         let cached = if layered && !opts.no_cache {
@@ -891,7 +940,7 @@ fn history(graph: &BuildGraph, n: NodeIndex, opts: &BuildOptions, empty: bool) -
         created_by: Some(graph.describe(n)),
         author: None,
         comment: Some("strata".to_string()),
-        empty_layer: if empty { Some(true) } else { None },
+        empty_layer: empty,
     }
 }
 
@@ -1206,16 +1255,84 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 
+    fn copy(from: CopyFrom, link: bool) -> Op {
+        Op::Copy(CopyOp {
+            sources: vec!["src/".into()],
+            dest: "/app/".into(),
+            from,
+            chown: None,
+            chmod: Some(0o755),
+            link,
+            exclude: vec![],
+            parents: false,
+            add: None,
+        })
+    }
+
+    // These pin the canonical encoding: if one changes, every user's cache
+    // is invalidated, so bump IR_VERSION and update the values on purpose.
     #[test]
     fn key_of_a_meta_step_is_pinned() {
-        // Changing the canonical encoding changes every key: bump IR_VERSION.
-        let k = hash_key(&KeyInput {
-            ir_version: IR_VERSION,
-            kind: "meta",
-            op: canonical_op(&Op::Meta(MetaOp::Workdir("/app".into()))),
-            parent: None,
-            inputs: vec![],
-        });
-        assert_eq!(k.hex(), "PIN");
+        let (layer, key) = step_keys(&Op::Meta(MetaOp::Workdir("/app".into())), None, vec![]);
+        assert_eq!(layer, key);
+        assert_eq!(
+            key.hex(),
+            "df432160ed4b3da58a311715004f49d88e216e293f4130b3d107b8e50df4bb2c"
+        );
+    }
+
+    #[test]
+    fn key_of_a_context_copy_is_pinned() {
+        let parent = CacheKey([7; 32]);
+        let (_, key) = step_keys(
+            &copy(CopyFrom::Context, false),
+            Some(parent),
+            vec!["epoch:0".into(), "ab".repeat(32)],
+        );
+        assert_eq!(
+            key.hex(),
+            "b8209c020a36b5e0d43ecd43914107f8db678b3dd07f80afa5109d9ce7cebdd2"
+        );
+    }
+
+    #[test]
+    fn stage_names_and_spans_do_not_enter_keys() {
+        let a = step_keys(&copy(CopyFrom::Stage("build".into()), false), None, vec![]);
+        let b = step_keys(
+            &copy(CopyFrom::Stage("compile".into()), false),
+            None,
+            vec![],
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let p1 = Some(CacheKey([1; 32]));
+        let p2 = Some(CacheKey([2; 32]));
+        let base = step_keys(&copy(CopyFrom::Context, false), p1, vec!["x".into()]).1;
+        assert_ne!(
+            base,
+            step_keys(&copy(CopyFrom::Context, false), p2, vec!["x".into()]).1
+        );
+        assert_ne!(
+            base,
+            step_keys(&copy(CopyFrom::Context, false), p1, vec!["y".into()]).1
+        );
+        let mut other = copy(CopyFrom::Context, false);
+        if let Op::Copy(c) = &mut other {
+            c.chmod = Some(0o700);
+        }
+        assert_ne!(base, step_keys(&other, p1, vec!["x".into()]).1);
+    }
+
+    #[test]
+    fn a_link_copy_layer_does_not_depend_on_its_parent() {
+        let p1 = Some(CacheKey([1; 32]));
+        let p2 = Some(CacheKey([2; 32]));
+        let (l1, k1) = step_keys(&copy(CopyFrom::Context, true), p1, vec!["x".into()]);
+        let (l2, k2) = step_keys(&copy(CopyFrom::Context, true), p2, vec!["x".into()]);
+        assert_eq!(l1, l2, "the layer is reused across parents");
+        assert_ne!(k1, k2, "but the chain identity follows the parent");
     }
 }

@@ -137,6 +137,7 @@ pub fn main() -> i32 {
         Command::Build(args) => cmd_build(&cli, args),
         Command::Graph(args) => cmd_graph(&cli, args),
         Command::Schema => {
+            // Byte-identical to the checked-in schema/strata.schema.json.
             let s = serde_json::to_string_pretty(&spec::json_schema()).unwrap_or_default();
             println!("{s}");
             Ok(())
@@ -233,9 +234,16 @@ fn load_graph(
     opts: &LowerOptions,
 ) -> std::result::Result<BuildGraph, CliError> {
     let text = read_spec(path)?;
-    let resolver = StoreResolver::new(store);
+    let spec_dir = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let resolver = StoreResolver::new(store, &spec_dir);
     let name = path.display().to_string();
-    spec::load(&name, &text, opts, &resolver).map_err(|d| CliError::Failed(d.into()))
+    let mut graph =
+        spec::load(&name, &text, opts, &resolver).map_err(|d| CliError::Failed(d.into()))?;
+    build::absolutize(&mut graph, &spec_dir);
+    Ok(graph)
 }
 
 fn parse_output(s: &str) -> std::result::Result<Output, CliError> {
@@ -457,15 +465,16 @@ pub fn graph_dot(graph: &BuildGraph) -> String {
         ));
     }
     for e in graph.graph.edge_indices() {
-        if let Some((a, b)) = graph.graph.edge_endpoints(e) {
-            if needed.contains(&a) && needed.contains(&b) {
-                let style = if graph.graph[e] == Edge::Source {
-                    " [style=dashed]"
-                } else {
-                    ""
-                };
-                out.push_str(&format!("  n{} -> n{}{};\n", a.index(), b.index(), style));
-            }
+        if let Some((a, b)) = graph.graph.edge_endpoints(e)
+            && needed.contains(&a)
+            && needed.contains(&b)
+        {
+            let style = if graph.graph[e] == Edge::Source {
+                " [style=dashed]"
+            } else {
+                ""
+            };
+            out.push_str(&format!("  n{} -> n{}{};\n", a.index(), b.index(), style));
         }
     }
     out.push_str("}\n");
@@ -546,12 +555,12 @@ impl Renderer {
     }
 
     fn remove_bar(&self, id: &str) {
-        if let Ok(mut b) = self.bars.lock() {
-            if let Some(bar) = b.remove(id) {
-                bar.finish_and_clear();
-                if let Some(m) = &self.multi {
-                    m.remove(&bar);
-                }
+        if let Ok(mut b) = self.bars.lock()
+            && let Some(bar) = b.remove(id)
+        {
+            bar.finish_and_clear();
+            if let Some(m) = &self.multi {
+                m.remove(&bar);
             }
         }
     }

@@ -141,6 +141,11 @@ impl Store {
         ] {
             fs::create_dir_all(&d).at("creating", &d)?;
         }
+        // Creating the layout and cleaning tmp/ happen under index.lock, so
+        // two processes opening a new store at once cannot remove each
+        // other's half-made files.
+        let init_lock = store.lock_file("index.lock")?;
+        init_lock.lock().ctx(|| "locking the store".into())?;
         let layout = store.root.join("oci-layout");
         match fs::read(&layout) {
             Ok(bytes) => {
@@ -175,6 +180,7 @@ impl Store {
             }
         }
         store.clean_tmp()?;
+        drop(init_lock);
         Ok(store)
     }
 

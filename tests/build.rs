@@ -33,7 +33,7 @@ tags = ["test/final:1"]
 "#;
 
 fn two_stage_context(env: &TestEnv, rel: &str) -> std::path::PathBuf {
-    let dir = env.write_tree(
+    env.write_tree(
         rel,
         &[
             ("a/one.txt", "one\n"),
@@ -42,8 +42,7 @@ fn two_stage_context(env: &TestEnv, rel: &str) -> std::path::PathBuf {
             ("top.txt", "top\n"),
             ("strata.toml", TWO_STAGES),
         ],
-    );
-    dir
+    )
 }
 
 fn build_meta(
@@ -460,4 +459,18 @@ fn graph_prints_text_and_dot() {
             .args(["--target", "b"]),
     );
     assert!(!t.stdout.contains("/a/"), "{}", t.stdout);
+}
+
+#[test]
+fn schema_command_prints_the_checked_in_schema() {
+    let env = TestEnv::new();
+    let out = run_ok(env.strata("root").arg("schema"));
+    let file = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/strata.schema.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        out.stdout, file,
+        "schema/strata.schema.json is stale: run `strata schema > schema/strata.schema.json`"
+    );
 }

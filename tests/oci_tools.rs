@@ -7,6 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::validate_oci_json as validate;
+
 use strata::digest::Digest;
 use strata::ir::{BaseRef, MetaOp};
 use strata::oci::{self, ExportImage, History, ImageConfig, OutputKind};
@@ -440,36 +443,6 @@ fn schema_dir() -> Option<PathBuf> {
     }
 }
 
-/// Resolves the schemas' relative `$ref`s (whatever base URI they end up
-/// under) to the file of the same name.
-struct SchemaFiles(PathBuf);
-
-impl jsonschema::Retrieve for SchemaFiles {
-    fn retrieve(
-        &self,
-        uri: &jsonschema::Uri<String>,
-    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
-        let s = uri.as_str();
-        let s = s.split('#').next().unwrap_or(s);
-        let name = s.rsplit('/').next().unwrap_or(s);
-        let bytes = fs::read(self.0.join(name))?;
-        Ok(serde_json::from_slice(&bytes)?)
-    }
-}
-
-fn validate(dir: &Path, schema: &str, doc: &[u8]) {
-    let s: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join(schema)).unwrap()).unwrap();
-    let v = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .with_retriever(SchemaFiles(dir.to_path_buf()))
-        .build(&s)
-        .unwrap_or_else(|e| panic!("{schema}: {e}"));
-    let doc: serde_json::Value = serde_json::from_slice(doc).unwrap();
-    let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{schema}: {errors:?}\n{doc:#}");
-}
-
 #[test]
 fn written_json_matches_oci_schemas() {
     let Some(dir) = schema_dir() else { return };
@@ -494,12 +467,6 @@ fn written_json_matches_oci_schemas() {
         &b.store.read_blob(&img.config_digest).unwrap(),
     );
     // The validator does reject a bad document.
-    let s: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("image-manifest-schema.json")).unwrap()).unwrap();
-    let v = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .with_retriever(SchemaFiles(dir.clone()))
-        .build(&s)
-        .unwrap();
+    let v = common::oci_validator(&dir, "image-manifest-schema.json");
     assert!(!v.is_valid(&serde_json::json!({"schemaVersion": 3, "config": {}})));
 }

@@ -115,10 +115,10 @@ pub fn busybox(test: &str) -> Option<PathBuf> {
         let out = Command::new("file").arg(p).output();
         let p = PathBuf::from(p);
         if p.exists() {
-            if let Ok(o) = out {
-                if String::from_utf8_lossy(&o.stdout).contains("dynamically") {
-                    continue;
-                }
+            if let Ok(o) = out
+                && String::from_utf8_lossy(&o.stdout).contains("dynamically")
+            {
+                continue;
             }
             return Some(p);
         }
@@ -157,4 +157,40 @@ pub fn example(env: &TestEnv, name: &str, test: &str) -> Option<PathBuf> {
 
 pub fn metadata(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("metadata file")).expect("metadata json")
+}
+
+/// Resolves the OCI schemas' relative `$ref`s (whatever base URI they end up
+/// under) to the file of the same name.
+struct SchemaFiles(PathBuf);
+
+impl jsonschema::Retrieve for SchemaFiles {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let s = uri.as_str();
+        let s = s.split('#').next().unwrap_or(s);
+        let name = s.rsplit('/').next().unwrap_or(s);
+        let bytes = std::fs::read(self.0.join(name))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+/// A validator for one of the OCI image-spec schemas in `dir`.
+pub fn oci_validator(dir: &Path, schema: &str) -> jsonschema::Validator {
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(schema)).unwrap()).unwrap();
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .with_retriever(SchemaFiles(dir.to_path_buf()))
+        .build(&s)
+        .unwrap_or_else(|e| panic!("{schema}: {e}"))
+}
+
+/// Asserts that `doc` (JSON bytes) validates against `schema` from `dir`.
+pub fn validate_oci_json(dir: &Path, schema: &str, doc: &[u8]) {
+    let v = oci_validator(dir, schema);
+    let doc: serde_json::Value = serde_json::from_slice(doc).unwrap();
+    let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{schema}: {errors:?}\n{doc:#}");
 }
