@@ -30,9 +30,13 @@ use serde_json::json;
 use crate::context::{ContextOptions, CopyError, CopyItem, CopyRequest, ItemKind, Tree};
 use crate::digest::{CacheKey, Digest};
 use crate::error::{Error, Result, SourceDiagnostic};
-use crate::ir::{BaseInfo, BaseRef, BaseResolver, BuildGraph, CopyFrom, CopyOp, IR_VERSION, Op};
+use crate::ir::{
+    BaseInfo, BaseRef, BaseResolver, BuildGraph, CopyFrom, CopyOp, IR_VERSION, Mount, MountKind,
+    Op, RunOp,
+};
 use crate::layer::{self, Compression, Entry, EntryKind};
 use crate::oci::{self, ExportImage, History, Image, ImageConfig, OutputKind};
+use crate::sandbox::{self, SandboxMount, SandboxSpec, Stream};
 use crate::store::{CacheRecord, Descriptor, Store};
 
 /// What the user asked for, after flag parsing.
@@ -84,6 +88,13 @@ pub enum Event {
     },
     Warning {
         message: String,
+        time: f64,
+    },
+    /// A line a RUN step printed.
+    Log {
+        id: String,
+        stream: &'static str,
+        line: String,
         time: f64,
     },
 }
@@ -984,12 +995,7 @@ fn run_node(
     let start = Instant::now();
     let r = match &graph.graph[n].op {
         Op::Copy(c) => run_copy(store, graph, plan, n, c, results, opts),
-        Op::Run(_) => Err(step_error(
-            graph,
-            n,
-            "RUN steps are not supported yet".to_string(),
-            "this step needs the sandbox (coming with RUN support)",
-        )),
+        Op::Run(r) => run_run(store, graph, plan, step, r, results, opts, progress),
         _ => Err(Error::msg("internal: nothing to run")),
     };
     match r {
@@ -1021,6 +1027,254 @@ fn layer_of(rec: &CacheRecord, opts: &BuildOptions) -> Option<(Descriptor, Diges
     let diff_id = rec.diff_id?;
     let desc = rec.layers.get(opts.compression.name())?.clone();
     Some((desc, diff_id))
+}
+
+/// Lines of a step's output: streamed as events, all kept for the store's
+/// log, the last ones kept for the error message.
+struct StepLog<'a> {
+    id: &'a str,
+    progress: Progress<'a>,
+    pending: [Vec<u8>; 2],
+    all: Vec<u8>,
+    tail: std::collections::VecDeque<String>,
+}
+
+impl StepLog<'_> {
+    const TAIL: usize = 20;
+
+    fn push(&mut self, stream: Stream, bytes: &[u8]) {
+        let i = match stream {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        };
+        self.all.extend_from_slice(bytes);
+        self.pending[i].extend_from_slice(bytes);
+        while let Some(pos) = self.pending[i].iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending[i].drain(..=pos).collect();
+            self.emit(i, &line[..line.len() - 1]);
+        }
+    }
+
+    fn emit(&mut self, i: usize, line: &[u8]) {
+        let line = String::from_utf8_lossy(line).into_owned();
+        if self.tail.len() == Self::TAIL {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.clone());
+        (self.progress)(Event::Log {
+            id: self.id.to_string(),
+            stream: if i == 0 { "stdout" } else { "stderr" },
+            line,
+            time: now(),
+        });
+    }
+
+    fn flush(&mut self) {
+        for i in 0..2 {
+            if !self.pending[i].is_empty() {
+                let rest = std::mem::take(&mut self.pending[i]);
+                self.emit(i, &rest);
+            }
+        }
+    }
+}
+
+/// Runs a RUN step in the sandbox over its parent's layers; its changes
+/// become the step's layer.
+#[allow(clippy::too_many_arguments)]
+fn run_run(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    step: &PlannedStep,
+    r: &RunOp,
+    results: &Mutex<HashMap<NodeIndex, NodeResult>>,
+    opts: &BuildOptions,
+    progress: Progress,
+) -> Result<CacheRecord> {
+    let n = step.node;
+    if let Err(why) = sandbox::available() {
+        return Err(step_error(
+            graph,
+            n,
+            format!("cannot run this step here: {why}"),
+            "this RUN step",
+        ));
+    }
+    let parent = graph
+        .parent(n)
+        .ok_or_else(|| Error::msg("internal: RUN without a parent"))?;
+    let mut lowerdirs = Vec::new();
+    for (desc, diff_id) in chain_layers(graph, plan, results, parent)? {
+        lowerdirs.push(oci::layer_snapshot(store, &desc, &diff_id)?);
+    }
+    lowerdirs.reverse(); // overlay wants the top layer first
+    let mut mounts = Vec::new();
+    for m in &r.mounts {
+        mounts.push(run_mount(store, graph, n, m, opts)?);
+    }
+    let work = store.temp_dir()?;
+    let upper = work.path().join("upper");
+    let ovl_work = work.path().join("work");
+    for d in [&upper, &ovl_work] {
+        std::fs::create_dir(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+    }
+    let spec = SandboxSpec {
+        lowerdirs,
+        upperdir: upper.clone(),
+        workdir: ovl_work.clone(),
+        argv: r.command.argv(),
+        env: r.env.clone(),
+        cwd: r.workdir.clone(),
+        user: r.user.clone(),
+        network: r.network,
+        hostname: String::new(),
+        mounts,
+    };
+    let mut log = StepLog {
+        id: &step.id,
+        progress,
+        pending: [Vec::new(), Vec::new()],
+        all: Vec::new(),
+        tail: Default::default(),
+    };
+    let result = sandbox::run(&spec, &mut |stream, bytes| log.push(stream, bytes));
+    log.flush();
+    let logs = store.root().join("logs");
+    let _ = std::fs::create_dir_all(&logs);
+    let _ = std::fs::write(
+        logs.join(format!("{}.log", plan.nodes[&n].layer_key.hex())),
+        &log.all,
+    );
+    let code = result.map_err(|e| {
+        step_error(
+            graph,
+            n,
+            format!("the sandbox failed: {e}"),
+            "this RUN step",
+        )
+    })?;
+    if code != 0 {
+        let tail: Vec<String> = log.tail.iter().cloned().collect();
+        let d = match graph.graph[n].span {
+            Some(span) => SourceDiagnostic::at(
+                &graph.sources,
+                span,
+                format!(
+                    "RUN failed with exit code {code}: {}",
+                    r.command.argv().join(" ")
+                ),
+                format!("exit code {code}"),
+            ),
+            None => return Err(Error::msg(format!("RUN failed with exit code {code}"))),
+        };
+        let help = if tail.is_empty() {
+            "it printed nothing".to_string()
+        } else {
+            format!(
+                "last {} lines of its output:\n{}",
+                tail.len(),
+                tail.join("\n")
+            )
+        };
+        return Err(d.with_help(help).into());
+    }
+    // The overlay work dir holds a root-only dir; it is not part of the diff.
+    let _ = std::fs::remove_dir_all(&ovl_work);
+    let entries = layer::entries_from_dir(&upper, opts.epoch)?;
+    if entries.is_empty() {
+        return Ok(CacheRecord {
+            diff_id: None,
+            layers: BTreeMap::new(),
+            created_by: graph.describe(n),
+            size: 0,
+        });
+    }
+    write_layer_record(store, graph, n, entries, opts)
+}
+
+/// A RUN mount as the sandbox takes it.
+fn run_mount(
+    store: &Store,
+    graph: &BuildGraph,
+    n: NodeIndex,
+    m: &Mount,
+    opts: &BuildOptions,
+) -> Result<SandboxMount> {
+    match m.kind {
+        MountKind::Tmpfs => Ok(SandboxMount::Tmpfs {
+            target: m.target.clone(),
+            size: m.size,
+        }),
+        MountKind::Cache => {
+            let id = m.id.clone().unwrap_or_else(|| m.target.clone());
+            let dir = store
+                .root()
+                .join("mounts/cache")
+                .join(blake3::hash(id.as_bytes()).to_hex().as_str());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            Ok(SandboxMount::Bind {
+                source: dir,
+                target: m.target.clone(),
+                readonly: m.readonly,
+            })
+        }
+        MountKind::Bind if m.from.is_none() => {
+            let rel = m.source.clone().unwrap_or_default();
+            let source = opts.context_dir.join(rel.trim_start_matches('/'));
+            let canonical_ctx = std::fs::canonicalize(&opts.context_dir).unwrap_or_default();
+            match std::fs::canonicalize(&source) {
+                Ok(p) if p.starts_with(&canonical_ctx) => Ok(SandboxMount::Bind {
+                    source: p,
+                    target: m.target.clone(),
+                    readonly: m.readonly,
+                }),
+                _ => Err(step_error(
+                    graph,
+                    n,
+                    format!("bind mount source `{rel}` is not in the build context"),
+                    "this RUN step",
+                )),
+            }
+        }
+        kind => Err(step_error(
+            graph,
+            n,
+            format!("{kind:?} mounts on RUN are not supported yet").to_lowercase(),
+            "this RUN step",
+        )),
+    }
+}
+
+/// Writes a layer of `entries` to the store and makes its cache record.
+fn write_layer_record(
+    store: &Store,
+    graph: &BuildGraph,
+    n: NodeIndex,
+    entries: Vec<Entry>,
+    opts: &BuildOptions,
+) -> Result<CacheRecord> {
+    let mut writer = store.blob_writer()?;
+    let (stats, _) = layer::write_layer(entries, opts.compression, &mut writer)?;
+    let (digest, size) = writer.commit()?;
+    let mut layers = BTreeMap::new();
+    layers.insert(
+        opts.compression.name().to_string(),
+        Descriptor {
+            media_type: opts.compression.media_type().to_string(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        },
+    );
+    Ok(CacheRecord {
+        diff_id: Some(stats.diff_id),
+        layers,
+        created_by: graph.describe(n),
+        size: stats.uncompressed_size,
+    })
 }
 
 /// Parses a numeric `uid[:gid]`; names need the image's /etc/passwd (not yet).
@@ -1086,7 +1340,10 @@ fn run_copy(
                     let src = graph.sources_of(n).into_iter().next().ok_or_else(|| {
                         Error::msg("internal: copy from a stage without a source edge")
                     })?;
-                    chain_layers(graph, plan, results, src, opts)?
+                    chain_layers(graph, plan, results, src)?
+                        .into_iter()
+                        .map(|(d, _)| d)
+                        .collect()
                 }
             };
             let dir = store.temp_dir()?;
@@ -1104,27 +1361,7 @@ fn run_copy(
         .into_iter()
         .map(|it| to_entry(it, owner, from_context, c.chmod, opts.epoch))
         .collect();
-    let mut writer = store.blob_writer()?;
-    let (stats, w) = layer::write_layer(entries, opts.compression, &mut writer)?;
-    let _ = w;
-    let (digest, size) = writer.commit()?;
-    let mut layers = BTreeMap::new();
-    layers.insert(
-        opts.compression.name().to_string(),
-        Descriptor {
-            media_type: opts.compression.media_type().to_string(),
-            digest,
-            size,
-            annotations: None,
-            platform: None,
-        },
-    );
-    Ok(CacheRecord {
-        diff_id: Some(stats.diff_id),
-        layers,
-        created_by: graph.describe(n),
-        size: stats.uncompressed_size,
-    })
+    write_layer_record(store, graph, n, entries, opts)
 }
 
 fn is_archive_name(s: &str) -> bool {
@@ -1141,22 +1378,31 @@ fn chain_layers(
     plan: &Plan,
     results: &Mutex<HashMap<NodeIndex, NodeResult>>,
     node: NodeIndex,
-    _opts: &BuildOptions,
-) -> Result<Vec<Descriptor>> {
+) -> Result<Vec<(Descriptor, Digest)>> {
     let results = results
         .lock()
         .map_err(|_| Error::msg("internal: a worker panicked"))?;
     let mut layers = Vec::new();
     for n in graph.chain(node) {
         if let Some(Some(img)) = plan.bases.get(&n) {
-            layers = img.layers.clone();
+            if img.layers.len() != img.config.rootfs.diff_ids.len() {
+                return Err(Error::corrupt(
+                    format!("image {}", img.manifest.digest),
+                    "the config's diff_ids do not match the manifest's layers",
+                ));
+            }
+            layers = img
+                .layers
+                .iter()
+                .cloned()
+                .zip(img.config.rootfs.diff_ids.iter().copied())
+                .collect();
         }
         if let Some(NodeResult {
-            layer: Some((d, _)),
-            ..
+            layer: Some((d, diff_id)),
         }) = results.get(&n)
         {
-            layers.push(d.clone());
+            layers.push((d.clone(), *diff_id));
         }
     }
     Ok(layers)

@@ -290,7 +290,24 @@ fn source_date_epoch() -> std::result::Result<u64, CliError> {
     }
 }
 
+/// Ctrl-C / SIGTERM: kill every running RUN sandbox (their processes and
+/// mounts go with them); the build then fails like any failed step, after
+/// finished steps are stored. A second signal ends the process at once.
+extern "C" fn on_interrupt(sig: libc::c_int) {
+    crate::sandbox::kill_all();
+    // SAFETY: resetting a handler is async-signal-safe.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+fn install_interrupt_handler() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        unsafe { libc::signal(sig, on_interrupt as *const () as libc::sighandler_t) };
+    }
+}
+
 fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
+    install_interrupt_handler();
     let outputs = args
         .outputs
         .iter()
@@ -551,6 +568,7 @@ impl Renderer {
                 self.line(format!("=> [{id}] FAILED {name}"));
             }
             Event::Warning { message, .. } => self.line(format!("warning: {message}")),
+            Event::Log { id, line, .. } => self.line(format!("   [{id}] {line}")),
         }
     }
 

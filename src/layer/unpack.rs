@@ -46,6 +46,11 @@ pub struct UnpackOptions {
     /// chown entries to the uid/gid in the tar (only as root); otherwise
     /// everything belongs to the current user.
     pub preserve_owners: bool,
+    /// Unpack one layer on its own as an overlayfs lower layer: a whiteout
+    /// becomes overlay's 0:0 character device and an opaque marker the
+    /// `trusted.overlay.opaque` xattr, instead of deleting lower content
+    /// (there is none). Needs root.
+    pub overlay_whiteouts: bool,
 }
 
 impl UnpackOptions {
@@ -56,6 +61,7 @@ impl UnpackOptions {
         UnpackOptions {
             allow_devices: root,
             preserve_owners: root,
+            overlay_whiteouts: false,
         }
     }
 }
@@ -467,6 +473,17 @@ impl Unpacker {
 
     /// `.wh.NAME` in `parent`: removes NAME unless this layer created it.
     fn whiteout(&mut self, parent: &[Vec<u8>], hidden: &[u8]) -> io::Result<()> {
+        if self.opts.overlay_whiteouts {
+            let Some(dir) = self.resolve(parent, true)? else {
+                return Ok(());
+            };
+            let name = name_c(hidden)?;
+            if sys::lstatat_opt(dir.as_fd(), &name)?.is_some() {
+                // This layer also created NAME: the entry wins.
+                return Ok(());
+            }
+            return sys::mknodat(dir.as_fd(), &name, libc::S_IFCHR, 0);
+        }
         let Some(dir) = self.resolve(parent, false)? else {
             return Ok(());
         };
@@ -482,6 +499,9 @@ impl Unpacker {
         let Some(fd) = self.resolve(dir, true)? else {
             return Ok(());
         };
+        if self.opts.overlay_whiteouts {
+            return sys::fsetxattr(fd.as_fd(), "trusted.overlay.opaque", b"y");
+        }
         for child in sys::read_dir_names(fd.as_fd())? {
             if !self
                 .created

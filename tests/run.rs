@@ -1,0 +1,413 @@
+//! RUN steps through the real binary: the sandbox's changes become layers
+//! that real tools read, failures are reported with their output and
+//! source location, and the cache and mounts behave as users expect.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A stage `base` with busybox installed and a passwd that knows `app`.
+const BASE: &str = r#"
+[stage.base]
+from = "scratch"
+steps = [
+  { copy = ["busybox"], to = "/bin/busybox", chmod = "0755" },
+  { run = ["/bin/busybox", "--install", "-s", "/bin"] },
+  { copy = ["etc/"], to = "/etc/" },
+]
+"#;
+
+/// A context with busybox and `spec` appended to BASE; None (with a SKIP
+/// line) where RUN cannot work here.
+fn context(env: &TestEnv, rel: &str, spec: &str, test: &str) -> Option<PathBuf> {
+    if !is_root() {
+        eprintln!("SKIP {test}: RUN needs root");
+        return None;
+    }
+    let bb = busybox(test)?;
+    let dir = env.write_tree(
+        rel,
+        &[
+            ("strata.toml", &format!("{BASE}\n{spec}")),
+            (
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+            ),
+            ("etc/group", "root:x:0:\napp:x:1000:\n"),
+        ],
+    );
+    std::fs::copy(bb, dir.join("busybox")).unwrap();
+    Some(dir)
+}
+
+fn build(env: &TestEnv, ctx: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
+    let meta = env.path("meta.json");
+    let _ = std::fs::remove_file(&meta);
+    let out = run(env
+        .strata("root")
+        .arg("build")
+        .arg(ctx)
+        .args(["--progress", "plain", "--metadata-file"])
+        .arg(&meta)
+        .args(extra));
+    let m = if out.ok {
+        metadata(&meta)
+    } else {
+        serde_json::Value::Null
+    };
+    (out, m)
+}
+
+/// Builds, exports an OCI layout and unpacks it with umoci; returns the rootfs.
+fn rootfs(env: &TestEnv, ctx: &Path, test: &str) -> Option<PathBuf> {
+    if !have_tool("umoci", test) {
+        return None;
+    }
+    let oci = env.path("oci");
+    let (out, _) = build(
+        env,
+        ctx,
+        &[
+            "-t",
+            "t/run:1",
+            "--output",
+            &format!("type=oci,dest={}", oci.display()),
+        ],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let bundle = env.path("bundle");
+    let _ = std::fs::remove_dir_all(&bundle);
+    run_ok(
+        std::process::Command::new("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:t/run:1", oci.display()))
+            .arg(&bundle),
+    );
+    Some(bundle.join("rootfs"))
+}
+
+#[test]
+fn file_system_changes_become_layers() {
+    const T: &str = "file_system_changes_become_layers";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.main]
+from = "base"
+steps = [
+  { run = "mkdir -p /tmp /data/dir /data/gone && chmod 1777 /tmp && echo one > /data/file && echo x > /data/gone/f && ln -s file /data/link && ln /data/file /data/hard && chmod 4755 /data/file && chown 1000:1000 /data/dir" },
+  { run = "echo two >> /data/file && rm -r /data/gone && rm /bin/ls && rmdir /data/dir && echo now-a-file > /data/dir" },
+  { workdir = "/work/deep" },
+  { user = "app" },
+  { run = "id -un > /tmp/who && pwd > /tmp/where" },
+]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let Some(root) = rootfs(&env, &ctx, T) else {
+        return;
+    };
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/file")).unwrap(),
+        "one\ntwo\n"
+    );
+    let meta = std::fs::metadata(root.join("data/file")).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid kept");
+    assert_eq!(
+        std::fs::read_link(root.join("data/link")).unwrap(),
+        Path::new("file")
+    );
+    assert!(
+        !root.join("data/gone").exists(),
+        "deleted directory stays deleted"
+    );
+    assert!(
+        !root.join("bin/ls").exists(),
+        "deleted busybox link stays deleted"
+    );
+    assert!(root.join("bin/cat").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/dir")).unwrap(),
+        "now-a-file\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("tmp/who")).unwrap(),
+        "app\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("tmp/where")).unwrap(),
+        "/work/deep\n"
+    );
+    assert!(
+        !root.join("etc/resolv.conf").exists(),
+        "sandbox files stay out of layers"
+    );
+    assert!(!root.join("proc/self").exists());
+}
+
+#[test]
+fn a_failing_run_names_the_command_exit_code_location_and_output() {
+    const T: &str = "a_failing_run_names_the_command_exit_code_location_and_output";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.main]
+from = "base"
+steps = [
+  { run = "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25; do echo line$i; done; echo oops >&2; exit 7" },
+]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let (out, _) = build(&env, &ctx, &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("exit code 7"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("strata.toml:14:"),
+        "source location expected: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("line25") && out.stderr.contains("oops"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("  line5\n"),
+        "only the last 20 lines in the error: {}",
+        out.stderr
+    );
+    // streamed live, every line
+    assert!(out.stderr.contains("[main/0] line1\n"), "{}", out.stderr);
+    // the steps before the failure stay cached
+    let dry = run_ok(env.strata("root").arg("build").arg(&ctx).arg("--dry-run"));
+    assert!(dry.stdout.contains("3 cached, 1 to run"), "{}", dry.stdout);
+}
+
+#[test]
+fn run_results_are_cached_and_a_no_op_run_adds_no_layer() {
+    const T: &str = "run_results_are_cached_and_a_no_op_run_adds_no_layer";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.main]
+from = "base"
+steps = [
+  { run = "echo hi > /hi" },
+  { run = "true" },
+]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let (out, m1) = build(&env, &ctx, &[]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(m1["cache"]["misses"], 5);
+    let (_, m2) = build(&env, &ctx, &[]);
+    assert_eq!(m2["cache"]["misses"], 0);
+    assert_eq!(m1["image"]["digest"], m2["image"]["digest"]);
+    // the config: 4 layers (busybox, install, etc, hi), the no-op RUN is an empty_layer entry
+    let hex = m1["image"]["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.path("root").join("blobs/sha256").join(hex)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        4,
+        "{config}"
+    );
+    let last = config["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["empty_layer"], true, "{last}");
+    assert!(last["created_by"].as_str().unwrap().contains("true"));
+}
+
+#[test]
+fn a_cache_mount_persists_across_builds_and_stays_out_of_layers() {
+    const T: &str = "a_cache_mount_persists_across_builds_and_stays_out_of_layers";
+    let env = TestEnv::new();
+    let spec = |n: u32| {
+        format!(
+            r#"
+[stage.main]
+from = "base"
+steps = [
+  {{ run = "echo build{n} >> /cache/log; cat /cache/log > /seen", mounts = [{{ type = "cache", target = "/cache", id = "c1" }}] }},
+]
+"#
+        )
+    };
+    let Some(ctx) = context(&env, "ctx", &spec(1), T) else {
+        return;
+    };
+    let (out, _) = build(&env, &ctx, &[]);
+    assert!(out.ok, "{}", out.stderr);
+    std::fs::write(ctx.join("strata.toml"), format!("{BASE}\n{}", spec(2))).unwrap();
+    let Some(root) = rootfs(&env, &ctx, T) else {
+        return;
+    };
+    assert_eq!(
+        std::fs::read_to_string(root.join("seen")).unwrap(),
+        "build1\nbuild2\n"
+    );
+    let cache_dir = root.join("cache");
+    assert!(
+        !cache_dir.exists() || std::fs::read_dir(&cache_dir).unwrap().next().is_none(),
+        "cache contents must not be in the layer"
+    );
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    const T: &str = "network_none_has_only_loopback";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.main]
+from = "base"
+steps = [{ run = "ls /sys/class/net > /ifaces", network = "none" }]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let Some(root) = rootfs(&env, &ctx, T) else {
+        return;
+    };
+    assert_eq!(
+        std::fs::read_to_string(root.join("ifaces")).unwrap(),
+        "lo\n"
+    );
+}
+
+fn intervals(stderr: &str) -> std::collections::HashMap<String, (f64, f64)> {
+    let mut starts = std::collections::HashMap::new();
+    let mut out = std::collections::HashMap::new();
+    for line in stderr.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        match v["event"].as_str() {
+            Some("started") => {
+                starts.insert(id, v["time"].as_f64().unwrap());
+            }
+            Some("finished") => {
+                out.insert(id.clone(), (starts[&id], v["time"].as_f64().unwrap()));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn independent_runs_in_different_stages_run_at_the_same_time() {
+    const T: &str = "independent_runs_in_different_stages_run_at_the_same_time";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.a]
+from = "base"
+steps = [{ run = "sleep 1; echo a > /a" }]
+
+[stage.b]
+from = "base"
+steps = [{ run = "sleep 1; echo b > /b" }]
+
+[stage.final]
+from = "base"
+steps = [
+  { copy = ["/a"], from = "a", to = "/a" },
+  { copy = ["/b"], from = "b", to = "/b" },
+]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let out = run_ok(env.strata("root").arg("build").arg(&ctx).args([
+        "--progress",
+        "json",
+        "--jobs",
+        "2",
+    ]));
+    let iv = intervals(&out.stderr);
+    let (a, b) = (iv["a/0"], iv["b/0"]);
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "a and b did not overlap: {a:?} {b:?}"
+    );
+}
+
+#[test]
+fn sigterm_kills_running_steps_and_leaves_no_mounts() {
+    const T: &str = "sigterm_kills_running_steps_and_leaves_no_mounts";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.main]
+from = "base"
+steps = [{ run = "echo started; sleep 60 & sleep 60; echo never" }]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let mut child = env
+        .strata("root")
+        .arg("build")
+        .arg(&ctx)
+        .args(["--progress", "plain"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until the step runs
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut s = String::new();
+        let mut r = stderr;
+        let _ = r.read_to_string(&mut s);
+        s
+    });
+    let start = std::time::Instant::now();
+    let root = env.path("root");
+    while !std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains("sleep")
+    {
+        // the helper's mounts are in its own namespace: wait for its process instead
+        let busy = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("cmdline"))
+                .is_ok_and(|c| c.starts_with("sleep\u{0}60"))
+        });
+        if busy || start.elapsed().as_secs() > 20 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: plain system call on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert!(start.elapsed().as_secs() < 30, "the build did not stop");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("[main/0] never"), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.to_str().unwrap()),
+        "stray mounts under the store:\n{mounts}"
+    );
+    let sleeping = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("cmdline")).is_ok_and(|c| c == "sleep\u{0}60\u{0}")
+    });
+    assert!(!sleeping, "the step's processes must be gone");
+}
