@@ -5,7 +5,7 @@
 # without it, prints what is missing and continues (tests that need a
 # missing tool skip themselves with a visible message).
 set -euo pipefail
-pkgs=(skopeo umoci podman runc busybox-static jq file)
+pkgs=(skopeo umoci podman buildah runc busybox-static docker-registry jq file)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

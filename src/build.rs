@@ -52,6 +52,29 @@ pub struct BuildOptions {
     pub epoch: u64,
     /// A `.dockerignore`-syntax file; None = `CONTEXT/.dockerignore` if present.
     pub ignore_file: Option<PathBuf>,
+    /// `--secret id=…`: where each secret's value comes from. Values are read
+    /// only when a RUN step mounts them, never enter a key, a log or the store.
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// Where a build secret's value is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl SecretSource {
+    fn read(&self) -> std::result::Result<Vec<u8>, String> {
+        match self {
+            SecretSource::File(p) => {
+                std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+            }
+            SecretSource::Env(v) => std::env::var_os(v)
+                .map(|s| s.into_encoded_bytes())
+                .ok_or_else(|| format!("environment variable {v} is not set")),
+        }
+    }
 }
 
 /// One thing the build reports while it runs; the CLI renders them.
@@ -1110,7 +1133,24 @@ fn run_run(
     }
     lowerdirs.reverse(); // overlay wants the top layer first
     let mut mounts = Vec::new();
+    let mut env = r.env.clone();
+    // Secrets live in a private temp dir outside the store (tmpfs when the
+    // host has /dev/shm) for this step only.
+    let secret_dir = tempfile::Builder::new()
+        .prefix("strata-secrets-")
+        .tempdir_in(if Path::new("/dev/shm").is_dir() {
+            Path::new("/dev/shm")
+        } else {
+            Path::new("/tmp")
+        })
+        .map_err(|e| Error::io("creating a secrets directory", e))?;
     for m in &r.mounts {
+        if m.kind == MountKind::Secret {
+            if let Some(mount) = secret_mount(graph, n, m, opts, secret_dir.path(), &mut env)? {
+                mounts.push(mount);
+            }
+            continue;
+        }
         mounts.push(run_mount(store, graph, n, m, opts)?);
     }
     let work = store.temp_dir()?;
@@ -1124,7 +1164,7 @@ fn run_run(
         upperdir: upper.clone(),
         workdir: ovl_work.clone(),
         argv: r.command.argv(),
-        env: r.env.clone(),
+        env,
         cwd: r.workdir.clone(),
         user: r.user.clone(),
         network: r.network,
@@ -1191,6 +1231,71 @@ fn run_run(
         });
     }
     write_layer_record(store, graph, n, entries, opts)
+}
+
+/// A secret mount: the value in a 0400 file bind-mounted read-only at the
+/// target (and/or exported as an env variable). A missing secret is an
+/// error when `required`, otherwise the mount is left out.
+fn secret_mount(
+    graph: &BuildGraph,
+    n: NodeIndex,
+    m: &Mount,
+    opts: &BuildOptions,
+    dir: &Path,
+    env: &mut Vec<(String, String)>,
+) -> Result<Option<SandboxMount>> {
+    let id = m.id.clone().unwrap_or_default();
+    let value = match opts.secrets.get(&id).map(SecretSource::read) {
+        Some(Ok(v)) => v,
+        Some(Err(why)) => {
+            return Err(step_error(
+                graph,
+                n,
+                format!("secret `{id}`: {why}"),
+                "this RUN step",
+            ));
+        }
+        None if m.required => {
+            return Err(step_error(
+                graph,
+                n,
+                format!(
+                    "secret `{id}` is required but was not given (use --secret id={id},src=FILE)"
+                ),
+                "this RUN step",
+            ));
+        }
+        None => return Ok(None),
+    };
+    if let Some(var) = &m.env {
+        env.retain(|(k, _)| k != var);
+        env.push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+    }
+    let file = dir.join(blake3::hash(id.as_bytes()).to_hex().as_str());
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(m.mode.unwrap_or(0o400))
+            .open(&file)
+            .map_err(|e| Error::io("writing a secret file", e))?;
+        f.write_all(&value)
+            .map_err(|e| Error::io("writing a secret file", e))?;
+    }
+    if m.uid.is_some() || m.gid.is_some() {
+        std::os::unix::fs::chown(&file, m.uid, m.gid)
+            .map_err(|e| Error::io("setting a secret file's owner", e))?;
+    }
+    if m.env.is_some() && m.target.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(SandboxMount::Bind {
+        source: file,
+        target: m.target.clone(),
+        readonly: true,
+    }))
 }
 
 /// A RUN mount as the sandbox takes it.

@@ -101,6 +101,10 @@ struct BuildArgs {
     /// Print only the image digest.
     #[arg(short, long)]
     quiet: bool,
+    /// A secret for RUN steps: `id=ID,src=FILE` or `id=ID,env=VAR` (`id=ID`
+    /// alone reads the variable ID). Never stored in the image or the cache.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    secrets: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -279,6 +283,34 @@ fn parse_output(s: &str) -> std::result::Result<Output, CliError> {
     }
 }
 
+fn parse_secrets(
+    raw: &[String],
+) -> std::result::Result<BTreeMap<String, build::SecretSource>, CliError> {
+    let mut out = BTreeMap::new();
+    for s in raw {
+        let (mut id, mut src) = (None, None);
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(build::SecretSource::File(v.into())),
+                Some(("env", v)) => src = Some(build::SecretSource::Env(v.to_string())),
+                Some(("type", "file" | "env")) => {}
+                _ => {
+                    return Err(CliError::Usage(format!(
+                        "--secret `{s}`: expected id=ID,src=FILE or id=ID,env=VAR"
+                    )));
+                }
+            }
+        }
+        let Some(id) = id.filter(|i| !i.is_empty()) else {
+            return Err(CliError::Usage(format!("--secret `{s}`: id= is required")));
+        };
+        let src = src.unwrap_or_else(|| build::SecretSource::Env(id.clone()));
+        out.insert(id, src);
+    }
+    Ok(out)
+}
+
 fn source_date_epoch() -> std::result::Result<u64, CliError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
@@ -314,6 +346,7 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
         .map(|o| parse_output(o))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let build_args = parse_build_args(&args.build_args)?;
+    let secrets = parse_secrets(&args.secrets)?;
     if args.jobs == Some(0) {
         return Err(CliError::Usage("--jobs must be at least 1".into()));
     }
@@ -350,6 +383,7 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
         },
         epoch,
         ignore_file: None,
+        secrets,
     };
     let mode = match args.progress {
         ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,

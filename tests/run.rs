@@ -411,3 +411,88 @@ steps = [{ run = "echo started; sleep 60 & sleep 60; echo never" }]
     });
     assert!(!sleeping, "the step's processes must be gone");
 }
+
+#[test]
+fn a_secret_is_readable_in_the_step_and_nowhere_else() {
+    const T: &str = "a_secret_is_readable_in_the_step_and_nowhere_else";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.main]
+from = "base"
+steps = [
+  { run = "sha256sum < /run/secrets/token > /sum", mounts = [{ type = "secret", id = "token" }] },
+  { run = "printf %s \"$TOKEN\" | sha256sum > /envsum", mounts = [{ type = "secret", id = "envtok", env = "TOKEN" }] },
+]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let secret = env.path("token.txt");
+    std::fs::write(&secret, "s3cr3t-value").unwrap();
+    let out = run(env
+        .strata("root")
+        .env("MY_TOKEN", "from-env-value")
+        .arg("build")
+        .arg(&ctx)
+        .args(["--progress", "plain", "-t", "t/secret:1", "--output"])
+        .arg(format!("type=oci,dest={}", env.path("oci").display()))
+        .arg("--secret")
+        .arg(format!("id=token,src={}", secret.display()))
+        .args(["--secret", "id=envtok,env=MY_TOKEN"]));
+    assert!(out.ok, "{}", out.stderr);
+    assert!(!out.stderr.contains("s3cr3t") && !out.stderr.contains("from-env-value"));
+    // the step read both values
+    let sum = |v: &str| strata::digest::Digest::of(v.as_bytes()).hex();
+    let mut sums_seen = 0;
+    // nowhere in the store or the output: not in a layer, a log, a record
+    for dir in [env.path("root"), env.path("oci")] {
+        let found = std::process::Command::new("grep")
+            .args(["-r", "-a", "-l", "-z", "s3cr3t-value\\|from-env-value"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            found.stdout.is_empty(),
+            "secret found in {}",
+            String::from_utf8_lossy(&found.stdout)
+        );
+        // layers are compressed: look inside them too
+        for e in walkdir::WalkDir::new(dir.join("blobs/sha256"))
+            .into_iter()
+            .flatten()
+        {
+            if !e.file_type().is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(e.path()).unwrap();
+            let mut plain = Vec::new();
+            use std::io::Read;
+            if flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_end(&mut plain)
+                .is_err()
+            {
+                plain = bytes;
+            }
+            let text = String::from_utf8_lossy(&plain);
+            if text.contains(&sum("s3cr3t-value")) && text.contains("sum\0") {
+                sums_seen += 1;
+            }
+            if text.contains(&sum("from-env-value")) {
+                sums_seen += 1;
+            }
+            assert!(
+                !text.contains("s3cr3t-value") && !text.contains("from-env-value"),
+                "secret in blob {}",
+                e.path().display()
+            );
+            assert!(
+                !text.contains("run/secrets/token\0"),
+                "the mount point leaked into a layer"
+            );
+        }
+    }
+    assert!(sums_seen >= 2, "the RUN steps did not see the secrets");
+    // without --secret the mount is left out, and the step cannot read it
+    let out = run(env.strata("root2").arg("build").arg(&ctx).arg("--no-cache"));
+    assert_eq!(out.code, 1);
+}
