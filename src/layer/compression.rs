@@ -117,9 +117,93 @@ fn zstd_workers() -> u32 {
         .max(1)
 }
 
+/// Uncompressed bytes per gzip member of a layer blob.
+pub(crate) const GZIP_MEMBER: usize = 1 << 20;
+
+/// gzip on every core: the input is cut into fixed 1 MiB pieces, each
+/// compressed on its own into one gzip member, and the members are written
+/// in order. A multi-member stream is plain gzip (RFC 1952; every reader,
+/// including Go's and GNU gzip, reads it). The bytes depend only on the
+/// input, the level and the piece size, never on the number of threads.
+pub(crate) struct ParallelGz<W: Write> {
+    out: W,
+    piece: Vec<u8>,
+    batch: Vec<Vec<u8>>,
+    batch_max: usize,
+    wrote_any: bool,
+}
+
+impl<W: Write> ParallelGz<W> {
+    fn new(out: W) -> Self {
+        ParallelGz {
+            out,
+            piece: Vec::with_capacity(GZIP_MEMBER),
+            batch: Vec::new(),
+            batch_max: rayon::current_num_threads().max(1) * 2,
+            wrote_any: false,
+        }
+    }
+
+    fn member(data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut e = GzEncoder::new(
+            Vec::with_capacity(data.len() / 2 + 64),
+            flate2::Compression::new(GZIP_LEVEL),
+        );
+        e.write_all(data)?;
+        e.finish()
+    }
+
+    fn flush_batch(&mut self) -> io::Result<()> {
+        use rayon::prelude::*;
+        let members: Vec<io::Result<Vec<u8>>> =
+            self.batch.par_iter().map(|p| Self::member(p)).collect();
+        self.batch.clear();
+        for m in members {
+            self.out.write_all(&m?)?;
+            self.wrote_any = true;
+        }
+        Ok(())
+    }
+
+    fn push_piece(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.piece, Vec::with_capacity(GZIP_MEMBER));
+        self.batch.push(full);
+        if self.batch.len() >= self.batch_max {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        if !self.piece.is_empty() || (!self.wrote_any && self.batch.is_empty()) {
+            self.push_piece()?;
+        }
+        self.flush_batch()?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for ParallelGz<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(GZIP_MEMBER - self.piece.len());
+        self.piece.extend_from_slice(&buf[..n]);
+        if self.piece.len() == GZIP_MEMBER {
+            self.push_piece()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Members are cut at fixed offsets only; flushing early would
+        // change the bytes. The sink is flushed by `finish`.
+        Ok(())
+    }
+}
+
 /// A compressing writer; `finish` flushes the trailer and returns the sink.
 pub(crate) enum Compressor<W: Write> {
-    Gzip(GzEncoder<W>),
+    Gzip(ParallelGz<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     Plain(W),
 }
@@ -129,9 +213,7 @@ impl<W: Write> Compressor<W> {
         Ok(match compression {
             // GzEncoder writes mtime 0, no file name, OS byte 255: no host
             // data enters the header.
-            Compression::Gzip => {
-                Compressor::Gzip(GzEncoder::new(out, flate2::Compression::new(GZIP_LEVEL)))
-            }
+            Compression::Gzip => Compressor::Gzip(ParallelGz::new(out)),
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
                 enc.multithread(zstd_workers())?;
@@ -200,6 +282,49 @@ pub fn decompress<'a, R: Read + 'a>(reader: R, media_type: &str) -> Result<Box<d
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_gzip_is_independent_of_threads_and_readable() {
+        let data: Vec<u8> = (0..(3 * GZIP_MEMBER + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let compress = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut c = Compressor::new(Compression::Gzip, Vec::new()).unwrap();
+                for chunk in data.chunks(7777) {
+                    c.write_all(chunk).unwrap();
+                }
+                c.finish().unwrap()
+            })
+        };
+        let one = compress(1);
+        assert_eq!(
+            one,
+            compress(3),
+            "bytes must not depend on the thread count"
+        );
+        let mut back = Vec::new();
+        decompress(&one[..], Compression::Gzip.media_type())
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        // an empty input is still a valid gzip stream
+        let empty = Compressor::new(Compression::Gzip, Vec::new())
+            .unwrap()
+            .finish()
+            .unwrap();
+        let mut back = Vec::new();
+        decompress(&empty[..], Compression::Gzip.media_type())
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty());
+    }
 
     #[test]
     fn names_and_media_types_round_trip() {
