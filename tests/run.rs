@@ -496,3 +496,29 @@ steps = [
     let out = run(env.strata("root2").arg("build").arg(&ctx).arg("--no-cache"));
     assert_eq!(out.code, 1);
 }
+
+#[test]
+fn a_run_over_an_opaque_directory_sees_only_the_new_content() {
+    const T: &str = "a_run_over_an_opaque_directory_sees_only_the_new_content";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.main]
+from = "base"
+steps = [
+  { run = "mkdir -p /d/sub && echo old > /d/old && echo old > /d/sub/x" },
+  { run = "rm -rf /d && mkdir /d && echo new > /d/new" },
+  { run = "ls -A /d > /listing" },
+]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let Some(root) = rootfs(&env, &ctx, T) else {
+        return;
+    };
+    assert_eq!(
+        std::fs::read_to_string(root.join("listing")).unwrap(),
+        "new\n"
+    );
+    assert!(!root.join("d/old").exists());
+}

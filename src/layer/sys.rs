@@ -253,6 +253,24 @@ pub(crate) fn fsetxattr(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Res
     .map(drop)
 }
 
+/// Sets an xattr on what `path` names (following a final symlink, as
+/// /proc/self/fd links must be followed).
+pub(crate) fn setxattr_path(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let p = path_cstring(path)?;
+    let n = cstring(name.as_bytes())?;
+    // SAFETY: valid path, name and value buffer.
+    cvt(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
 /// Names of the extended attributes of `path` (not following a symlink).
 /// A file system without xattr support has none.
 pub(crate) fn llistxattr(path: &Path) -> io::Result<Vec<String>> {

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use super::sys;
@@ -500,7 +500,10 @@ impl Unpacker {
             return Ok(());
         };
         if self.opts.overlay_whiteouts {
-            return sys::fsetxattr(fd.as_fd(), "trusted.overlay.opaque", b"y");
+            // `fd` is an O_PATH descriptor: set the xattr through its
+            // /proc/self/fd link, which names exactly that directory.
+            let link = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            return sys::setxattr_path(&link, "trusted.overlay.opaque", b"y");
         }
         for child in sys::read_dir_names(fd.as_fd())? {
             if !self

@@ -9,7 +9,8 @@
 pub struct ExecUser {
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups (the primary gid is not repeated).
+    /// Supplementary groups: the primary gid first (as Docker and buildah
+    /// set them), then every group that lists the user as a member.
     pub groups: Vec<u32>,
     /// Home directory from passwd, when the user has an entry.
     pub home: Option<String>,
@@ -122,7 +123,7 @@ pub fn resolve(spec: Option<&str>, passwd: &str, group: &str) -> Result<ExecUser
         };
     }
 
-    let mut groups: Vec<u32> = Vec::new();
+    let mut groups: Vec<u32> = vec![gid];
     if let Some(name) = name {
         for e in group_entries(group) {
             if e.members.contains(&name) && e.gid != gid && !groups.contains(&e.gid) {
@@ -157,7 +158,7 @@ mod tests {
     fn default_is_root() {
         let u = resolve(None, PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (0, 0));
-        assert_eq!(u.groups, vec![10]);
+        assert_eq!(u.groups, vec![0, 10]);
         assert_eq!(u.home.as_deref(), Some("/root"));
     }
 
@@ -165,7 +166,7 @@ mod tests {
     fn name_resolves_uid_gid_and_supplementary_groups() {
         let u = resolve(Some("app"), PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1000));
-        assert_eq!(u.groups, vec![10, 29]);
+        assert_eq!(u.groups, vec![1000, 10, 29]);
         assert_eq!(u.home.as_deref(), Some("/home/app"));
     }
 
@@ -173,7 +174,7 @@ mod tests {
     fn explicit_group_by_name_and_id() {
         let u = resolve(Some("app:wheel"), PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 10));
-        assert_eq!(u.groups, vec![29]);
+        assert_eq!(u.groups, vec![10, 29]);
         let u = resolve(Some("1000:42"), PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 42));
     }
@@ -182,7 +183,7 @@ mod tests {
     fn numeric_user_without_entry_gets_gid_zero() {
         let u = resolve(Some("4242"), PASSWD, "").unwrap();
         assert_eq!((u.uid, u.gid), (4242, 0));
-        assert!(u.groups.is_empty());
+        assert_eq!(u.groups, vec![0]);
         assert_eq!(u.home, None);
     }
 
