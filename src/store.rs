@@ -689,6 +689,63 @@ mod tests {
     }
 
     #[test]
+    fn remove_tag_list_and_remove_blobs_and_cache_entries() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        let blob = s.put_blob(b"layer").unwrap();
+        let d = Descriptor::new(media_type::OCI_MANIFEST, blob, 5);
+        s.set_tag("a:1", &d).unwrap();
+        s.set_tag("b", &d).unwrap();
+        s.add_index_entry(&d).unwrap(); // already there: no unnamed entry
+        assert_eq!(s.index_entries().unwrap().len(), 2);
+        assert_eq!(s.remove_tag("b").unwrap().unwrap().digest, blob);
+        assert!(s.remove_tag("b").unwrap().is_none());
+        assert_eq!(s.tags().unwrap().len(), 1);
+        assert_eq!(
+            s.remove_index_entries(&|e| e.ref_name() == Some("a:1"))
+                .unwrap(),
+            1
+        );
+        assert!(s.index_entries().unwrap().is_empty());
+
+        fs::write(s.blobs_dir().join("not-a-digest"), "x").unwrap();
+        assert_eq!(s.list_blobs().unwrap(), vec![(blob, 5)]);
+        let key = CacheKey([7; 32]);
+        let rec = CacheRecord {
+            diff_id: None,
+            layers: [("none".to_string(), d.clone())].into_iter().collect(),
+            created_by: "COPY".into(),
+            size: 5,
+        };
+        s.put_cache(&key, &rec).unwrap();
+        fs::write(
+            t.path()
+                .join("cache")
+                .join(format!("{}.json", CacheKey([8; 32]).hex())),
+            "{",
+        )
+        .unwrap();
+        fs::create_dir_all(s.area_dir(Area::Logs)).unwrap();
+        let log = s.area_dir(Area::Logs).join(format!("{}.log", key.hex()));
+        fs::write(&log, "out").unwrap();
+        let entries = s.cache_entries().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].record.as_ref(), Some(&rec));
+        assert!(entries[1].record.is_none(), "unparseable record");
+        s.remove_cache(&key).unwrap();
+        assert!(!log.exists());
+        assert_eq!(s.cache_entries().unwrap().len(), 1);
+
+        assert!(s.remove_blob(&blob).unwrap());
+        assert!(!s.remove_blob(&blob).unwrap());
+        assert!(s.list_blobs().unwrap().is_empty());
+        let held = s.lock_shared().unwrap();
+        assert!(s.try_lock_exclusive().unwrap().is_none());
+        drop(held);
+        assert!(s.try_lock_exclusive().unwrap().is_some());
+    }
+
+    #[test]
     fn build_record_and_stat_cache_paths() {
         let t = tempfile::tempdir().unwrap();
         let s = Store::open(t.path()).unwrap();
