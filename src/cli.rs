@@ -14,6 +14,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::build::{self, BuildOptions, Event, Output, Status, StoreResolver};
 use crate::error::{Error, Result};
+use crate::images;
 use crate::ir::{BuildGraph, Edge};
 use crate::layer::Compression;
 use crate::oci::OutputKind;
@@ -43,6 +44,116 @@ enum Command {
     Graph(GraphArgs),
     /// Print the JSON Schema of strata.toml.
     Schema,
+    /// List images.
+    Images(ImagesArgs),
+    /// Name an image: `strata tag SRC DST`.
+    Tag(TagArgs),
+    /// Remove image tags (and the images nothing else names).
+    Rmi(RmiArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Show images as JSON (docker image inspect's shape).
+    Inspect(InspectArgs),
+    /// Remove unused blobs, cache records, snapshots and temporary files.
+    Prune(PruneArgs),
+    /// Write images to a docker-archive or oci-archive.
+    Save(SaveArgs),
+    /// Load images from a docker-archive or oci-archive.
+    Load(LoadArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ImagesArgs {
+    /// Also show untagged images (imported bases, untagged build results).
+    #[arg(short, long)]
+    all: bool,
+    /// Show manifest digests.
+    #[arg(long)]
+    digests: bool,
+    /// Only show image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct TagArgs {
+    /// Source image (NAME[:TAG], ID or digest).
+    src: String,
+    /// New name (NAME[:TAG]).
+    dst: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct RmiArgs {
+    /// Remove every tag of an image named by ID, even when it has several.
+    #[arg(short, long)]
+    force: bool,
+    /// Images (NAME[:TAG], ID or digest).
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct HistoryArgs {
+    /// Do not truncate output.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Only show layer IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    image: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct InspectArgs {
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct PruneArgs {
+    /// Also remove every cache record, build record, snapshot, cache mount
+    /// and log: only what tagged images need survives.
+    #[arg(short, long)]
+    all: bool,
+    /// Remove cache records, oldest first, until the cache uses at most SIZE
+    /// (e.g. 500MB, 1GB, 2GiB).
+    #[arg(long, value_name = "SIZE")]
+    keep_storage: Option<String>,
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SaveFormat {
+    Docker,
+    Oci,
+}
+
+#[derive(clap::Args, Debug)]
+struct SaveArgs {
+    /// Write to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Archive format.
+    #[arg(long, value_enum, default_value = "docker")]
+    format: SaveFormat,
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct LoadArgs {
+    /// Read from FILE instead of standard input.
+    #[arg(short, long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Print nothing.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -146,6 +257,14 @@ pub fn main() -> i32 {
             println!("{s}");
             Ok(())
         }
+        Command::Images(args) => cmd_images(&cli, args),
+        Command::Tag(args) => cmd_tag(&cli, args),
+        Command::Rmi(args) => cmd_rmi(&cli, args),
+        Command::History(args) => cmd_history(&cli, args),
+        Command::Inspect(args) => cmd_inspect(&cli, args),
+        Command::Prune(args) => cmd_prune(&cli, args),
+        Command::Save(args) => cmd_save(&cli, args),
+        Command::Load(args) => cmd_load(&cli, args),
     };
     match result {
         Ok(()) => 0,
@@ -530,6 +649,282 @@ pub fn graph_dot(graph: &BuildGraph) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// Columns padded to their widest cell plus three spaces (docker's table).
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for r in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            line.push_str(c);
+            if i + 1 < r.len() {
+                let pad = widths[i] - c.chars().count() + 3;
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn cmd_images(cli: &Cli, args: &ImagesArgs) -> std::result::Result<(), CliError> {
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    let rows = images::list(&store, args.all)?;
+    if args.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in rows.iter().filter(|r| seen.insert(r.id)) {
+            println!("{}", images::short_id(&r.id));
+        }
+        return Ok(());
+    }
+    let now = images::now_unix();
+    let mut header = vec!["REPOSITORY", "TAG"];
+    if args.digests {
+        header.push("DIGEST");
+    }
+    header.extend(["IMAGE ID", "CREATED", "SIZE", "SHARED SIZE"]);
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut v = vec![r.repository.clone(), r.tag.clone()];
+            if args.digests {
+                v.push(r.manifest.to_string());
+            }
+            v.extend([
+                images::short_id(&r.id),
+                images::ago(r.created, now),
+                images::human_size(r.size),
+                images::human_size(r.shared_size),
+            ]);
+            v
+        })
+        .collect();
+    print!("{}", table(&header, &cells));
+    Ok(())
+}
+
+fn cmd_tag(cli: &Cli, args: &TagArgs) -> std::result::Result<(), CliError> {
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    images::tag(&store, &args.src, &args.dst)?;
+    Ok(())
+}
+
+fn cmd_rmi(cli: &Cli, args: &RmiArgs) -> std::result::Result<(), CliError> {
+    let store = open_store(cli)?;
+    let report = images::rmi(&store, &args.images, args.force)?;
+    for t in &report.untagged {
+        println!("Untagged: {t}");
+    }
+    for d in &report.deleted {
+        println!("Deleted: {d}");
+    }
+    for d in report
+        .blobs_removed
+        .iter()
+        .filter(|d| !report.deleted.contains(d))
+    {
+        println!("Deleted: {d}");
+    }
+    if report.deferred {
+        eprintln!(
+            "note: a build is using the store; run `strata prune` later to reclaim the blobs"
+        );
+    }
+    Ok(())
+}
+
+fn cmd_history(cli: &Cli, args: &HistoryArgs) -> std::result::Result<(), CliError> {
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    let (img, _) = images::resolve(&store, &args.image)?;
+    let rows = images::history(&store, &img.image)?;
+    let id = |r: &images::HistoryRow| match (&r.layer, args.no_trunc) {
+        (Some(d), true) => d.to_string(),
+        (Some(d), false) => images::short_id(d),
+        (None, _) => "<missing>".to_string(),
+    };
+    if args.quiet {
+        for r in &rows {
+            println!("{}", id(r));
+        }
+        return Ok(());
+    }
+    let now = images::now_unix();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let by = if args.no_trunc {
+                r.created_by.clone()
+            } else {
+                images::ellipsis(&r.created_by, 45)
+            };
+            vec![
+                id(r),
+                images::ago(r.created, now),
+                by,
+                images::human_size(r.size),
+                r.comment.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &cells
+        )
+    );
+    Ok(())
+}
+
+fn cmd_inspect(cli: &Cli, args: &InspectArgs) -> std::result::Result<(), CliError> {
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    let all = images::stored_images(&store)?;
+    let mut docs = Vec::new();
+    for name in &args.images {
+        let (img, _) = images::resolve(&store, name)?;
+        docs.push(images::inspect(&store, &img, &all)?);
+    }
+    let text = serde_json::to_string_pretty(&docs)
+        .map_err(|e| Error::msg(format!("encoding JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
+    let keep_storage = match &args.keep_storage {
+        Some(s) => Some(
+            images::parse_size(s).map_err(|e| CliError::Usage(format!("--keep-storage {e}")))?,
+        ),
+        None => None,
+    };
+    if !args.force && !args.dry_run {
+        let what = if args.all {
+            "every blob, cache record, snapshot, cache mount and log that tagged images do not need"
+        } else {
+            "every blob, snapshot and temporary file nothing uses"
+        };
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let store = open_store(cli)?;
+    let lock = match store.try_lock_exclusive()? {
+        Some(l) => l,
+        None => {
+            eprintln!("waiting for running builds to finish...");
+            store.lock_exclusive()?
+        }
+    };
+    let report = images::prune(
+        &store,
+        &lock,
+        &images::PruneOptions {
+            all: args.all,
+            keep_storage,
+            dry_run: args.dry_run,
+        },
+    )?;
+    drop(lock);
+    let verb = if args.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    for c in &report.classes {
+        println!(
+            "{verb} {} {}: {}",
+            c.items.len(),
+            c.name,
+            images::human_size(c.bytes())
+        );
+    }
+    let total = images::human_size(report.total());
+    if args.dry_run {
+        println!("Total reclaimable space: {total}");
+    } else {
+        println!("Total reclaimed space: {total}");
+    }
+    Ok(())
+}
+
+fn cmd_save(cli: &Cli, args: &SaveArgs) -> std::result::Result<(), CliError> {
+    let kind = match args.format {
+        SaveFormat::Docker => OutputKind::Docker,
+        SaveFormat::Oci => OutputKind::OciArchive,
+    };
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    match &args.output {
+        Some(f) => images::save(&store, &args.images, kind, f)?,
+        None => {
+            if std::io::stdout().is_terminal() {
+                return Err(CliError::Usage(
+                    "refusing to write an archive to a terminal; use -o FILE or redirect".into(),
+                ));
+            }
+            let dir = store.temp_dir()?;
+            let f = dir.path().join("archive.tar");
+            images::save(&store, &args.images, kind, &f)?;
+            let mut src = std::fs::File::open(&f)
+                .map_err(|e| Error::io(format!("opening {}", f.display()), e))?;
+            let mut out = std::io::stdout().lock();
+            std::io::copy(&mut src, &mut out)
+                .and_then(|_| out.flush())
+                .map_err(|e| Error::io("writing the archive to standard output", e))?;
+        }
+    }
+    Ok(())
+}
+
+fn cmd_load(cli: &Cli, args: &LoadArgs) -> std::result::Result<(), CliError> {
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    let tmp;
+    let path = match &args.input {
+        Some(p) => p.clone(),
+        None => {
+            if std::io::stdin().is_terminal() {
+                return Err(CliError::Usage(
+                    "no archive: use -i FILE or pipe one into standard input".into(),
+                ));
+            }
+            tmp = store.temp_dir()?;
+            let p = tmp.path().join("archive.tar");
+            let mut f = std::fs::File::create(&p)
+                .map_err(|e| Error::io(format!("creating {}", p.display()), e))?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut f)
+                .map_err(|e| Error::io("reading the archive from standard input", e))?;
+            p
+        }
+    };
+    let (_, loaded) = images::load(&store, &path)?;
+    if !args.quiet {
+        for l in &loaded {
+            if l.names.is_empty() {
+                println!("Loaded image ID: {}", l.config_digest);
+            }
+            for n in &l.names {
+                println!("Loaded image: {n}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Renders build events on stderr.

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod context;
 pub mod digest;
 pub mod error;
+pub mod images;
 pub mod ir;
 pub mod layer;
 pub mod oci;

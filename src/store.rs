@@ -437,6 +437,183 @@ impl Store {
         }
         Ok(())
     }
+
+    // Listing and removal, for the image verbs (`rmi`, `prune`).
+
+    /// The exclusive lock if no other process holds the store lock now.
+    pub fn try_lock_exclusive(&self) -> Result<Option<StoreLock>> {
+        let f = self.lock_file("lock")?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(StoreLock { _file: f })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io("locking the store", e)),
+        }
+    }
+
+    /// Every `index.json` entry, tagged or not, in index order.
+    pub fn index_entries(&self) -> Result<Vec<Descriptor>> {
+        Ok(self.read_index()?.manifests)
+    }
+
+    /// Removes the tag `name` (normalized); returns what it pointed to.
+    pub fn remove_tag(&self, name: &str) -> Result<Option<Descriptor>> {
+        let name = normalize_reference(name);
+        let lock = self.lock_file("index.lock")?;
+        lock.lock().ctx(|| "locking index.json".into())?;
+        let mut idx = self.read_index()?;
+        let Some(i) = idx
+            .manifests
+            .iter()
+            .position(|m| m.ref_name() == Some(name.as_str()))
+        else {
+            return Ok(None);
+        };
+        let removed = idx.manifests.remove(i);
+        self.write_atomic(&self.index_path(), &to_json(&idx)?)?;
+        drop(lock);
+        Ok(Some(removed))
+    }
+
+    /// Adds an unnamed `index.json` entry for `manifest` (kept reachable
+    /// without a tag) unless one with that digest is there.
+    pub fn add_index_entry(&self, manifest: &Descriptor) -> Result<()> {
+        let lock = self.lock_file("index.lock")?;
+        lock.lock().ctx(|| "locking index.json".into())?;
+        let mut idx = self.read_index()?;
+        if idx.manifests.iter().all(|m| m.digest != manifest.digest) {
+            idx.manifests.push(manifest.clone());
+            self.write_atomic(&self.index_path(), &to_json(&idx)?)?;
+        }
+        drop(lock);
+        Ok(())
+    }
+
+    /// Removes every `index.json` entry `pred` selects; returns how many.
+    pub fn remove_index_entries(&self, pred: &dyn Fn(&Descriptor) -> bool) -> Result<usize> {
+        let lock = self.lock_file("index.lock")?;
+        lock.lock().ctx(|| "locking index.json".into())?;
+        let mut idx = self.read_index()?;
+        let before = idx.manifests.len();
+        idx.manifests.retain(|m| !pred(m));
+        let n = before - idx.manifests.len();
+        if n > 0 {
+            self.write_atomic(&self.index_path(), &to_json(&idx)?)?;
+        }
+        drop(lock);
+        Ok(n)
+    }
+
+    /// Every blob with its size on disk; files whose names are not sha256
+    /// hex digests are skipped.
+    pub fn list_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        let dir = self.blobs_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at("reading", &dir)? {
+            let entry = entry.at("reading", &dir)?;
+            let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            let meta = entry.metadata().at("reading", &entry.path())?;
+            if meta.is_file() {
+                out.push((d, meta.len()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes a blob; `false` if it was not there.
+    pub fn remove_blob(&self, d: &Digest) -> Result<bool> {
+        remove_optional(&self.blob_path(d))
+    }
+
+    /// Every cache record on disk, readable or not.
+    pub fn cache_entries(&self) -> Result<Vec<CacheEntry>> {
+        let dir = self.root.join("cache");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at("reading", &dir)? {
+            let entry = entry.at("reading", &dir)?;
+            let path = entry.path();
+            let Some(key) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|h| h.parse::<CacheKey>().ok())
+            else {
+                continue;
+            };
+            let meta = entry.metadata().at("reading", &path)?;
+            let record =
+                read_optional(&path)?.and_then(|b| serde_json::from_slice::<CacheRecord>(&b).ok());
+            out.push(CacheEntry {
+                key,
+                modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                file_size: meta.len(),
+                record,
+            });
+        }
+        out.sort_by_key(|e| e.key);
+        Ok(out)
+    }
+
+    /// Removes the cache record `key` and the log of the step that made it.
+    pub fn remove_cache(&self, key: &CacheKey) -> Result<()> {
+        remove_optional(&self.cache_path(key))?;
+        remove_optional(&self.root.join("logs").join(format!("{}.log", key.hex())))?;
+        Ok(())
+    }
+
+    /// The directory of one store area (it may not exist yet).
+    pub fn area_dir(&self, area: Area) -> PathBuf {
+        self.root.join(match area {
+            Area::Builds => "builds",
+            Area::Snapshots => "snapshots",
+            Area::CacheMounts => "mounts/cache",
+            Area::Logs => "logs",
+            Area::StatCache => "statcache",
+            Area::Tmp => "tmp",
+        })
+    }
+}
+
+/// A cache record file as [`Store::cache_entries`] lists it.
+#[derive(Clone, Debug)]
+pub struct CacheEntry {
+    pub key: CacheKey,
+    /// When the record was last written.
+    pub modified: std::time::SystemTime,
+    pub file_size: u64,
+    /// `None` when the file cannot be parsed (it is then useless).
+    pub record: Option<CacheRecord>,
+}
+
+/// Store areas beside the OCI layout whose entries can be pruned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Area {
+    /// `builds/`: the last build record of each target.
+    Builds,
+    /// `snapshots/<diff_id hex>/`: unpacked layers (RUN lowerdirs).
+    Snapshots,
+    /// `mounts/cache/`: RUN cache mounts.
+    CacheMounts,
+    /// `logs/<cache key>.log`: RUN output.
+    Logs,
+    /// `statcache/`: context stat caches.
+    StatCache,
+    /// `tmp/`: in-flight writes.
+    Tmp,
+}
+
+fn remove_optional(p: &Path) -> Result<bool> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("removing {}", p.display()), e)),
+    }
 }
 
 /// Adds `:latest` to a reference that has neither a tag nor a digest
@@ -509,6 +686,63 @@ mod tests {
         s.set_tag("a:1", &d).unwrap();
         let s = Store::open(t.path()).unwrap();
         assert_eq!(s.resolve("a:1").unwrap().unwrap().digest, d.digest);
+    }
+
+    #[test]
+    fn remove_tag_list_and_remove_blobs_and_cache_entries() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        let blob = s.put_blob(b"layer").unwrap();
+        let d = Descriptor::new(media_type::OCI_MANIFEST, blob, 5);
+        s.set_tag("a:1", &d).unwrap();
+        s.set_tag("b", &d).unwrap();
+        s.add_index_entry(&d).unwrap(); // already there: no unnamed entry
+        assert_eq!(s.index_entries().unwrap().len(), 2);
+        assert_eq!(s.remove_tag("b").unwrap().unwrap().digest, blob);
+        assert!(s.remove_tag("b").unwrap().is_none());
+        assert_eq!(s.tags().unwrap().len(), 1);
+        assert_eq!(
+            s.remove_index_entries(&|e| e.ref_name() == Some("a:1"))
+                .unwrap(),
+            1
+        );
+        assert!(s.index_entries().unwrap().is_empty());
+
+        fs::write(s.blobs_dir().join("not-a-digest"), "x").unwrap();
+        assert_eq!(s.list_blobs().unwrap(), vec![(blob, 5)]);
+        let key = CacheKey([7; 32]);
+        let rec = CacheRecord {
+            diff_id: None,
+            layers: [("none".to_string(), d.clone())].into_iter().collect(),
+            created_by: "COPY".into(),
+            size: 5,
+        };
+        s.put_cache(&key, &rec).unwrap();
+        fs::write(
+            t.path()
+                .join("cache")
+                .join(format!("{}.json", CacheKey([8; 32]).hex())),
+            "{",
+        )
+        .unwrap();
+        fs::create_dir_all(s.area_dir(Area::Logs)).unwrap();
+        let log = s.area_dir(Area::Logs).join(format!("{}.log", key.hex()));
+        fs::write(&log, "out").unwrap();
+        let entries = s.cache_entries().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].record.as_ref(), Some(&rec));
+        assert!(entries[1].record.is_none(), "unparseable record");
+        s.remove_cache(&key).unwrap();
+        assert!(!log.exists());
+        assert_eq!(s.cache_entries().unwrap().len(), 1);
+
+        assert!(s.remove_blob(&blob).unwrap());
+        assert!(!s.remove_blob(&blob).unwrap());
+        assert!(s.list_blobs().unwrap().is_empty());
+        let held = s.lock_shared().unwrap();
+        assert!(s.try_lock_exclusive().unwrap().is_none());
+        drop(held);
+        assert!(s.try_lock_exclusive().unwrap().is_some());
     }
 
     #[test]
