@@ -60,6 +60,38 @@ enum Command {
     Save(SaveArgs),
     /// Load images from a docker-archive or oci-archive.
     Load(LoadArgs),
+    /// Run a command in a container of an image (exit status: the command's).
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum NetworkArg {
+    Host,
+    None,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Set an environment variable (`KEY=VALUE`, or `KEY` to pass yours).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    workdir: Option<String>,
+    /// User (name or id, `user[:group]`) inside the container.
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    user: Option<String>,
+    /// Network: the host's, or none (only loopback).
+    #[arg(long, value_enum, default_value = "host")]
+    network: NetworkArg,
+    /// Keep the container's changes as a new image named NAME.
+    #[arg(long, value_name = "NAME")]
+    commit: Option<String>,
+    /// Image name, ID or digest.
+    image: String,
+    /// Command and arguments (default: the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -265,9 +297,11 @@ pub fn main() -> i32 {
         Command::Prune(args) => cmd_prune(&cli, args),
         Command::Save(args) => cmd_save(&cli, args),
         Command::Load(args) => cmd_load(&cli, args),
+        Command::Run(args) => cmd_run(&cli, args),
     };
     match result {
         Ok(()) => 0,
+        Err(CliError::Exit(code)) => code,
         Err(CliError::Usage(m)) => {
             eprintln!("error: {m}");
             2
@@ -280,6 +314,8 @@ pub fn main() -> i32 {
 }
 
 enum CliError {
+    /// End with this status, nothing more to say (`strata run`).
+    Exit(i32),
     Usage(String),
     Failed(Error),
 }
@@ -786,6 +822,35 @@ fn cmd_history(cli: &Cli, args: &HistoryArgs) -> std::result::Result<(), CliErro
         )
     );
     Ok(())
+}
+
+fn cmd_run(cli: &Cli, args: &RunArgs) -> std::result::Result<(), CliError> {
+    install_interrupt_handler();
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    let (img, _) = images::resolve(&store, &args.image)?;
+    let outcome = crate::container::run(
+        &store,
+        &img.image,
+        &crate::container::RunOptions {
+            command: args.command.clone(),
+            env: args.env.clone(),
+            workdir: args.workdir.clone(),
+            user: args.user.clone(),
+            network: match args.network {
+                NetworkArg::Host => crate::ir::Network::Host,
+                NetworkArg::None => crate::ir::Network::None,
+            },
+            commit: args.commit.clone(),
+        },
+    )?;
+    if let (Some(m), Some(name)) = (&outcome.committed, &args.commit) {
+        eprintln!("committed {name} {}", m.digest);
+    }
+    match outcome.exit_code {
+        0 => Ok(()),
+        code => Err(CliError::Exit(code)),
+    }
 }
 
 fn cmd_inspect(cli: &Cli, args: &InspectArgs) -> std::result::Result<(), CliError> {

@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod container;
 pub mod context;
 pub mod digest;
 pub mod error;
