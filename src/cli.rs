@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 use crate::ir::{BuildGraph, Edge};
 use crate::layer::Compression;
 use crate::oci::OutputKind;
+use crate::reference::Reference;
+use crate::registry::{self, Outcome, Progress};
 use crate::spec::{self, LowerOptions};
 use crate::store::Store;
 
@@ -43,6 +45,45 @@ enum Command {
     Graph(GraphArgs),
     /// Print the JSON Schema of strata.toml.
     Schema,
+    /// Push an image from the store to a registry.
+    Push(PushArgs),
+    /// Pull an image from a registry into the store.
+    Pull(PullArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct PushArgs {
+    /// The image in the store (`name[:tag]`).
+    name: String,
+    /// Where to push it (`host[:port]/repo[:tag]`); default: NAME.
+    dest: Option<String>,
+    /// Use plain HTTP (no TLS) for this registry.
+    #[arg(long)]
+    insecure: bool,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Bytes per upload chunk.
+    #[arg(long, hide = true, value_name = "BYTES")]
+    chunk_size: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+struct PullArgs {
+    /// The image (`host[:port]/repo[:tag|@digest]`).
+    reference: String,
+    /// Use plain HTTP (no TLS) for this registry.
+    #[arg(long)]
+    insecure: bool,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -136,6 +177,8 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Build(args) => cmd_build(&cli, args),
         Command::Graph(args) => cmd_graph(&cli, args),
+        Command::Push(args) => cmd_push(&cli, args),
+        Command::Pull(args) => cmd_pull(&cli, args),
         Command::Schema => {
             // Byte-identical to the checked-in schema/strata.schema.json.
             let s = serde_json::to_string_pretty(&spec::json_schema()).unwrap_or_default();
@@ -426,6 +469,195 @@ fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), CliError> {
     };
     print!("{text}");
     Ok(())
+}
+
+fn parse_reference(s: &str) -> std::result::Result<Reference, CliError> {
+    Reference::parse(s).map_err(|e| CliError::Usage(format!("`{s}`: {e}")))
+}
+
+fn progress_mode(m: ProgressMode, quiet: bool) -> ProgressMode {
+    match m {
+        _ if quiet => ProgressMode::Json,
+        ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
+        ProgressMode::Auto => ProgressMode::Plain,
+        m => m,
+    }
+}
+
+fn cmd_push(cli: &Cli, args: &PushArgs) -> std::result::Result<(), CliError> {
+    let dest = parse_reference(args.dest.as_deref().unwrap_or(&args.name))?;
+    parse_reference(&args.name)?;
+    if args.chunk_size == Some(0) {
+        return Err(CliError::Usage("--chunk-size must be at least 1".into()));
+    }
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    let mut opts = registry::Options {
+        insecure: args.insecure,
+        ..registry::Options::default()
+    };
+    if let Some(c) = args.chunk_size {
+        opts.chunk_size = c;
+    }
+    let view = TransferView::new(progress_mode(args.progress, args.quiet), args.quiet);
+    let sink = |p: Progress| view.event(p);
+    let report = registry::push(&store, &args.name, &dest, &opts, &sink);
+    view.finish();
+    let report = report?;
+    let digest = report.digest.map(|d| d.to_string()).unwrap_or_default();
+    if args.quiet {
+        println!("{digest}");
+    } else {
+        println!(
+            "pushed {} {digest} ({} uploaded, {} already present, {} mounted)",
+            dest.normalized(),
+            report.uploaded,
+            report.existing,
+            report.mounted
+        );
+    }
+    Ok(())
+}
+
+fn cmd_pull(cli: &Cli, args: &PullArgs) -> std::result::Result<(), CliError> {
+    let reference = parse_reference(&args.reference)?;
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    let opts = registry::Options {
+        insecure: args.insecure,
+        ..registry::Options::default()
+    };
+    let view = TransferView::new(progress_mode(args.progress, args.quiet), args.quiet);
+    let sink = |p: Progress| view.event(p);
+    let image = registry::pull(&store, &reference, &opts, &sink);
+    view.finish();
+    let image = image?;
+    if args.quiet {
+        println!("{}", image.manifest.digest);
+    } else {
+        println!(
+            "pulled {} {} ({})",
+            reference.normalized(),
+            image.manifest.digest,
+            image.platform()
+        );
+    }
+    Ok(())
+}
+
+fn short(d: &crate::digest::Digest) -> String {
+    let h = d.hex();
+    h[..12.min(h.len())].to_string()
+}
+
+/// Renders push/pull progress on stderr: bars on a terminal, a line per
+/// blob otherwise, JSON lines with `--progress json`.
+struct TransferView {
+    mode: ProgressMode,
+    quiet: bool,
+    multi: Option<MultiProgress>,
+    bars: Mutex<BTreeMap<crate::digest::Digest, ProgressBar>>,
+}
+
+impl TransferView {
+    fn new(mode: ProgressMode, quiet: bool) -> Self {
+        TransferView {
+            mode,
+            quiet,
+            multi: (mode == ProgressMode::Tty).then(MultiProgress::new),
+            bars: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn line(&self, s: String) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(s);
+            }
+            None => eprintln!("{s}"),
+        }
+    }
+
+    fn event(&self, p: Progress) {
+        if self.quiet {
+            return;
+        }
+        if self.mode == ProgressMode::Json {
+            let v = match &p {
+                Progress::Start { digest, size } => {
+                    serde_json::json!({"event": "start", "digest": digest, "size": size})
+                }
+                Progress::Bytes { .. } => return,
+                Progress::Done { digest, outcome } => {
+                    serde_json::json!({"event": "done", "digest": digest, "outcome": format!("{outcome:?}")})
+                }
+                Progress::Manifest {
+                    reference,
+                    digest,
+                    media_type,
+                } => serde_json::json!({
+                    "event": "manifest", "reference": reference,
+                    "digest": digest, "mediaType": media_type
+                }),
+            };
+            eprintln!("{v}");
+            return;
+        }
+        match p {
+            Progress::Start { digest, size } => {
+                if let Some(m) = &self.multi {
+                    let bar = m.add(ProgressBar::new(size));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {wide_msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(short(&digest));
+                    if let Ok(mut b) = self.bars.lock() {
+                        b.insert(digest, bar);
+                    }
+                }
+            }
+            Progress::Bytes { digest, done } => {
+                if let Ok(b) = self.bars.lock()
+                    && let Some(bar) = b.get(&digest)
+                {
+                    bar.set_position(done);
+                }
+            }
+            Progress::Done { digest, outcome } => {
+                if let Ok(mut b) = self.bars.lock()
+                    && let Some(bar) = b.remove(&digest)
+                {
+                    bar.finish_and_clear();
+                    if let Some(m) = &self.multi {
+                        m.remove(&bar);
+                    }
+                }
+                let what = match outcome {
+                    Outcome::Uploaded => "uploaded".to_string(),
+                    Outcome::Exists => "already present".to_string(),
+                    Outcome::Mounted { from } => format!("mounted from {from}"),
+                    Outcome::Downloaded => "downloaded".to_string(),
+                    Outcome::Cached => "already in the store".to_string(),
+                };
+                self.line(format!("=> blob {} {what}", short(&digest)));
+            }
+            Progress::Manifest {
+                reference, digest, ..
+            } => self.line(format!("=> manifest {reference} {digest}")),
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut b) = self.bars.lock() {
+            for (_, bar) in std::mem::take(&mut *b) {
+                bar.finish_and_clear();
+            }
+        }
+    }
 }
 
 /// One line a needed node: `index stage: description  <- dependencies`.
