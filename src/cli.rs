@@ -14,7 +14,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::build::{self, BuildOptions, Event, Output, Status, StoreResolver};
 use crate::error::{Error, Result};
-use crate::ir::{BuildGraph, Edge};
+use crate::ir::{BaseRef, BuildGraph, CopyFrom, Edge, Op};
 use crate::layer::Compression;
 use crate::oci::OutputKind;
 use crate::reference::Reference;
@@ -142,6 +142,10 @@ struct BuildArgs {
     /// Print only the image digest.
     #[arg(short, long)]
     quiet: bool,
+    /// Pull registry images the spec names again, even when the store has
+    /// them (a moved tag then changes the cache keys).
+    #[arg(long)]
+    pull: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -370,15 +374,32 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
     let store = open_store(cli)?;
     let _lock = store.lock_shared()?;
     let path = spec_path(&args.context, &args.file);
-    let graph = load_graph(
-        &store,
-        &path,
-        &LowerOptions {
-            build_args,
-            targets: args.targets.clone(),
-            tags: args.tags.clone(),
-        },
-    )?;
+    let lower = LowerOptions {
+        build_args,
+        targets: args.targets.clone(),
+        tags: args.tags.clone(),
+    };
+    let mut graph = load_graph(&store, &path, &lower)?;
+    if args.pull {
+        let refs = registry_images(&graph);
+        if !refs.is_empty() {
+            let view = TransferView::new(progress_mode(args.progress), args.quiet);
+            let sink = |p: Progress| view.event(p);
+            for r in &refs {
+                let reference = parse_reference(r)?;
+                let opts =
+                    registry::Options::from_env(reference.registry.as_deref().unwrap_or_default());
+                let pulled = registry::pull(&store, &reference, &opts, &sink);
+                if pulled.is_err() {
+                    view.finish();
+                }
+                pulled?;
+            }
+            view.finish();
+            // Lower again: the frontends read the (maybe new) base configs.
+            graph = load_graph(&store, &path, &lower)?;
+        }
+    }
     let opts = BuildOptions {
         context_dir: args.context.clone(),
         spec_id: build::spec_id(&path),
@@ -451,6 +472,28 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
     Ok(())
 }
 
+/// The registry references a graph builds on (`from` and copies from images).
+fn registry_images(graph: &BuildGraph) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in graph.graph.node_indices() {
+        let r = match &graph.graph[n].op {
+            Op::Base(b) => match &b.base {
+                BaseRef::Image { reference } => reference,
+                _ => continue,
+            },
+            Op::Copy(c) => match &c.from {
+                CopyFrom::Image(r) => r,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if registry::names_registry(r) && !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
 fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), CliError> {
     let store = open_store(cli)?;
     let path = spec_path(&args.context, &args.file);
@@ -475,9 +518,8 @@ fn parse_reference(s: &str) -> std::result::Result<Reference, CliError> {
     Reference::parse(s).map_err(|e| CliError::Usage(format!("`{s}`: {e}")))
 }
 
-fn progress_mode(m: ProgressMode, quiet: bool) -> ProgressMode {
+fn progress_mode(m: ProgressMode) -> ProgressMode {
     match m {
-        _ if quiet => ProgressMode::Json,
         ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
         ProgressMode::Auto => ProgressMode::Plain,
         m => m,
@@ -499,7 +541,7 @@ fn cmd_push(cli: &Cli, args: &PushArgs) -> std::result::Result<(), CliError> {
     if let Some(c) = args.chunk_size {
         opts.chunk_size = c;
     }
-    let view = TransferView::new(progress_mode(args.progress, args.quiet), args.quiet);
+    let view = TransferView::new(progress_mode(args.progress), args.quiet);
     let sink = |p: Progress| view.event(p);
     let report = registry::push(&store, &args.name, &dest, &opts, &sink);
     view.finish();
@@ -527,7 +569,7 @@ fn cmd_pull(cli: &Cli, args: &PullArgs) -> std::result::Result<(), CliError> {
         insecure: args.insecure,
         ..registry::Options::default()
     };
-    let view = TransferView::new(progress_mode(args.progress, args.quiet), args.quiet);
+    let view = TransferView::new(progress_mode(args.progress), args.quiet);
     let sink = |p: Progress| view.event(p);
     let image = registry::pull(&store, &reference, &opts, &sink);
     view.finish();

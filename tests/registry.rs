@@ -323,6 +323,35 @@ tags = ["derived:1"]
     let gets = reg.count(&["\"GET /v2/base/manifests/"]);
     assert_eq!(build(&env, "fresh", &ctx2), digest);
     assert_eq!(reg.count(&["\"GET /v2/base/manifests/"]), gets);
+
+    // The tag moves on the registry: only `--pull` sees it.
+    let ctx = app_context(&env, "base-ctx2", "base v2\n", "base:1");
+    build(&env, "root", &ctx);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:base:1", env.path("root").display()),
+        &format!("docker://{base}"),
+    ]));
+    assert_eq!(
+        build(&env, "fresh", &ctx2),
+        digest,
+        "no pull without --pull"
+    );
+    let meta = env.path("pull-meta.json");
+    run_ok(
+        env.strata("fresh")
+            .arg("build")
+            .arg(&ctx2)
+            .args(["--pull", "--progress", "plain", "--metadata-file"])
+            .arg(&meta),
+    );
+    let moved = metadata(&meta)["image"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(moved, digest, "the new base gives a new image");
+    assert_ne!(tagged(&env, "fresh", &base).unwrap(), pulled);
 }
 
 /// Writes `bytes` as a blob of the OCI layout `dir`; returns its digest.
