@@ -15,9 +15,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::build::{self, BuildOptions, Event, Output, Status, StoreResolver};
 use crate::error::{Error, Result};
 use crate::images;
-use crate::ir::{BuildGraph, Edge};
+use crate::ir::{BaseRef, BuildGraph, CopyFrom, Edge, Op};
 use crate::layer::Compression;
 use crate::oci::OutputKind;
+use crate::reference::Reference;
+use crate::registry::{self, Outcome, Progress};
 use crate::spec::{self, LowerOptions};
 use crate::store::Store;
 
@@ -62,6 +64,10 @@ enum Command {
     Load(LoadArgs),
     /// Run a command in a container of an image (exit status: the command's).
     Run(RunArgs),
+    /// Push an image from the store to a registry.
+    Push(PushArgs),
+    /// Pull an image from a registry into the store.
+    Pull(PullArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -188,6 +194,42 @@ struct LoadArgs {
     quiet: bool,
 }
 
+
+#[derive(clap::Args, Debug)]
+struct PushArgs {
+    /// The image in the store (`name[:tag]`).
+    name: String,
+    /// Where to push it (`host[:port]/repo[:tag]`); default: NAME.
+    dest: Option<String>,
+    /// Use plain HTTP (no TLS) for this registry.
+    #[arg(long)]
+    insecure: bool,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Bytes per upload chunk.
+    #[arg(long, hide = true, value_name = "BYTES")]
+    chunk_size: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+struct PullArgs {
+    /// The image (`host[:port]/repo[:tag|@digest]`).
+    reference: String,
+    /// Use plain HTTP (no TLS) for this registry.
+    #[arg(long)]
+    insecure: bool,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ProgressMode {
     Auto,
@@ -248,6 +290,10 @@ struct BuildArgs {
     /// alone reads the variable ID). Never stored in the image or the cache.
     #[arg(long = "secret", value_name = "id=ID,src=FILE")]
     secrets: Vec<String>,
+    /// Pull registry images the spec names again, even when the store has
+    /// them (a moved tag then changes the cache keys).
+    #[arg(long)]
+    pull: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -283,6 +329,8 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Build(args) => cmd_build(&cli, args),
         Command::Graph(args) => cmd_graph(&cli, args),
+        Command::Push(args) => cmd_push(&cli, args),
+        Command::Pull(args) => cmd_pull(&cli, args),
         Command::Schema => {
             // Byte-identical to the checked-in schema/strata.schema.json.
             let s = serde_json::to_string_pretty(&spec::json_schema()).unwrap_or_default();
@@ -515,15 +563,32 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
     let store = open_store(cli)?;
     let _lock = store.lock_shared()?;
     let path = spec_path(&args.context, &args.file);
-    let graph = load_graph(
-        &store,
-        &path,
-        &LowerOptions {
-            build_args,
-            targets: args.targets.clone(),
-            tags: args.tags.clone(),
-        },
-    )?;
+    let lower = LowerOptions {
+        build_args,
+        targets: args.targets.clone(),
+        tags: args.tags.clone(),
+    };
+    let mut graph = load_graph(&store, &path, &lower)?;
+    if args.pull {
+        let refs = registry_images(&graph);
+        if !refs.is_empty() {
+            let view = TransferView::new(progress_mode(args.progress), args.quiet);
+            let sink = |p: Progress| view.event(p);
+            for r in &refs {
+                let reference = parse_reference(r)?;
+                let opts =
+                    registry::Options::from_env(reference.registry.as_deref().unwrap_or_default());
+                let pulled = registry::pull(&store, &reference, &opts, &sink);
+                if pulled.is_err() {
+                    view.finish();
+                }
+                pulled?;
+            }
+            view.finish();
+            // Lower again: the frontends read the (maybe new) base configs.
+            graph = load_graph(&store, &path, &lower)?;
+        }
+    }
     let opts = BuildOptions {
         context_dir: args.context.clone(),
         spec_id: build::spec_id(&path),
@@ -597,6 +662,28 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
     Ok(())
 }
 
+/// The registry references a graph builds on (`from` and copies from images).
+fn registry_images(graph: &BuildGraph) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in graph.graph.node_indices() {
+        let r = match &graph.graph[n].op {
+            Op::Base(b) => match &b.base {
+                BaseRef::Image { reference } => reference,
+                _ => continue,
+            },
+            Op::Copy(c) => match &c.from {
+                CopyFrom::Image(r) => r,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if registry::names_registry(r) && !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
 fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), CliError> {
     let store = open_store(cli)?;
     let path = spec_path(&args.context, &args.file);
@@ -615,6 +702,194 @@ fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), CliError> {
     };
     print!("{text}");
     Ok(())
+}
+
+fn parse_reference(s: &str) -> std::result::Result<Reference, CliError> {
+    Reference::parse(s).map_err(|e| CliError::Usage(format!("`{s}`: {e}")))
+}
+
+fn progress_mode(m: ProgressMode) -> ProgressMode {
+    match m {
+        ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
+        ProgressMode::Auto => ProgressMode::Plain,
+        m => m,
+    }
+}
+
+fn cmd_push(cli: &Cli, args: &PushArgs) -> std::result::Result<(), CliError> {
+    let dest = parse_reference(args.dest.as_deref().unwrap_or(&args.name))?;
+    parse_reference(&args.name)?;
+    if args.chunk_size == Some(0) {
+        return Err(CliError::Usage("--chunk-size must be at least 1".into()));
+    }
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    let mut opts = registry::Options {
+        insecure: args.insecure,
+        ..registry::Options::default()
+    };
+    if let Some(c) = args.chunk_size {
+        opts.chunk_size = c;
+    }
+    let view = TransferView::new(progress_mode(args.progress), args.quiet);
+    let sink = |p: Progress| view.event(p);
+    let report = registry::push(&store, &args.name, &dest, &opts, &sink);
+    view.finish();
+    let report = report?;
+    let digest = report.digest.map(|d| d.to_string()).unwrap_or_default();
+    if args.quiet {
+        println!("{digest}");
+    } else {
+        println!(
+            "pushed {} {digest} ({} uploaded, {} already present, {} mounted)",
+            dest.normalized(),
+            report.uploaded,
+            report.existing,
+            report.mounted
+        );
+    }
+    Ok(())
+}
+
+fn cmd_pull(cli: &Cli, args: &PullArgs) -> std::result::Result<(), CliError> {
+    let reference = parse_reference(&args.reference)?;
+    let store = open_store(cli)?;
+    let _lock = store.lock_shared()?;
+    let opts = registry::Options {
+        insecure: args.insecure,
+        ..registry::Options::default()
+    };
+    let view = TransferView::new(progress_mode(args.progress), args.quiet);
+    let sink = |p: Progress| view.event(p);
+    let image = registry::pull(&store, &reference, &opts, &sink);
+    view.finish();
+    let image = image?;
+    if args.quiet {
+        println!("{}", image.manifest.digest);
+    } else {
+        println!(
+            "pulled {} {} ({})",
+            reference.normalized(),
+            image.manifest.digest,
+            image.platform()
+        );
+    }
+    Ok(())
+}
+
+fn short(d: &crate::digest::Digest) -> String {
+    let h = d.hex();
+    h[..12.min(h.len())].to_string()
+}
+
+/// Renders push/pull progress on stderr: bars on a terminal, a line per
+/// blob otherwise, JSON lines with `--progress json`.
+struct TransferView {
+    mode: ProgressMode,
+    quiet: bool,
+    multi: Option<MultiProgress>,
+    bars: Mutex<BTreeMap<crate::digest::Digest, ProgressBar>>,
+}
+
+impl TransferView {
+    fn new(mode: ProgressMode, quiet: bool) -> Self {
+        TransferView {
+            mode,
+            quiet,
+            multi: (mode == ProgressMode::Tty).then(MultiProgress::new),
+            bars: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn line(&self, s: String) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(s);
+            }
+            None => eprintln!("{s}"),
+        }
+    }
+
+    fn event(&self, p: Progress) {
+        if self.quiet {
+            return;
+        }
+        if self.mode == ProgressMode::Json {
+            let v = match &p {
+                Progress::Start { digest, size } => {
+                    serde_json::json!({"event": "start", "digest": digest, "size": size})
+                }
+                Progress::Bytes { .. } => return,
+                Progress::Done { digest, outcome } => {
+                    serde_json::json!({"event": "done", "digest": digest, "outcome": format!("{outcome:?}")})
+                }
+                Progress::Manifest {
+                    reference,
+                    digest,
+                    media_type,
+                } => serde_json::json!({
+                    "event": "manifest", "reference": reference,
+                    "digest": digest, "mediaType": media_type
+                }),
+            };
+            eprintln!("{v}");
+            return;
+        }
+        match p {
+            Progress::Start { digest, size } => {
+                if let Some(m) = &self.multi {
+                    let bar = m.add(ProgressBar::new(size));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {wide_msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(short(&digest));
+                    if let Ok(mut b) = self.bars.lock() {
+                        b.insert(digest, bar);
+                    }
+                }
+            }
+            Progress::Bytes { digest, done } => {
+                if let Ok(b) = self.bars.lock()
+                    && let Some(bar) = b.get(&digest)
+                {
+                    bar.set_position(done);
+                }
+            }
+            Progress::Done { digest, outcome } => {
+                if let Ok(mut b) = self.bars.lock()
+                    && let Some(bar) = b.remove(&digest)
+                {
+                    bar.finish_and_clear();
+                    if let Some(m) = &self.multi {
+                        m.remove(&bar);
+                    }
+                }
+                let what = match outcome {
+                    Outcome::Uploaded => "uploaded".to_string(),
+                    Outcome::Exists => "already present".to_string(),
+                    Outcome::Mounted { from } => format!("mounted from {from}"),
+                    Outcome::Downloaded => "downloaded".to_string(),
+                    Outcome::Cached => "already in the store".to_string(),
+                };
+                self.line(format!("=> blob {} {what}", short(&digest)));
+            }
+            Progress::Manifest {
+                reference, digest, ..
+            } => self.line(format!("=> manifest {reference} {digest}")),
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut b) = self.bars.lock() {
+            for (_, bar) in std::mem::take(&mut *b) {
+                bar.finish_and_clear();
+            }
+        }
+    }
 }
 
 /// One line a needed node: `index stage: description  <- dependencies`.

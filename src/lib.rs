@@ -16,6 +16,7 @@ pub mod ir;
 pub mod layer;
 pub mod oci;
 pub mod reference;
+pub mod registry;
 pub mod sandbox;
 pub mod spec;
 pub mod store;

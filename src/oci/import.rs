@@ -30,6 +30,10 @@ pub fn resolve_base(store: &Store, base: &BaseRef) -> Result<Image> {
         }
         BaseRef::Image { reference } => match store.resolve(reference)? {
             Some(d) => load_image(store, &d.digest),
+            // A registry image the store lacks is pulled (and so tagged).
+            None if crate::registry::names_registry(reference) => {
+                crate::registry::pull_base(store, reference)
+            }
             None => Err(Error::msg(format!(
                 "image {reference} not found in the local store; build it first, or use it \
                  from an OCI layout, oci-archive or docker-archive"

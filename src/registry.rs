@@ -1,0 +1,690 @@
+//! Pushing images to and pulling them from OCI distribution registries.
+//!
+//! The client speaks the distribution API over `ureq` ([`client`]): `GET
+//! /v2/`, Basic or Bearer-token authentication with credentials from the
+//! Docker config ([`auth`]), blob `HEAD` before upload, cross-repository
+//! mounts for blobs the store knows to be in another repository of the same
+//! registry ([`sources`]), chunked uploads, manifests and indexes in OCI and
+//! Docker schema 2 media types.
+//!
+//! Invariants:
+//! - Nothing a registry sends is trusted: manifests are capped at
+//!   [`client::MAX_MANIFEST`] and hashed; blobs stream into
+//!   [`Store::blob_writer`] and are kept only when size and digest match the
+//!   manifest (`commit_expect`). An image is tagged only after all of it is
+//!   in the store and [`load_image`] accepts it, so a failed pull tags
+//!   nothing.
+//! - Plain HTTP is used only for loopback registries or with `insecure`.
+//! - It prints nothing: progress goes to a caller-supplied sink.
+
+pub mod auth;
+pub mod client;
+pub mod sources;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use client::{Client, MAX_MANIFEST};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::oci::{Image, Manifest, host_platform, load_image};
+use crate::reference::Reference;
+use crate::store::{Descriptor, ImageIndex, Platform, Store, media_type};
+
+/// How to talk to registries.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Plain HTTP (and so no TLS) even for non-loopback registries.
+    pub insecure: bool,
+    /// Bytes per `PATCH` of a chunked upload.
+    pub chunk_size: usize,
+    /// Blobs transferred at the same time.
+    pub jobs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            insecure: false,
+            chunk_size: 16 << 20,
+            jobs: 4,
+        }
+    }
+}
+
+impl Options {
+    /// Defaults, with `insecure` set when `registry` is listed in the
+    /// comma-separated `STRATA_INSECURE_REGISTRIES` (used for pulls a build
+    /// makes on its own).
+    pub fn from_env(registry: &str) -> Options {
+        let insecure = std::env::var("STRATA_INSECURE_REGISTRIES")
+            .map(|v| v.split(',').any(|r| r.trim() == registry))
+            .unwrap_or(false);
+        Options {
+            insecure,
+            ..Options::default()
+        }
+    }
+}
+
+/// What happened to one blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent to the registry.
+    Uploaded,
+    /// The registry had it already.
+    Exists,
+    /// The registry linked it from another repository.
+    Mounted { from: String },
+    /// Fetched from the registry.
+    Downloaded,
+    /// Already in the local store.
+    Cached,
+}
+
+/// Progress of a push or pull, for the CLI to render.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// A blob transfer starts (or is checked).
+    Start { digest: Digest, size: u64 },
+    /// `done` bytes of the blob have moved.
+    Bytes { digest: Digest, done: u64 },
+    /// The blob is finished.
+    Done { digest: Digest, outcome: Outcome },
+    /// A manifest (or index) was sent or resolved.
+    Manifest {
+        reference: String,
+        digest: Digest,
+        media_type: String,
+    },
+}
+
+/// A sink for [`Progress`] events (called from several threads).
+pub type ProgressSink<'a> = &'a (dyn Fn(Progress) + Sync);
+
+/// A no-op sink.
+pub fn no_progress(_: Progress) {}
+
+/// Where an image lives on a registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    /// As written (`localhost:5000`), `docker.io` when none was.
+    pub registry: String,
+    /// The repository on that registry (`library/` added for Docker Hub).
+    pub repository: String,
+    /// A tag (`latest` when none) or a digest.
+    pub reference: String,
+}
+
+impl Remote {
+    pub fn new(r: &Reference) -> Remote {
+        let registry = r.registry.clone().unwrap_or_else(|| "docker.io".into());
+        let repository = if matches!(registry.as_str(), "docker.io" | "index.docker.io")
+            && !r.repository.contains('/')
+        {
+            format!("library/{}", r.repository)
+        } else {
+            r.repository.clone()
+        };
+        let reference = match (&r.digest, &r.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".into(),
+        };
+        Remote {
+            registry,
+            repository,
+            reference,
+        }
+    }
+}
+
+/// Whether `reference` names a registry host (`host.name/x`, `host:5000/x`,
+/// `localhost/x`), so a build may pull it when the store lacks it.
+pub fn names_registry(reference: &str) -> bool {
+    Reference::parse(reference).is_ok_and(|r| r.registry.is_some())
+}
+
+/// Pulls a base image a build names (no progress output; plain HTTP for
+/// loopback hosts and `STRATA_INSECURE_REGISTRIES`).
+pub fn pull_base(store: &Store, reference: &str) -> Result<Image> {
+    let r = Reference::parse(reference)
+        .map_err(|e| Error::msg(format!("image reference `{reference}`: {e}")))?;
+    let opts = Options::from_env(r.registry.as_deref().unwrap_or("docker.io"));
+    pull(store, &r, &opts, &no_progress)
+}
+
+/// The platform entry of an index for this host (exact variant preferred).
+fn pick_platform(entries: &[Descriptor]) -> Option<&Descriptor> {
+    let host = host_platform();
+    let same = |d: &&Descriptor| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| p.os == host.os && p.architecture == host.architecture)
+    };
+    entries
+        .iter()
+        .filter(same)
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.variant == host.variant)
+        })
+        .or_else(|| entries.iter().find(same))
+}
+
+fn platforms(entries: &[Descriptor]) -> String {
+    let v: Vec<String> = entries
+        .iter()
+        .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
+        .collect();
+    if v.is_empty() {
+        "none named".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
+    let m: Manifest = serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(what.to_string(), e.to_string()))?;
+    if m.schema_version != 2 {
+        return Err(Error::corrupt(
+            what.to_string(),
+            format!("schemaVersion {} (expected 2)", m.schema_version),
+        ));
+    }
+    for l in &m.layers {
+        if !media_type::is_layer(&l.media_type) {
+            return Err(Error::Unsupported(format!(
+                "{what}: layer media type `{}`",
+                l.media_type
+            )));
+        }
+    }
+    Ok(m)
+}
+
+/// Runs `work` over `items` on up to `jobs` threads; the first error wins.
+fn parallel<T: Sync>(
+    items: &[T],
+    jobs: usize,
+    work: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = || first_error.lock().map(|e| e.is_some()).unwrap_or(true);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    if failed() {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { return };
+                    if let Err(e) = work(item)
+                        && let Ok(mut slot) = first_error.lock()
+                        && slot.is_none()
+                    {
+                        *slot = Some(e);
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Ok(Some(e)) => Err(e),
+        Ok(None) => Ok(()),
+        Err(_) => Err(Error::msg("a transfer thread panicked")),
+    }
+}
+
+// ---------------------------------------------------------------- pull
+
+/// Pulls `reference` into the store and tags it as the reference
+/// normalized (`host/repo:tag`). From an index, the host platform's image is
+/// taken. Returns the image (its manifest descriptor carries the digest).
+pub fn pull(
+    store: &Store,
+    reference: &Reference,
+    opts: &Options,
+    progress: ProgressSink,
+) -> Result<Image> {
+    let remote = Remote::new(reference);
+    let client = Client::connect(&remote.registry, opts)?;
+    let repo = remote.repository.as_str();
+    let mut fetched = client.get_manifest(repo, &remote.reference)?;
+    if let Some(want) = &reference.digest
+        && fetched.digest != *want
+    {
+        return Err(Error::corrupt(
+            format!("manifest {}", reference.normalized()),
+            format!("content has digest {}", fetched.digest),
+        ));
+    }
+    progress(Progress::Manifest {
+        reference: reference.normalized(),
+        digest: fetched.digest,
+        media_type: fetched.media_type.clone(),
+    });
+    let mut depth = 0;
+    while media_type::is_index(&fetched.media_type) {
+        depth += 1;
+        if depth > 2 {
+            return Err(Error::corrupt(
+                format!("index {}", fetched.digest),
+                "indexes nested too deeply",
+            ));
+        }
+        let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
+            .map_err(|e| Error::corrupt(format!("index {}", fetched.digest), e.to_string()))?;
+        let entry = pick_platform(&index.manifests).ok_or_else(|| {
+            Error::msg(format!(
+                "{} has no image for {} (it has: {})",
+                reference.normalized(),
+                host_platform(),
+                platforms(&index.manifests)
+            ))
+        })?;
+        let child = client.get_manifest(repo, &entry.digest.to_string())?;
+        if child.digest != entry.digest {
+            return Err(Error::corrupt(
+                format!("manifest {}", entry.digest),
+                format!("content has digest {}", child.digest),
+            ));
+        }
+        progress(Progress::Manifest {
+            reference: format!("{}@{}", reference.normalized(), child.digest),
+            digest: child.digest,
+            media_type: child.media_type.clone(),
+        });
+        fetched = child;
+    }
+    if !media_type::is_manifest(&fetched.media_type) {
+        return Err(Error::Unsupported(format!(
+            "pulling `{}` ({})",
+            fetched.media_type,
+            reference.normalized()
+        )));
+    }
+    let what = format!("manifest {}", fetched.digest);
+    let m = parse_manifest(&fetched.bytes, &what)?;
+    let mut blobs = vec![m.config.clone()];
+    blobs.extend(m.layers.iter().cloned());
+    parallel(&blobs, opts.jobs, |d| {
+        download(&client, store, repo, d, progress)
+    })?;
+    let digest = store.put_blob(&fetched.bytes)?;
+    let mut image = load_image(store, &digest)?;
+    image.manifest.media_type = fetched.media_type.clone();
+    store.set_tag(&reference.normalized(), &image.manifest)?;
+    let digests: Vec<Digest> = blobs.iter().map(|d| d.digest).collect();
+    sources::record(store, &remote.registry, repo, &digests)?;
+    Ok(image)
+}
+
+fn download(
+    client: &Client,
+    store: &Store,
+    repo: &str,
+    d: &Descriptor,
+    progress: ProgressSink,
+) -> Result<()> {
+    progress(Progress::Start {
+        digest: d.digest,
+        size: d.size,
+    });
+    if store.has_blob(&d.digest) {
+        progress(Progress::Done {
+            digest: d.digest,
+            outcome: Outcome::Cached,
+        });
+        return Ok(());
+    }
+    let mut resp = client.get_blob(repo, &d.digest, d.size)?;
+    let mut reader = resp.body_mut().as_reader().take(d.size.saturating_add(1));
+    let mut w = store.blob_writer()?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done: u64 = 0;
+    let what = || format!("blob {} from {}/{repo}", d.digest, client.registry);
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(format!("downloading {}", what()), e)),
+        };
+        w.write_all(&buf[..n])
+            .map_err(|e| Error::io("writing a blob to the store", e))?;
+        done += n as u64;
+        progress(Progress::Bytes {
+            digest: d.digest,
+            done,
+        });
+    }
+    if done != d.size {
+        return Err(Error::corrupt(
+            what(),
+            format!("{done} bytes received but the manifest says {}", d.size),
+        ));
+    }
+    w.commit_expect(&d.digest).map_err(|e| match e {
+        Error::Corrupt { detail, .. } => Error::corrupt(what(), detail),
+        other => other,
+    })?;
+    progress(Progress::Done {
+        digest: d.digest,
+        outcome: Outcome::Downloaded,
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------- push
+
+/// What a push did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// The digest of the manifest (or index) pushed.
+    pub digest: Option<Digest>,
+    pub uploaded: usize,
+    pub existing: usize,
+    pub mounted: usize,
+}
+
+/// Pushes the store image tagged `source` to `dest` (blobs the registry
+/// has are not sent again; blobs known in another repository of the same
+/// registry are mounted). An index is pushed with the manifests of it that
+/// are in the store.
+pub fn push(
+    store: &Store,
+    source: &str,
+    dest: &Reference,
+    opts: &Options,
+    progress: ProgressSink,
+) -> Result<PushReport> {
+    let desc = store.resolve(source)?.ok_or_else(|| {
+        Error::msg(format!(
+            "image {source} is not in the store (build or pull it first)"
+        ))
+    })?;
+    let remote = Remote::new(dest);
+    let client = Client::connect(&remote.registry, opts)?;
+    let counts = Mutex::new(PushReport::default());
+    let target = &remote.reference;
+    if let Some(d) = &dest.digest
+        && *d != desc.digest
+    {
+        return Err(Error::msg(format!(
+            "{source} has digest {} but the destination names {d}",
+            desc.digest
+        )));
+    }
+    if media_type::is_index(&desc.media_type) {
+        let bytes = store.read_blob(&desc.digest)?;
+        let index: ImageIndex = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(format!("index {}", desc.digest), e.to_string()))?;
+        for m in &index.manifests {
+            if !media_type::is_manifest(&m.media_type) {
+                return Err(Error::Unsupported(format!(
+                    "pushing an index entry of type `{}`",
+                    m.media_type
+                )));
+            }
+            push_manifest(
+                store,
+                &client,
+                &remote,
+                &m.digest,
+                &m.digest.to_string(),
+                opts,
+                progress,
+                &counts,
+            )?;
+        }
+        let mt = index
+            .media_type
+            .clone()
+            .unwrap_or_else(|| desc.media_type.clone());
+        put_manifest(
+            &client,
+            &remote,
+            target,
+            &mt,
+            &bytes,
+            &desc.digest,
+            progress,
+        )?;
+    } else {
+        push_manifest(
+            store,
+            &client,
+            &remote,
+            &desc.digest,
+            target,
+            opts,
+            progress,
+            &counts,
+        )?;
+    }
+    let mut report = counts
+        .into_inner()
+        .map_err(|_| Error::msg("a transfer thread panicked"))?;
+    report.digest = Some(desc.digest);
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_manifest(
+    store: &Store,
+    client: &Client,
+    remote: &Remote,
+    digest: &Digest,
+    target: &str,
+    opts: &Options,
+    progress: ProgressSink,
+    counts: &Mutex<PushReport>,
+) -> Result<()> {
+    let bytes = store.read_blob(digest)?;
+    let what = format!("manifest {digest}");
+    // load_image validates manifest and config as the build would read them.
+    load_image(store, digest)?;
+    let m = parse_manifest(&bytes, &what)?;
+    let mut blobs = vec![m.config.clone()];
+    blobs.extend(m.layers.iter().cloned());
+    let repo = remote.repository.as_str();
+    parallel(&blobs, opts.jobs, |d| {
+        let outcome = push_blob(store, client, repo, d, opts, progress)?;
+        if let Ok(mut c) = counts.lock() {
+            match outcome {
+                Outcome::Uploaded => c.uploaded += 1,
+                Outcome::Mounted { .. } => c.mounted += 1,
+                _ => c.existing += 1,
+            }
+        }
+        progress(Progress::Done {
+            digest: d.digest,
+            outcome,
+        });
+        Ok(())
+    })?;
+    let digests: Vec<Digest> = blobs.iter().map(|d| d.digest).collect();
+    sources::record(store, &client.registry, repo, &digests)?;
+    let mt = m
+        .media_type
+        .clone()
+        .unwrap_or_else(|| media_type::OCI_MANIFEST.to_string());
+    put_manifest(client, remote, target, &mt, &bytes, digest, progress)
+}
+
+fn put_manifest(
+    client: &Client,
+    remote: &Remote,
+    target: &str,
+    media_type: &str,
+    bytes: &[u8],
+    digest: &Digest,
+    progress: ProgressSink,
+) -> Result<()> {
+    let reported = client.put_manifest(&remote.repository, target, media_type, bytes)?;
+    if let Some(r) = reported
+        && r != *digest
+    {
+        return Err(Error::corrupt(
+            format!("registry {}", client.registry),
+            format!("it stored manifest {digest} as {r}"),
+        ));
+    }
+    progress(Progress::Manifest {
+        reference: format!("{}/{}:{target}", remote.registry, remote.repository),
+        digest: *digest,
+        media_type: media_type.to_string(),
+    });
+    Ok(())
+}
+
+fn push_blob(
+    store: &Store,
+    client: &Client,
+    repo: &str,
+    d: &Descriptor,
+    opts: &Options,
+    progress: ProgressSink,
+) -> Result<Outcome> {
+    progress(Progress::Start {
+        digest: d.digest,
+        size: d.size,
+    });
+    if client.has_blob(repo, &d.digest)? {
+        return Ok(Outcome::Exists);
+    }
+    let mut location = None;
+    if let Some(from) = sources::known(store, &client.registry, &d.digest)
+        .into_iter()
+        .find(|r| r != repo)
+    {
+        // A refused mount is not an error: the blob is uploaded instead.
+        match client.mount_blob(repo, &d.digest, &from) {
+            Ok(client::Mount::Mounted) => return Ok(Outcome::Mounted { from }),
+            Ok(client::Mount::Upload(loc)) => location = Some(loc),
+            Err(_) => {}
+        }
+    }
+    let location = match location {
+        Some(l) => l,
+        None => client.start_upload(repo)?,
+    };
+    let path = store.blob_path(&d.digest);
+    let mut f =
+        File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let digest = d.digest;
+    client.upload(
+        repo,
+        location,
+        &mut f,
+        &d.digest,
+        opts.chunk_size,
+        &|done| progress(Progress::Bytes { digest, done }),
+    )?;
+    Ok(Outcome::Uploaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(s: &str) -> Remote {
+        Remote::new(&Reference::parse(s).unwrap())
+    }
+
+    #[test]
+    fn remotes_fill_docker_hub_defaults() {
+        let r = remote("busybox");
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.repository.as_str(),
+                r.reference.as_str()
+            ),
+            ("docker.io", "library/busybox", "latest")
+        );
+        let r = remote("docker.io/me/app:2");
+        assert_eq!(
+            (r.repository.as_str(), r.reference.as_str()),
+            ("me/app", "2")
+        );
+        let r = remote("localhost:5000/app");
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.repository.as_str(),
+                r.reference.as_str()
+            ),
+            ("localhost:5000", "app", "latest")
+        );
+        let d = Digest::of(b"x");
+        let r = remote(&format!("reg.example.com/a/b:1@{d}"));
+        assert_eq!(r.reference, d.to_string());
+    }
+
+    #[test]
+    fn registry_names() {
+        assert!(names_registry("localhost:5000/app:1"));
+        assert!(names_registry("localhost/app"));
+        assert!(names_registry("ghcr.io/a/b"));
+        assert!(!names_registry("busybox:1"));
+        assert!(!names_registry("library/busybox"));
+        assert!(!names_registry("Not A Ref"));
+    }
+
+    #[test]
+    fn platform_pick_prefers_host() {
+        let host = host_platform();
+        let mk = |arch: &str, variant: Option<&str>| {
+            let mut d = Descriptor::new(media_type::OCI_MANIFEST, Digest::of(arch.as_bytes()), 1);
+            d.platform = Some(Platform {
+                architecture: arch.into(),
+                os: "linux".into(),
+                variant: variant.map(str::to_string),
+            });
+            d
+        };
+        let other = if host.architecture == "s390x" {
+            "riscv64"
+        } else {
+            "s390x"
+        };
+        let entries = vec![
+            mk(other, None),
+            mk(&host.architecture, host.variant.as_deref()),
+        ];
+        assert_eq!(pick_platform(&entries), Some(&entries[1]));
+        assert_eq!(pick_platform(&entries[..1]), None);
+        assert!(platforms(&entries).contains(&format!("linux/{other}")));
+    }
+
+    #[test]
+    fn parallel_reports_the_first_error_and_runs_all_otherwise() {
+        let seen = AtomicUsize::new(0);
+        let items: Vec<u32> = (0..20).collect();
+        parallel(&items, 3, |_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.load(Ordering::Relaxed), 20);
+        let e = parallel(&items, 3, |i| {
+            if *i == 5 {
+                Err(Error::msg("five"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "five");
+        parallel(&[] as &[u32], 4, |_| Err(Error::msg("never"))).unwrap();
+    }
+}
