@@ -9,6 +9,7 @@ pub mod build;
 pub mod cli;
 pub mod context;
 pub mod digest;
+pub mod dockerfile;
 pub mod error;
 pub mod ir;
 pub mod layer;
