@@ -19,6 +19,7 @@ mod convert;
 mod lower;
 pub mod parser;
 pub mod shell;
+mod values;
 
 pub use parser::{Ast, Heredoc, Node};
 
