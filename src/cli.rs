@@ -68,6 +68,8 @@ enum Command {
     Push(PushArgs),
     /// Pull an image from a registry into the store.
     Pull(PullArgs),
+    /// Convert a Dockerfile to a strata.toml.
+    Convert(ConvertArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -230,6 +232,16 @@ struct PullArgs {
     quiet: bool,
 }
 
+#[derive(clap::Args, Debug)]
+struct ConvertArgs {
+    /// The Dockerfile to convert.
+    #[arg(default_value = "Dockerfile")]
+    dockerfile: PathBuf,
+    /// Write the spec here instead of to stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ProgressMode {
     Auto,
@@ -331,6 +343,7 @@ pub fn main() -> i32 {
         Command::Graph(args) => cmd_graph(&cli, args),
         Command::Push(args) => cmd_push(&cli, args),
         Command::Pull(args) => cmd_pull(&cli, args),
+        Command::Convert(args) => cmd_convert(args),
         Command::Schema => {
             // Byte-identical to the checked-in schema/strata.schema.json.
             let s = serde_json::to_string_pretty(&spec::json_schema()).unwrap_or_default();
@@ -418,7 +431,69 @@ fn parse_build_args(raw: &[String]) -> std::result::Result<BTreeMap<String, Stri
 fn spec_path(context: &Path, file: &Option<PathBuf>) -> PathBuf {
     match file {
         Some(f) => f.clone(),
-        None => context.join("strata.toml"),
+        None => default_spec(context),
+    }
+}
+
+/// `CONTEXT/strata.toml`, or `CONTEXT/Dockerfile` when only that exists.
+fn default_spec(context: &Path) -> PathBuf {
+    let toml = context.join("strata.toml");
+    let dockerfile = context.join("Dockerfile");
+    if !toml.exists() && dockerfile.exists() {
+        dockerfile
+    } else {
+        toml
+    }
+}
+
+/// Is the spec a Dockerfile (by its file name)?
+fn is_dockerfile(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(crate::dockerfile::is_dockerfile_name)
+}
+
+/// The frontend the spec's file name asks for.
+fn load_frontend(
+    name: &str,
+    path: &Path,
+    text: &str,
+    opts: &LowerOptions,
+    resolver: &dyn crate::ir::BaseResolver,
+) -> std::result::Result<BuildGraph, crate::error::Diagnostics> {
+    if is_dockerfile(path) {
+        crate::dockerfile::load(name, text, opts, resolver)
+    } else {
+        spec::load(name, text, opts, resolver)
+    }
+}
+
+/// `NAME.dockerignore` next to a Dockerfile `NAME`, when it exists.
+fn dockerignore_for(path: &Path) -> Option<PathBuf> {
+    if !is_dockerfile(path) {
+        return None;
+    }
+    let mut name = path.file_name()?.to_os_string();
+    name.push(".dockerignore");
+    let p = path.with_file_name(name);
+    p.exists().then_some(p)
+}
+
+fn cmd_convert(args: &ConvertArgs) -> std::result::Result<(), CliError> {
+    let text = read_spec(&args.dockerfile)?;
+    let name = args.dockerfile.display().to_string();
+    let (toml, warnings) =
+        crate::dockerfile::convert(&name, &text).map_err(|d| CliError::Failed(d.into()))?;
+    for w in warnings {
+        eprintln!("{}", render_error(&Error::from(w)));
+    }
+    match &args.output {
+        Some(out) => std::fs::write(out, toml)
+            .map_err(|e| CliError::Failed(Error::io(format!("writing {}", out.display()), e))),
+        None => {
+            print!("{toml}");
+            Ok(())
+        }
     }
 }
 
@@ -447,8 +522,8 @@ fn load_graph(
         .unwrap_or_else(|| PathBuf::from("."));
     let resolver = StoreResolver::new(store, &spec_dir);
     let name = path.display().to_string();
-    let mut graph =
-        spec::load(&name, &text, opts, &resolver).map_err(|d| CliError::Failed(d.into()))?;
+    let mut graph = load_frontend(&name, path, &text, opts, &resolver)
+        .map_err(|d| CliError::Failed(d.into()))?;
     build::absolutize(&mut graph, &spec_dir);
     Ok(graph)
 }
@@ -602,7 +677,7 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
             CompressionArg::None => Compression::None,
         },
         epoch,
-        ignore_file: None,
+        ignore_file: dockerignore_for(&path),
         secrets,
     };
     let mode = match args.progress {

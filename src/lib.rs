@@ -10,6 +10,7 @@ pub mod cli;
 pub mod container;
 pub mod context;
 pub mod digest;
+pub mod dockerfile;
 pub mod error;
 pub mod images;
 pub mod ir;

@@ -1,0 +1,84 @@
+//! The Dockerfile frontend: `Dockerfile` -> [`BuildGraph`], and
+//! `strata convert` (Dockerfile -> `strata.toml`).
+//!
+//! Three layers, as in BuildKit:
+//! - [`parser`]: text -> nodes with byte spans (directives, continuations,
+//!   JSON/shell forms, flags, heredocs); [`dump`] prints BuildKit's
+//!   `Node.Dump()` format for the conformance cases;
+//! - [`shell`]: BuildKit's word expansion (`$VAR`, `${VAR:-x}`, ...);
+//! - [`lower`]: nodes -> typed instructions -> the IR, producing the same
+//!   graph the TOML frontend produces for the same build.
+//!
+//! [`convert`] writes a `strata.toml` from a Dockerfile. The module knows
+//! nothing of the file system: base images come from a [`BaseResolver`].
+
+use crate::error::{Diagnostics, SourceDiagnostic};
+use crate::ir::{BaseResolver, BuildGraph, SourceFile};
+
+mod convert;
+mod lower;
+pub mod parser;
+pub mod shell;
+mod values;
+
+pub use parser::{Ast, Heredoc, Node};
+
+fn file(file_name: &str, text: &str) -> SourceFile {
+    SourceFile {
+        name: file_name.to_string(),
+        text: text.to_string(),
+    }
+}
+
+/// Layer 1: text -> nodes with spans.
+pub fn parse(file_name: &str, text: &str) -> Result<Ast, Diagnostics> {
+    parser::parse(text).map_err(|e| {
+        let f = file(file_name, text);
+        let len = e.span.end.saturating_sub(e.span.start);
+        Diagnostics::new(
+            file_name,
+            vec![SourceDiagnostic::new(
+                &f,
+                e.span.start,
+                len,
+                e.message,
+                "here",
+            )],
+        )
+    })
+}
+
+/// BuildKit's `Node.Dump()` of every instruction, one line each.
+pub fn dump(ast: &Ast) -> String {
+    parser::dump(ast)
+}
+
+/// Parse + lower, with the same contract as [`crate::spec::load`].
+pub fn load(
+    file_name: &str,
+    text: &str,
+    opts: &crate::spec::LowerOptions,
+    resolver: &dyn BaseResolver,
+) -> Result<BuildGraph, Diagnostics> {
+    let ast = parse(file_name, text)?;
+    lower::lower(&file(file_name, text), &ast, opts, resolver)
+}
+
+/// Dockerfile -> `strata.toml` text, with warnings for what does not carry
+/// over exactly.
+pub fn convert(
+    file_name: &str,
+    text: &str,
+) -> Result<(String, Vec<SourceDiagnostic>), Diagnostics> {
+    let ast = parse(file_name, text)?;
+    convert::convert(&file(file_name, text), &ast)
+}
+
+/// Is this file name a Dockerfile (`Dockerfile`, `x.Dockerfile`,
+/// `Dockerfile.x`)?
+pub fn is_dockerfile_name(name: &str) -> bool {
+    name == "Dockerfile" || name.ends_with(".Dockerfile") || name.starts_with("Dockerfile.")
+}
+
+#[cfg(test)]
+mod tests;

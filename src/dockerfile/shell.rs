@@ -1,0 +1,554 @@
+//! Word expansion as BuildKit's Dockerfile shell lexer does it: quote
+//! removal, escapes, `$VAR` / `${VAR...}` substitution and word splitting.
+//!
+//! This is not a shell: there is no command substitution, globbing or
+//! arithmetic. The rules (and their corner cases) are those of the
+//! conformance tables in `shared/conformance/buildkit-shell`.
+
+use std::collections::BTreeSet;
+
+use regex::Regex;
+
+/// Looks up a variable: `None` when unset, `Some("")` when set but empty.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+impl Env for [(String, String)] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+}
+
+impl Env for Vec<(String, String)> {
+    fn get(&self, name: &str) -> Option<String> {
+        Env::get(self.as_slice(), name)
+    }
+}
+
+/// No variable is set.
+pub struct NoEnv;
+
+impl Env for NoEnv {
+    fn get(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
+/// The lexer's options (BuildKit's `Lex`).
+#[derive(Clone, Copy, Debug)]
+pub struct Lex {
+    pub escape: char,
+    /// Keep quote characters in the result.
+    pub raw_quotes: bool,
+    /// Keep escape characters in the result.
+    pub raw_escapes: bool,
+    /// Leave references to unset variables as written.
+    pub skip_unset_env: bool,
+}
+
+/// The result of one expansion.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expansion {
+    /// The whole word, quotes removed and variables substituted.
+    pub word: String,
+    /// The same, split on unquoted whitespace (empty words dropped).
+    pub words: Vec<String>,
+    /// Referenced variables that were set.
+    pub matched: BTreeSet<String>,
+    /// Referenced variables that were unset.
+    pub unmatched: BTreeSet<String>,
+}
+
+impl Lex {
+    pub fn new(escape: char) -> Lex {
+        Lex {
+            escape,
+            raw_quotes: false,
+            raw_escapes: false,
+            skip_unset_env: false,
+        }
+    }
+
+    /// Expands `word` into one string and its words.
+    pub fn process(&self, word: &str, env: &dyn Env) -> Result<Expansion, String> {
+        let mut w = Word {
+            chars: word.chars().collect(),
+            pos: 0,
+            env,
+            lex: *self,
+            raw_escapes: self.raw_escapes,
+            matched: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
+        };
+        let raw = self.raw_escapes;
+        let (s, words) = w
+            .stop_on(None, raw)
+            .map_err(|e| format!("failed to process \"{word}\": {e}"))?;
+        Ok(Expansion {
+            word: s,
+            words,
+            matched: w.matched,
+            unmatched: w.unmatched,
+        })
+    }
+
+    /// One string (BuildKit's `ProcessWord`).
+    pub fn word(&self, word: &str, env: &dyn Env) -> Result<String, String> {
+        self.process(word, env).map(|e| e.word)
+    }
+
+    /// Split words (BuildKit's `ProcessWords`).
+    pub fn words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, String> {
+        self.process(word, env).map(|e| e.words)
+    }
+}
+
+struct Word<'e> {
+    chars: Vec<char>,
+    pos: usize,
+    env: &'e dyn Env,
+    lex: Lex,
+    raw_escapes: bool,
+    matched: BTreeSet<String>,
+    unmatched: BTreeSet<String>,
+}
+
+#[derive(Default)]
+struct Words {
+    word: String,
+    words: Vec<String>,
+    in_word: bool,
+}
+
+impl Words {
+    fn add_char(&mut self, ch: char) {
+        if ch.is_whitespace() {
+            if self.in_word && !self.word.is_empty() {
+                self.words.push(std::mem::take(&mut self.word));
+                self.in_word = false;
+            }
+        } else {
+            self.add_raw_char(ch);
+        }
+    }
+
+    fn add_raw_char(&mut self, ch: char) {
+        self.word.push(ch);
+        self.in_word = true;
+    }
+
+    fn add_string(&mut self, s: &str) {
+        s.chars().for_each(|c| self.add_char(c));
+    }
+
+    fn add_raw_string(&mut self, s: &str) {
+        self.word.push_str(s);
+        self.in_word = true;
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.word.is_empty() {
+            self.words.push(std::mem::take(&mut self.word));
+        }
+        self.words
+    }
+}
+
+impl Word<'_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek();
+        if c.is_some() {
+            self.pos += 1;
+        }
+        c
+    }
+
+    fn get_env(&mut self, name: &str) -> Option<String> {
+        let v = self.env.get(name);
+        if v.is_some() {
+            self.matched.insert(name.to_string());
+        } else {
+            self.unmatched.insert(name.to_string());
+        }
+        v
+    }
+
+    /// Processes up to `stop` (consumed) or the end.
+    fn stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Result<(String, Vec<String>), String> {
+        let saved = self.raw_escapes;
+        self.raw_escapes = raw_escapes;
+        let r = self.stop_on_inner(stop);
+        self.raw_escapes = saved;
+        r
+    }
+
+    fn stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
+        let mut result = String::new();
+        let mut words = Words::default();
+        while let Some(ch) = self.peek() {
+            if Some(ch) == stop {
+                self.pos += 1;
+                return Ok((result, words.finish()));
+            }
+            match ch {
+                '$' => {
+                    let v = self.dollar()?;
+                    result.push_str(&v);
+                    words.add_string(&v);
+                }
+                '\'' => {
+                    let v = self.single_quote()?;
+                    result.push_str(&v);
+                    words.add_raw_string(&v);
+                }
+                '"' => {
+                    let v = self.double_quote()?;
+                    result.push_str(&v);
+                    words.add_raw_string(&v);
+                }
+                _ => {
+                    self.pos += 1;
+                    if ch == self.lex.escape {
+                        if self.raw_escapes {
+                            words.add_raw_char(ch);
+                            result.push(ch);
+                        }
+                        let Some(next) = self.next() else { break };
+                        words.add_raw_char(next);
+                        result.push(next);
+                    } else {
+                        words.add_char(ch);
+                        result.push(ch);
+                    }
+                }
+            }
+        }
+        match stop {
+            Some(c) => Err(format!(
+                "unexpected end of statement while looking for matching {c}"
+            )),
+            None => Ok((result, words.finish())),
+        }
+    }
+
+    fn single_quote(&mut self) -> Result<String, String> {
+        let mut result = String::new();
+        let open = self.next();
+        if self.lex.raw_quotes {
+            result.extend(open);
+        }
+        loop {
+            match self.next() {
+                None => {
+                    return Err(
+                        "unexpected end of statement while looking for matching single-quote"
+                            .into(),
+                    );
+                }
+                Some('\'') => {
+                    if self.lex.raw_quotes {
+                        result.push('\'');
+                    }
+                    return Ok(result);
+                }
+                Some(c) => result.push(c),
+            }
+        }
+    }
+
+    fn double_quote(&mut self) -> Result<String, String> {
+        let mut result = String::new();
+        let open = self.next();
+        if self.lex.raw_quotes {
+            result.extend(open);
+        }
+        loop {
+            match self.peek() {
+                None => {
+                    return Err(
+                        "unexpected end of statement while looking for matching double-quote"
+                            .into(),
+                    );
+                }
+                Some('"') => {
+                    self.pos += 1;
+                    if self.lex.raw_quotes {
+                        result.push('"');
+                    }
+                    return Ok(result);
+                }
+                Some('$') => {
+                    let v = self.dollar()?;
+                    result.push_str(&v);
+                }
+                Some(ch) => {
+                    self.pos += 1;
+                    if ch == self.lex.escape {
+                        match self.peek() {
+                            None => continue,
+                            Some(n) if n == '"' || n == '$' || n == self.lex.escape => {
+                                if self.raw_escapes {
+                                    result.push(ch);
+                                }
+                                self.pos += 1;
+                                result.push(n);
+                                continue;
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    result.push(ch);
+                }
+            }
+        }
+    }
+
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(ch) = self.peek() {
+            if name.is_empty() && ch.is_ascii_digit() {
+                while let Some(d) = self.peek().filter(|c| c.is_ascii_digit()) {
+                    self.pos += 1;
+                    name.push(d);
+                }
+                return name;
+            }
+            if name.is_empty() && matches!(ch, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
+                self.pos += 1;
+                return ch.to_string();
+            }
+            if !ch.is_alphanumeric() && ch != '_' {
+                break;
+            }
+            self.pos += 1;
+            name.push(ch);
+        }
+        name
+    }
+
+    fn dollar(&mut self) -> Result<String, String> {
+        self.pos += 1; // `$`
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$".into());
+            }
+            return Ok(match self.get_env(&name) {
+                Some(v) => v,
+                None if self.lex.skip_unset_env => format!("${name}"),
+                None => String::new(),
+            });
+        }
+        self.pos += 1; // `{`
+        match self.peek() {
+            None => return Err("syntax error: missing '}'".into()),
+            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            _ => {}
+        }
+        let name = self.name();
+        let Some(mut ch) = self.next() else {
+            return Err("syntax error: missing '}'".into());
+        };
+        let mut modifier = ch.to_string();
+        match ch {
+            '}' => Ok(match self.get_env(&name) {
+                Some(v) => v,
+                None if self.lex.skip_unset_env => format!("${{{name}}}"),
+                None => String::new(),
+            }),
+            ':' | '+' | '-' | '?' | '#' | '%' => {
+                let null_is_unset = ch == ':';
+                if null_is_unset {
+                    match self.next() {
+                        Some(c) => {
+                            ch = c;
+                            modifier.push(c);
+                        }
+                        None => return Err("syntax error: missing '}'".into()),
+                    }
+                }
+                let raw = ch == '#' || ch == '%';
+                if null_is_unset && raw {
+                    return Err(format!("unsupported modifier ({modifier}) in substitution"));
+                }
+                let word = match self.stop_on(Some('}'), raw) {
+                    Ok((w, _)) => w,
+                    Err(e) => {
+                        if self.peek().is_none() {
+                            return Err("syntax error: missing '}'".into());
+                        }
+                        return Err(e);
+                    }
+                };
+                let value = self.get_env(&name);
+                if self.lex.skip_unset_env && value.is_none() {
+                    return Ok(format!("${{{name}{modifier}{word}}}"));
+                }
+                let empty = value
+                    .as_deref()
+                    .is_none_or(|v| null_is_unset && v.is_empty());
+                match ch {
+                    '-' => Ok(if empty {
+                        word
+                    } else {
+                        value.unwrap_or_default()
+                    }),
+                    '+' => Ok(if empty { String::new() } else { word }),
+                    '?' => match value {
+                        None => Err(format!(
+                            "{name}: {}",
+                            if word.is_empty() {
+                                "is not allowed to be unset"
+                            } else {
+                                &word
+                            }
+                        )),
+                        Some(v) if null_is_unset && v.is_empty() => Err(format!(
+                            "{name}: {}",
+                            if word.is_empty() {
+                                "is not allowed to be empty"
+                            } else {
+                                &word
+                            }
+                        )),
+                        Some(v) => Ok(v),
+                    },
+                    '%' | '#' => {
+                        let (greedy, pat) = match word.strip_prefix(ch) {
+                            Some(rest) => (true, rest.to_string()),
+                            None => (false, word),
+                        };
+                        let value = value.unwrap_or_default();
+                        if ch == '%' {
+                            trim_suffix(&pat, &value, greedy)
+                        } else {
+                            trim_prefix(&pat, &value, greedy)
+                        }
+                    }
+                    _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
+                }
+            }
+            '/' => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.pos += 1;
+                }
+                let pattern = match self.stop_on(Some('/'), true) {
+                    Ok((p, _)) => p,
+                    Err(e) => {
+                        if self.peek().is_none() {
+                            return Err("syntax error: missing '/' in ${}".into());
+                        }
+                        return Err(e);
+                    }
+                };
+                let replacement = match self.stop_on(Some('}'), true) {
+                    Ok((r, _)) => r,
+                    Err(e) => {
+                        if self.peek().is_none() {
+                            return Err("syntax error: missing '}'".into());
+                        }
+                        return Err(e);
+                    }
+                };
+                let value = self.get_env(&name);
+                if self.lex.skip_unset_env && value.is_none() {
+                    return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
+                }
+                let value = value.unwrap_or_default();
+                let re = pattern_regex(&pattern, true, false)
+                    .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+                let rep = regex::NoExpand(&replacement);
+                Ok(if all {
+                    re.replace_all(&value, rep).into_owned()
+                } else {
+                    re.replace(&value, rep).into_owned()
+                })
+            }
+            _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
+        }
+    }
+}
+
+/// A shell pattern (`*`, `?`, `\` escapes) as a regex.
+fn pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, String> {
+    let mut out = String::new();
+    if anchored {
+        out.push('^');
+    }
+    let star = if greedy { ".*" } else { ".*?" };
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        match c {
+            '*' => out.push_str(star),
+            '?' => out.push('.'),
+            '\\' => {
+                if matches!(chars.get(i), Some('}' | '/')) {
+                    continue;
+                }
+                match chars.get(i) {
+                    Some(&n @ ('*' | '?' | '\\')) => {
+                        out.push('\\');
+                        out.push(n);
+                        i += 1;
+                    }
+                    Some(n) => return Err(format!("invalid escape '\\{n}'")),
+                    None => return Err("invalid escape at end of pattern".into()),
+                }
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.push_str(&regex::escape(c.encode_utf8(&mut buf)));
+            }
+        }
+    }
+    Regex::new(&out).map_err(|e| e.to_string())
+}
+
+fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+    let re = pattern_regex(pattern, greedy, true)
+        .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+    Ok(match re.find(value) {
+        Some(m) => value[m.end()..].to_string(),
+        None => value.to_string(),
+    })
+}
+
+/// Reverses a pattern, keeping each escape in front of the char it escapes.
+fn reverse_pattern(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut units: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' && i + 1 < chars.len() {
+            units.push(format!("\\{}", chars[i + 1]));
+            i += 2;
+        } else {
+            units.push(chars[i].to_string());
+            i += 1;
+        }
+    }
+    units.reverse();
+    units.concat()
+}
+
+fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+    // The shortest rightmost match is the shortest leftmost match of the
+    // reversed pattern in the reversed value.
+    let rp = reverse_pattern(pattern);
+    let rv: String = value.chars().rev().collect();
+    let t = trim_prefix(&rp, &rv, greedy)?;
+    Ok(t.chars().rev().collect())
+}

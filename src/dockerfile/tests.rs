@@ -1,0 +1,386 @@
+//! Conformance tests against BuildKit's parser and shell-lexer tables
+//! (`../shared/conformance`), and unit tests of each layer.
+
+use std::path::{Path, PathBuf};
+
+use super::parser::{self, parse_heredoc};
+use super::shell::Lex;
+
+fn shared(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: {} is absent", p.display());
+        None
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&read(p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn buildkit_parser_positive_cases() {
+    let Some(dir) = shared("conformance/buildkit-parser/testfiles") else {
+        return;
+    };
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("read testfiles")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    cases.sort();
+    let mut failed = Vec::new();
+    for c in &cases {
+        let text = read(&c.join("Dockerfile"));
+        let expected = read(&c.join("result"));
+        match parser::parse(&text) {
+            Ok(ast) => {
+                let got = parser::dump(&ast);
+                if got != expected {
+                    failed.push(format!(
+                        "{}:\n--- got\n{got}--- expected\n{expected}",
+                        c.display()
+                    ));
+                }
+            }
+            Err(e) => failed.push(format!("{}: error {e:?}", c.display())),
+        }
+    }
+    assert_eq!(cases.len(), 33);
+    assert!(
+        failed.is_empty(),
+        "{} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn buildkit_parser_negative_cases() {
+    let Some(dir) = shared("conformance/buildkit-parser/testfiles-negative") else {
+        return;
+    };
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("read dir") {
+        let p = e.expect("entry").path().join("Dockerfile");
+        let text = read(&p);
+        assert!(parser::parse(&text).is_err(), "{} parsed", p.display());
+        n += 1;
+    }
+    assert_eq!(n, 4);
+}
+
+#[test]
+fn buildkit_line_numbers() {
+    let Some(p) = shared("conformance/buildkit-parser/extra/testfile-line/Dockerfile") else {
+        return;
+    };
+    let ast = parser::parse(&read(&p)).expect("parse");
+    let lines: Vec<(usize, usize)> = ast
+        .children
+        .iter()
+        .map(|c| (c.start_line, c.end_line))
+        .collect();
+    assert_eq!(lines, vec![(5, 5), (11, 12), (17, 31)]);
+}
+
+#[test]
+fn buildkit_heredocs() {
+    let Some(dir) = shared("conformance/buildkit-parser/extra/heredoc") else {
+        return;
+    };
+    let ast = parser::parse(&read(&dir.join("Dockerfile"))).expect("parse");
+    let exp = json(&dir.join("expected-heredocs.json"));
+    let cases = exp["expected"].as_array().expect("array");
+    assert_eq!(cases.len(), 27);
+    for c in cases {
+        let i = c["ast_child_index"].as_u64().expect("index") as usize;
+        let node = &ast.children[i];
+        let got: Vec<serde_json::Value> = node
+            .heredocs
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "Name": h.name, "FileDescriptor": h.fd, "Expand": h.expand,
+                    "Chomp": h.chomp, "Content": h.content,
+                })
+            })
+            .collect();
+        let want = match &c["heredocs"] {
+            serde_json::Value::Null => Vec::new(),
+            v => v.as_array().expect("array").clone(),
+        };
+        assert_eq!(got, want, "child {i} ({})", c["instruction_line"]);
+        assert_eq!(
+            node.start_line as u64,
+            c["start_line"].as_u64().expect("line"),
+            "child {i}"
+        );
+    }
+}
+
+#[test]
+fn buildkit_heredoc_words() {
+    let Some(p) = shared("conformance/buildkit-parser/extra/heredoc/heredoc-words.json") else {
+        return;
+    };
+    let v = json(&p);
+    let w = &v["parse_heredoc_word"];
+    for s in w["valid_name_is_EOF"].as_array().expect("array") {
+        let s = s.as_str().expect("str");
+        let h = parse_heredoc(s).expect("valid").expect("a heredoc");
+        assert_eq!(h.name, "EOF", "{s}");
+    }
+    for s in w["invalid_must_error"].as_array().expect("array") {
+        let s = s.as_str().expect("str");
+        assert!(parse_heredoc(s).is_err(), "{s}");
+    }
+    for s in w["not_a_heredoc"].as_array().expect("array") {
+        let s = s.as_str().expect("str");
+        assert_eq!(parse_heredoc(s), Ok(None), "{s}");
+    }
+    for c in v["heredocs_from_line"].as_array().expect("array") {
+        let line = c["line"].as_str().expect("line");
+        let names: Vec<String> = parser::heredocs_from_line(line)
+            .expect("ok")
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        let want: Vec<String> = match &c["heredoc_names"] {
+            serde_json::Value::Null => Vec::new(),
+            v => serde_json::from_value(v.clone()).expect("names"),
+        };
+        assert_eq!(names, want, "{line}");
+    }
+    let j = &v["json_form_never_heredoc"];
+    let ast = parser::parse(j["dockerfile"].as_str().expect("str")).expect("parse");
+    for c in &ast.children[1..] {
+        assert!(c.heredocs.is_empty() && c.json, "{}", c.original);
+    }
+}
+
+#[test]
+fn buildkit_directives() {
+    let Some(p) = shared("conformance/buildkit-parser/extra/directives/cases.json") else {
+        return;
+    };
+    let v = json(&p);
+    for c in v["parse_all_escape"].as_array().expect("array") {
+        let input = c["input"].as_str().expect("input");
+        let input = format!("{input}FROM x\n");
+        let ast = parser::parse(&input).expect("parse");
+        let got: Vec<serde_json::Value> = ast
+            .directives
+            .iter()
+            .map(|d| serde_json::json!({"name": d.name, "value": d.value}))
+            .collect();
+        assert_eq!(&serde_json::Value::Array(got), &c["directives"], "{input}");
+    }
+}
+
+#[test]
+fn buildkit_json_arrays() {
+    let Some(p) = shared("conformance/buildkit-parser/extra/json-arrays/cases.json") else {
+        return;
+    };
+    let v = json(&p);
+    let mut n = 0;
+    for c in v["valid_string_arrays"].as_array().expect("array") {
+        let input = c["input"].as_str().expect("input");
+        let ast = parser::parse(&format!("CMD {input}")).expect("parse");
+        let want: Vec<String> = serde_json::from_value(c["expected"].clone()).expect("expected");
+        assert_eq!(ast.children[0].args, want, "{input}");
+        assert!(ast.children[0].json || want.is_empty(), "{input}");
+        n += 1;
+    }
+    for (k, c) in v.as_object().expect("object") {
+        if k == "valid_string_arrays" || !c.is_array() {
+            continue;
+        }
+        for c in c.as_array().expect("array") {
+            let input = c["input"].as_str().or(c.as_str()).expect("input");
+            assert!(parser::parse(&format!("CMD {input}")).is_err(), "{input}");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 16);
+}
+
+/// The environment of every `envVarTest` row.
+fn env_var_test_env() -> Vec<(String, String)> {
+    [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[test]
+fn buildkit_shell_env_var_test() {
+    let Some(p) = shared("conformance/buildkit-shell/envVarTest") else {
+        return;
+    };
+    let env = env_var_test_env();
+    let lex = Lex::new('\\');
+    let mut failed = Vec::new();
+    let mut n = 0;
+    for line in read(&p).lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.trim().split('|').map(str::trim).collect();
+        assert_eq!(f.len(), 3, "{line}");
+        if f[0] == "W" {
+            continue;
+        }
+        n += 1;
+        let got = match lex.word(f[1], &env) {
+            Ok(s) => s,
+            Err(_) => "error".to_string(),
+        };
+        if got != f[2] {
+            failed.push(format!("{}: got {got:?}, want {:?}", f[1], f[2]));
+        }
+    }
+    assert_eq!(n, 228);
+    assert!(
+        failed.is_empty(),
+        "{} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn buildkit_shell_words_test() {
+    let Some(p) = shared("conformance/buildkit-shell/wordsTest") else {
+        return;
+    };
+    let mut env: Vec<(String, String)> = Vec::new();
+    let lex = Lex::new('\\');
+    let mut failed = Vec::new();
+    let mut n = 0;
+    for line in read(&p).lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            let rest = rest.trim_start_matches(' ');
+            let (k, v) = rest.split_once('=').expect("NAME=value");
+            env.retain(|(e, _)| e != k);
+            env.push((k.to_string(), v.to_string()));
+            continue;
+        }
+        let f: Vec<&str> = line.split('|').collect();
+        assert_eq!(f.len(), 2, "{line}");
+        n += 1;
+        let want: Vec<String> = f[1]
+            .trim_start_matches(' ')
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let got = lex
+            .words(f[0].trim(), &env)
+            .unwrap_or_else(|_| vec!["error".into()]);
+        if got != want {
+            failed.push(format!("{}: got {got:?}, want {want:?}", f[0]));
+        }
+    }
+    assert_eq!(n, 24);
+    assert!(
+        failed.is_empty(),
+        "{} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+fn envs_of(v: &serde_json::Value) -> Vec<(String, String)> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn buildkit_shell_process_word_cases() {
+    let Some(p) = shared("conformance/buildkit-shell/process-word-cases.json") else {
+        return;
+    };
+    let v = json(&p);
+    let lex = Lex::new('\\');
+    let mut failed = Vec::new();
+    let mut n = 0;
+    for c in v["process_word_with_matches"].as_array().expect("array") {
+        let input = c["input"].as_str().expect("input");
+        let env = envs_of(&c["envs"]);
+        let r = lex.process(input, &env);
+        n += 1;
+        if c["not_guaranteed"].as_bool() == Some(true) {
+            continue;
+        }
+        if c["expected_error"].as_bool() == Some(true) {
+            if r.is_ok() {
+                failed.push(format!("{input}: expected an error, got {r:?}"));
+            }
+            continue;
+        }
+        let set = |k: &str| -> std::collections::BTreeSet<String> {
+            serde_json::from_value(c[k].clone()).unwrap_or_default()
+        };
+        match r {
+            Ok(e) => {
+                let want = c["expected"].as_str().expect("expected");
+                if e.word != want || e.matched != set("matched") || e.unmatched != set("unmatched")
+                {
+                    failed.push(format!("{input}: got {e:?}, want {want:?}"));
+                }
+            }
+            Err(e) => failed.push(format!("{input}: error {e}")),
+        }
+    }
+    for c in v["mandatory_env_vars"].as_array().expect("array") {
+        let input = c["input"].as_str().expect("input");
+        let env = envs_of(&c["envs"]);
+        n += 1;
+        match (
+            lex.word(input, &env),
+            c["error_contains"].as_str(),
+            c["expected"].as_str(),
+        ) {
+            (Err(e), Some(want), _) if e.contains(want) => {}
+            (Ok(got), None, Some(want)) if got == want => {}
+            (r, _, _) => failed.push(format!("{input}: got {r:?}, case {c}")),
+        }
+    }
+    for c in v["platform_template"].as_array().expect("array") {
+        let input = c["input"].as_str().expect("input");
+        let env = envs_of(&c["envs"]);
+        n += 1;
+        match lex.word(input, &env) {
+            Ok(got) if Some(got.as_str()) == c["expected"].as_str() => {}
+            r => failed.push(format!("{input}: got {r:?}, case {c}")),
+        }
+    }
+    assert_eq!(n, 56);
+    assert!(
+        failed.is_empty(),
+        "{} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}

@@ -1,0 +1,113 @@
+//! `convert` round trip: for every Dockerfile we know, the Dockerfile
+//! frontend and the TOML frontend (on `convert`'s output) build the same IR.
+
+use std::path::{Path, PathBuf};
+
+use strata::dockerfile;
+use strata::ir::EmptyResolver;
+use strata::spec::{self, LowerOptions};
+
+fn dockerfiles() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut v = Vec::new();
+    for dir in ["examples", "../shared/bench/scenarios"] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
+            eprintln!("SKIP: {dir} is absent");
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path().join("Dockerfile");
+            if p.exists() {
+                v.push(p);
+            }
+        }
+    }
+    for e in std::fs::read_dir(root.join("tests/dockerfiles"))
+        .expect("fixtures")
+        .flatten()
+    {
+        v.push(e.path());
+    }
+    v.sort();
+    v
+}
+
+/// The graph without what legitimately differs (spans, sources, warnings).
+fn comparable(g: &strata::ir::BuildGraph) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("span");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(g).expect("serialize");
+    if let Some(m) = v.as_object_mut() {
+        m.remove("sources");
+        m.remove("warnings");
+    }
+    strip(&mut v);
+    v
+}
+
+#[test]
+fn convert_gives_the_same_ir() {
+    let files = dockerfiles();
+    assert!(files.len() >= 3, "{files:?}");
+    for p in files {
+        let text = std::fs::read_to_string(&p).expect("read");
+        let name = p.display().to_string();
+        let opts = LowerOptions::default();
+        let g1 = dockerfile::load(&name, &text, &opts, &EmptyResolver)
+            .unwrap_or_else(|d| panic!("{name}: {:?}", miette::Report::new(d)));
+        let (toml, _warnings) = dockerfile::convert(&name, &text)
+            .unwrap_or_else(|d| panic!("{name}: {:?}", miette::Report::new(d)));
+        let g2 = spec::load("converted.toml", &toml, &opts, &EmptyResolver)
+            .unwrap_or_else(|d| panic!("{name}:\n{toml}\n{:?}", miette::Report::new(d)));
+        assert_eq!(comparable(&g1), comparable(&g2), "{name}:\n{toml}");
+        assert!(!g1.targets.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn convert_output_validates_with_the_schema() {
+    let schema = spec::json_schema();
+    let validator = jsonschema::validator_for(&schema).expect("schema");
+    for p in dockerfiles() {
+        let text = std::fs::read_to_string(&p).expect("read");
+        let (toml, _) = dockerfile::convert("Dockerfile", &text).expect("convert");
+        let value: toml::Value = toml::from_str(&toml).expect("toml");
+        let json = serde_json::to_value(value).expect("json");
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}:\n{toml}\n{errors:?}", p.display());
+    }
+}
+
+/// Truncated and mutated fixtures never panic `load` or `convert`.
+#[test]
+fn mutated_dockerfiles_do_not_panic() {
+    let opts = LowerOptions::default();
+    for p in dockerfiles() {
+        let text = std::fs::read_to_string(&p).expect("read");
+        let mut cuts: Vec<usize> = (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .collect();
+        cuts.retain(|i| i % 3 == 0 || *i == text.len());
+        for i in cuts {
+            let t = &text[..i];
+            let _ = dockerfile::load("Dockerfile", t, &opts, &EmptyResolver);
+            let _ = dockerfile::convert("Dockerfile", t);
+            for insert in ["\\", "\"", "'", "${", "<<X", "[", "--", "\n", "$"] {
+                let m = format!("{t}{insert}{}", &text[i..]);
+                let _ = dockerfile::load("Dockerfile", &m, &opts, &EmptyResolver);
+                let _ = dockerfile::convert("Dockerfile", &m);
+            }
+        }
+    }
+}
