@@ -32,7 +32,7 @@ use crate::digest::{CacheKey, Digest};
 use crate::error::{Error, Result, SourceDiagnostic};
 use crate::ir::{
     BaseInfo, BaseRef, BaseResolver, BuildGraph, CopyFrom, CopyOp, IR_VERSION, Mount, MountKind,
-    Op, RunOp,
+    Op, RunOp, Sharing,
 };
 use crate::layer::{self, Compression, Entry, EntryKind};
 use crate::oci::{self, ExportImage, History, Image, ImageConfig, OutputKind};
@@ -1133,6 +1133,7 @@ fn run_run(
     }
     lowerdirs.reverse(); // overlay wants the top layer first
     let mut mounts = Vec::new();
+    let mut hold = MountHold::default();
     let mut env = r.env.clone();
     // Secrets live in a private temp dir outside the store (tmpfs when the
     // host has /dev/shm) for this step only.
@@ -1151,7 +1152,9 @@ fn run_run(
             }
             continue;
         }
-        mounts.push(run_mount(store, graph, n, m, opts)?);
+        mounts.push(run_mount(
+            store, graph, plan, results, n, m, opts, &mut hold,
+        )?);
     }
     let work = store.temp_dir()?;
     let upper = work.path().join("upper");
@@ -1179,6 +1182,7 @@ fn run_run(
         tail: Default::default(),
     };
     let result = sandbox::run(&spec, &mut |stream, bytes| log.push(stream, bytes));
+    drop(hold);
     log.flush();
     let logs = store.root().join("logs");
     let _ = std::fs::create_dir_all(&logs);
@@ -1298,56 +1302,121 @@ fn secret_mount(
     }))
 }
 
+/// What a RUN step's mounts need kept alive until the step ends: unpacked
+/// stage trees, private cache dirs, cache locks.
+#[derive(Default)]
+struct MountHold {
+    dirs: Vec<tempfile::TempDir>,
+    locks: Vec<std::fs::File>,
+}
+
+/// `path` inside `root`, refusing anything that resolves outside it.
+fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
+    let root = std::fs::canonicalize(root).ok()?;
+    let p = std::fs::canonicalize(root.join(rel.trim_start_matches('/'))).ok()?;
+    p.starts_with(&root).then_some(p)
+}
+
 /// A RUN mount as the sandbox takes it.
+#[allow(clippy::too_many_arguments)]
 fn run_mount(
     store: &Store,
     graph: &BuildGraph,
+    plan: &Plan,
+    results: &Mutex<HashMap<NodeIndex, NodeResult>>,
     n: NodeIndex,
     m: &Mount,
     opts: &BuildOptions,
+    hold: &mut MountHold,
 ) -> Result<SandboxMount> {
+    let fail = |msg: String| step_error(graph, n, msg, "this RUN step");
     match m.kind {
         MountKind::Tmpfs => Ok(SandboxMount::Tmpfs {
             target: m.target.clone(),
             size: m.size,
         }),
-        MountKind::Cache => {
+        MountKind::Cache if m.from.is_none() => {
             let id = m.id.clone().unwrap_or_else(|| m.target.clone());
-            let dir = store
-                .root()
-                .join("mounts/cache")
-                .join(blake3::hash(id.as_bytes()).to_hex().as_str());
+            let base = store.root().join("mounts/cache");
+            let name = blake3::hash(id.as_bytes()).to_hex().to_string();
+            let dir = base.join(&name);
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            let lock_path = base.join(format!("{name}.lock"));
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+            let source = match m.sharing.unwrap_or(Sharing::Shared) {
+                Sharing::Shared => dir,
+                // One step at a time: later ones wait.
+                Sharing::Locked => {
+                    lock.lock()
+                        .map_err(|e| Error::io(format!("locking cache `{id}`"), e))?;
+                    hold.locks.push(lock);
+                    dir
+                }
+                // The cache if nobody else uses it now, else a fresh empty one.
+                Sharing::Private => match lock.try_lock() {
+                    Ok(()) => {
+                        hold.locks.push(lock);
+                        dir
+                    }
+                    Err(_) => {
+                        let t = store.temp_dir()?;
+                        let p = t.path().to_path_buf();
+                        hold.dirs.push(t);
+                        p
+                    }
+                },
+            };
             Ok(SandboxMount::Bind {
-                source: dir,
+                source,
                 target: m.target.clone(),
                 readonly: m.readonly,
             })
         }
         MountKind::Bind if m.from.is_none() => {
             let rel = m.source.clone().unwrap_or_default();
-            let source = opts.context_dir.join(rel.trim_start_matches('/'));
-            let canonical_ctx = std::fs::canonicalize(&opts.context_dir).unwrap_or_default();
-            match std::fs::canonicalize(&source) {
-                Ok(p) if p.starts_with(&canonical_ctx) => Ok(SandboxMount::Bind {
+            match inside(&opts.context_dir, &rel) {
+                Some(p) => Ok(SandboxMount::Bind {
                     source: p,
                     target: m.target.clone(),
                     readonly: m.readonly,
                 }),
-                _ => Err(step_error(
-                    graph,
-                    n,
-                    format!("bind mount source `{rel}` is not in the build context"),
-                    "this RUN step",
-                )),
+                None => Err(fail(format!(
+                    "bind mount source `{rel}` is not in the build context"
+                ))),
             }
         }
-        kind => Err(step_error(
-            graph,
-            n,
+        MountKind::Bind => {
+            // A stage's filesystem, unpacked for this step; writes to a
+            // read-write bind are thrown away, as in Docker.
+            let from = m.from.clone().unwrap_or_default();
+            let node = graph
+                .stage(&from)
+                .map(|s| s.last)
+                .ok_or_else(|| fail(format!("unknown stage `{from}` in a bind mount")))?;
+            let layers: Vec<Descriptor> = chain_layers(graph, plan, results, node)?
+                .into_iter()
+                .map(|(d, _)| d)
+                .collect();
+            let dir = store.temp_dir()?;
+            oci::unpack_image(store, &layers, dir.path())?;
+            let rel = m.source.clone().unwrap_or_default();
+            let source = inside(dir.path(), &rel)
+                .ok_or_else(|| fail(format!("`{rel}` does not exist in stage `{from}`")))?;
+            hold.dirs.push(dir);
+            Ok(SandboxMount::Bind {
+                source,
+                target: m.target.clone(),
+                readonly: m.readonly,
+            })
+        }
+        kind => Err(fail(
             format!("{kind:?} mounts on RUN are not supported yet").to_lowercase(),
-            "this RUN step",
         )),
     }
 }

@@ -196,7 +196,6 @@ struct LoadArgs {
     quiet: bool,
 }
 
-
 #[derive(clap::Args, Debug)]
 struct PushArgs {
     /// The image in the store (`name[:tag]`).

@@ -522,3 +522,75 @@ steps = [
     );
     assert!(!root.join("d/old").exists());
 }
+
+#[test]
+fn bind_mounts_from_a_stage_are_read_only_by_default_and_cache_locks_serialize() {
+    const T: &str = "bind_mounts_from_a_stage_are_read_only_by_default_and_cache_locks_serialize";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.tools]
+from = "base"
+steps = [{ run = "mkdir -p /opt/tool && echo tool-data > /opt/tool/data" }]
+
+[stage.main]
+from = "base"
+steps = [
+  { run = "cat /mnt/data > /seen && if touch /mnt/x 2>/dev/null; then echo writable > /ro; else echo read-only > /ro; fi", mounts = [{ type = "bind", from = "tools", source = "/opt/tool", target = "/mnt" }] },
+  { run = "echo written > /mnt/tmp-write && cat /mnt/tmp-write > /rw", mounts = [{ type = "bind", from = "tools", source = "/opt/tool", target = "/mnt", readonly = false }] },
+  { run = "cat /ctx/hello.txt > /from-context", mounts = [{ type = "bind", source = "ctxdir", target = "/ctx" }] },
+]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    std::fs::create_dir_all(ctx.join("ctxdir")).unwrap();
+    std::fs::write(ctx.join("ctxdir/hello.txt"), "from the context\n").unwrap();
+    let Some(root) = rootfs(&env, &ctx, T) else {
+        return;
+    };
+    assert_eq!(
+        std::fs::read_to_string(root.join("seen")).unwrap(),
+        "tool-data\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("ro")).unwrap(),
+        "read-only\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("rw")).unwrap(),
+        "written\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("from-context")).unwrap(),
+        "from the context\n"
+    );
+    assert!(!root.join("mnt/data").exists() && !root.join("ctx").join("hello.txt").exists());
+
+    // two stages with a `locked` cache mount never use it at the same time
+    let spec2 = r#"
+[stage.a]
+from = "base"
+steps = [{ run = "if [ -e /c/busy ]; then echo clash > /c/clash; fi; touch /c/busy; sleep 1; rm /c/busy; echo a > /a", mounts = [{ type = "cache", target = "/c", id = "shared-lock", sharing = "locked" }] }]
+
+[stage.b]
+from = "base"
+steps = [{ run = "if [ -e /c/busy ]; then echo clash > /c/clash; fi; touch /c/busy; sleep 1; rm /c/busy; echo b > /b", mounts = [{ type = "cache", target = "/c", id = "shared-lock", sharing = "locked" }] }]
+
+[stage.check]
+from = "base"
+steps = [
+  { copy = ["/a"], from = "a", to = "/a" },
+  { copy = ["/b"], from = "b", to = "/b" },
+  { run = "ls /c > /cache-listing", mounts = [{ type = "cache", target = "/c", id = "shared-lock" }] },
+]
+"#;
+    std::fs::write(ctx.join("strata.toml"), format!("{BASE}\n{spec2}")).unwrap();
+    let Some(root) = rootfs(&env, &ctx, T) else {
+        return;
+    };
+    assert_eq!(
+        std::fs::read_to_string(root.join("cache-listing")).unwrap(),
+        "",
+        "no clash recorded"
+    );
+}

@@ -85,13 +85,27 @@ struct Output {
     stderr: String,
 }
 
-fn mountinfo() -> String {
-    fs::read_to_string("/proc/self/mountinfo").unwrap()
+/// The host's mounts that involve `dir` (other programs on the machine may
+/// mount and unmount unrelated things while the tests run, e.g. a
+/// container engine, so the whole table is not compared).
+fn mountinfo(dir: &std::path::Path) -> String {
+    let needle = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Runs the spec, checking that the host's mount table is unchanged.
 fn run(spec: &SandboxSpec) -> Output {
-    let before = mountinfo();
+    let scope = spec
+        .upperdir
+        .parent()
+        .unwrap_or(&spec.upperdir)
+        .to_path_buf();
+    let before = mountinfo(&scope);
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let code = sandbox::run(spec, &mut |s, b| match s {
@@ -99,7 +113,7 @@ fn run(spec: &SandboxSpec) -> Output {
         Stream::Stderr => stderr.extend_from_slice(b),
     })
     .unwrap_or_else(|e| panic!("sandbox failed to start: {e}"));
-    let after = mountinfo();
+    let after = mountinfo(&scope);
     assert_eq!(before, after, "the host mount table changed");
     Output {
         code,
@@ -546,7 +560,8 @@ fn kill_all_child() {
     assert!(ready());
     let f = Fixture::new();
     let spec = f.spec("echo started; busybox sleep 30; echo finished");
-    let before = mountinfo();
+    let scope = spec.upperdir.parent().unwrap().to_path_buf();
+    let before = mountinfo(&scope);
     let start = Instant::now();
     let result = std::thread::scope(|s| {
         let h = s.spawn(|| {
@@ -563,7 +578,7 @@ fn kill_all_child() {
     let e = r.unwrap_err().to_string();
     assert!(e.contains("interrupted"), "{e}");
     assert_eq!(String::from_utf8_lossy(&out), "started\n");
-    assert_eq!(before, mountinfo());
+    assert_eq!(before, mountinfo(&scope));
     assert!(sandbox::run(&f.spec("true"), &mut |_, _| {}).is_err());
 }
 

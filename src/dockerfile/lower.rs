@@ -1215,7 +1215,8 @@ impl<'a> Lowerer<'a> {
             from: None,
             id: None,
             sharing: None,
-            readonly: false,
+            // BuildKit: bind mounts are read-only unless `rw`.
+            readonly: kind == MountKind::Bind,
             required: false,
             mode: None,
             uid: None,

@@ -1108,7 +1108,8 @@ impl Lowerer<'_, '_> {
                 SharingSpec::Private => Sharing::Private,
                 SharingSpec::Locked => Sharing::Locked,
             }),
-            readonly: spec.readonly.unwrap_or(false),
+            // Bind mounts are read-only unless asked otherwise, as in Docker.
+            readonly: spec.readonly.unwrap_or(matches!(kind, MountType::Bind)),
             required: spec.required.unwrap_or(false),
             mode,
             uid: spec.uid,
