@@ -16,12 +16,12 @@ use std::collections::BTreeMap;
 use crate::error::Diagnostics;
 use crate::ir::{BaseResolver, BuildGraph, SourceFile};
 
-mod diag;
+pub(crate) mod diag;
 mod expand;
 mod lower;
 mod model;
 mod parse;
-mod values;
+pub(crate) mod values;
 
 /// What the command line adds to a spec.
 #[derive(Clone, Debug, Default)]

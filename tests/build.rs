@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -180,29 +179,6 @@ fn same_spec_in_two_stores_gives_the_same_digest() {
             .arg(&meta3),
     );
     assert_ne!(metadata(&meta3)["image"]["digest"], m1["image"]["digest"]);
-}
-
-/// (id, start, end) of every executed step, from json progress events.
-fn step_intervals(stderr: &str) -> HashMap<String, (f64, f64)> {
-    let mut starts = HashMap::new();
-    let mut out = HashMap::new();
-    for line in stderr.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let id = v["id"].as_str().unwrap_or_default().to_string();
-        match v["event"].as_str() {
-            Some("started") => {
-                starts.insert(id, v["time"].as_f64().unwrap());
-            }
-            Some("finished") => {
-                let s = starts[&id];
-                out.insert(id, (s, v["time"].as_f64().unwrap()));
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 fn big_stage_context(env: &TestEnv, rel: &str) -> std::path::PathBuf {

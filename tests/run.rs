@@ -290,27 +290,6 @@ steps = [{ run = "ls /sys/class/net > /ifaces", network = "none" }]
     );
 }
 
-fn intervals(stderr: &str) -> std::collections::HashMap<String, (f64, f64)> {
-    let mut starts = std::collections::HashMap::new();
-    let mut out = std::collections::HashMap::new();
-    for line in stderr.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let id = v["id"].as_str().unwrap_or_default().to_string();
-        match v["event"].as_str() {
-            Some("started") => {
-                starts.insert(id, v["time"].as_f64().unwrap());
-            }
-            Some("finished") => {
-                out.insert(id.clone(), (starts[&id], v["time"].as_f64().unwrap()));
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 #[test]
 fn independent_runs_in_different_stages_run_at_the_same_time() {
     const T: &str = "independent_runs_in_different_stages_run_at_the_same_time";
@@ -340,7 +319,7 @@ steps = [
         "--jobs",
         "2",
     ]));
-    let iv = intervals(&out.stderr);
+    let iv = step_intervals(&out.stderr);
     let (a, b) = (iv["a/0"], iv["b/0"]);
     assert!(
         a.0 < b.1 && b.0 < a.1,

@@ -1,41 +1,10 @@
 //! Value checks and normalizations shared by lowering and `convert`. They
 //! agree with the TOML frontend's (`spec/README.md`): the two frontends
-//! must produce the same IR.
+//! must produce the same IR, so the checks they share are the TOML
+//! frontend's own.
 
-/// `p` resolved against the absolute `cwd`, with `.` and `..` removed.
-pub fn resolve_path(cwd: &str, p: &str) -> String {
-    let base = if p.starts_with('/') { "" } else { cwd };
-    let mut parts: Vec<&str> = Vec::new();
-    for c in base.split('/').chain(p.split('/')) {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-/// [`resolve_path`], keeping "into this directory" (trailing `/`, or a
-/// last component `.`) as a trailing `/`.
-pub fn resolve_dest(cwd: &str, p: &str) -> String {
-    let mut r = resolve_path(cwd, p);
-    let into = p.ends_with('/') || p == "." || p.ends_with("/.");
-    if into && !r.ends_with('/') {
-        r.push('/');
-    }
-    r
-}
-
-/// Octal permission bits (`0755`, `644`), at most `0o7777`.
-pub fn parse_octal(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return None;
-    }
-    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
-}
+pub use crate::spec::diag::did_you_mean;
+pub use crate::spec::values::{parse_octal, resolve_dest, resolve_path};
 
 /// `1m30s` -> nanoseconds (units h, m, s, ms, us, ns; `0` alone is zero).
 pub fn parse_duration(s: &str) -> Option<u64> {
@@ -115,35 +84,6 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
-}
-
-/// The closest candidate to `word` when it is close enough to be a typo.
-pub fn did_you_mean<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> Option<&'c str> {
-    let max = (word.chars().count() / 3).max(1);
-    candidates
-        .into_iter()
-        .map(|c| (distance(word, c), c))
-        .filter(|(d, _)| *d <= max)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -194,3 +194,26 @@ pub fn validate_oci_json(dir: &Path, schema: &str, doc: &[u8]) {
     let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{schema}: {errors:?}\n{doc:#}");
 }
+
+/// (id, start, end) of every executed step, from json progress events.
+pub fn step_intervals(stderr: &str) -> std::collections::HashMap<String, (f64, f64)> {
+    let mut starts = std::collections::HashMap::new();
+    let mut out = std::collections::HashMap::new();
+    for line in stderr.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        match v["event"].as_str() {
+            Some("started") => {
+                starts.insert(id, v["time"].as_f64().unwrap());
+            }
+            Some("finished") => {
+                let s = starts[&id];
+                out.insert(id, (s, v["time"].as_f64().unwrap()));
+            }
+            _ => {}
+        }
+    }
+    out
+}
