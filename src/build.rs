@@ -1451,22 +1451,68 @@ fn write_layer_record(
     })
 }
 
-/// Parses a numeric `uid[:gid]`; names need the image's /etc/passwd (not yet).
-fn numeric_owner(c: &CopyOp) -> std::result::Result<Option<(u32, u32)>, String> {
+/// The owner `--chown` asks for: numeric ids as written (a lone uid is
+/// also the gid, as Docker documents), names looked up in the parent
+/// image's /etc/passwd and /etc/group.
+fn copy_owner(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &Mutex<HashMap<NodeIndex, NodeResult>>,
+    n: NodeIndex,
+    c: &CopyOp,
+) -> std::result::Result<Option<(u32, u32)>, String> {
     let Some(ch) = &c.chown else { return Ok(None) };
-    let uid: u32 = ch.user.parse().map_err(|_| {
-        format!(
-            "--chown by user name (`{}`) is not supported yet; use a numeric uid",
-            ch.user
-        )
-    })?;
-    let gid: u32 = match &ch.group {
-        Some(g) => g.parse().map_err(|_| {
-            format!("--chown by group name (`{g}`) is not supported yet; use a numeric gid")
-        })?,
-        None => uid,
+    let uid = ch.user.parse::<u32>().ok();
+    let gid = match &ch.group {
+        Some(g) => g.parse::<u32>().ok().map(Some),
+        None => Some(None),
     };
-    Ok(Some((uid, gid)))
+    if let (Some(uid), Some(gid)) = (uid, gid) {
+        return Ok(Some((uid, gid.unwrap_or(uid))));
+    }
+    // Names: read the parent's /etc/passwd and /etc/group.
+    let layers = match graph.parent(n) {
+        Some(p) => chain_layers(graph, plan, results, p).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let read = |path: &str| -> std::result::Result<String, String> {
+        read_from_layers(store, &layers, path)
+            .map_err(|e| e.to_string())
+            .map(|o| o.unwrap_or_default())
+    };
+    let spec = match &ch.group {
+        Some(g) => format!("{}:{g}", ch.user),
+        None => ch.user.clone(),
+    };
+    crate::sandbox::resolve_user(&spec, &read("etc/passwd")?, &read("etc/group")?)
+        .map(Some)
+        .map_err(|e| format!("--chown={spec}: {e}"))
+}
+
+/// The content of the regular file at `path` (relative) in the image made
+/// of `layers`, looking through each layer's snapshot from the top; a
+/// whiteout hides it.
+fn read_from_layers(
+    store: &Store,
+    layers: &[(Descriptor, Digest)],
+    path: &str,
+) -> Result<Option<String>> {
+    use std::os::unix::fs::FileTypeExt;
+    for (desc, diff_id) in layers.iter().rev() {
+        let dir = oci::layer_snapshot(store, desc, diff_id)?;
+        let p = dir.join(path);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_char_device() => return Ok(None),
+            Ok(m) if m.is_file() => {
+                let text = std::fs::read(&p)
+                    .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+                return Ok(Some(String::from_utf8_lossy(&text).into_owned()));
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// The layer of a copy step.
@@ -1492,7 +1538,8 @@ fn run_copy(
             }
         }
     }
-    let owner = numeric_owner(c).map_err(|m| step_error(graph, n, m, "this step"))?;
+    let owner = copy_owner(store, graph, plan, results, n, c)
+        .map_err(|m| step_error(graph, n, m, "this step"))?;
     let np = &plan.nodes[&n];
     // Items from the context were computed while planning; items from a
     // stage or image need its filesystem.

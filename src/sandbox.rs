@@ -46,6 +46,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 
+/// `user[:group]` (names or ids) resolved against the text of an image's
+/// /etc/passwd and /etc/group, as a RUN step's user would be: (uid, gid).
+pub fn resolve_user(
+    spec: &str,
+    passwd: &str,
+    group: &str,
+) -> std::result::Result<(u32, u32), String> {
+    user::resolve(Some(spec), passwd, group).map(|u| (u.uid, u.gid))
+}
+
 /// The first argument that makes the strata binary act as the helper.
 pub const HELPER_ARG: &str = "__strata-sandbox";
 

@@ -573,3 +573,45 @@ steps = [
         "no clash recorded"
     );
 }
+
+#[test]
+fn copy_chown_by_name_uses_the_images_passwd_and_group() {
+    const T: &str = "copy_chown_by_name_uses_the_images_passwd_and_group";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.main]
+from = "base"
+steps = [
+  { copy = ["etc/passwd"], to = "/by-name", chown = "app" },
+  { copy = ["etc/passwd"], to = "/by-names", chown = "app:root" },
+  { copy = ["etc/passwd"], to = "/by-id", chown = "42" },
+]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let Some(root) = rootfs(&env, &ctx, T) else {
+        return;
+    };
+    use std::os::unix::fs::MetadataExt;
+    let owner = |p: &str| {
+        let m = std::fs::metadata(root.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner("by-name"), (1000, 1000));
+    assert_eq!(owner("by-names"), (1000, 0));
+    assert_eq!(owner("by-id"), (42, 42));
+    // an unknown name is a diagnostic at the step
+    std::fs::write(
+        ctx.join("strata.toml"),
+        format!("{BASE}\n[stage.main]\nfrom = \"base\"\nsteps = [{{ copy = [\"etc/passwd\"], to = \"/x\", chown = \"nobody-here\" }}]\n"),
+    )
+    .unwrap();
+    let (out, _) = build(&env, &ctx, &[]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("nobody-here") && out.stderr.contains("strata.toml:"),
+        "{}",
+        out.stderr
+    );
+}
