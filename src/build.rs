@@ -498,6 +498,19 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
                 match &c.from {
                     CopyFrom::Context => {
                         let Some(tree) = &context else { continue };
+                        let remote = c
+                            .sources
+                            .iter()
+                            .find(|s| s.contains("://") || s.starts_with("git@"));
+                        if let (Some(_), Some(s)) = (&c.add, remote) {
+                            errors.push(step_error(
+                                graph,
+                                n,
+                                format!("ADD of a remote source (`{s}`) is not supported yet"),
+                                "this ADD",
+                            ));
+                            continue;
+                        }
                         match tree.plan_copy(&copy_request(c, true)) {
                             Ok(list) => {
                                 inputs.push(hex::encode(crate::context::items_digest(&list)));
@@ -1526,13 +1539,13 @@ fn run_copy(
     opts: &BuildOptions,
 ) -> Result<CacheRecord> {
     if c.add.is_some() {
-        // Plain local files behave like COPY; archives and URLs do not.
+        // Local files and tar archives work; remote sources do not yet.
         for s in &c.sources {
-            if s.contains("://") || is_archive_name(s) {
+            if s.contains("://") || s.starts_with("git@") {
                 return Err(step_error(
                     graph,
                     n,
-                    format!("ADD of `{s}` (URL or archive) is not supported yet"),
+                    format!("ADD of a remote source (`{s}`) is not supported yet"),
                     "this step",
                 ));
             }
@@ -1578,19 +1591,112 @@ fn run_copy(
         }
     };
     let from_context = c.from == CopyFrom::Context;
-    let entries: Vec<Entry> = items
-        .into_iter()
-        .map(|it| to_entry(it, owner, from_context, c.chmod, opts.epoch))
-        .collect();
-    write_layer_record(store, graph, n, entries, opts)
+    let unpack = from_context && c.add.as_ref().is_some_and(|a| a.unpack);
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut extracted = Vec::new(); // keeps the unpacked archives until written
+    for it in items {
+        if let (true, ItemKind::File { path, .. }) = (unpack, &it.kind)
+            && let Some(reader) = tar_archive(path)?
+        {
+            // ADD unpacks a local tar archive into the destination
+            // directory; its owners are kept unless --chown.
+            let dir = if c.dest.ends_with('/') {
+                it.dest
+                    .rsplit_once('/')
+                    .map(|(d, _)| d.to_string())
+                    .unwrap_or_default()
+            } else {
+                it.dest.clone()
+            };
+            let tmp = store.temp_dir()?;
+            layer::unpack(
+                reader,
+                tmp.path(),
+                &layer::UnpackOptions::for_current_user(),
+            )
+            .map_err(|e| {
+                step_error(
+                    graph,
+                    n,
+                    format!("unpacking `{}`: {e}", it.source),
+                    "this ADD",
+                )
+            })?;
+            if !dir.is_empty() && !entries.iter().any(|e: &Entry| e.path == dir) {
+                entries.push(Entry {
+                    path: dir.clone(),
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    uid: owner.map_or(0, |o| o.0),
+                    gid: owner.map_or(0, |o| o.1),
+                    mtime: opts.epoch,
+                    xattrs: Vec::new(),
+                });
+            }
+            let under = |p: &str| {
+                if dir.is_empty() {
+                    p.to_string()
+                } else {
+                    format!("{dir}/{p}")
+                }
+            };
+            for mut e in layer::entries_from_dir(tmp.path(), opts.epoch)? {
+                e.path = under(&e.path);
+                if let EntryKind::Hardlink { target } = &e.kind {
+                    e.kind = EntryKind::Hardlink {
+                        target: under(target),
+                    };
+                }
+                if let Some((uid, gid)) = owner {
+                    (e.uid, e.gid) = (uid, gid);
+                }
+                entries.retain(|x| x.path != e.path);
+                entries.push(e);
+            }
+            extracted.push(tmp);
+            continue;
+        }
+        entries.push(to_entry(it, owner, from_context, c.chmod, opts.epoch));
+    }
+    let record = write_layer_record(store, graph, n, entries, opts);
+    drop(extracted);
+    record
 }
 
-fn is_archive_name(s: &str) -> bool {
-    [
-        ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst",
-    ]
-    .iter()
-    .any(|ext| s.ends_with(ext))
+/// A reader of the tar inside `path` when it is a tar archive (plain, gzip
+/// or zstd compressed, recognized by content, not name); None otherwise.
+fn tar_archive(path: &Path) -> Result<Option<Box<dyn std::io::Read>>> {
+    use std::io::Read;
+    let open = || {
+        std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
+    };
+    let mut magic = [0u8; 4];
+    let n = open()?
+        .read(&mut magic)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let media = match &magic[..n.min(4)] {
+        [0x1f, 0x8b, ..] => Compression::Gzip.media_type(),
+        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd.media_type(),
+        _ => Compression::None.media_type(),
+    };
+    // A tar header has "ustar" at offset 257.
+    let mut head = vec![0u8; 512];
+    let mut r = layer::decompress(std::io::BufReader::new(open()?), media)?;
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(_) => return Ok(None),
+        }
+    }
+    if got < 512 || &head[257..262] != b"ustar" {
+        return Ok(None);
+    }
+    Ok(Some(layer::decompress(
+        std::io::BufReader::new(open()?),
+        media,
+    )?))
 }
 
 /// Layers of the image at `node` (its chain's base layers and step layers).

@@ -615,3 +615,86 @@ steps = [
         out.stderr
     );
 }
+
+#[test]
+fn add_unpacks_local_tar_archives_and_copies_other_files() {
+    const T: &str = "add_unpacks_local_tar_archives_and_copies_other_files";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.main]
+from = "base"
+steps = [
+  { add = ["bundle.tar.gz"], to = "/opt/" },
+  { add = ["plain.tar"], to = "/srv/plain" },
+  { add = ["notes.txt"], to = "/notes.txt" },
+]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    // a gzipped tar with a directory, a file, a symlink and an owner
+    let src = env.write_tree(
+        "src",
+        &[
+            ("pkg/bin/tool", "#!/bin/sh\necho tool\n"),
+            ("pkg/README", "readme\n"),
+        ],
+    );
+    run_ok(
+        std::process::Command::new("ln")
+            .args(["-s", "bin/tool", "pkg/tool-link"])
+            .current_dir(&src),
+    );
+    run_ok(
+        std::process::Command::new("tar")
+            .args(["--owner=7", "--group=8", "-czf"])
+            .arg(ctx.join("bundle.tar.gz"))
+            .arg("pkg")
+            .current_dir(&src),
+    );
+    run_ok(
+        std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(ctx.join("plain.tar"))
+            .arg("pkg/README")
+            .current_dir(&src),
+    );
+    std::fs::write(ctx.join("notes.txt"), "just a file\n").unwrap();
+    let Some(root) = rootfs(&env, &ctx, T) else {
+        return;
+    };
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::read_to_string(root.join("opt/pkg/bin/tool")).unwrap(),
+        "#!/bin/sh\necho tool\n"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("opt/pkg/tool-link")).unwrap(),
+        std::path::Path::new("bin/tool")
+    );
+    let m = std::fs::metadata(root.join("opt/pkg/README")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (7, 8), "archive owners are kept");
+    assert!(!root.join("opt/bundle.tar.gz").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("srv/plain/pkg/README")).unwrap(),
+        "readme\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("notes.txt")).unwrap(),
+        "just a file\n"
+    );
+
+    // remote sources are a clear diagnostic
+    std::fs::write(
+        ctx.join("strata.toml"),
+        format!("{BASE}\n[stage.main]\nfrom = \"base\"\nsteps = [{{ add = [\"https://example.invalid/x.tgz\"], to = \"/x/\" }}]\n"),
+    )
+    .unwrap();
+    let (out, _) = build(&env, &ctx, &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("remote source") && out.stderr.contains("not supported yet"),
+        "{}",
+        out.stderr
+    );
+}
