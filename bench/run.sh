@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# strata vs. buildah and BuildKit on COPY-only variants of the peer benchmark
-# scenarios, all tools in the same run. Run by hand (it is not a test):
+# strata vs. buildah and BuildKit on the peer benchmark scenarios, all tools in the
+# same run: the full scenarios (with their RUN steps, network none) and COPY-only
+# variants of them. Run by hand (it is not a test):
 #
-#   bench/run.sh                                   # all scenarios, default runs
+#   bench/run.sh                                   # all scenarios, both variants, default runs
+#   VARIANT=full QUICK=1 bench/run.sh              # only the full scenarios (copy | full | both)
 #   QUICK=1 SCENARIOS="deep-chain multistage-parallel" bench/run.sh
 #   STRATA=target/release/strata bench/run.sh
 #   bench/run.sh --clean                           # remove the work dir (contexts, images, results)
@@ -95,6 +97,11 @@ if [ "${QUICK:-0}" = 1 ]; then
 else
   RUNS_COLD=${RUNS_COLD:-3} RUNS_WARM=${RUNS_WARM:-5} RUNS_TOUCH=${RUNS_TOUCH:-3}
 fi
+VARIANT=${VARIANT:-both}               # copy | full | both
+case $VARIANT in
+  copy) VARIANTS=copy ;; full) VARIANTS=full ;; both) VARIANTS="full copy" ;;
+  *) echo "unknown VARIANT: $VARIANT (copy | full | both)" >&2; exit 2 ;;
+esac
 BASE=${BASE:-busybox}                  # busybox | scratch (forces FROM scratch)
 STRATA_ROOT=${STRATA_ROOT:-$WORK/strata-root}
 STRATA_SPEC=${STRATA_SPEC:-strata.toml} # or Dockerfile: strata builds the Dockerfile variant
@@ -206,6 +213,11 @@ elif [ ! -f "$BASE_OCI/index.json" ] || [ ! -f "$WORK/images/busybox-docker-arch
   fi
 fi
 [ "$BASE_MODE" = scratch ] && [ "$BASE" = scratch ] && note "BASE=scratch: every tool builds FROM scratch"
+if [ "$BASE_MODE" = scratch ] && [[ " $VARIANTS " == *" full "* ]]; then
+  VARIANTS=$(echo " $VARIANTS " | sed 's/ full / /; s/^ *//; s/ *$//')
+  note "full scenarios skipped: their RUN steps need the busybox base"
+  [ -n "$VARIANTS" ] || { echo "nothing to run" >&2; exit 1; }
+fi
 export BASE_MODE
 
 # ---------------------------------------------------------------------------
@@ -239,8 +251,25 @@ prepare_variant() {  # scenario -> $WORK/scenarios/<scenario>-copy
         find "$v/context" -exec touch -h -d @1700000000 {} + ;;
     esac
     touch "$v/context.ok"
+    rm -f "$WORK/scenarios/$s-full/context.ok"
   fi
+  if [[ " $VARIANTS " == *" full "* ]]; then prepare_full "$s"; fi
   reset_stamp "$s"
+}
+# The full variant: the peers' own Dockerfile (with its RUN steps) and
+# bench/scenarios/<scenario>/strata.full.toml, on a hard-linked copy of the same
+# context (no second 1 GiB file; `touch` rewrites the shared stamp in place).
+prepare_full() {  # scenario -> $WORK/scenarios/<scenario>-full
+  local s=$1 v=$WORK/scenarios/$1-full
+  mkdir -p "$v"
+  cp "$WORK/scenarios/$s/Dockerfile" "$v/Dockerfile"
+  sed -E "s|oci = \"/var/tmp/strata-bench/images/busybox-oci\"|oci = \"$BASE_OCI\"|" \
+    "$HERE/scenarios/$s/strata.full.toml" >"$v/strata.toml"
+  if [ ! -f "$v/context.ok" ]; then
+    rm -rf "$v/context"
+    cp -al "$WORK/scenarios/$s-copy/context" "$v/context"
+    touch "$v/context.ok"
+  fi
 }
 reset_stamp() {
   local c=$WORK/scenarios/$1-copy/context/last
@@ -301,8 +330,8 @@ run_mode() {  # tool scenario mode json
 
 # A strata build that exits 0 must also have produced an image: the metadata file
 # or a tag in the store's index.json (strata's CLI is young; this keeps a stub honest).
-strata_verify() {
-  local s=$1 tag=bench/$1-copy:latest meta=$WORK/run/strata.$1-copy.metadata.json
+strata_verify() {  # variant (<scenario>-copy | <scenario>-full)
+  local tag=bench/$1:latest meta=$WORK/run/strata.$1.metadata.json
   [ "$STRATA_VERIFY" = 1 ] || return 0
   [ -s "$meta" ] && return 0
   [ -f "$STRATA_ROOT/index.json" ] && jq -e --arg t "$tag" \
@@ -314,7 +343,7 @@ strata_verify() {
 # Header
 # ---------------------------------------------------------------------------
 {
-  echo "# strata bench $(date -Is) $(uname -r) $(nproc) cores; COPY-only variants of $PEER_SRC/scenarios"
+  echo "# strata bench $(date -Is) $(uname -r) $(nproc) cores; variants: $VARIANTS of $PEER_SRC/scenarios"
   echo "project: $PROJECT ($(git -C "$PROJECT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
   if [ -x "$STRATA" ] || command -v "$STRATA" >/dev/null 2>&1; then
     echo "strata: $STRATA ($("$STRATA" --version 2>/dev/null | head -n 1 | grep . || echo 'no --version'))"
@@ -337,10 +366,11 @@ strata_verify() {
 # ---------------------------------------------------------------------------
 for s in $SCENARIOS; do prepare_variant "$s"; done
 
-for s in $SCENARIOS; do
-  v=$s-copy
+for s in $SCENARIOS; do for var in $VARIANTS; do
+  v=$s-$var
+  reset_stamp "$s"
   for tool in $TOOLS; do
-    echo "=== $s (COPY-only) / $tool"
+    echo "=== $s ($var) / $tool"
     echo "=== bench/run.sh $(date -Is): $tool, modes: $MODES (results: $OUT)" >>"$WORK/logs/$tool.$v.log"
     # Start from a clean store holding only the base image (not timed), so that
     # warm/touch work even when cold is not among the modes.
@@ -356,7 +386,7 @@ for s in $SCENARIOS; do
       rm -f "$WORK/run/strata.$v.metadata.json"
       ok=1 why=""
       if ! run_mode "$tool" "$v" "$mode" "$json" >"$OUT/$v.$tool.$mode.txt" 2>&1; then ok=0
-      elif [ "$tool" = strata ] && ! strata_verify "$s"; then
+      elif [ "$tool" = strata ] && ! strata_verify "$v"; then
         ok=0 why=" (exit 0, but no --metadata-file and no tag bench/$v:latest in $STRATA_ROOT/index.json)"
       fi
       if [ "$ok" = 1 ]; then
@@ -381,7 +411,7 @@ for s in $SCENARIOS; do
     peer_action "$tool" wipe "$v" >/dev/null 2>&1 || true   # free the disk between scenarios
   done
   reset_stamp "$s"
-done
+done; done
 
 # ---------------------------------------------------------------------------
 # Table: mean ±σ seconds per tool, and strata/peer ratios of the means
@@ -394,13 +424,13 @@ mean() { jq -r '.results[0].mean' "$1"; }
 short() { case $1 in docker-buildkit) echo buildkit ;; buildah-overlay) echo buildah ;; *) echo "$1" ;; esac; }
 
 table() {
-  printf '%-20s %-6s' "scenario (COPY-only)" mode
+  printf '%-20s %-5s %-6s' scenario var mode
   for t in $TOOLS; do printf ' %16s' "$(short "$t") s"; done
   for p in $PEERS; do printf ' %16s' "strata/$(short "$p")"; done
   echo
-  for s in $SCENARIOS; do for mode in $MODES; do
-    v=$s-copy
-    printf '%-20s %-6s' "$s" "$mode"
+  for s in $SCENARIOS; do for var in $VARIANTS; do for mode in $MODES; do
+    v=$s-$var
+    printf '%-20s %-5s %-6s' "$s" "$var" "$mode"
     for t in $TOOLS; do
       f=$OUT/$v.$t.$mode.json
       if [ -f "$f" ]; then printf ' %16s' "$(cell "$f")"
@@ -415,13 +445,14 @@ table() {
       else printf ' %16s' -; fi
     done
     echo
-  done; done
-  echo "(seconds: mean ±σ over the runs; strata/peer = ratio of means, < 1 means strata is faster;"
+  done; done; done
+  echo "(var: full = the peer scenario with its RUN steps (network none), copy = its COPY-only variant;"
+  echo " seconds: mean ±σ over the runs; strata/peer = ratio of means, < 1 means strata is faster;"
   echo " cold = empty store + base re-imported before each run, warm = no change, touch = last COPY's input changed;"
   echo " skipped = not run because an earlier mode of that tool failed)"
   for n in "${NOTES[@]+"${NOTES[@]}"}"; do echo "note: $n"; done
-  if ls "$OUT"/*-copy.strata.*.failed >/dev/null 2>&1; then
-    echo "strata: FAILED (see log) in some cells: $WORK/logs/strata.<scenario>-copy.log"
+  if ls "$OUT"/*.strata.*.failed >/dev/null 2>&1; then
+    echo "strata: FAILED (see log) in some cells: $WORK/logs/strata.<scenario>-<var>.log"
   fi
 }
 echo
