@@ -602,9 +602,6 @@ fn opaque_dir() {
 }
 
 #[test]
-#[ignore = "strata bug: layer::unpack's Unpacker::opaque calls fsetxattr on the O_PATH fd \
-            from resolve (EBADF) when making the overlay snapshot of a layer with an opaque dir, \
-            so any RUN on top of it fails"]
 fn run_after_an_opaque_dir() {
     check("opaque-then-run");
 }
@@ -657,9 +654,6 @@ fn files_made_by_a_non_root_user() {
 }
 
 #[test]
-#[ignore = "strata bug: sandbox::user::resolve leaves the primary gid out of the \
-            supplementary groups (Docker and buildah: `id` says groups=1000(app),50(staff); \
-            strata: groups=50(staff))"]
 fn supplementary_groups_of_a_named_user() {
     check("user-groups");
 }
