@@ -145,9 +145,10 @@ impl<W: Write> ParallelGz<W> {
     }
 
     fn member(data: &[u8]) -> io::Result<Vec<u8>> {
+        let level = if incompressible(data)? { 0 } else { GZIP_LEVEL };
         let mut e = GzEncoder::new(
             Vec::with_capacity(data.len() / 2 + 64),
-            flate2::Compression::new(GZIP_LEVEL),
+            flate2::Compression::new(level),
         );
         e.write_all(data)?;
         e.finish()
@@ -199,6 +200,25 @@ impl<W: Write> Write for ParallelGz<W> {
         // change the bytes. The sink is flushed by `finish`.
         Ok(())
     }
+}
+
+/// Whether a piece looks incompressible (already compressed or random
+/// data): its first 32 KiB shrink by less than 2% at the layer level.
+/// Such pieces are stored (deflate level 0): no slower to read, no bigger
+/// than compressing them, and far faster to write. The decision depends
+/// only on the bytes, so the output stays reproducible.
+fn incompressible(data: &[u8]) -> io::Result<bool> {
+    let probe = &data[..data.len().min(32 << 10)];
+    if probe.len() < 4096 {
+        return Ok(false);
+    }
+    let mut e = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(probe.len()),
+        flate2::Compression::new(GZIP_LEVEL),
+    );
+    e.write_all(probe)?;
+    let out = e.finish()?;
+    Ok(out.len() * 100 >= probe.len() * 98)
 }
 
 /// A compressing writer; `finish` flushes the trailer and returns the sink.
@@ -313,6 +333,30 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
+        // random (incompressible) data is stored, and still reads back
+        let mut x: u64 = 7;
+        let noise: Vec<u8> = (0..(2 * GZIP_MEMBER))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut c = Compressor::new(Compression::Gzip, Vec::new()).unwrap();
+        c.write_all(&noise).unwrap();
+        let z = c.finish().unwrap();
+        assert!(
+            z.len() < noise.len() + 1024,
+            "stored, not expanded: {}",
+            z.len()
+        );
+        let mut back = Vec::new();
+        decompress(&z[..], Compression::Gzip.media_type())
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, noise);
         // an empty input is still a valid gzip stream
         let empty = Compressor::new(Compression::Gzip, Vec::new())
             .unwrap()
