@@ -185,7 +185,7 @@ fn connect(r: &Reference) -> Result<(Client, Remote)> {
 /// Where imported blobs come from.
 enum Source {
     Registry {
-        client: Client,
+        client: Box<Client>,
         repo: String,
         name: String,
     },
@@ -218,7 +218,7 @@ impl Source {
                 }
                 let m = CacheManifest::parse(&fetched.bytes, &format!("manifest {name}"))?;
                 let source = Source::Registry {
-                    client,
+                    client: Box::new(client),
                     repo: remote.repository,
                     name,
                 };
@@ -285,7 +285,8 @@ fn download(client: &Client, repo: &str, d: &Descriptor, out: &mut dyn Write) ->
     let mut resp = client.get_blob(repo, &d.digest, d.size)?;
     let mut reader = resp.body_mut().as_reader().take(d.size.saturating_add(1));
     let what = || format!("blob {} from {}/{repo}", d.digest, client.registry);
-    let n = io::copy(&mut reader, out).map_err(|e| Error::io(format!("downloading {}", what()), e))?;
+    let n =
+        io::copy(&mut reader, out).map_err(|e| Error::io(format!("downloading {}", what()), e))?;
     if n != d.size {
         return Err(Error::corrupt(
             what(),
@@ -422,7 +423,11 @@ impl Imports {
         for (key, (rec, i)) in &self.records {
             if rec.layers.values().any(|l| l.digest == d.digest) && rec.diff_id != Some(actual) {
                 return Err(Error::corrupt(
-                    format!("cache record {} from {}", key.short(), self.sources[*i].name()),
+                    format!(
+                        "cache record {} from {}",
+                        key.short(),
+                        self.sources[*i].name()
+                    ),
                     format!(
                         "layer {} has diff_id {actual}, the record says {}",
                         d.digest,
@@ -497,7 +502,8 @@ pub fn export(
     to: &CacheTo,
     imports: Option<&Imports>,
 ) -> Result<ExportReport> {
-    let available = |d: &Descriptor| store.has_blob(&d.digest) || imports.is_some_and(|i| i.knows(&d.digest));
+    let available =
+        |d: &Descriptor| store.has_blob(&d.digest) || imports.is_some_and(|i| i.knows(&d.digest));
     let mut chosen = Records::new();
     for r in records {
         if to.mode == ExportMode::Min && !r.in_final_image {

@@ -191,7 +191,12 @@ fn check_record(
         }
         match listed.get(&d.digest) {
             Some(l) if l.size == d.size && l.media_type == d.media_type => {}
-            Some(_) => return Err(format!("{name} layer {} differs from the manifest", d.digest)),
+            Some(_) => {
+                return Err(format!(
+                    "{name} layer {} differs from the manifest",
+                    d.digest
+                ));
+            }
             None => return Err(format!("{name} layer {} is not in the manifest", d.digest)),
         }
     }

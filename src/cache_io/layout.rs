@@ -48,7 +48,10 @@ impl Layout {
     pub fn read_small(&self, d: &Descriptor, cap: u64) -> Result<Vec<u8>> {
         let what = format!("blob {} in {}", d.digest, self.dir.display());
         if d.size > cap {
-            return Err(Error::corrupt(what, format!("{} bytes is too large", d.size)));
+            return Err(Error::corrupt(
+                what,
+                format!("{} bytes is too large", d.size),
+            ));
         }
         let p = self.blob_path(&d.digest);
         let f = File::open(&p).at("opening", &p)?;

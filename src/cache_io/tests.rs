@@ -79,10 +79,18 @@ fn store_with_layer(root: &Path, content: &[u8], key: u8) -> (Store, ExportRecor
     )
 }
 
-fn collect_warnings() -> (RefCell<Vec<String>>, impl Fn(&RefCell<Vec<String>>, String)) {
-    (RefCell::new(Vec::new()), |w: &RefCell<Vec<String>>, m| {
-        w.borrow_mut().push(m)
-    })
+/// Warnings a load reported.
+#[derive(Default)]
+struct Warnings(RefCell<Vec<String>>);
+
+impl Warnings {
+    fn push(&self, m: String) {
+        self.0.borrow_mut().push(m);
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.borrow().clone()
+    }
 }
 
 #[test]
@@ -124,13 +132,13 @@ fn local_export_then_lazy_import_fetches_only_what_is_asked() {
     assert_eq!(again.manifest, report.manifest);
 
     let b = Store::open(&t.path().join("b")).unwrap();
-    let (warnings, push) = collect_warnings();
+    let warnings = Warnings::default();
     let from = [CacheLocation::Local {
         dir: dir.clone(),
         tag: "latest".into(),
     }];
-    let imports = Imports::load(&b, &from, &|m| push(&warnings, m));
-    assert!(warnings.borrow().is_empty(), "{:?}", warnings.borrow());
+    let imports = Imports::load(&b, &from, &|m| warnings.push(m));
+    assert!(warnings.all().is_empty(), "{:?}", warnings.all());
     assert_eq!(imports.len(), 3);
     assert_eq!(imports.lookup(&r1.key), Some(r1.record.clone()));
     assert!(imports.lookup(&CacheKey([9; 32])).is_none());
@@ -221,7 +229,10 @@ fn corrupt_records_or_lying_records_are_not_trusted() {
     let imports = Imports::load(&b, &from, &|m| panic!("{m}"));
     let e = imports.fetch([&liar.record.layers["none"]]).unwrap_err();
     assert!(e.to_string().contains("diff_id"), "{e}");
-    assert_eq!(imports.persist(&[(liar.key, liar.record.clone())]).unwrap(), 0);
+    assert_eq!(
+        imports.persist(&[(liar.key, liar.record.clone())]).unwrap(),
+        0
+    );
 
     // A records blob changed in the directory: the source is ignored.
     let layout = Layout::new(&dir);
@@ -229,20 +240,22 @@ fn corrupt_records_or_lying_records_are_not_trusted() {
     let m = CacheManifest::parse(&mbytes, "m").unwrap();
     assert_eq!(Some(Digest::of(&mbytes)), report.manifest);
     std::fs::write(layout.blob_path(&m.config.digest), b"{\"garbage\": 1}").unwrap();
-    let (warnings, push) = collect_warnings();
-    let imports = Imports::load(&b, &from, &|m| push(&warnings, m));
+    let warnings = Warnings::default();
+    let imports = Imports::load(&b, &from, &|m| warnings.push(m));
     assert!(imports.is_empty());
-    let w = warnings.borrow();
+    let w = warnings.all();
     assert_eq!(w.len(), 1);
-    assert!(w[0].contains("ignored") && w[0].contains("corrupt"), "{w:?}");
-    drop(w);
+    assert!(
+        w[0].contains("ignored") && w[0].contains("corrupt"),
+        "{w:?}"
+    );
 
     // A missing directory is a warning, not an error.
-    let (warnings, push) = collect_warnings();
+    let warnings = Warnings::default();
     let missing = [CacheLocation::Local {
         dir: t.path().join("nope"),
         tag: "latest".into(),
     }];
-    assert!(Imports::load(&b, &missing, &|m| push(&warnings, m)).is_empty());
-    assert_eq!(warnings.borrow().len(), 1);
+    assert!(Imports::load(&b, &missing, &|m| warnings.push(m)).is_empty());
+    assert_eq!(warnings.all().len(), 1);
 }
