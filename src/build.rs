@@ -888,7 +888,8 @@ pub fn execute(
         }
         let (config, layers) = assemble(graph, &plan, &results, t.node, opts)?;
         if let Some(i) = &opts.cache_from {
-            i.fetch(&layers)?; // cache_io: imported layers the image needs
+            // cache_io: imported layers the image needs
+            i.fetch(layers.iter().zip(&config.rootfs.diff_ids))?;
         }
         let manifest = oci::write_image(store, &config, &layers)?;
         for name in &t.tags {
@@ -1571,7 +1572,7 @@ fn chain_layers(
 ) -> Result<Vec<(Descriptor, Digest)>> {
     let layers = chain_layers_known(graph, plan, results, node)?;
     if let Some(i) = &plan.imports {
-        i.fetch(layers.iter().map(|(d, _)| d))?; // cache_io: parents of executed steps
+        i.fetch(layers.iter().map(|(d, id)| (d, id)))?; // cache_io: parents of executed steps
     }
     Ok(layers)
 }

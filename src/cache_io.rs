@@ -378,13 +378,17 @@ impl Imports {
         self.records.get(key).map(|(r, _)| r.clone())
     }
 
-    /// Makes the imported blobs among `layers` local: each missing one is
-    /// downloaded and verified; the diff_id every imported record claims
-    /// for it is checked once. Layers the imports do not know are left to
+    /// Makes the imported blobs among `layers` (descriptor, expected
+    /// diff_id) local: each missing one is downloaded and verified, and its
+    /// uncompressed digest is checked once against the diff_id the caller
+    /// will write into an image. Layers the imports do not know are left to
     /// the caller. Returns how many blobs were downloaded.
-    pub fn fetch<'a>(&self, layers: impl IntoIterator<Item = &'a Descriptor>) -> Result<usize> {
+    pub fn fetch<'a>(
+        &self,
+        layers: impl IntoIterator<Item = (&'a Descriptor, &'a Digest)>,
+    ) -> Result<usize> {
         let mut downloaded = 0;
-        for d in layers {
+        for (d, diff_id) in layers {
             let Some((listed, i)) = self.blobs.get(&d.digest) else {
                 continue;
             };
@@ -392,51 +396,37 @@ impl Imports {
                 self.sources[*i].fetch(&self.store, listed)?;
                 downloaded += 1;
             }
-            self.check_diff_id(listed)?;
+            let actual = self.diff_id_of(listed)?;
+            if actual != *diff_id {
+                return Err(Error::corrupt(
+                    format!("layer {} from {}", d.digest, self.sources[*i].name()),
+                    format!("its diff_id is {actual}, the imported cache record says {diff_id}"),
+                ));
+            }
         }
         Ok(downloaded)
     }
 
-    /// Checks that every imported record listing blob `d` names its real
-    /// uncompressed digest (a lying record would make a broken image).
-    fn check_diff_id(&self, d: &Descriptor) -> Result<()> {
+    /// The uncompressed digest of a local blob, computed once.
+    fn diff_id_of(&self, d: &Descriptor) -> Result<Digest> {
         let known = self
             .checked
             .lock()
             .ok()
             .and_then(|c| c.get(&d.digest).copied());
-        let actual = match known {
-            Some(a) => a,
-            None => {
-                let f = self.store.open_blob(&d.digest)?;
-                let mut tar = crate::layer::decompress(io::BufReader::new(f), &d.media_type)?;
-                let mut w = Sha256Writer::new(io::sink());
-                io::copy(&mut tar, &mut w)
-                    .map_err(|e| Error::io(format!("reading layer {}", d.digest), e))?;
-                let a = w.finish().0;
-                if let Ok(mut c) = self.checked.lock() {
-                    c.insert(d.digest, a);
-                }
-                a
-            }
-        };
-        for (key, (rec, i)) in &self.records {
-            if rec.layers.values().any(|l| l.digest == d.digest) && rec.diff_id != Some(actual) {
-                return Err(Error::corrupt(
-                    format!(
-                        "cache record {} from {}",
-                        key.short(),
-                        self.sources[*i].name()
-                    ),
-                    format!(
-                        "layer {} has diff_id {actual}, the record says {}",
-                        d.digest,
-                        rec.diff_id.map(|x| x.to_string()).unwrap_or_default()
-                    ),
-                ));
-            }
+        if let Some(a) = known {
+            return Ok(a);
         }
-        Ok(())
+        let f = self.store.open_blob(&d.digest)?;
+        let mut tar = crate::layer::decompress(io::BufReader::new(f), &d.media_type)?;
+        let mut w = Sha256Writer::new(io::sink());
+        io::copy(&mut tar, &mut w)
+            .map_err(|e| Error::io(format!("reading layer {}", d.digest), e))?;
+        let a = w.finish().0;
+        if let Ok(mut c) = self.checked.lock() {
+            c.insert(d.digest, a);
+        }
+        Ok(a)
     }
 
     /// Writes into the local store the imported records among `used` that
@@ -513,12 +503,22 @@ pub fn export(
             chosen.insert(r.key, rec);
         }
     }
-    // Blobs not local come from the imports when the destination lacks them.
-    let ensure_local = |d: &Descriptor| -> Result<()> {
+    // Blobs not local come from the imports when the destination lacks
+    // them, checked against the diff_id their records claim.
+    let ensure_local = |d: &Descriptor, records: &Records| -> Result<()> {
         if !store.has_blob(&d.digest)
             && let Some(i) = imports
         {
-            i.fetch([d])?;
+            let diff_ids = records.values().filter_map(|r| {
+                let id = r.diff_id.as_ref()?;
+                r.layers
+                    .values()
+                    .any(|l| l.digest == d.digest)
+                    .then_some(id)
+            });
+            for id in diff_ids {
+                i.fetch([(d, id)])?;
+            }
         }
         Ok(())
     };
@@ -550,7 +550,7 @@ pub fn export(
                 if layout.has_blob(&l.digest) {
                     continue;
                 }
-                ensure_local(l)?;
+                ensure_local(l, &chosen)?;
                 let mut f = store.open_blob(&l.digest)?;
                 if layout.put_blob(&mut f, &l.digest)? {
                     report.written += 1;
@@ -590,7 +590,7 @@ pub fn export(
                 if client.has_blob(repo, &l.digest)? {
                     continue;
                 }
-                ensure_local(l)?;
+                ensure_local(l, &chosen)?;
                 let mut f = store.open_blob(&l.digest)?;
                 let loc = client.start_upload(repo)?;
                 client.upload(repo, loc, &mut f, &l.digest, opts.chunk_size, &|_| {})?;

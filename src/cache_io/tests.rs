@@ -144,8 +144,11 @@ fn local_export_then_lazy_import_fetches_only_what_is_asked() {
     assert!(imports.lookup(&CacheKey([9; 32])).is_none());
     let l1 = &r1.record.layers["none"];
     assert!(!b.has_blob(&l1.digest), "loading downloads no layer");
-    assert_eq!(imports.fetch([l1]).unwrap(), 1);
-    assert_eq!(imports.fetch([l1]).unwrap(), 0, "already local");
+    let id1 = r1.record.diff_id.unwrap();
+    assert_eq!(imports.fetch([(l1, &id1)]).unwrap(), 1);
+    assert_eq!(imports.fetch([(l1, &id1)]).unwrap(), 0, "already local");
+    let e = imports.fetch([(l1, &d2)]).unwrap_err();
+    assert!(e.to_string().contains("diff_id"), "{e}");
     assert!(b.has_blob(&l1.digest));
     assert!(!b.has_blob(&d2), "an unneeded layer stays remote");
     let used: Vec<(CacheKey, CacheRecord)> = [&r1, &r2, &r3]
@@ -227,7 +230,10 @@ fn corrupt_records_or_lying_records_are_not_trusted() {
     // The record claims a diff_id its blob does not have: fetch refuses.
     let b = Store::open(&t.path().join("b")).unwrap();
     let imports = Imports::load(&b, &from, &|m| panic!("{m}"));
-    let e = imports.fetch([&liar.record.layers["none"]]).unwrap_err();
+    let claimed = liar.record.diff_id.unwrap();
+    let e = imports
+        .fetch([(&liar.record.layers["none"], &claimed)])
+        .unwrap_err();
     assert!(e.to_string().contains("diff_id"), "{e}");
     assert_eq!(
         imports.persist(&[(liar.key, liar.record.clone())]).unwrap(),
