@@ -294,6 +294,20 @@ fn registry_cache_lets_a_second_machine_build_without_running_steps() {
         &format!("type=registry,ref={r}"),
     );
 
+    // Other tools see an OCI artifact of strata's cache type.
+    if have_tool("skopeo", T) {
+        let o = run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{r}"),
+        ]));
+        let m: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(m["artifactType"], "application/vnd.strata.cache.v1+json");
+        let layers = m["layers"].as_array().unwrap().len();
+        assert_eq!(layers, if has_run { 6 } else { 4 }, "every step's layer");
+    }
+
     // Exporting again sends no blob the registry has (the records blob is
     // the same too).
     let before = reg.blob_uploads();
