@@ -55,6 +55,10 @@ pub struct BuildOptions {
     /// `--secret id=…`: where each secret's value comes from. Values are read
     /// only when a RUN step mounts them, never enter a key, a log or the store.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--cache-from`: imported records, consulted when the store has none.
+    pub cache_from: Option<std::sync::Arc<crate::cache_io::Imports>>,
+    /// `--cache-to`: where the cache goes after a successful build.
+    pub cache_to: Vec<crate::cache_io::CacheTo>,
 }
 
 /// Where a build secret's value is read from.
@@ -165,6 +169,8 @@ pub struct Plan {
     bases: HashMap<NodeIndex, Option<Image>>,
     targets: Vec<NodeIndex>,
     record: BuildRecord,
+    /// `--cache-from` imports, for blobs fetched on demand (`chain_layers`).
+    imports: Option<std::sync::Arc<crate::cache_io::Imports>>,
 }
 
 impl Plan {
@@ -574,9 +580,14 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
 
         let layered = matches!(step.op, Op::Copy(_) | Op::Run(_));
         let cached = if layered && !opts.no_cache {
-            store
-                .get_cache(&layer_key)?
-                .filter(|r| r.diff_id.is_none() || r.layers.contains_key(opts.compression.name()))
+            let usable = |r: &CacheRecord| {
+                r.diff_id.is_none() || r.layers.contains_key(opts.compression.name())
+            };
+            store.get_cache(&layer_key)?.filter(usable).or_else(|| {
+                // cache_io: an imported record counts as a hit; no blob yet.
+                let i = opts.cache_from.as_ref()?;
+                i.lookup(&layer_key).filter(usable)
+            })
         } else {
             None
         };
@@ -638,6 +649,7 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
         bases,
         targets,
         record,
+        imports: opts.cache_from.clone(),
     })
 }
 
@@ -888,6 +900,10 @@ pub fn execute(
             continue;
         }
         let (config, layers) = assemble(graph, &plan, &results, t.node, opts)?;
+        if let Some(i) = &opts.cache_from {
+            // cache_io: imported layers the image needs
+            i.fetch(layers.iter().zip(&config.rootfs.diff_ids))?;
+        }
         let manifest = oci::write_image(store, &config, &layers)?;
         for name in &t.tags {
             store.set_tag(name, &manifest)?;
@@ -904,6 +920,7 @@ pub fn execute(
         &record_name(opts, graph, &plan.targets),
         &serde_json::to_value(&plan.record).unwrap_or_default(),
     )?;
+    share_cache(store, graph, &plan, opts)?;
     Ok(BuildReport {
         hits: plan.hits(),
         misses: plan.misses(),
@@ -1706,6 +1723,19 @@ fn chain_layers(
     results: &Mutex<HashMap<NodeIndex, NodeResult>>,
     node: NodeIndex,
 ) -> Result<Vec<(Descriptor, Digest)>> {
+    let layers = chain_layers_known(graph, plan, results, node)?;
+    if let Some(i) = &plan.imports {
+        i.fetch(layers.iter().map(|(d, id)| (d, id)))?; // cache_io: parents of executed steps
+    }
+    Ok(layers)
+}
+
+fn chain_layers_known(
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &Mutex<HashMap<NodeIndex, NodeResult>>,
+    node: NodeIndex,
+) -> Result<Vec<(Descriptor, Digest)>> {
     let results = results
         .lock()
         .map_err(|_| Error::msg("internal: a worker panicked"))?;
@@ -1768,6 +1798,40 @@ fn to_entry(
         mtime: epoch,
         xattrs: Vec::new(),
     }
+}
+
+/// cache_io: writes the imported records now backed by local blobs into
+/// the store, then exports every layered step's record to `--cache-to`.
+fn share_cache(store: &Store, graph: &BuildGraph, plan: &Plan, opts: &BuildOptions) -> Result<()> {
+    if opts.cache_from.is_none() && opts.cache_to.is_empty() {
+        return Ok(());
+    }
+    let finals: std::collections::HashSet<NodeIndex> =
+        plan.targets.iter().flat_map(|t| graph.chain(*t)).collect();
+    let mut records = Vec::new();
+    for s in plan.steps.iter().filter(|s| s.status != Status::Free) {
+        let np = &plan.nodes[&s.node];
+        let record = match &np.cached {
+            Some(r) if s.status == Status::Cached => Some(r.clone()),
+            _ => store.get_cache(&np.layer_key)?,
+        };
+        if let Some(record) = record {
+            records.push(crate::cache_io::ExportRecord {
+                key: np.layer_key,
+                record,
+                in_final_image: finals.contains(&s.node),
+            });
+        }
+    }
+    if let Some(i) = &opts.cache_from {
+        let used: Vec<_> = records.iter().map(|r| (r.key, r.record.clone())).collect();
+        i.persist(&used)?;
+    }
+    for to in &opts.cache_to {
+        crate::cache_io::export(store, &records, to, opts.cache_from.as_deref())
+            .map_err(|e| Error::msg(format!("--cache-to {}: {e}", to.location)))?;
+    }
+    Ok(())
 }
 
 /// Where a build's images go besides the store.

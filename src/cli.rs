@@ -305,6 +305,16 @@ struct BuildArgs {
     /// them (a moved tag then changes the cache keys).
     #[arg(long)]
     pull: bool,
+    /// Export the build cache after the build: `type=registry,ref=REF` or
+    /// `type=local,dest=DIR[,tag=TAG]`, with `,mode=min` for the final
+    /// images' layers only (default `max`: every step); repeatable.
+    #[arg(long = "cache-to", value_name = "type=TYPE,...")]
+    cache_to: Vec<String>,
+    /// Use a shared build cache: `type=registry,ref=REF`,
+    /// `type=local,src=DIR[,tag=TAG]` or a plain REF; repeatable. Layers are
+    /// downloaded only when needed.
+    #[arg(long = "cache-from", value_name = "type=TYPE,...")]
+    cache_from: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -624,6 +634,12 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let build_args = parse_build_args(&args.build_args)?;
     let secrets = parse_secrets(&args.secrets)?;
+    let cache_to = (args.cache_to.iter())
+        .map(|s| crate::cache_io::parse_cache_to(s).map_err(CliError::Usage))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let cache_from = (args.cache_from.iter())
+        .map(|s| crate::cache_io::parse_cache_from(s).map_err(CliError::Usage))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     if args.jobs == Some(0) {
         return Err(CliError::Usage("--jobs must be at least 1".into()));
     }
@@ -663,7 +679,7 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
             graph = load_graph(&store, &path, &lower)?;
         }
     }
-    let opts = BuildOptions {
+    let mut opts = BuildOptions {
         context_dir: args.context.clone(),
         spec_id: build::spec_id(&path),
         no_cache: args.no_cache,
@@ -678,6 +694,8 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
         epoch,
         ignore_file: dockerignore_for(&path),
         secrets,
+        cache_from: None,
+        cache_to,
     };
     let mode = match args.progress {
         ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
@@ -690,6 +708,11 @@ fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), CliError> {
             message: w.clone(),
             time: 0.0,
         });
+    }
+    if !cache_from.is_empty() && !args.no_cache {
+        let warn = |message| renderer.event(Event::Warning { message, time: 0.0 });
+        let imports = crate::cache_io::Imports::load(&store, &cache_from, &warn);
+        opts.cache_from = Some(std::sync::Arc::new(imports));
     }
     let plan = build::plan(&store, &graph, &opts)?;
     if args.dry_run {

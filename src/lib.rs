@@ -6,6 +6,7 @@
 //! module that prints, parses flags or picks exit codes.
 
 pub mod build;
+pub mod cache_io;
 pub mod cli;
 pub mod container;
 pub mod context;

@@ -1,0 +1,434 @@
+//! Sharing the build cache between two machines (two store roots) through a
+//! registry (`docker-registry` on 127.0.0.1) or a directory: the second
+//! machine runs no step, gets the same image, and downloads only the layers
+//! the final image needs.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+/// A registry on a free loopback port, with an access log; killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Registry {
+    fn start(env: &TestEnv, test: &str) -> Option<Registry> {
+        if !Path::new(REGISTRY).exists() {
+            eprintln!("SKIP {test}: {REGISTRY} is missing (apt-get install docker-registry)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = env.path("registry.yml");
+        let yml = format!(
+            "version: 0.1\nlog:\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
+             rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            env.path("registry-data").display()
+        );
+        std::fs::write(&cfg, yml).unwrap();
+        let log = env.path("registry.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start docker-registry");
+        let reg = Registry { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !reg.ready() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start:\n{}",
+                std::fs::read_to_string(&reg.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(reg)
+    }
+
+    fn ready(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if write!(s, "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        let _ = BufReader::new(s).read_line(&mut line);
+        line.contains(" 200 ")
+    }
+
+    fn cache_ref(&self) -> String {
+        format!("127.0.0.1:{}/cache:main", self.port)
+    }
+
+    /// Blob upload requests seen so far (chunks and closing PUTs).
+    fn blob_uploads(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("HTTP/1.1\""))
+            .filter(|l| {
+                l.contains("\"PATCH /v2/") || (l.contains("\"PUT /v2/") && l.contains("/blobs/"))
+            })
+            .count()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A two-stage spec from scratch: `build` makes files (with a RUN step when
+/// this host can run one), `app` copies one of them and a context file.
+/// Returns the context and whether it has a RUN step.
+fn context(env: &TestEnv, test: &str) -> (PathBuf, bool) {
+    let bb = if is_root() { busybox(test) } else { None };
+    let run = if bb.is_some() {
+        r#"  { copy = ["busybox"], to = "/bin/busybox", chmod = "0755" },
+  { run = ["/bin/busybox", "sh", "-c", "echo built > /src/made.txt"] },"#
+    } else {
+        eprintln!("NOTE {test}: no RUN step (needs root and a static busybox)");
+        ""
+    };
+    let spec = format!(
+        r#"
+[stage.build]
+from = "scratch"
+steps = [
+  {{ copy = ["src/"], to = "/src/" }},
+  {{ copy = ["big.txt"], to = "/big.txt" }},
+{run}
+]
+
+[stage.app]
+from = "scratch"
+steps = [
+  {{ copy = ["a.txt"], to = "/a.txt" }},
+  {{ copy = ["/src/"], from = "build", to = "/app/" }},
+]
+cmd = ["/app/main.txt"]
+
+[image.app]
+stage = "app"
+tags = ["t/app:1"]
+"#
+    );
+    let big = "intermediate only\n".repeat(5000);
+    let dir = env.write_tree(
+        "ctx",
+        &[
+            ("strata.toml", spec.as_str()),
+            ("a.txt", "hello\n"),
+            ("src/main.txt", "main\n"),
+            ("big.txt", big.as_str()),
+        ],
+    );
+    if let Some(bb) = bb {
+        std::fs::copy(bb, dir.join("busybox")).unwrap();
+    }
+    (dir, !run.is_empty())
+}
+
+struct Built {
+    out: Output,
+    meta: serde_json::Value,
+}
+
+impl Built {
+    fn digest(&self) -> &str {
+        self.meta["image"]["digest"].as_str().unwrap_or_default()
+    }
+
+    fn count(&self, key: &str) -> u64 {
+        self.meta["cache"][key].as_u64().unwrap_or(u64::MAX)
+    }
+
+    /// Ids of the steps that started (json progress events).
+    fn started(&self) -> Vec<String> {
+        self.out
+            .stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "started")
+            .map(|v| v["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.out
+            .stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "warning")
+            .map(|v| v["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+fn build(env: &TestEnv, root: &str, ctx: &Path, extra: &[&str]) -> Built {
+    let meta = env.path(&format!("{root}-meta.json"));
+    let _ = std::fs::remove_file(&meta);
+    let out = run_ok(
+        env.strata(root)
+            .arg("build")
+            .arg(ctx)
+            .args(["--progress", "json", "--metadata-file"])
+            .arg(&meta)
+            .args(extra),
+    );
+    Built {
+        meta: metadata(&meta),
+        out,
+    }
+}
+
+fn blobs(env: &TestEnv, root: &str) -> BTreeSet<String> {
+    std::fs::read_dir(env.path(root).join("blobs/sha256"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The manifest, config and layer digests of an image in a store.
+fn image_blobs(env: &TestEnv, root: &str, manifest: &str) -> BTreeSet<String> {
+    let hex = manifest.trim_start_matches("sha256:");
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.path(root).join("blobs/sha256").join(hex)).unwrap(),
+    )
+    .unwrap();
+    let mut out: BTreeSet<String> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    out.insert(m["config"]["digest"].as_str().unwrap().to_string());
+    out.insert(manifest.to_string());
+    out
+}
+
+/// Machine A exports, machine B imports: no step runs on B, same image,
+/// and B holds exactly the final image's blobs.
+fn share(env: &TestEnv, ctx: &Path, has_run: bool, to: &str, from: &str) -> Built {
+    let a = build(env, "a", ctx, &["--cache-to", to]);
+    let steps = if has_run { 6 } else { 4 };
+    assert_eq!(a.count("misses"), steps, "{}", a.out.stderr);
+    assert!(a.warnings().is_empty(), "{:?}", a.warnings());
+
+    let b = build(env, "b", ctx, &["--cache-from", from]);
+    assert_eq!(b.count("misses"), 0, "{}", b.out.stderr);
+    assert_eq!(b.count("hits"), steps);
+    assert!(b.started().is_empty(), "steps ran: {:?}", b.started());
+    assert!(b.warnings().is_empty(), "{:?}", b.warnings());
+    assert_eq!(b.digest(), a.digest(), "same image on both machines");
+
+    let on_b = blobs(env, "b");
+    let wanted = image_blobs(env, "b", b.digest());
+    assert_eq!(
+        on_b, wanted,
+        "B downloaded exactly the final image's layers"
+    );
+    let on_a = blobs(env, "a");
+    assert!(on_b.is_subset(&on_a));
+    let intermediate = if has_run { 3 } else { 2 };
+    assert!(
+        on_a.len() >= on_b.len() + intermediate,
+        "A has the intermediate layers: {} vs {}",
+        on_a.len(),
+        on_b.len()
+    );
+
+    // Imported records whose blobs are now local are in B's own cache: a
+    // rebuild without --cache-from hits them for the final image's steps
+    // (the build stage, whose layers B never fetched, runs again).
+    let again = build(env, "b", ctx, &[]);
+    assert_eq!(again.digest(), a.digest());
+    let final_steps: Vec<String> = again
+        .started()
+        .into_iter()
+        .filter(|id| id.starts_with("app/"))
+        .collect();
+    assert!(final_steps.is_empty(), "{}", again.out.stderr);
+    b
+}
+
+#[test]
+fn registry_cache_lets_a_second_machine_build_without_running_steps() {
+    const T: &str = "registry_cache_lets_a_second_machine_build_without_running_steps";
+    let env = TestEnv::new();
+    let Some(reg) = Registry::start(&env, T) else {
+        return;
+    };
+    let (ctx, has_run) = context(&env, T);
+    let r = reg.cache_ref();
+    share(
+        &env,
+        &ctx,
+        has_run,
+        &format!("type=registry,ref={r},mode=max"),
+        &format!("type=registry,ref={r}"),
+    );
+
+    // Other tools see an OCI artifact of strata's cache type.
+    if have_tool("skopeo", T) {
+        let o = run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{r}"),
+        ]));
+        let m: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(m["artifactType"], "application/vnd.strata.cache.v1+json");
+        let layers = m["layers"].as_array().unwrap().len();
+        assert_eq!(layers, if has_run { 6 } else { 4 }, "every step's layer");
+    }
+
+    // Exporting again sends no blob the registry has (the records blob is
+    // the same too).
+    let before = reg.blob_uploads();
+    build(
+        &env,
+        "a",
+        &ctx,
+        &["--cache-to", &format!("type=registry,ref={r}")],
+    );
+    assert_eq!(reg.blob_uploads(), before);
+
+    // A third machine whose context changed in the final stage runs only the
+    // final stage's steps; the COPY --from step fetches the cached build
+    // stage's layers on demand.
+    std::fs::write(ctx.join("a.txt"), "changed\n").unwrap();
+    let c = build(&env, "c", &ctx, &["--cache-from", &r]);
+    let mut started = c.started();
+    started.sort();
+    assert_eq!(started, vec!["app/1", "app/2"], "{}", c.out.stderr);
+    assert_eq!(c.count("misses"), 2);
+    // The result equals a build without any cache.
+    let d = build(&env, "d", &ctx, &[]);
+    assert_eq!(c.digest(), d.digest());
+}
+
+#[test]
+fn local_cache_directory_works_the_same_way() {
+    const T: &str = "local_cache_directory_works_the_same_way";
+    let env = TestEnv::new();
+    let (ctx, has_run) = context(&env, T);
+    let dir = env.path("shared-cache");
+    share(
+        &env,
+        &ctx,
+        has_run,
+        &format!("type=local,dest={}", dir.display()),
+        &format!("type=local,src={}", dir.display()),
+    );
+    // It is an OCI layout that skopeo can read.
+    assert!(dir.join("oci-layout").is_file());
+    if have_tool("skopeo", T) {
+        let o = run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            &format!("oci:{}:latest", dir.display()),
+        ]));
+        let m: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.strata.cache.v1+json"
+        );
+    }
+}
+
+#[test]
+fn a_corrupted_records_blob_is_ignored_with_a_warning() {
+    const T: &str = "a_corrupted_records_blob_is_ignored_with_a_warning";
+    let env = TestEnv::new();
+    let (ctx, has_run) = context(&env, T);
+    let dir = env.path("shared-cache");
+    let a = build(
+        &env,
+        "a",
+        &ctx,
+        &["--cache-to", &format!("type=local,dest={}", dir.display())],
+    );
+    // Find the records blob through the layout and change it.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(manifest)).unwrap()).unwrap();
+    let records = blob(m["config"]["digest"].as_str().unwrap());
+    let mut bytes = std::fs::read(&records).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x20;
+    std::fs::write(&records, bytes).unwrap();
+
+    let b = build(
+        &env,
+        "b",
+        &ctx,
+        &["--cache-from", &format!("type=local,src={}", dir.display())],
+    );
+    let w = b.warnings();
+    assert!(
+        w.iter()
+            .any(|m| m.contains("ignored") && m.contains("corrupt")),
+        "{w:?}"
+    );
+    let steps = if has_run { 6 } else { 4 };
+    assert_eq!(b.count("misses"), steps, "every step ran");
+    assert_eq!(b.started().len() as u64, steps);
+    assert_eq!(b.digest(), a.digest());
+}
+
+#[test]
+fn bad_cache_flags_are_usage_errors() {
+    let env = TestEnv::new();
+    let ctx = env.write_tree("ctx", &[("strata.toml", "[stage.a]\nfrom = \"scratch\"\n")]);
+    for flag in [
+        ["--cache-to", "type=s3,bucket=x"],
+        ["--cache-to", "type=local"],
+        ["--cache-from", "type=local,dest=/x"],
+        ["--cache-to", "type=registry,ref=127.0.0.1:1/c,mode=all"],
+    ] {
+        let out = run(env.strata("root").arg("build").arg(&ctx).args(flag));
+        assert_eq!(out.code, 2, "{flag:?}: {}", out.stderr);
+        assert!(out.stderr.contains(flag[0]), "{}", out.stderr);
+    }
+    // An unreachable cache source is a warning, not a failure.
+    let out = run(env.strata("root").arg("build").arg(&ctx).args([
+        "--progress",
+        "json",
+        "--cache-from",
+        "type=registry,ref=127.0.0.1:1/none:x",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stderr.contains("--cache-from"), "{}", out.stderr);
+}
