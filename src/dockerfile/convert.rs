@@ -471,7 +471,15 @@ impl Converter<'_> {
             "expose" | "volume" => {
                 let mut v = Vec::new();
                 for a in &n.args {
-                    if let Some(t) = self.t(n, a) {
+                    if let Some(mut t) = self.t(n, a) {
+                        // The TOML frontend takes lower-case protocols only;
+                        // the Dockerfile's `443/TCP` means `443/tcp`.
+                        if n.keyword == "expose"
+                            && let Some((port, proto)) = t.rsplit_once('/')
+                            && !proto.contains('$')
+                        {
+                            t = format!("{port}/{}", proto.to_ascii_lowercase());
+                        }
                         v.push(t);
                     }
                 }

@@ -1,0 +1,16 @@
+//! Any bytes: the Dockerfile parser and lowering return a result or
+//! diagnostics, never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use strata::dockerfile;
+use strata::ir::EmptyResolver;
+use strata::spec::LowerOptions;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = dockerfile::parse("Dockerfile", text);
+    let _ = dockerfile::load("Dockerfile", text, &LowerOptions::default(), &EmptyResolver);
+});
