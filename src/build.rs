@@ -1459,9 +1459,11 @@ fn write_layer_record(
     entries: Vec<Entry>,
     opts: &BuildOptions,
 ) -> Result<CacheRecord> {
+    let dirs = oci::LayerDirs::from_entries(&entries);
     let mut writer = store.blob_writer()?;
     let (stats, _) = layer::write_layer(entries, opts.compression, &mut writer)?;
     let (digest, size) = writer.commit()?;
+    oci::save_layer_dirs(store, &stats.diff_id, &dirs)?;
     let mut layers = BTreeMap::new();
     layers.insert(
         opts.compression.name().to_string(),
@@ -1609,9 +1611,42 @@ fn run_copy(
     };
     let from_context = c.from == CopyFrom::Context;
     let unpack = from_context && c.add.as_ref().is_some_and(|a| a.unpack);
+    // Directories the layer must list but does not copy (the destination's
+    // parents, and the destination of a directory copy) keep the metadata
+    // they already have in the parent image; new ones are 0755, owned by
+    // root or the --chown owner. A `link` copy does not look at its parent.
+    let lower = match graph.parent(n) {
+        Some(p) if !c.link => chain_layers(graph, plan, results, p)?,
+        _ => Vec::new(),
+    };
+    let dest_root = c.dest.trim_matches('/').to_string();
     let mut entries: Vec<Entry> = Vec::new();
     let mut extracted = Vec::new(); // keeps the unpacked archives until written
     for it in items {
+        let structural = it.kind == ItemKind::Dir && (it.source.is_empty() || it.dest == dest_root);
+        if structural {
+            let existing = if lower.is_empty() {
+                None
+            } else {
+                oci::lower_dir(store, &lower, &it.dest)?
+            };
+            if it.source.is_empty() || existing.is_some() {
+                let (mode, uid, gid) = existing.unwrap_or_else(|| {
+                    let (u, g) = owner.unwrap_or((0, 0));
+                    (0o755, u, g)
+                });
+                entries.push(Entry {
+                    path: it.dest,
+                    kind: EntryKind::Dir,
+                    mode,
+                    uid,
+                    gid,
+                    mtime: opts.epoch,
+                    xattrs: Vec::new(),
+                });
+                continue;
+            }
+        }
         if let (true, ItemKind::File { path, .. }) = (unpack, &it.kind)
             && let Some(reader) = tar_archive(path)?
         {

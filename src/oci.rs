@@ -14,6 +14,7 @@
 
 mod archive;
 mod config;
+mod dirs;
 mod export;
 mod image;
 mod import;
@@ -21,6 +22,7 @@ mod import;
 use std::path::{Path, PathBuf};
 
 pub use config::{ContainerConfig, Empty, HealthConfig, History, ImageConfig, RootFs};
+pub use dirs::{LayerDirs, layer_dirs, lower_dir, save_layer_dirs};
 pub use export::{ExportImage, OutputKind, export};
 pub use image::{Image, Manifest, load_image, write_image};
 pub use import::resolve_base;

@@ -521,11 +521,9 @@ cases! {
     #[ignore = "strata bug: no default PATH in the config of an image from scratch, so `ENV PATH=/opt/bin:$PATH` gives `/opt/bin:`"]
     env_path => "env-path",
     add_local => "add-local",
-    #[ignore = "strata limitation: ADD of a local tar archive is refused (src/build.rs: not supported yet)"]
     add_archive => "add-archive",
     copy_from => "copy-from",
     copy_flags => "copy-flags",
-    #[ignore = "strata bug: COPY/ADD --chown/--chmod rewrite the owner and mode of existing destination parent dirs (e.g. /existing and /existing/sub become 0600)"]
     copy_created_dirs => "copy-created-dirs",
     copy_link => "copy-link",
     user_workdir => "user-workdir",
