@@ -363,8 +363,13 @@ if [[ " $PARTS " == *" cache "* ]]; then
       echo "  $s: strata on machine B (--cache-from)"
       time_cmd "cache.$s.strata" "$(act strata-b-reset)" "$(act strata-b "$s")" ||
         echo "  $s: strata --cache-from FAILED (see $RB/logs/strata.$s.b.log)"
+      # the image on B must be complete (every blob local), not only its manifest
+      if [ -f "$OUT/cache.$s.strata.json" ] && ! "$STRATA" --root "$RB/store-b" save --format oci \
+          "bench/$s-full:latest" 2>>"$RB/logs/strata.$s.b.log" | cat >/dev/null; then
+        note "strata $s: the image on machine B cannot be saved (blobs missing?): see $RB/logs/strata.$s.b.log"
+      fi
       if [ -f "$RB/run/strata.$s.b.metadata.json" ]; then
-        jq -r '"cache hits \(.["cache.hits"] // "?"), misses \(.["cache.misses"] // "?") (last run)"' \
+        jq -r '"cache hits \(.cache.hits // "?"), misses \(.cache.misses // "?") (last run)"' \
           "$RB/run/strata.$s.b.metadata.json" >"$OUT/cache.$s.strata.hits" 2>/dev/null || true
       fi
     fi
@@ -393,14 +398,14 @@ fi
 # Table
 # ---------------------------------------------------------------------------
 table() {
-  printf '%-34s %16s %16s %12s\n' operation "strata s" "peer s" strata/peer
+  printf '%-46s %16s %16s %12s\n' operation "strata s" "peer s" strata/peer
   if [[ " $PARTS " == *" push "* ]]; then
-    printf '%-34s %16s %16s %12s\n' "push ${SIZE_MIB} MiB (vs skopeo)" "$(cell push.strata)" "$(cell push.skopeo)" "$(ratio push.strata push.skopeo)"
-    printf '%-34s %16s %16s %12s\n' "pull ${SIZE_MIB} MiB (vs skopeo)" "$(cell pull.strata)" "$(cell pull.skopeo)" "$(ratio pull.strata pull.skopeo)"
+    printf '%-46s %16s %16s %12s\n' "push ${SIZE_MIB} MiB (vs skopeo)" "$(cell push.strata)" "$(cell push.skopeo)" "$(ratio push.strata push.skopeo)"
+    printf '%-46s %16s %16s %12s\n' "pull ${SIZE_MIB} MiB (vs skopeo)" "$(cell pull.strata)" "$(cell pull.skopeo)" "$(ratio pull.strata pull.skopeo)"
   fi
   if [[ " $PARTS " == *" cache "* ]]; then
     for s in $SCENARIOS; do
-      printf '%-34s %16s %16s %12s\n' "cache-from $s (vs BuildKit)" "$(cell "cache.$s.strata")" "$(cell "cache.$s.buildkit")" \
+      printf '%-46s %16s %16s %12s\n' "cache-from $s (vs BuildKit)" "$(cell "cache.$s.strata")" "$(cell "cache.$s.buildkit")" \
         "$(ratio "cache.$s.strata" "cache.$s.buildkit")"
     done
   fi
