@@ -283,7 +283,7 @@ pub fn absolutize(graph: &mut BuildGraph, spec_dir: &Path) {
 impl BaseResolver for StoreResolver<'_> {
     fn resolve(&self, base: &BaseRef) -> std::result::Result<BaseInfo, String> {
         if *base == BaseRef::Scratch {
-            return Ok(BaseInfo::default());
+            return Ok(BaseInfo::scratch());
         }
         let base = &absolute_base(base, &self.spec_dir);
         let id = serde_json::to_string(base).unwrap_or_default();
@@ -966,6 +966,8 @@ fn assemble(
 ) -> Result<(ImageConfig, Vec<Descriptor>)> {
     let chain = graph.chain(node);
     let mut config = ImageConfig::scratch(Some(created(opts.epoch)));
+    // An image from scratch has the default PATH, as with BuildKit.
+    config.config.env = Some(vec![format!("PATH={}", crate::ir::DEFAULT_PATH)]);
     let mut layers = Vec::new();
     for n in chain {
         match &graph.graph[n].op {

@@ -496,6 +496,19 @@ pub struct BaseInfo {
     pub onbuild: Vec<String>,
 }
 
+/// The PATH an image built from `scratch` gets, as BuildKit sets it.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl BaseInfo {
+    /// What `scratch` provides: no files, and the default PATH.
+    pub fn scratch() -> BaseInfo {
+        BaseInfo {
+            env: vec![("PATH".to_string(), DEFAULT_PATH.to_string())],
+            ..BaseInfo::default()
+        }
+    }
+}
+
 /// Looks up base images for a frontend. The build supplies one backed by the
 /// store; tests supply a fixed table.
 pub trait BaseResolver {
@@ -503,12 +516,15 @@ pub trait BaseResolver {
     fn resolve(&self, base: &BaseRef) -> Result<BaseInfo, String>;
 }
 
-/// A resolver that knows only `scratch`-like bases: every base has an empty
-/// config. Useful for `graph` and tests.
+/// A resolver that knows no images: `scratch` is itself, every other base
+/// has an empty config. Useful for `graph` and tests.
 pub struct EmptyResolver;
 
 impl BaseResolver for EmptyResolver {
-    fn resolve(&self, _base: &BaseRef) -> Result<BaseInfo, String> {
-        Ok(BaseInfo::default())
+    fn resolve(&self, base: &BaseRef) -> Result<BaseInfo, String> {
+        Ok(match base {
+            BaseRef::Scratch => BaseInfo::scratch(),
+            _ => BaseInfo::default(),
+        })
     }
 }

@@ -518,7 +518,6 @@ cases! {
     labels => "labels",
     expose_volume => "expose-volume",
     env => "env",
-    #[ignore = "strata bug: no default PATH in the config of an image from scratch, so `ENV PATH=/opt/bin:$PATH` gives `/opt/bin:`"]
     env_path => "env-path",
     add_local => "add-local",
     add_archive => "add-archive",
