@@ -6,99 +6,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::registry::Registry;
 use common::*;
-
-const REGISTRY: &str = "/usr/bin/docker-registry";
-
-/// A registry on a free loopback port, with an access log; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Registry {
-    fn start(env: &TestEnv, test: &str) -> Option<Registry> {
-        if !Path::new(REGISTRY).exists() {
-            eprintln!("SKIP {test}: {REGISTRY} is missing (apt-get install docker-registry)");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cfg = env.path("registry.yml");
-        let yml = format!(
-            "version: 0.1\nlog:\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
-             rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            env.path("registry-data").display()
-        );
-        std::fs::write(&cfg, yml).unwrap();
-        let log = env.path("registry.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start docker-registry");
-        let reg = Registry { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !reg.ready() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not start:\n{}",
-                std::fs::read_to_string(&reg.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(reg)
-    }
-
-    fn ready(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if write!(s, "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-            return false;
-        }
-        let mut line = String::new();
-        let _ = BufReader::new(s).read_line(&mut line);
-        line.contains(" 200 ")
-    }
-
-    fn cache_ref(&self) -> String {
-        format!("127.0.0.1:{}/cache:main", self.port)
-    }
-
-    /// Blob upload requests seen so far (chunks and closing PUTs).
-    fn blob_uploads(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("HTTP/1.1\""))
-            .filter(|l| {
-                l.contains("\"PATCH /v2/") || (l.contains("\"PUT /v2/") && l.contains("/blobs/"))
-            })
-            .count()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A two-stage spec from scratch: `build` makes files (with a RUN step when
 /// this host can run one), `app` copies one of them and a context file.
@@ -285,7 +197,7 @@ fn registry_cache_lets_a_second_machine_build_without_running_steps() {
         return;
     };
     let (ctx, has_run) = context(&env, T);
-    let r = reg.cache_ref();
+    let r = format!("{}/cache:main", reg.host());
     share(
         &env,
         &ctx,

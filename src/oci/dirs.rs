@@ -115,10 +115,10 @@ pub fn save_layer_dirs(store: &Store, diff_id: &Digest, dirs: &LayerDirs) -> Res
 /// The directory index of a layer, made from its tar the first time.
 pub fn layer_dirs(store: &Store, desc: &Descriptor, diff_id: &Digest) -> Result<LayerDirs> {
     let path = index_path(store, diff_id);
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(d) = serde_json::from_slice(&bytes) {
-            return Ok(d);
-        }
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(d) = serde_json::from_slice(&bytes)
+    {
+        return Ok(d);
     }
     let f = store.open_blob(&desc.digest)?;
     let tar = layer::decompress(std::io::BufReader::new(f), &desc.media_type)?;
