@@ -1,7 +1,9 @@
 //! Parse + lower a generated 2,000-instruction Dockerfile; prints the time
 //! and exits non-zero when the best of several runs is above 20 ms.
 //!
-//! `cargo bench --bench parse`
+//! `cargo bench --bench parse`. `cargo test --all-targets` also runs it,
+//! unoptimized: then it only checks that everything parses and reports the
+//! time, since the limit is about the optimized build.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -85,6 +87,10 @@ fn main() -> ExitCode {
     if nodes < INSTRUCTIONS {
         eprintln!("generated only {nodes} instructions");
         return ExitCode::FAILURE;
+    }
+    if cfg!(debug_assertions) {
+        println!("(unoptimized build: the time limit is checked by `cargo bench` only)");
+        return ExitCode::SUCCESS;
     }
     if best > LIMIT {
         eprintln!("too slow: above {} ms", LIMIT.as_millis());
