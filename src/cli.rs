@@ -884,17 +884,19 @@ fn short(d: &crate::digest::Digest) -> String {
 struct TransferView {
     mode: ProgressMode,
     quiet: bool,
-    multi: Option<MultiProgress>,
+    console: Console,
     bars: Mutex<BTreeMap<crate::digest::Digest, ProgressBar>>,
 }
 
-impl TransferView {
-    fn new(mode: ProgressMode, quiet: bool) -> Self {
-        TransferView {
-            mode,
-            quiet,
+/// Where progress lines go: stderr, or above the bars on a terminal.
+struct Console {
+    multi: Option<MultiProgress>,
+}
+
+impl Console {
+    fn new(mode: ProgressMode) -> Self {
+        Console {
             multi: (mode == ProgressMode::Tty).then(MultiProgress::new),
-            bars: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -905,6 +907,21 @@ impl TransferView {
             }
             None => eprintln!("{s}"),
         }
+    }
+}
+
+impl TransferView {
+    fn new(mode: ProgressMode, quiet: bool) -> Self {
+        TransferView {
+            mode,
+            quiet,
+            console: Console::new(mode),
+            bars: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn line(&self, s: String) {
+        self.console.line(s);
     }
 
     fn event(&self, p: Progress) {
@@ -934,7 +951,7 @@ impl TransferView {
         }
         match p {
             Progress::Start { digest, size } => {
-                if let Some(m) = &self.multi {
+                if let Some(m) = &self.console.multi {
                     let bar = m.add(ProgressBar::new(size));
                     bar.set_style(
                         ProgressStyle::with_template(
@@ -961,7 +978,7 @@ impl TransferView {
                     && let Some(bar) = b.remove(&digest)
                 {
                     bar.finish_and_clear();
-                    if let Some(m) = &self.multi {
+                    if let Some(m) = &self.console.multi {
                         m.remove(&bar);
                     }
                 }
@@ -1367,7 +1384,7 @@ fn cmd_load(cli: &Cli, args: &LoadArgs) -> std::result::Result<(), CliError> {
 /// Renders build events on stderr.
 struct Renderer {
     mode: ProgressMode,
-    multi: Option<MultiProgress>,
+    console: Console,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
 }
 
@@ -1375,18 +1392,13 @@ impl Renderer {
     fn new(mode: ProgressMode) -> Self {
         Renderer {
             mode,
-            multi: (mode == ProgressMode::Tty).then(MultiProgress::new),
+            console: Console::new(mode),
             bars: Mutex::new(BTreeMap::new()),
         }
     }
 
     fn line(&self, s: String) {
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(s);
-            }
-            None => eprintln!("{s}"),
-        }
+        self.console.line(s);
     }
 
     fn event(&self, e: Event) {
@@ -1406,7 +1418,7 @@ impl Renderer {
                 "=> plan: {steps} steps, {cached} cached, {to_run} to run"
             )),
             Event::Started { id, name, .. } => {
-                if let Some(m) = &self.multi {
+                if let Some(m) = &self.console.multi {
                     let bar = m.add(ProgressBar::new_spinner());
                     bar.set_style(
                         ProgressStyle::with_template("{spinner} [{prefix}] {wide_msg} {elapsed}")
@@ -1443,7 +1455,7 @@ impl Renderer {
             && let Some(bar) = b.remove(id)
         {
             bar.finish_and_clear();
-            if let Some(m) = &self.multi {
+            if let Some(m) = &self.console.multi {
                 m.remove(&bar);
             }
         }

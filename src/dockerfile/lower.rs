@@ -275,10 +275,7 @@ impl<'a> Lowerer<'a> {
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> SourceDiagnostic {
-        let len = self.file.text.len();
-        let start = span.start.min(len);
-        let end = span.end.clamp(start, len);
-        SourceDiagnostic::new(self.file, start, end - start, message, label)
+        crate::spec::diag::diagnostic(self.file, span, message, label)
     }
 
     fn location(&self, span: &Range<usize>) -> String {

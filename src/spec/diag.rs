@@ -5,6 +5,20 @@ use std::ops::Range;
 use crate::error::{Diagnostics, SourceDiagnostic};
 use crate::ir::SourceFile;
 
+/// A diagnostic at a byte range of `file`, the range clamped to the text
+/// (a frontend's span may point one past the end, e.g. at EOF).
+pub fn diagnostic(
+    file: &SourceFile,
+    span: Range<usize>,
+    message: impl Into<String>,
+    label: impl Into<String>,
+) -> SourceDiagnostic {
+    let len = file.text.len();
+    let start = span.start.min(len);
+    let end = span.end.clamp(start, len);
+    SourceDiagnostic::new(file, start, end - start, message, label)
+}
+
 /// Collects every problem found in one file.
 pub struct Sink<'a> {
     pub file: &'a SourceFile,
@@ -46,10 +60,7 @@ impl<'a> Sink<'a> {
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> SourceDiagnostic {
-        let len = self.file.text.len();
-        let start = span.start.min(len);
-        let end = span.end.clamp(start, len);
-        SourceDiagnostic::new(self.file, start, end - start, message, label)
+        diagnostic(self.file, span, message, label)
     }
 
     pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
