@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use artifact::{CACHE_MEDIA_TYPE, CacheManifest, Records};
 pub use layout::Layout;
@@ -382,29 +383,42 @@ impl Imports {
     /// diff_id) local: each missing one is downloaded and verified, and its
     /// uncompressed digest is checked once against the diff_id the caller
     /// will write into an image. Layers the imports do not know are left to
-    /// the caller. Returns how many blobs were downloaded.
+    /// the caller. Distinct blobs are fetched and checked in parallel, up
+    /// to as many at a time as a pull transfers
+    /// ([`registry::Options::jobs`]). Returns how many blobs were downloaded.
     pub fn fetch<'a>(
         &self,
         layers: impl IntoIterator<Item = (&'a Descriptor, &'a Digest)>,
     ) -> Result<usize> {
-        let mut downloaded = 0;
+        // One work item per blob, with every diff_id the caller expects of
+        // it, in the caller's order.
+        let mut work: Vec<(&Descriptor, usize, Vec<&Digest>)> = Vec::new();
         for (d, diff_id) in layers {
             let Some((listed, i)) = self.blobs.get(&d.digest) else {
                 continue;
             };
-            if !self.store.has_blob(&d.digest) {
-                self.sources[*i].fetch(&self.store, listed)?;
-                downloaded += 1;
-            }
-            let actual = self.diff_id_of(listed)?;
-            if actual != *diff_id {
-                return Err(Error::corrupt(
-                    format!("layer {} from {}", d.digest, self.sources[*i].name()),
-                    format!("its diff_id is {actual}, the imported cache record says {diff_id}"),
-                ));
+            match work.iter_mut().find(|w| w.0.digest == d.digest) {
+                Some(w) => w.2.push(diff_id),
+                None => work.push((listed, *i, vec![diff_id])),
             }
         }
-        Ok(downloaded)
+        let downloaded = AtomicUsize::new(0);
+        let jobs = registry::Options::default().jobs;
+        registry::parallel(&work, jobs, |(listed, i, diff_ids)| {
+            if !self.store.has_blob(&listed.digest) {
+                self.sources[*i].fetch(&self.store, listed)?;
+                downloaded.fetch_add(1, Ordering::Relaxed);
+            }
+            let actual = self.diff_id_of(listed)?;
+            if let Some(claimed) = diff_ids.iter().find(|id| ***id != actual) {
+                return Err(Error::corrupt(
+                    format!("layer {} from {}", listed.digest, self.sources[*i].name()),
+                    format!("its diff_id is {actual}, the imported cache record says {claimed}"),
+                ));
+            }
+            Ok(())
+        })?;
+        Ok(downloaded.into_inner())
     }
 
     /// The uncompressed digest of a local blob, computed once.

@@ -208,8 +208,9 @@ fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
     Ok(m)
 }
 
-/// Runs `work` over `items` on up to `jobs` threads; the first error wins.
-fn parallel<T: Sync>(
+/// Runs `work` over `items` on up to `jobs` threads; the first error wins
+/// (items not started yet are then skipped).
+pub(crate) fn parallel<T: Sync>(
     items: &[T],
     jobs: usize,
     work: impl Fn(&T) -> Result<()> + Sync,

@@ -265,3 +265,69 @@ fn corrupt_records_or_lying_records_are_not_trusted() {
     assert!(Imports::load(&b, &missing, &|m| warnings.push(m)).is_empty());
     assert_eq!(warnings.all().len(), 1);
 }
+
+#[test]
+fn fetch_takes_many_blobs_at_once_each_once_and_still_checks_diff_ids() {
+    let t = tempfile::tempdir().unwrap();
+    let a = Store::open(&t.path().join("a")).unwrap();
+    let records: Vec<ExportRecord> = (0..10u8)
+        .map(|k| {
+            let content = format!("layer number {k} ").repeat(1000 + usize::from(k));
+            let digest = a.put_blob(content.as_bytes()).unwrap();
+            let desc = Descriptor::new(media_type::OCI_LAYER, digest, content.len() as u64);
+            ExportRecord {
+                key: CacheKey([k + 1; 32]),
+                record: CacheRecord {
+                    diff_id: Some(digest),
+                    layers: [("none".to_string(), desc)].into_iter().collect(),
+                    created_by: format!("COPY {k}"),
+                    size: content.len() as u64,
+                },
+                in_final_image: true,
+            }
+        })
+        .collect();
+    let dir = t.path().join("cache");
+    let to = CacheTo {
+        location: CacheLocation::Local {
+            dir: dir.clone(),
+            tag: "latest".into(),
+        },
+        mode: ExportMode::Max,
+    };
+    assert_eq!(export(&a, &records, &to, None).unwrap().written, 10);
+    let from = [CacheLocation::Local {
+        dir,
+        tag: "latest".into(),
+    }];
+    let wanted: Vec<(Descriptor, Digest)> = records
+        .iter()
+        .map(|r| (r.record.layers["none"].clone(), r.record.diff_id.unwrap()))
+        .collect();
+
+    // Every blob, some named twice: each is downloaded once and verified.
+    let b = Store::open(&t.path().join("b")).unwrap();
+    let imports = Imports::load(&b, &from, &|m| panic!("{m}"));
+    let twice = wanted.iter().chain(&wanted[..3]).map(|(d, id)| (d, id));
+    assert_eq!(imports.fetch(twice).unwrap(), 10);
+    for (d, _) in &wanted {
+        assert_eq!(b.read_blob(&d.digest).unwrap().len() as u64, d.size);
+    }
+    assert_eq!(
+        imports.fetch(wanted.iter().map(|(d, id)| (d, id))).unwrap(),
+        0
+    );
+    let used: Vec<(CacheKey, CacheRecord)> =
+        records.iter().map(|r| (r.key, r.record.clone())).collect();
+    assert_eq!(imports.persist(&used).unwrap(), 10, "all diff_ids checked");
+
+    // One wrong diff_id among many fails the whole fetch, even when the
+    // same blob is also named with its right diff_id.
+    let c = Store::open(&t.path().join("c")).unwrap();
+    let imports = Imports::load(&c, &from, &|m| panic!("{m}"));
+    let wrong = Digest::of(b"not the layer");
+    let mut bad: Vec<(&Descriptor, &Digest)> = wanted.iter().map(|(d, id)| (d, id)).collect();
+    bad.push((&wanted[6].0, &wrong));
+    let e = imports.fetch(bad).unwrap_err();
+    assert!(e.to_string().contains(&wrong.to_string()), "{e}");
+}
