@@ -1163,7 +1163,7 @@ fn cmd_rmi(cli: &Cli, args: &RmiArgs) -> std::result::Result<(), CliError> {
     }
     if report.deferred {
         eprintln!(
-            "note: a build is using the store; run `strata prune` later to reclaim the blobs"
+            "note: another strata process (a build, push or pull) is using the store; run `strata prune` later to reclaim the blobs"
         );
     }
     Ok(())
@@ -1281,7 +1281,7 @@ fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
     let lock = match store.try_lock_exclusive()? {
         Some(l) => l,
         None => {
-            eprintln!("waiting for running builds to finish...");
+            eprintln!("waiting for running builds, pushes and pulls to finish...");
             store.lock_exclusive()?
         }
     };

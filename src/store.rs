@@ -17,7 +17,10 @@
 //! - Anything read back (index.json, cache records, small blobs) is treated as
 //!   untrusted: malformed content is an [`Error::Corrupt`], never a panic.
 //! - A process that writes to the store holds [`Store::lock_shared`] for the
-//!   whole time (a build does); gc/prune take [`Store::lock_exclusive`].
+//!   whole time (a build or a push does); gc/prune take
+//!   [`Store::lock_exclusive`]. The one writer without it, `rmi`, only
+//!   rewrites `index.json`, under [`Store::lock_index`]; so whoever empties
+//!   `tmp/` holds both.
 
 mod cache_record;
 mod descriptor;
@@ -144,8 +147,7 @@ impl Store {
         // Creating the layout and cleaning tmp/ happen under index.lock, so
         // two processes opening a new store at once cannot remove each
         // other's half-made files.
-        let init_lock = store.lock_file("index.lock")?;
-        init_lock.lock().ctx(|| "locking the store".into())?;
+        let init_lock = store.lock_index()?;
         let layout = store.root.join("oci-layout");
         match fs::read(&layout) {
             Ok(bytes) => {
@@ -248,6 +250,15 @@ impl Store {
         Ok(StoreLock { _file: f })
     }
 
+    /// The `index.json` lock, held while `index.json` is rewritten. Whoever
+    /// empties `tmp/` holds it too: a process that holds no store lock
+    /// (`rmi`) stages its new `index.json` there under this lock alone.
+    pub fn lock_index(&self) -> Result<StoreLock> {
+        let f = self.lock_file("index.lock")?;
+        f.lock().ctx(|| "locking index.json".into())?;
+        Ok(StoreLock { _file: f })
+    }
+
     /// The exclusive lock (prune/gc); waits for builds to finish.
     pub fn lock_exclusive(&self) -> Result<StoreLock> {
         let f = self.lock_file("lock")?;
@@ -332,8 +343,7 @@ impl Store {
     /// replacing the entry that had that name.
     pub fn set_tag(&self, name: &str, manifest: &Descriptor) -> Result<()> {
         let name = normalize_reference(name);
-        let lock = self.lock_file("index.lock")?;
-        lock.lock().ctx(|| "locking index.json".into())?;
+        let lock = self.lock_index()?;
         let mut idx = self.read_index()?;
         idx.set_ref(&name, manifest);
         self.write_atomic(&self.index_path(), &to_json(&idx)?)?;
@@ -458,8 +468,7 @@ impl Store {
     /// Removes the tag `name` (normalized); returns what it pointed to.
     pub fn remove_tag(&self, name: &str) -> Result<Option<Descriptor>> {
         let name = normalize_reference(name);
-        let lock = self.lock_file("index.lock")?;
-        lock.lock().ctx(|| "locking index.json".into())?;
+        let lock = self.lock_index()?;
         let mut idx = self.read_index()?;
         let Some(i) = idx
             .manifests
@@ -477,8 +486,7 @@ impl Store {
     /// Adds an unnamed `index.json` entry for `manifest` (kept reachable
     /// without a tag) unless one with that digest is there.
     pub fn add_index_entry(&self, manifest: &Descriptor) -> Result<()> {
-        let lock = self.lock_file("index.lock")?;
-        lock.lock().ctx(|| "locking index.json".into())?;
+        let lock = self.lock_index()?;
         let mut idx = self.read_index()?;
         if idx.manifests.iter().all(|m| m.digest != manifest.digest) {
             idx.manifests.push(manifest.clone());
@@ -490,8 +498,7 @@ impl Store {
 
     /// Removes every `index.json` entry `pred` selects; returns how many.
     pub fn remove_index_entries(&self, pred: &dyn Fn(&Descriptor) -> bool) -> Result<usize> {
-        let lock = self.lock_file("index.lock")?;
-        lock.lock().ctx(|| "locking index.json".into())?;
+        let lock = self.lock_index()?;
         let mut idx = self.read_index()?;
         let before = idx.manifests.len();
         idx.manifests.retain(|m| !pred(m));

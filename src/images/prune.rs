@@ -4,7 +4,9 @@
 //! manifests -> config + layers), plus the layer blobs of every cache record
 //! that is kept. Snapshots are kept while their diff_id belongs to a kept
 //! layer. Runs under the exclusive store lock (passed in as proof), so no
-//! build is running while it deletes.
+//! build, push or pull is running while it deletes; `tmp/` is emptied
+//! under the index lock as well, which `rmi` (holding no store lock) takes
+//! while it stages a new `index.json` there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -184,7 +186,9 @@ pub fn prune(store: &Store, _lock: &StoreLock, opts: &PruneOptions) -> Result<Pr
             !live.contains(n)
         })?);
     }
-    // Under the exclusive lock nothing is writing: all of tmp/ is stale.
+    // Under the exclusive lock no build, push or pull is writing, and with
+    // the index lock no `rmi` is staging an index.json: all of tmp/ is stale.
+    let index_lock = store.lock_index()?;
     push(prune_dir(
         store,
         Area::Tmp,
@@ -192,6 +196,7 @@ pub fn prune(store: &Store, _lock: &StoreLock, opts: &PruneOptions) -> Result<Pr
         opts,
         |_| true,
     )?);
+    drop(index_lock);
     Ok(report)
 }
 
@@ -434,5 +439,39 @@ mod tests {
         };
         let (d, _) = choose_cache_records(&entries, &Reachable::default(), &sizes, &all);
         assert_eq!(d.len(), 3);
+    }
+
+    /// `rmi` holds no store lock: it stages index.json in tmp/ under the
+    /// index lock only. Prune must not empty tmp/ under it (issue 5).
+    #[test]
+    fn prune_leaves_an_index_write_staged_under_the_index_lock() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        let tmp = store.area_dir(Area::Tmp);
+        fs::write(tmp.join("file-stale"), b"left by a killed process").unwrap();
+        let index = store.lock_index().unwrap();
+        let staged = tmp.join("file-staged");
+        let bytes = crate::store::to_json(&ImageIndex::default()).unwrap();
+        fs::write(&staged, &bytes).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let lock = store.lock_exclusive().unwrap();
+                tx.send(prune(&store, &lock, &PruneOptions::default()))
+                    .unwrap();
+            });
+            assert!(
+                rx.recv_timeout(Duration::from_millis(300)).is_err(),
+                "prune finished while an index.json write was staged"
+            );
+            // The writer finishes: its file is still there to rename.
+            fs::rename(&staged, t.path().join("index.json")).unwrap();
+            drop(index);
+            let report = rx.recv_timeout(Duration::from_secs(20)).unwrap().unwrap();
+            let removed = report.class("temporary files").unwrap();
+            assert_eq!(removed.items, vec![("file-stale".to_string(), 24)]);
+        });
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        assert!(store.index_entries().unwrap().is_empty());
     }
 }
