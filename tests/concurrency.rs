@@ -39,7 +39,7 @@ from = "base"
 steps = [
   {{ copy = ["round.txt"], to = "/round.txt" }},
   {{ copy = ["{who}/"], to = "/{who}/" }},
-  {{ run = "cat /shared/* /{who}/* /round.txt | md5sum > /{who}.sum && cp /{who}/f0.bin /{who}/again.bin" }},
+  {{ run = "sleep 1 && cat /shared/* /{who}/* /round.txt | md5sum > /{who}.sum && cp /{who}/f0.bin /{who}/again.bin" }},
   {{ copy = ["{who}-late.txt"], to = "/late.txt" }},
   {{ env = {{ WHO = "{who}" }} }},
 ]
@@ -268,19 +268,24 @@ fn builds_push_and_prune_at_once_leave_a_whole_store() {
         }
     }
 
-    // (build a, build b, push, prune) delays in ms: together, staggered
-    // both ways, prune first, prune last.
-    let offsets: [[u64; 4]; 4] = [
-        [0, 0, 0, 0],
-        [0, 150, 50, 300],
-        [250, 0, 400, 100],
-        [300, 300, 300, 0],
+    // (build a, build b, push, prune, rmi) delays in ms: together,
+    // staggered both ways, prune first, prune in the middle of the builds.
+    let offsets: [[u64; 5]; 6] = [
+        [0, 0, 0, 0, 0],
+        [0, 150, 50, 300, 100],
+        [250, 0, 400, 100, 250],
+        [30, 30, 30, 0, 10],
+        [0, 0, 0, 600, 300],
+        [500, 100, 0, 200, 0],
     ];
     let mut pushes = Vec::new();
     let mut waited = 0;
     for (r, delays) in offsets.iter().enumerate() {
         let round = r as u64 + 1;
         write_context(&ctx, round);
+        // A tag for rmi to remove while the others run.
+        let extra = format!("conc/extra:{round}");
+        run_ok(env.strata("root").args(["tag", "conc/b:1", &extra]));
         let meta_a = env.path(&format!("meta-a-{round}.json"));
         let meta_b = env.path(&format!("meta-b-{round}.json"));
         let dest = format!("{}/conc/a:r{round}", reg.host());
@@ -288,6 +293,8 @@ fn builds_push_and_prune_at_once_leave_a_whole_store() {
         push.args(["push", "conc/a:1", &dest, "-q", "--chunk-size", "65536"]);
         let mut prune = env.strata("root");
         prune.args(["prune", "-f", "--all"]);
+        let mut rmi = env.strata("root");
+        rmi.args(["rmi", &extra]);
         let ran = run_together(vec![
             (
                 "build a".into(),
@@ -301,6 +308,7 @@ fn builds_push_and_prune_at_once_leave_a_whole_store() {
             ),
             ("push".into(), delays[2], push),
             ("prune".into(), delays[3], prune),
+            ("rmi".into(), delays[4], rmi),
         ]);
         for x in &ran {
             eprintln!(
@@ -326,8 +334,10 @@ fn builds_push_and_prune_at_once_leave_a_whole_store() {
         );
         pushes.push((dest, pushed));
 
-        // The round's last writers tagged what they built.
+        // The round's last writers tagged what they built; rmi's tag is gone.
         let tags = store_tags(&env.path("root"));
+        assert!(tags.iter().all(|(t, _)| *t != extra), "{tags:?}");
+        assert_eq!(tags.len(), 2, "{tags:?}");
         for (who, meta) in [("a", &meta_a), ("b", &meta_b)] {
             let got = tags.iter().find(|(t, _)| *t == format!("conc/{who}:1"));
             assert_eq!(
