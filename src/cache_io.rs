@@ -500,6 +500,7 @@ pub struct ExportReport {
 
 /// Exports `records` to `to` as one cache artifact. Layer entries whose
 /// blobs are neither local nor obtainable from `imports` are left out.
+/// Layer blobs are fetched and sent in parallel, like a push.
 pub fn export(
     store: &Store,
     records: &[ExportRecord],
@@ -538,6 +539,7 @@ pub fn export(
     };
     match &to.location {
         CacheLocation::Local { dir, tag } => {
+            let jobs = registry::Options::default().jobs;
             let layout = Layout::new(dir);
             layout.init()?;
             // Merged with what is there: records whose blobs the directory
@@ -560,16 +562,19 @@ pub fn export(
                 layers: manifest.layers.len(),
                 ..Default::default()
             };
-            for l in &layers {
+            let written = AtomicUsize::new(0);
+            registry::parallel(&layers, jobs, |l| {
                 if layout.has_blob(&l.digest) {
-                    continue;
+                    return Ok(());
                 }
                 ensure_local(l, &chosen)?;
                 let mut f = store.open_blob(&l.digest)?;
                 if layout.put_blob(&mut f, &l.digest)? {
-                    report.written += 1;
+                    written.fetch_add(1, Ordering::Relaxed);
                 }
-            }
+                Ok(())
+            })?;
+            report.written = written.into_inner();
             layout.put_blob(&mut &bytes[..], &manifest.config.digest)?;
             let mbytes = manifest.to_bytes()?;
             let mdigest = Digest::of(&mbytes);
@@ -600,16 +605,19 @@ pub fn export(
                 ..Default::default()
             };
             let opts = registry::Options::from_env(&remote.registry);
-            for l in &layers {
+            let written = AtomicUsize::new(0);
+            registry::parallel(&layers, opts.jobs, |l| {
                 if client.has_blob(repo, &l.digest)? {
-                    continue;
+                    return Ok(());
                 }
                 ensure_local(l, &chosen)?;
                 let mut f = store.open_blob(&l.digest)?;
                 let loc = client.start_upload(repo)?;
                 client.upload(repo, loc, &mut f, &l.digest, opts.chunk_size, &|_| {})?;
-                report.written += 1;
-            }
+                written.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })?;
+            report.written = written.into_inner();
             if !client.has_blob(repo, &manifest.config.digest)? {
                 let loc = client.start_upload(repo)?;
                 client.upload(
