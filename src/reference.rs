@@ -31,8 +31,10 @@ static HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?$")
         .expect("static regex")
 });
+// `\w` is ASCII here, as in Go's regexp (a Unicode `\w` would also accept
+// letters registries refuse, and compiles to a far larger automaton).
 static TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\w][\w.-]{0,127}$").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").expect("static regex"));
 
 /// Longest repository name (with the registry) the grammar allows.
 const MAX_NAME: usize = 255;
@@ -194,6 +196,8 @@ mod tests {
             "a:.tag",
             "a:-tag",
             "a:t@g",
+            "a:tàg",
+            "a:éclair",
             "a@sha256:abc",
             "a@md5:0123",
             "a_/b",
