@@ -133,6 +133,9 @@ struct State {
     shell: Vec<String>,
     args: Vec<(String, Option<String>)>,
     last: Option<NodeIndex>,
+    /// The stage's own ONBUILD triggers: a stage that starts from this one
+    /// runs them first (inherited triggers never carry over).
+    onbuild: Vec<Node>,
 }
 
 impl State {
@@ -144,6 +147,7 @@ impl State {
             shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
             args: Vec::new(),
             last: None,
+            onbuild: Vec::new(),
         }
     }
 
@@ -620,7 +624,16 @@ impl<'a> Lowerer<'a> {
             v.push(*s);
         }
         let globals = self.global_vars();
-        let body = self.stages[i].body.clone();
+        let mut body: Vec<&Node> = self.stages[i].body.clone();
+        // The base stage's ONBUILD triggers run in this stage.
+        if let Start::Stage(s) = start {
+            body.extend(
+                self.stages[*s]
+                    .body
+                    .iter()
+                    .filter_map(|n| n.sub.as_deref().filter(|_| n.keyword == "onbuild")),
+            );
+        }
         for n in body {
             for f in self.flags(n) {
                 let value = match (n.keyword.as_str(), f.name.as_str()) {
@@ -671,11 +684,35 @@ impl<'a> Lowerer<'a> {
         n
     }
 
+    /// The ONBUILD triggers of a base image, parsed as instructions; their
+    /// diagnostics point at the stage's FROM.
+    fn image_triggers(&mut self, onbuild: &[String], from: &Node) -> Vec<Node> {
+        let mut out = Vec::new();
+        for t in onbuild {
+            match parser::parse(t) {
+                Ok(ast) => {
+                    for mut n in ast.children {
+                        n.span = from.span.clone();
+                        if self.check_keyword(&n) {
+                            out.push(n);
+                        }
+                    }
+                }
+                Err(e) => self.error(
+                    from.first_line(&self.file.text),
+                    format!("ONBUILD trigger `{t}` of the base image: {}", e.message),
+                    "base image",
+                ),
+            }
+        }
+        out
+    }
+
     fn stage(&mut self, i: usize, start: &Start) {
         let name = self.stages[i].name.clone();
         let from = self.stages[i].from;
         self.stage_first = None;
-        let mut onbuild = Vec::new();
+        let mut triggers: Vec<Node> = Vec::new();
         let mut state = match start {
             Start::Base(base, platform) => {
                 let info = match self.resolver.resolve(base) {
@@ -694,7 +731,7 @@ impl<'a> Lowerer<'a> {
                 if let Some(sh) = info.shell.filter(|s| !s.is_empty()) {
                     state.shell = sh;
                 }
-                onbuild = info.onbuild;
+                triggers = self.image_triggers(&info.onbuild, from);
                 let op = Op::Base(BaseOp {
                     base: base.clone(),
                     platform: platform.clone(),
@@ -705,27 +742,15 @@ impl<'a> Lowerer<'a> {
             Start::Stage(p) => {
                 let mut state = self.ends[*p].clone().unwrap_or_else(State::empty);
                 state.args.clear();
+                triggers = std::mem::take(&mut state.onbuild);
                 state
             }
             Start::Invalid => State::empty(),
         };
-        // ONBUILD triggers of the base image run first, as BuildKit does.
-        for t in &onbuild {
-            match parser::parse(t) {
-                Ok(ast) => {
-                    for mut n in ast.children {
-                        n.span = from.span.clone();
-                        if self.check_keyword(&n) {
-                            self.instruction(&name, &mut state, &n);
-                        }
-                    }
-                }
-                Err(e) => self.error(
-                    from.first_line(&self.file.text),
-                    format!("ONBUILD trigger `{t}` of the base image: {}", e.message),
-                    "base image",
-                ),
-            }
+        // The base's ONBUILD triggers run first, as BuildKit does; the
+        // image assembly drops the base's OnBuild from the child's config.
+        for t in &triggers {
+            self.instruction(&name, &mut state, t);
         }
         let body = self.stages[i].body.clone();
         for n in body {
@@ -942,6 +967,7 @@ impl<'a> Lowerer<'a> {
                     .as_ref()
                     .map(|s| s.original.trim().to_string())
                     .unwrap_or_default();
+                state.onbuild.extend(n.sub.as_deref().cloned());
                 Some((Op::Meta(MetaOp::OnBuild(vec![trigger])), Vec::new()))
             }
             "run" => self.run(state, n),
