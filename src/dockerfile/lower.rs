@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use petgraph::stable_graph::NodeIndex;
 
+use super::directives::{self, Checks};
 use super::parser::{self, Ast, Node};
 use super::shell::{Env, Lex};
 use super::values::{
@@ -184,6 +185,10 @@ struct Lowerer<'a> {
     declared: BTreeSet<String>,
     ends: Vec<Option<State>>,
     stage_first: Option<NodeIndex>,
+    /// The `# check=` directive.
+    checks: Checks,
+    /// Check rules that reported a warning.
+    checks_hit: Vec<&'static str>,
 }
 
 fn span_of(r: &Range<usize>) -> Span {
@@ -214,11 +219,12 @@ pub fn lower(
         declared: BTreeSet::new(),
         ends: Vec::new(),
         stage_first: None,
+        checks: Checks::default(),
+        checks_hit: Vec::new(),
     };
+    l.directives();
     for w in &ast.warnings {
-        l.graph
-            .warnings
-            .push(format!("{}: {}", l.location(&w.0), w.1));
+        l.check_warning("NoEmptyContinuation", &w.0, &w.1);
     }
     l.split(ast);
     l.ends = vec![None; l.stages.len()];
@@ -228,6 +234,17 @@ pub fn lower(
         l.stage(i, &starts[i]);
     }
     l.targets();
+    if l.checks.error && !l.checks_hit.is_empty() {
+        let span = directives::find(&file.text, "check", false).map_or(0..0, |f| f.span);
+        let mut rules = l.checks_hit.clone();
+        rules.sort_unstable();
+        rules.dedup();
+        l.error(
+            span,
+            format!("check warnings fail the build: {}", rules.join(", ")),
+            "error=true",
+        );
+    }
     for k in opts.build_args.keys() {
         if !l.declared.contains(k) {
             l.graph
@@ -257,6 +274,44 @@ fn order(deps: &[Vec<usize>]) -> Vec<usize> {
 }
 
 impl<'a> Lowerer<'a> {
+    /// What the `syntax` and `check` directives change: a frontend other
+    /// than the Dockerfile one is not run (a warning says so); `check`
+    /// skips check warnings or makes them fail the build.
+    fn directives(&mut self) {
+        let text = &self.file.text;
+        if let Some(f) = directives::detect_syntax(text)
+            && !directives::is_default_frontend(&f.value)
+        {
+            let at = self.location(&f.span);
+            self.graph.warnings.push(format!(
+                "{at}: the syntax directive names the frontend `{}`, which strata does not run: \
+                 it reads the file with its own Dockerfile frontend",
+                f.value
+            ));
+        }
+        if let Some(f) = directives::find(text, "check", false) {
+            match Checks::parse(&f.cmdline) {
+                Ok(c) => self.checks = c,
+                Err(e) => {
+                    let at = self.location(&f.span);
+                    self.graph
+                        .warnings
+                        .push(format!("{at}: check directive ignored: {e}"));
+                }
+            }
+        }
+    }
+
+    /// A warning of a BuildKit build check, unless `# check=` skips it.
+    fn check_warning(&mut self, rule: &'static str, span: &Range<usize>, message: &str) {
+        if !self.checks.enabled(rule) {
+            return;
+        }
+        let at = self.location(span);
+        self.graph.warnings.push(format!("{at}: {rule}: {message}"));
+        self.checks_hit.push(rule);
+    }
+
     fn error(&mut self, span: Range<usize>, message: impl Into<String>, label: impl Into<String>) {
         let d = self.make(span, message, label);
         self.errors.push(d);
@@ -836,10 +891,11 @@ impl<'a> Lowerer<'a> {
                 }
             }
             "maintainer" => {
-                self.graph.warnings.push(format!(
-                    "{}: MAINTAINER is deprecated; it becomes the label `maintainer`",
-                    self.location(&n.span)
-                ));
+                self.check_warning(
+                    "MaintainerDeprecated",
+                    &n.span,
+                    "MAINTAINER is deprecated; it becomes the label `maintainer`",
+                );
                 let v = n.args.first().cloned().unwrap_or_default();
                 Some((
                     Op::Meta(MetaOp::Label(vec![("maintainer".into(), v)])),
