@@ -32,7 +32,7 @@ use crate::digest::{CacheKey, Digest};
 use crate::error::{Error, Result, SourceDiagnostic};
 use crate::ir::{
     BaseInfo, BaseRef, BaseResolver, BuildGraph, CopyFrom, CopyOp, IR_VERSION, Mount, MountKind,
-    Op, RunOp, Sharing,
+    Op, RunOp, Sharing, Target,
 };
 use crate::layer::{self, Compression, Entry, EntryKind};
 use crate::oci::{self, ExportImage, History, Image, ImageConfig, OutputKind};
@@ -899,7 +899,7 @@ pub fn execute(
         if !plan.targets.contains(&t.node) {
             continue;
         }
-        let (config, layers) = assemble(graph, &plan, &results, t.node, opts)?;
+        let (config, layers) = assemble(graph, &plan, &results, t, opts)?;
         if let Some(i) = &opts.cache_from {
             // cache_io: imported layers the image needs
             i.fetch(layers.iter().zip(&config.rootfs.diff_ids))?;
@@ -961,20 +961,30 @@ fn assemble(
     graph: &BuildGraph,
     plan: &Plan,
     results: &HashMap<NodeIndex, NodeResult>,
-    node: NodeIndex,
+    target: &Target,
     opts: &BuildOptions,
 ) -> Result<(ImageConfig, Vec<Descriptor>)> {
-    let chain = graph.chain(node);
+    let chain = graph.chain(target.node);
     let mut config = ImageConfig::scratch(Some(created(opts.epoch)));
     // An image from scratch has the default PATH, as with BuildKit.
     config.config.env = Some(vec![format!("PATH={}", crate::ir::DEFAULT_PATH)]);
     let mut layers = Vec::new();
+    // ONBUILD triggers are for the direct children of an image: a stage
+    // drops the OnBuild of its base (image or stage), as Docker does; a
+    // Dockerfile frontend has run them at the start of the stage.
+    let mut stage: Option<&str> = None;
     for n in chain {
-        match &graph.graph[n].op {
+        let step = &graph.graph[n];
+        if stage.is_some_and(|s| s != step.stage) {
+            config.config.on_build = None;
+        }
+        stage = Some(&step.stage);
+        match &step.op {
             Op::Base(_) => {
                 if let Some(Some(img)) = plan.bases.get(&n) {
                     config = img.config.clone();
                     config.created = Some(created(opts.epoch));
+                    config.config.on_build = None;
                     layers = img.layers.clone();
                 }
             }
@@ -996,6 +1006,10 @@ fn assemble(
                 }
             }
         }
+    }
+    // A target stage without steps of its own ends on its base stage's node.
+    if stage.is_some_and(|s| s != target.stage) {
+        config.config.on_build = None;
     }
     Ok((config, layers))
 }

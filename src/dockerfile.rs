@@ -16,6 +16,7 @@ use crate::error::{Diagnostics, SourceDiagnostic};
 use crate::ir::{BaseResolver, BuildGraph, SourceFile};
 
 mod convert;
+pub mod directives;
 mod lower;
 pub mod parser;
 pub mod shell;

@@ -111,3 +111,49 @@ fn mutated_dockerfiles_do_not_panic() {
         }
     }
 }
+
+/// A global ARG used in a stage that does not declare it expands as unset,
+/// as in Docker: `convert` keeps that meaning and warns at each use.
+#[test]
+fn convert_warns_about_global_args_out_of_scope() {
+    let text = "ARG V=1\nFROM scratch\nLABEL a=$V b=${V:-x}\nRUN echo $V\nARG V\nLABEL c=$V\n";
+    let (toml, warnings) = dockerfile::convert("Dockerfile", text).expect("convert");
+    let got: Vec<(String, String)> = warnings
+        .iter()
+        .map(|w| {
+            let at = w.span.offset();
+            (w.to_string(), text[at..at + w.span.len()].to_string())
+        })
+        .collect();
+    let want = [
+        ("global arg V is unset in this stage, as in Docker", "$V"),
+        (
+            "global arg V is unset in this stage, as in Docker",
+            "${V:-x}",
+        ),
+        (
+            "global arg V is not in this RUN's environment, as in Docker",
+            "$V",
+        ),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(m, s)| (m.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(got, want, "{toml}");
+    assert!(warnings.iter().all(|w| {
+        w.help
+            .as_deref()
+            .is_some_and(|h| h.contains("declare `ARG V` in the stage"))
+    }));
+    assert!(
+        toml.contains("{ label = { a = \"\", b = \"x\" } }")
+            && toml.contains("{ label = { c = \"${V}\" } }"),
+        "{toml}"
+    );
+    // Same meaning: the two frontends give the same graph.
+    let opts = LowerOptions::default();
+    let g1 = dockerfile::load("Dockerfile", text, &opts, &EmptyResolver).expect("load");
+    let g2 = spec::load("converted.toml", &toml, &opts, &EmptyResolver).expect("load toml");
+    assert_eq!(comparable(&g1), comparable(&g2), "{toml}");
+}

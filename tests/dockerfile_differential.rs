@@ -528,7 +528,6 @@ cases! {
     user_workdir => "user-workdir",
     arg => "arg",
     onbuild_healthcheck => "onbuild-healthcheck",
-    #[ignore = "strata bug: ONBUILD triggers of a stage used as a base (FROM stage) do not run, and the child keeps OnBuild"]
     onbuild_stage_base => "onbuild-stage-base",
     shell => "shell",
 }

@@ -24,7 +24,15 @@ struct Converter<'a> {
     errors: Vec<SourceDiagnostic>,
     warnings: Vec<SourceDiagnostic>,
     stage_names: Vec<String>,
-    known: BTreeSet<String>,
+    /// Args declared before the first FROM.
+    globals: BTreeSet<String>,
+    /// Env names of the current stage (a stage from a stage starts with its
+    /// base's), and its ARG names.
+    env: BTreeSet<String>,
+    args: BTreeSet<String>,
+    /// Per stage: env names at its end, and its own ONBUILD triggers.
+    stage_env: Vec<BTreeSet<String>>,
+    triggers: Vec<Vec<Node>>,
 }
 
 /// A TOML basic string.
@@ -71,119 +79,156 @@ fn literal(s: &str) -> String {
     s.replace('$', "$$")
 }
 
+/// How the names of a word expand where the word is.
+#[derive(Clone, Copy)]
+struct Scope<'s> {
+    /// Names defined here (ARG, ENV): written `${NAME}`.
+    known: &'s BTreeSet<String>,
+    /// Global args that are not in scope here. A Dockerfile expands them as
+    /// unset, a TOML spec would see their value: written as unset.
+    hidden: &'s BTreeSet<String>,
+}
+
 /// A Dockerfile word as a TOML template: quotes removed, escapes resolved,
 /// variable references kept.
-/// Names in `known` are declared somewhere in the file (ARG, ENV); other
-/// references become `${NAME:-}`, which, like the Dockerfile, expands an
-/// unset name to nothing (a bare `${NAME}` is an error in a TOML spec).
-fn template(word: &str, escape: char, known: &BTreeSet<String>) -> Result<String, String> {
-    let chars: Vec<char> = word.chars().collect();
-    let mut i = 0;
-    let out = tmpl(&chars, &mut i, escape, None, known)?;
-    Ok(out)
+/// Names in `scope.known` are defined where the word is; other references
+/// become `${NAME:-}`, which, like the Dockerfile, expands an unset name to
+/// nothing (a bare `${NAME}` is an error in a TOML spec). Names in
+/// `scope.hidden` are replaced by what an unset name gives, and listed in
+/// the second value.
+fn template(word: &str, escape: char, scope: Scope) -> Result<(String, Vec<String>), String> {
+    let mut t = Template {
+        c: word.chars().collect(),
+        i: 0,
+        escape,
+        scope,
+        hidden_used: Vec::new(),
+    };
+    let out = t.word(None)?;
+    Ok((out, t.hidden_used))
 }
 
-fn tmpl(
-    c: &[char],
-    i: &mut usize,
+struct Template<'s> {
+    c: Vec<char>,
+    i: usize,
     escape: char,
-    stop: Option<char>,
-    known: &BTreeSet<String>,
-) -> Result<String, String> {
-    let mut out = String::new();
-    let mut dq = false;
-    while *i < c.len() {
-        let ch = c[*i];
-        if !dq && Some(ch) == stop {
-            *i += 1;
-            return Ok(out);
-        }
-        *i += 1;
-        match ch {
-            '\'' if !dq => {
-                let start = *i;
-                while *i < c.len() && c[*i] != '\'' {
-                    *i += 1;
-                }
-                if *i >= c.len() {
-                    return Err("unterminated single quote".into());
-                }
-                out.push_str(&literal(&c[start..*i].iter().collect::<String>()));
-                *i += 1;
+    scope: Scope<'s>,
+    hidden_used: Vec<String>,
+}
+
+impl Template<'_> {
+    fn word(&mut self, stop: Option<char>) -> Result<String, String> {
+        let mut out = String::new();
+        let mut dq = false;
+        while let Some(&ch) = self.c.get(self.i) {
+            if !dq && Some(ch) == stop {
+                self.i += 1;
+                return Ok(out);
             }
-            '"' => dq = !dq,
-            '$' => out.push_str(&reference(c, i, escape, known)?),
-            ch if ch == escape => match c.get(*i) {
-                None => {}
-                Some(&n) if !dq || n == '"' || n == '$' || n == escape => {
-                    *i += 1;
-                    out.push_str(&literal(&n.to_string()));
+            self.i += 1;
+            match ch {
+                '\'' if !dq => {
+                    let start = self.i;
+                    while self.c.get(self.i).is_some_and(|&x| x != '\'') {
+                        self.i += 1;
+                    }
+                    if self.i >= self.c.len() {
+                        return Err("unterminated single quote".into());
+                    }
+                    out.push_str(&literal(&self.c[start..self.i].iter().collect::<String>()));
+                    self.i += 1;
                 }
-                Some(_) => out.push(ch),
-            },
-            ch => out.push(ch),
+                '"' => dq = !dq,
+                '$' => {
+                    let r = self.reference()?;
+                    out.push_str(&r);
+                }
+                ch if ch == self.escape => match self.c.get(self.i) {
+                    None => {}
+                    Some(&n) if !dq || n == '"' || n == '$' || n == self.escape => {
+                        self.i += 1;
+                        out.push_str(&literal(&n.to_string()));
+                    }
+                    Some(_) => out.push(ch),
+                },
+                ch => out.push(ch),
+            }
         }
+        if dq {
+            return Err("unterminated double quote".into());
+        }
+        if let Some(s) = stop {
+            return Err(format!("missing `{s}`"));
+        }
+        Ok(out)
     }
-    if dq {
-        return Err("unterminated double quote".into());
-    }
-    if let Some(s) = stop {
-        return Err(format!("missing `{s}`"));
-    }
-    Ok(out)
-}
 
-/// After a `$`: a reference in TOML syntax.
-fn reference(
-    c: &[char],
-    i: &mut usize,
-    escape: char,
-    known: &BTreeSet<String>,
-) -> Result<String, String> {
-    let is_name = |x: char| x.is_ascii_alphanumeric() || x == '_';
-    let plain = |name: &str| {
-        if known.contains(name) {
+    fn name(&mut self) -> String {
+        let start = self.i;
+        while self
+            .c
+            .get(self.i)
+            .is_some_and(|&x| x.is_ascii_alphanumeric() || x == '_')
+        {
+            self.i += 1;
+        }
+        self.c[start..self.i].iter().collect()
+    }
+
+    /// Is `name` a global arg out of scope (noted when it is)?
+    fn hidden(&mut self, name: &str) -> bool {
+        let h = self.scope.hidden.contains(name);
+        if h && !self.hidden_used.iter().any(|u| u == name) {
+            self.hidden_used.push(name.to_string());
+        }
+        h
+    }
+
+    fn plain(&mut self, name: &str) -> String {
+        if self.hidden(name) {
+            String::new()
+        } else if self.scope.known.contains(name) {
             format!("${{{name}}}")
         } else {
             format!("${{{name}:-}}")
         }
-    };
-    if c.get(*i) != Some(&'{') {
-        let start = *i;
-        while *i < c.len() && is_name(c[*i]) {
-            *i += 1;
-        }
-        let name: String = c[start..*i].iter().collect();
-        if name.is_empty() {
-            return Ok("$$".into());
-        }
-        if name.starts_with(|x: char| x.is_ascii_digit()) {
-            return Err(format!("positional parameter `${name}`"));
-        }
-        return Ok(plain(&name));
     }
-    *i += 1;
-    let start = *i;
-    while *i < c.len() && is_name(c[*i]) {
-        *i += 1;
-    }
-    let name: String = c[start..*i].iter().collect();
-    if name.is_empty() || name.starts_with(|x: char| x.is_ascii_digit()) {
-        return Err("a `${...}` form TOML specs cannot express".into());
-    }
-    match (c.get(*i), c.get(*i + 1)) {
-        (Some('}'), _) => {
-            *i += 1;
-            Ok(plain(&name))
+
+    /// After a `$`: a reference in TOML syntax.
+    fn reference(&mut self) -> Result<String, String> {
+        if self.c.get(self.i) != Some(&'{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$$".into());
+            }
+            if name.starts_with(|x: char| x.is_ascii_digit()) {
+                return Err(format!("positional parameter `${name}`"));
+            }
+            return Ok(self.plain(&name));
         }
-        (Some(':'), Some(&m @ ('-' | '+'))) => {
-            *i += 2;
-            let word = tmpl(c, i, escape, Some('}'), known)?;
-            Ok(format!("${{{name}:{m}{word}}}"))
+        self.i += 1;
+        let name = self.name();
+        if name.is_empty() || name.starts_with(|x: char| x.is_ascii_digit()) {
+            return Err("a `${...}` form TOML specs cannot express".into());
         }
-        _ => Err(format!(
-            "`${{{name}...}}`: TOML specs support only ${{NAME}}, ${{NAME:-word}} and ${{NAME:+word}}"
-        )),
+        match (self.c.get(self.i), self.c.get(self.i + 1)) {
+            (Some('}'), _) => {
+                self.i += 1;
+                Ok(self.plain(&name))
+            }
+            (Some(':'), Some(&m @ ('-' | '+'))) => {
+                self.i += 2;
+                let word = self.word(Some('}'))?;
+                Ok(match (self.hidden(&name), m) {
+                    (true, '-') => word,
+                    (true, _) => String::new(),
+                    (false, _) => format!("${{{name}:{m}{word}}}"),
+                })
+            }
+            _ => Err(format!(
+                "`${{{name}...}}`: TOML specs support only ${{NAME}}, ${{NAME:-word}} and ${{NAME:+word}}"
+            )),
+        }
     }
 }
 
@@ -197,7 +242,11 @@ pub fn convert(
         errors: Vec::new(),
         warnings: Vec::new(),
         stage_names: Vec::new(),
-        known: BTreeSet::new(),
+        globals: BTreeSet::new(),
+        env: BTreeSet::new(),
+        args: BTreeSet::new(),
+        stage_env: Vec::new(),
+        triggers: Vec::new(),
     };
     // Stage names first: `--from` and FROM may name any stage.
     for n in ast.children.iter().filter(|n| n.keyword == "from") {
@@ -207,6 +256,8 @@ pub fn convert(
         };
         c.stage_names.push(name);
     }
+    c.stage_env = vec![BTreeSet::new(); c.stage_names.len()];
+    c.triggers = vec![Vec::new(); c.stage_names.len()];
     let mut args = String::new();
     let mut out = String::new();
     let mut stage = 0usize;
@@ -226,8 +277,30 @@ pub fn convert(
             }
             out.push('\n');
             c.comments(&mut out, n, "");
-            c.from(&mut out, n, stage);
+            let base = c.from(&mut out, n, stage);
             out.push_str("steps = [\n");
+            c.env = base
+                .and_then(|b| c.stage_env.get(b).cloned())
+                .unwrap_or_default();
+            if let Some(e) = c.stage_env.get_mut(stage) {
+                e.clone_from(&c.env);
+            }
+            c.args.clear();
+            // The base stage's ONBUILD triggers run first: a TOML spec
+            // does not run them, so they become this stage's first steps.
+            let triggers = base
+                .and_then(|b| c.triggers.get(b).cloned())
+                .unwrap_or_default();
+            for t in &triggers {
+                let base_name = base
+                    .and_then(|b| c.stage_names.get(b))
+                    .map_or("", |s| s.as_str());
+                let _ = writeln!(out, "  # ONBUILD trigger of stage {base_name}");
+                for step in c.steps(t) {
+                    let _ = writeln!(out, "  {step},");
+                }
+                c.declare(t, stage);
+            }
             stage += 1;
             in_stage = true;
             continue;
@@ -236,7 +309,8 @@ pub fn convert(
             if n.keyword == "arg" {
                 c.comments(&mut args, n, "");
                 c.global_arg(&mut args, n);
-                c.declare(n);
+                c.globals
+                    .extend(n.args.iter().map(|w| arg_name(w).to_string()));
             } else {
                 c.error(
                     n,
@@ -250,7 +324,7 @@ pub fn convert(
         for step in c.steps(n) {
             let _ = writeln!(out, "  {step},");
         }
-        c.declare(n);
+        c.declare(n, stage - 1);
     }
     if in_stage {
         out.push_str("]\n");
@@ -269,20 +343,77 @@ pub fn convert(
     }
 }
 
+/// The name of an ARG word (`NAME` or `NAME=default`).
+fn arg_name(w: &str) -> &str {
+    w.split_once('=').map_or(w, |(k, _)| k)
+}
+
+/// Does a shell script refer to `$name` or `${name...}` without setting
+/// `name=` itself?
+fn script_uses(script: &str, name: &str) -> bool {
+    if script.contains(&format!("{name}=")) {
+        return false;
+    }
+    script.contains(&format!("${{{name}")) || {
+        let pat = format!("${name}");
+        script.match_indices(&pat).any(|(i, _)| {
+            !script[i + pat.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        })
+    }
+}
+
 impl Converter<'_> {
-    /// Names an ARG or ENV defines from here on.
-    fn declare(&mut self, n: &Node) {
+    /// Names an instruction of stage `stage` defines from here on.
+    fn declare(&mut self, n: &Node, stage: usize) {
         match n.keyword.as_str() {
-            "arg" => self.known.extend(
-                n.args
-                    .iter()
-                    .map(|w| w.split_once('=').map_or(w.as_str(), |(k, _)| k).to_string()),
-            ),
-            "env" => self
-                .known
-                .extend(n.args.chunks(3).filter_map(|t| t.first().cloned())),
+            "arg" => self
+                .args
+                .extend(n.args.iter().map(|w| arg_name(w).to_string())),
+            "env" => {
+                self.env
+                    .extend(n.args.chunks(3).filter_map(|t| t.first().cloned()));
+                if let Some(e) = self.stage_env.get_mut(stage) {
+                    e.clone_from(&self.env);
+                }
+            }
+            "onbuild" => {
+                if let (Some(t), Some(sub)) = (self.triggers.get_mut(stage), &n.sub) {
+                    t.push((**sub).clone());
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Global args a stage instruction does not see (not redeclared by ARG
+    /// in the stage, not set by ENV).
+    fn hidden_globals(&self) -> BTreeSet<String> {
+        self.globals
+            .iter()
+            .filter(|g| !self.env.contains(*g) && !self.args.contains(*g))
+            .cloned()
+            .collect()
+    }
+
+    fn warn_hidden(&mut self, span: Range<usize>, name: &str, run: bool) {
+        let (message, label) = if run {
+            (
+                format!("global arg {name} is not in this RUN's environment, as in Docker"),
+                "unset here",
+            )
+        } else {
+            (
+                format!("global arg {name} is unset in this stage, as in Docker"),
+                "expands as unset",
+            )
+        };
+        let mut d = self.diag(span, message);
+        d.label = label.to_string();
+        let d = d.with_help(format!(
+            "an ARG before the first FROM is in scope only in FROM lines and `--from` values; \
+             declare `ARG {name}` in the stage to use its value"
+        ));
+        self.warnings.push(d);
     }
 
     fn diag(&self, span: Range<usize>, message: String) -> SourceDiagnostic {
@@ -316,8 +447,34 @@ impl Converter<'_> {
         }
     }
 
+    /// A word expanded in the stage: its env, its args.
     fn t(&mut self, n: &Node, word: &str) -> Option<String> {
-        match template(word, self.escape, &self.known) {
+        let known: BTreeSet<String> = self.env.union(&self.args).cloned().collect();
+        let hidden = self.hidden_globals();
+        let scope = Scope {
+            known: &known,
+            hidden: &hidden,
+        };
+        let r = self.template(n, word, scope)?;
+        for name in r.1 {
+            let span = n.locate(&self.file.text, word);
+            self.warn_hidden(span, &name, false);
+        }
+        Some(r.0)
+    }
+
+    /// A word expanded with the global args only (FROM, `--from`).
+    fn tg(&mut self, n: &Node, word: &str) -> Option<String> {
+        let globals = self.globals.clone();
+        let scope = Scope {
+            known: &globals,
+            hidden: &BTreeSet::new(),
+        };
+        self.template(n, word, scope).map(|r| r.0)
+    }
+
+    fn template(&mut self, n: &Node, word: &str, scope: Scope) -> Option<(String, Vec<String>)> {
+        match template(word, self.escape, scope) {
             Ok(t) => Some(t),
             Err(e) => {
                 let span = n.locate(&self.file.text, word);
@@ -345,7 +502,7 @@ impl Converter<'_> {
                 }
                 Some((k, v)) => {
                     // Global defaults are not expanded in a TOML spec.
-                    let Some(t) = self.t(n, v) else { continue };
+                    let Some(t) = self.tg(n, v) else { continue };
                     if t.contains("${") {
                         self.warn(n, format!("the default of global arg {k} refers to a variable; TOML [args] defaults are not expanded"));
                     }
@@ -355,17 +512,24 @@ impl Converter<'_> {
         }
     }
 
-    fn from(&mut self, out: &mut String, n: &Node, index: usize) {
+    /// Writes the stage header; the base stage's index when FROM names one.
+    fn from(&mut self, out: &mut String, n: &Node, index: usize) -> Option<usize> {
         let name = self.stage_names.get(index).cloned().unwrap_or_default();
         let _ = writeln!(out, "[stage.{}]", key(&name));
         let image = n.args.first().cloned().unwrap_or_default();
-        let from = self.t(n, &image).unwrap_or_default();
-        let from = if from.eq_ignore_ascii_case("scratch") {
-            "scratch".to_string()
-        } else if self
+        let from = self.tg(n, &image).unwrap_or_default();
+        let base = self
             .stage_names
             .iter()
-            .any(|s| s.eq_ignore_ascii_case(&from))
+            .take(index)
+            .position(|s| s.eq_ignore_ascii_case(&from));
+        let from = if from.eq_ignore_ascii_case("scratch") {
+            "scratch".to_string()
+        } else if base.is_some()
+            || self
+                .stage_names
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(&from))
         {
             from.to_lowercase()
         } else {
@@ -386,7 +550,7 @@ impl Converter<'_> {
         for (k, v) in Self::flags(n) {
             if k == "platform" {
                 let v = v.unwrap_or_default();
-                if let Some(t) = self.t(n, &v) {
+                if let Some(t) = self.tg(n, &v) {
                     if t.contains("${") {
                         self.warn(n, "predefined platform args (BUILDPLATFORM, TARGETPLATFORM...) do not exist in TOML specs; declare them in [args]".into());
                     }
@@ -394,6 +558,7 @@ impl Converter<'_> {
                 }
             }
         }
+        base
     }
 
     /// The TOML step tables of one instruction.
@@ -527,10 +692,14 @@ impl Converter<'_> {
             parts.push(format!("run = {}", list(&n.args)));
         } else {
             let script = n.args.first().cloned().unwrap_or_default();
-            parts.push(format!(
-                "run = {}",
-                q(&heredoc_script(&script, &n.heredocs))
-            ));
+            let script = heredoc_script(&script, &n.heredocs);
+            for name in self.hidden_globals() {
+                if script_uses(&script, &name) {
+                    let span = n.locate(&self.file.text, &format!("${name}"));
+                    self.warn_hidden(span, &name, true);
+                }
+            }
+            parts.push(format!("run = {}", q(&script)));
         }
         let mut mounts = Vec::new();
         for (k, v) in Self::flags(n) {
@@ -583,7 +752,7 @@ impl Converter<'_> {
                 )),
                 "size" => parts.push(format!("size = {}", val.and_then(parse_size).unwrap_or(0))),
                 "from" => {
-                    let t = self.t(n, val.unwrap_or(""))?;
+                    let t = self.tg(n, val.unwrap_or(""))?;
                     let name = self.stage_name(&t).unwrap_or(t);
                     parts.push(format!("from = {}", q(&name)));
                 }
@@ -648,7 +817,7 @@ impl Converter<'_> {
             let raw = v.clone().unwrap_or_default();
             match k.as_str() {
                 "from" => {
-                    let t = self.t(n, &raw)?;
+                    let t = self.tg(n, &raw)?;
                     match self.stage_name(&t) {
                         Some(name) => parts.push(format!("from = {}", q(&name))),
                         None => parts.push(format!("image = {}", q(&t))),
@@ -689,7 +858,12 @@ mod tests {
 
     fn template(w: &str, e: char) -> Result<String, String> {
         let known: BTreeSet<String> = ["A".to_string()].into();
-        super::template(w, e, &known)
+        let hidden = BTreeSet::new();
+        let scope = super::Scope {
+            known: &known,
+            hidden: &hidden,
+        };
+        super::template(w, e, scope).map(|t| t.0)
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use petgraph::stable_graph::NodeIndex;
 
+use super::directives::{self, Checks};
 use super::parser::{self, Ast, Node};
 use super::shell::{Env, Lex};
 use super::values::{
@@ -133,6 +134,9 @@ struct State {
     shell: Vec<String>,
     args: Vec<(String, Option<String>)>,
     last: Option<NodeIndex>,
+    /// The stage's own ONBUILD triggers: a stage that starts from this one
+    /// runs them first (inherited triggers never carry over).
+    onbuild: Vec<Node>,
 }
 
 impl State {
@@ -144,6 +148,7 @@ impl State {
             shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
             args: Vec::new(),
             last: None,
+            onbuild: Vec::new(),
         }
     }
 
@@ -180,6 +185,10 @@ struct Lowerer<'a> {
     declared: BTreeSet<String>,
     ends: Vec<Option<State>>,
     stage_first: Option<NodeIndex>,
+    /// The `# check=` directive.
+    checks: Checks,
+    /// Check rules that reported a warning.
+    checks_hit: Vec<&'static str>,
 }
 
 fn span_of(r: &Range<usize>) -> Span {
@@ -210,11 +219,12 @@ pub fn lower(
         declared: BTreeSet::new(),
         ends: Vec::new(),
         stage_first: None,
+        checks: Checks::default(),
+        checks_hit: Vec::new(),
     };
+    l.directives();
     for w in &ast.warnings {
-        l.graph
-            .warnings
-            .push(format!("{}: {}", l.location(&w.0), w.1));
+        l.check_warning("NoEmptyContinuation", &w.0, &w.1);
     }
     l.split(ast);
     l.ends = vec![None; l.stages.len()];
@@ -224,6 +234,17 @@ pub fn lower(
         l.stage(i, &starts[i]);
     }
     l.targets();
+    if l.checks.error && !l.checks_hit.is_empty() {
+        let span = directives::find(&file.text, "check", false).map_or(0..0, |f| f.span);
+        let mut rules = l.checks_hit.clone();
+        rules.sort_unstable();
+        rules.dedup();
+        l.error(
+            span,
+            format!("check warnings fail the build: {}", rules.join(", ")),
+            "error=true",
+        );
+    }
     for k in opts.build_args.keys() {
         if !l.declared.contains(k) {
             l.graph
@@ -253,6 +274,44 @@ fn order(deps: &[Vec<usize>]) -> Vec<usize> {
 }
 
 impl<'a> Lowerer<'a> {
+    /// What the `syntax` and `check` directives change: a frontend other
+    /// than the Dockerfile one is not run (a warning says so); `check`
+    /// skips check warnings or makes them fail the build.
+    fn directives(&mut self) {
+        let text = &self.file.text;
+        if let Some(f) = directives::detect_syntax(text)
+            && !directives::is_default_frontend(&f.value)
+        {
+            let at = self.location(&f.span);
+            self.graph.warnings.push(format!(
+                "{at}: the syntax directive names the frontend `{}`, which strata does not run: \
+                 it reads the file with its own Dockerfile frontend",
+                f.value
+            ));
+        }
+        if let Some(f) = directives::find(text, "check", false) {
+            match Checks::parse(&f.cmdline) {
+                Ok(c) => self.checks = c,
+                Err(e) => {
+                    let at = self.location(&f.span);
+                    self.graph
+                        .warnings
+                        .push(format!("{at}: check directive ignored: {e}"));
+                }
+            }
+        }
+    }
+
+    /// A warning of a BuildKit build check, unless `# check=` skips it.
+    fn check_warning(&mut self, rule: &'static str, span: &Range<usize>, message: &str) {
+        if !self.checks.enabled(rule) {
+            return;
+        }
+        let at = self.location(span);
+        self.graph.warnings.push(format!("{at}: {rule}: {message}"));
+        self.checks_hit.push(rule);
+    }
+
     fn error(&mut self, span: Range<usize>, message: impl Into<String>, label: impl Into<String>) {
         let d = self.make(span, message, label);
         self.errors.push(d);
@@ -620,7 +679,16 @@ impl<'a> Lowerer<'a> {
             v.push(*s);
         }
         let globals = self.global_vars();
-        let body = self.stages[i].body.clone();
+        let mut body: Vec<&Node> = self.stages[i].body.clone();
+        // The base stage's ONBUILD triggers run in this stage.
+        if let Start::Stage(s) = start {
+            body.extend(
+                self.stages[*s]
+                    .body
+                    .iter()
+                    .filter_map(|n| n.sub.as_deref().filter(|_| n.keyword == "onbuild")),
+            );
+        }
         for n in body {
             for f in self.flags(n) {
                 let value = match (n.keyword.as_str(), f.name.as_str()) {
@@ -671,11 +739,35 @@ impl<'a> Lowerer<'a> {
         n
     }
 
+    /// The ONBUILD triggers of a base image, parsed as instructions; their
+    /// diagnostics point at the stage's FROM.
+    fn image_triggers(&mut self, onbuild: &[String], from: &Node) -> Vec<Node> {
+        let mut out = Vec::new();
+        for t in onbuild {
+            match parser::parse(t) {
+                Ok(ast) => {
+                    for mut n in ast.children {
+                        n.span = from.span.clone();
+                        if self.check_keyword(&n) {
+                            out.push(n);
+                        }
+                    }
+                }
+                Err(e) => self.error(
+                    from.first_line(&self.file.text),
+                    format!("ONBUILD trigger `{t}` of the base image: {}", e.message),
+                    "base image",
+                ),
+            }
+        }
+        out
+    }
+
     fn stage(&mut self, i: usize, start: &Start) {
         let name = self.stages[i].name.clone();
         let from = self.stages[i].from;
         self.stage_first = None;
-        let mut onbuild = Vec::new();
+        let mut triggers: Vec<Node> = Vec::new();
         let mut state = match start {
             Start::Base(base, platform) => {
                 let info = match self.resolver.resolve(base) {
@@ -694,7 +786,7 @@ impl<'a> Lowerer<'a> {
                 if let Some(sh) = info.shell.filter(|s| !s.is_empty()) {
                     state.shell = sh;
                 }
-                onbuild = info.onbuild;
+                triggers = self.image_triggers(&info.onbuild, from);
                 let op = Op::Base(BaseOp {
                     base: base.clone(),
                     platform: platform.clone(),
@@ -705,27 +797,15 @@ impl<'a> Lowerer<'a> {
             Start::Stage(p) => {
                 let mut state = self.ends[*p].clone().unwrap_or_else(State::empty);
                 state.args.clear();
+                triggers = std::mem::take(&mut state.onbuild);
                 state
             }
             Start::Invalid => State::empty(),
         };
-        // ONBUILD triggers of the base image run first, as BuildKit does.
-        for t in &onbuild {
-            match parser::parse(t) {
-                Ok(ast) => {
-                    for mut n in ast.children {
-                        n.span = from.span.clone();
-                        if self.check_keyword(&n) {
-                            self.instruction(&name, &mut state, &n);
-                        }
-                    }
-                }
-                Err(e) => self.error(
-                    from.first_line(&self.file.text),
-                    format!("ONBUILD trigger `{t}` of the base image: {}", e.message),
-                    "base image",
-                ),
-            }
+        // The base's ONBUILD triggers run first, as BuildKit does; the
+        // image assembly drops the base's OnBuild from the child's config.
+        for t in &triggers {
+            self.instruction(&name, &mut state, t);
         }
         let body = self.stages[i].body.clone();
         for n in body {
@@ -811,10 +891,11 @@ impl<'a> Lowerer<'a> {
                 }
             }
             "maintainer" => {
-                self.graph.warnings.push(format!(
-                    "{}: MAINTAINER is deprecated; it becomes the label `maintainer`",
-                    self.location(&n.span)
-                ));
+                self.check_warning(
+                    "MaintainerDeprecated",
+                    &n.span,
+                    "MAINTAINER is deprecated; it becomes the label `maintainer`",
+                );
                 let v = n.args.first().cloned().unwrap_or_default();
                 Some((
                     Op::Meta(MetaOp::Label(vec![("maintainer".into(), v)])),
@@ -942,6 +1023,7 @@ impl<'a> Lowerer<'a> {
                     .as_ref()
                     .map(|s| s.original.trim().to_string())
                     .unwrap_or_default();
+                state.onbuild.extend(n.sub.as_deref().cloned());
                 Some((Op::Meta(MetaOp::OnBuild(vec![trigger])), Vec::new()))
             }
             "run" => self.run(state, n),

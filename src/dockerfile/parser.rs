@@ -184,7 +184,12 @@ impl Directives {
 
 /// Splits a directive line into name and value.
 pub(crate) fn directive_parts(line: &str) -> Option<(&str, &str)> {
-    let rest = line.strip_prefix('#')?;
+    directive_parts_after(line, "#")
+}
+
+/// Splits `PREFIX[ \t]*name[ \t]*=[ \t]*value[ \t]*` into name and value.
+pub(crate) fn directive_parts_after<'l>(line: &'l str, prefix: &str) -> Option<(&'l str, &'l str)> {
+    let rest = line.strip_prefix(prefix)?;
     let rest = rest.trim_start_matches([' ', '\t']);
     let name_len = rest
         .char_indices()

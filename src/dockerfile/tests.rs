@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::directives;
 use super::parser::{self, parse_heredoc};
 use super::shell::Lex;
 
@@ -172,6 +173,7 @@ fn buildkit_directives() {
         return;
     };
     let v = json(&p);
+    let mut n = 0;
     for c in v["parse_all_escape"].as_array().expect("array") {
         let input = c["input"].as_str().expect("input");
         let input = format!("{input}FROM x\n");
@@ -182,7 +184,51 @@ fn buildkit_directives() {
             .map(|d| serde_json::json!({"name": d.name, "value": d.value}))
             .collect();
         assert_eq!(&serde_json::Value::Array(got), &c["directives"], "{input}");
+        n += 1;
     }
+    for (group, key, any_format) in [
+        ("detect_syntax", "syntax", true),
+        ("parse_directive_check", "check", false),
+    ] {
+        for c in v[group].as_array().expect("array") {
+            let mut input = String::new();
+            if let Some(hex) = c["input_hex_prefix"].as_str() {
+                assert_eq!(hex, "efbbbf", "only a BOM prefix is expected");
+                input.push('\u{feff}');
+            }
+            input.push_str(c["input"].as_str().expect("input"));
+            let got = directives::find(&input, key, any_format);
+            if key == "syntax" {
+                assert_eq!(got, directives::detect_syntax(&input), "{input:?}");
+            }
+            let ok = c["ok"].as_bool().expect("ok");
+            assert_eq!(got.is_some(), ok, "{group}: {input:?}: {got:?}");
+            let field = |name: &str, got: String| {
+                if let Some(want) = c.get(name) {
+                    let want = match want {
+                        serde_json::Value::Number(n) => n.to_string(),
+                        w => w.as_str().expect("string").to_string(),
+                    };
+                    assert_eq!(got, want, "{group} {name}: {input:?}");
+                }
+            };
+            let g = got.clone();
+            field(
+                "ref",
+                g.as_ref().map(|f| f.value.clone()).unwrap_or_default(),
+            );
+            field(
+                "cmdline",
+                g.as_ref().map(|f| f.cmdline.clone()).unwrap_or_default(),
+            );
+            field("line", g.map(|f| f.line.to_string()).unwrap_or_default());
+            if let Some(f) = &got {
+                assert!(input.get(f.span.clone()).is_some(), "{input:?}: {f:?}");
+            }
+            n += 1;
+        }
+    }
+    assert_eq!(n, 17);
 }
 
 #[test]
@@ -382,5 +428,58 @@ fn buildkit_shell_process_word_cases() {
         "{} failed:\n{}",
         failed.len(),
         failed.join("\n")
+    );
+}
+
+/// Lowers `text`; the warnings, or the error messages.
+fn lower_warnings(text: &str) -> Result<Vec<String>, Vec<String>> {
+    let opts = crate::spec::LowerOptions::default();
+    match super::load("Dockerfile", text, &opts, &crate::ir::EmptyResolver) {
+        Ok(g) => Ok(g.warnings),
+        Err(d) => Err(d.errors.iter().map(|e| e.message.clone()).collect()),
+    }
+}
+
+#[test]
+fn syntax_directive_other_than_the_dockerfile_frontend_is_reported() {
+    let w = lower_warnings("# syntax=docker/dockerfile:1\nFROM scratch\n").expect("lower");
+    assert_eq!(w, Vec::<String>::new());
+    let w = lower_warnings("#!/usr/bin/env x\n# syntax = acme/frontend:2 // opts\nFROM scratch\n")
+        .expect("lower");
+    assert_eq!(
+        w,
+        [
+            "Dockerfile:2: the syntax directive names the frontend `acme/frontend:2`, which strata does not run: it reads the file with its own Dockerfile frontend"
+        ]
+    );
+}
+
+#[test]
+fn check_directive_skips_or_fails_check_warnings() {
+    let body = "FROM scratch\nMAINTAINER me\nLABEL a=b \\\n\n  c=d\n";
+    let w = lower_warnings(body).expect("lower");
+    assert_eq!(
+        w,
+        [
+            "Dockerfile:4: NoEmptyContinuation: empty continuation line (a future version may treat it as the end of the instruction)",
+            "Dockerfile:2: MaintainerDeprecated: MAINTAINER is deprecated; it becomes the label `maintainer`",
+        ]
+    );
+    let w = lower_warnings(&format!("# check=skip=MaintainerDeprecated\n{body}")).expect("lower");
+    assert_eq!(w.len(), 1);
+    assert!(w[0].contains("NoEmptyContinuation"), "{w:?}");
+    let w = lower_warnings(&format!("# check=skip=all\n{body}")).expect("lower");
+    assert_eq!(w, Vec::<String>::new());
+    let e = lower_warnings(&format!("# check=error=true\n{body}")).expect_err("fails");
+    assert_eq!(
+        e,
+        ["check warnings fail the build: MaintainerDeprecated, NoEmptyContinuation"]
+    );
+    // In `//` form the directive is not one: the first line is an instruction.
+    assert!(lower_warnings(&format!("//check=skip=all\n{body}")).is_err());
+    let w = lower_warnings(&format!("# check=skip\n{body}")).expect("lower");
+    assert_eq!(
+        w[0],
+        "Dockerfile:1: check directive ignored: `skip` is not key=value"
     );
 }

@@ -531,7 +531,7 @@ impl Lowerer<'_, '_> {
                 };
                 if !info.onbuild.is_empty() {
                     self.graph.warnings.push(format!(
-                        "stage {name}: the base image has ONBUILD instructions, which strata.toml specs do not run"
+                        "stage {name}: the base image has ONBUILD instructions, which strata.toml specs do not run (and the image does not keep them); write them as steps"
                     ));
                 }
                 let mut state = State::empty();
