@@ -441,10 +441,19 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
     let targets: Vec<NodeIndex> = graph.targets.iter().map(|t| t.node).collect();
     let order = graph.needed(&targets);
     let ids = step_ids(graph);
-    let previous: BuildRecord = store
-        .get_build_record(&record_name(opts, graph, &targets))?
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
+    // The last build's record is read only when a miss needs explaining.
+    let record_name = record_name(opts, graph, &targets);
+    let previous_record = std::cell::OnceCell::new();
+    let previous = || -> &BuildRecord {
+        previous_record.get_or_init(|| {
+            store
+                .get_build_record(&record_name)
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        })
+    };
 
     // The context is scanned only if some needed step copies from it.
     let needs_context = order
@@ -600,7 +609,7 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
         } else {
             (
                 Status::Run,
-                Some(explain(&previous, &id, &recorded, &ids, graph, n)),
+                Some(explain(previous(), &id, &recorded, &ids, graph, n)),
             )
         };
         steps.push(PlannedStep {
@@ -918,7 +927,7 @@ pub fn execute(
     }
     store.put_build_record(
         &record_name(opts, graph, &plan.targets),
-        &serde_json::to_value(&plan.record).unwrap_or_default(),
+        &serde_json::to_vec(&plan.record).unwrap_or_default(),
     )?;
     share_cache(store, graph, &plan, opts)?;
     Ok(BuildReport {

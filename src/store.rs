@@ -395,27 +395,30 @@ impl Store {
             .join(format!("{}.json", h.to_hex()))
     }
 
-    /// The last build record of `target` (opaque JSON owned by `build`).
-    pub fn get_build_record(&self, target: &str) -> Result<Option<serde_json::Value>> {
+    /// The last build record of `target` (bytes whose format `build` owns).
+    pub fn get_build_record(&self, target: &str) -> Result<Option<Vec<u8>>> {
+        read_optional(&self.build_record_path(target))
+    }
+
+    /// Replaces the build record of `target`; a record equal to the one
+    /// stored is not written again (a rebuild with nothing changed costs
+    /// no write and no sync).
+    pub fn put_build_record(&self, target: &str, rec: &[u8]) -> Result<()> {
         let p = self.build_record_path(target);
-        match read_optional(&p)? {
-            Some(bytes) => Ok(Some(parse_json(&bytes, &p)?)),
-            None => Ok(None),
+        if read_optional(&p)?.as_deref() == Some(rec) {
+            return Ok(());
         }
+        self.write_atomic(&p, rec)
     }
 
-    pub fn put_build_record(&self, target: &str, rec: &serde_json::Value) -> Result<()> {
-        self.write_atomic(&self.build_record_path(target), &to_json(rec)?)
-    }
-
-    /// `statcache/<blake3 of the canonical context path>.json`.
+    /// `statcache/<blake3 of the canonical context path>.bin`.
     pub fn stat_cache_path(&self, context_dir: &Path) -> PathBuf {
         use std::os::unix::ffi::OsStrExt;
         let canon = fs::canonicalize(context_dir).unwrap_or_else(|_| context_dir.to_path_buf());
         let h = blake3::hash(canon.as_os_str().as_bytes());
         self.root
             .join("statcache")
-            .join(format!("{}.json", h.to_hex()))
+            .join(format!("{}.bin", h.to_hex()))
     }
 
     /// A fresh directory under `tmp/`, removed on drop.
@@ -757,9 +760,25 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let s = Store::open(t.path()).unwrap();
         assert!(s.get_build_record("app").unwrap().is_none());
-        let v = serde_json::json!({"steps": [1, 2]});
-        s.put_build_record("app", &v).unwrap();
-        assert_eq!(s.get_build_record("app").unwrap(), Some(v));
+        s.put_build_record("app", b"one").unwrap();
+        assert_eq!(
+            s.get_build_record("app").unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
+        let p = s.build_record_path("app");
+        let written = fs::metadata(&p).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.put_build_record("app", b"one").unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().modified().unwrap(),
+            written,
+            "same record not rewritten"
+        );
+        s.put_build_record("app", b"two").unwrap();
+        assert_eq!(
+            s.get_build_record("app").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
         assert!(s.get_build_record("other").unwrap().is_none());
         let a = s.stat_cache_path(t.path());
         let b = s.stat_cache_path(&t.path().join("."));

@@ -266,6 +266,17 @@ impl Tree {
     /// The sorted names in a directory (relative to the root); `None` when
     /// it is not a directory.
     fn list(&self, real_dir: &str) -> Result<Option<Vec<String>>, CopyError> {
+        Ok(self
+            .list_entries(real_dir)?
+            .map(|v| v.into_iter().map(|(name, _)| name).collect()))
+    }
+
+    /// Like [`Tree::list`], with each entry: its metadata is read relative
+    /// to the open directory, far cheaper than a stat of the full path.
+    fn list_entries(
+        &self,
+        real_dir: &str,
+    ) -> Result<Option<Vec<(String, fs::DirEntry)>>, CopyError> {
         let abs = self.root.join(real_dir);
         let entries = match fs::read_dir(&abs) {
             Ok(e) => e,
@@ -279,13 +290,13 @@ impl Tree {
             }
             Err(e) => return Err(io_err(format!("listing {}", abs.display()), e)),
         };
-        let mut names = Vec::new();
+        let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| io_err(format!("listing {}", abs.display()), e))?;
-            names.push(utf8_name(entry.file_name(), &abs)?);
+            out.push((utf8_name(entry.file_name(), &abs)?, entry));
         }
-        names.sort();
-        Ok(Some(names))
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some(out))
     }
 
     /// Resolves `logical` inside the root: `..` and absolute symlink
@@ -421,44 +432,56 @@ impl Tree {
         out: &mut Vec<Pending>,
     ) -> Result<(), CopyError> {
         let current = join(real_dir, inner);
-        for name in self.list(&current)?.unwrap_or_default() {
-            let real = join(&current, &name);
-            let inner_path = join(inner, &name);
-            let logical = join(logical_dir, &inner_path);
-            let abs = self.root.join(&real);
-            let meta = fs::symlink_metadata(&abs)
-                .map_err(|e| io_err(format!("reading {}", abs.display()), e))?;
-            let ignored = self.kind == TreeKind::Context && self.ignore.is_excluded(&real);
-            let excluded = exclude.is_excluded(&inner_path) || exclude.is_excluded(&logical);
-            let hidden = ignored || excluded;
-            let dest = join(dest_dir, &name);
-            let ft = meta.file_type();
-            if ft.is_dir() {
-                let may_reinclude = (!ignored || self.ignore.may_include_under(&real))
-                    && (!excluded
-                        || exclude.may_include_under(&inner_path)
-                        || exclude.may_include_under(&logical));
-                if hidden && !may_reinclude {
-                    continue;
+        let entries = self.list_entries(&current)?.unwrap_or_default();
+        // Entries (and the subtrees below them) are read in parallel; the
+        // parts are joined back in name order, so the result is the same.
+        let parts = entries
+            .into_par_iter()
+            .map(|(name, entry)| -> Result<Vec<Pending>, CopyError> {
+                let real = join(&current, &name);
+                let inner_path = join(inner, &name);
+                let logical = join(logical_dir, &inner_path);
+                let meta = entry.metadata().map_err(|e| {
+                    io_err(format!("reading {}", self.root.join(&real).display()), e)
+                })?;
+                let ignored = self.kind == TreeKind::Context && self.ignore.is_excluded(&real);
+                let excluded = exclude.is_excluded(&inner_path) || exclude.is_excluded(&logical);
+                let hidden = ignored || excluded;
+                let dest = join(dest_dir, &name);
+                let ft = meta.file_type();
+                if ft.is_dir() {
+                    let may_reinclude = (!ignored || self.ignore.may_include_under(&real))
+                        && (!excluded
+                            || exclude.may_include_under(&inner_path)
+                            || exclude.may_include_under(&logical));
+                    if hidden && !may_reinclude {
+                        return Ok(Vec::new());
+                    }
+                    let mut children = Vec::new();
+                    self.walk(
+                        real_dir,
+                        logical_dir,
+                        &inner_path,
+                        &dest,
+                        exclude,
+                        &mut children,
+                    )?;
+                    if hidden && children.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut part = Vec::with_capacity(children.len() + 1);
+                    part.push(self.pending(&dest, &real, &meta)?);
+                    part.append(&mut children);
+                    Ok(part)
+                } else if (ft.is_file() || ft.is_symlink()) && !hidden {
+                    Ok(vec![self.pending(&dest, &real, &meta)?])
+                } else {
+                    // Sockets, devices and fifos are not copied.
+                    Ok(Vec::new())
                 }
-                let mut children = Vec::new();
-                self.walk(
-                    real_dir,
-                    logical_dir,
-                    &inner_path,
-                    &dest,
-                    exclude,
-                    &mut children,
-                )?;
-                if !hidden || !children.is_empty() {
-                    out.push(self.pending(&dest, &real, &meta)?);
-                    out.append(&mut children);
-                }
-            } else if (ft.is_file() || ft.is_symlink()) && !hidden {
-                out.push(self.pending(&dest, &real, &meta)?);
-            }
-            // Sockets, devices and fifos are not copied.
-        }
+            })
+            .collect::<Result<Vec<_>, CopyError>>()?;
+        out.extend(parts.into_iter().flatten());
         Ok(())
     }
 
@@ -470,7 +493,7 @@ impl Tree {
                 return Ok(());
             };
             if let Some(cache) = &self.stat_cache
-                && let Some(h) = cache.lock().ok().and_then(|c| c.get(path, stat))
+                && let Some(h) = cache.lock().ok().and_then(|mut c| c.get(path, stat))
             {
                 *hash = Some(h);
                 return Ok(());
