@@ -280,6 +280,12 @@ impl Store {
 
     /// Stores `bytes` as a blob.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        // A blob already stored (an unchanged config or manifest) costs a
+        // hash and a stat, not a write.
+        let d = Digest::of(bytes);
+        if self.has_blob(&d) {
+            return Ok(d);
+        }
         let mut w = self.blob_writer()?;
         w.write_all(bytes)
             .ctx(|| "writing a blob to the store".into())?;
@@ -345,8 +351,12 @@ impl Store {
         let name = normalize_reference(name);
         let lock = self.lock_index()?;
         let mut idx = self.read_index()?;
+        let before = to_json(&idx)?;
         idx.set_ref(&name, manifest);
-        self.write_atomic(&self.index_path(), &to_json(&idx)?)?;
+        let after = to_json(&idx)?;
+        if after != before {
+            self.write_atomic(&self.index_path(), &after)?;
+        }
         drop(lock);
         Ok(())
     }
@@ -696,6 +706,27 @@ mod tests {
         s.set_tag("a:1", &d).unwrap();
         let s = Store::open(t.path()).unwrap();
         assert_eq!(s.resolve("a:1").unwrap().unwrap().digest, d.digest);
+    }
+
+    #[test]
+    fn an_unchanged_tag_or_blob_is_not_written_again() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        let d = Descriptor::new(media_type::OCI_MANIFEST, Digest::of(b"m"), 1);
+        s.set_tag("a:1", &d).unwrap();
+        let blob = s.put_blob(b"config").unwrap();
+        let index = s.index_path();
+        let stamp = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
+        let (index_at, blob_at) = (stamp(&index), stamp(&s.blob_path(&blob)));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.set_tag("a:1", &d).unwrap();
+        assert_eq!(s.put_blob(b"config").unwrap(), blob);
+        assert_eq!(stamp(&index), index_at, "same tag, index.json not rewritten");
+        assert_eq!(stamp(&s.blob_path(&blob)), blob_at);
+        let other = Descriptor::new(media_type::OCI_MANIFEST, Digest::of(b"n"), 1);
+        s.set_tag("a:1", &other).unwrap();
+        assert_ne!(stamp(&index), index_at, "a moved tag is written");
+        assert_eq!(s.resolve("a:1").unwrap().unwrap().digest, other.digest);
     }
 
     #[test]
