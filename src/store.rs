@@ -721,7 +721,11 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         s.set_tag("a:1", &d).unwrap();
         assert_eq!(s.put_blob(b"config").unwrap(), blob);
-        assert_eq!(stamp(&index), index_at, "same tag, index.json not rewritten");
+        assert_eq!(
+            stamp(&index),
+            index_at,
+            "same tag, index.json not rewritten"
+        );
         assert_eq!(stamp(&s.blob_path(&blob)), blob_at);
         let other = Descriptor::new(media_type::OCI_MANIFEST, Digest::of(b"n"), 1);
         s.set_tag("a:1", &other).unwrap();
