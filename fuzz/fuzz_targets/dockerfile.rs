@@ -1,5 +1,5 @@
-//! Any bytes: the Dockerfile parser and lowering return a result or
-//! diagnostics, never panic.
+//! Any bytes: the Dockerfile parser, the lowering and `convert` return a
+//! result or diagnostics, never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,4 +13,5 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = dockerfile::parse("Dockerfile", text);
     let _ = dockerfile::load("Dockerfile", text, &LowerOptions::default(), &EmptyResolver);
+    let _ = dockerfile::convert("Dockerfile", text);
 });
