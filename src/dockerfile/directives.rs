@@ -22,7 +22,7 @@ pub struct Found {
 }
 
 /// Directive names; any other name ends the directives.
-const NAMES: [&str; 3] = ["syntax", "escape", "check"];
+pub(crate) const NAMES: [&str; 3] = ["syntax", "escape", "check"];
 
 /// The `# syntax=` directive, in any of its forms.
 pub fn detect_syntax(text: &str) -> Option<Found> {

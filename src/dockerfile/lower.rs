@@ -27,7 +27,7 @@ use super::values::{
     resolve_path,
 };
 use crate::digest::Digest;
-use crate::error::{Diagnostics, SourceDiagnostic};
+use crate::error::Diagnostics;
 use crate::ir::{
     AddOptions, BaseOp, BaseRef, BaseResolver, BuildGraph, Chown, Command, CopyFrom, CopyOp, Edge,
     Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Sharing, SourceFile, Span, Stage,
@@ -35,6 +35,7 @@ use crate::ir::{
 };
 use crate::reference::Reference;
 use crate::spec::LowerOptions;
+use crate::spec::diag::Sink;
 
 /// The shell of shell forms when neither the base image nor SHELL set one.
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -177,7 +178,7 @@ struct Lowerer<'a> {
     opts: &'a LowerOptions,
     resolver: &'a dyn BaseResolver,
     lex: Lex,
-    errors: Vec<SourceDiagnostic>,
+    diags: Sink<'a>,
     graph: BuildGraph,
     stages: Vec<StageDecl<'a>>,
     /// Global args (before the first FROM) after `--build-arg`.
@@ -185,8 +186,9 @@ struct Lowerer<'a> {
     declared: BTreeSet<String>,
     ends: Vec<Option<State>>,
     stage_first: Option<NodeIndex>,
-    /// The `# check=` directive.
+    /// The `# check=` directive, and where it is (`0..0` when absent).
     checks: Checks,
+    checks_span: Range<usize>,
     /// Check rules that reported a warning.
     checks_hit: Vec<&'static str>,
 }
@@ -212,7 +214,7 @@ pub fn lower(
         opts,
         resolver,
         lex: Lex::new(ast.escape),
-        errors: Vec::new(),
+        diags: Sink::new(file),
         graph,
         stages: Vec::new(),
         globals: Vec::new(),
@@ -220,6 +222,7 @@ pub fn lower(
         ends: Vec::new(),
         stage_first: None,
         checks: Checks::default(),
+        checks_span: 0..0,
         checks_hit: Vec::new(),
     };
     l.directives();
@@ -235,11 +238,11 @@ pub fn lower(
     }
     l.targets();
     if l.checks.error && !l.checks_hit.is_empty() {
-        let span = directives::find(&file.text, "check", false).map_or(0..0, |f| f.span);
+        let span = l.checks_span.clone();
         let mut rules = l.checks_hit.clone();
         rules.sort_unstable();
         rules.dedup();
-        l.error(
+        l.diags.error(
             span,
             format!("check warnings fail the build: {}", rules.join(", ")),
             "error=true",
@@ -252,11 +255,7 @@ pub fn lower(
                 .push(format!("build arg {k} was not consumed by any stage"));
         }
     }
-    if l.errors.is_empty() {
-        Ok(l.graph)
-    } else {
-        Err(Diagnostics::new(&file.name, l.errors))
-    }
+    l.diags.into_result(l.graph)
 }
 
 /// Dependencies first, ties in file order; stages on a cycle are left out
@@ -290,6 +289,7 @@ impl<'a> Lowerer<'a> {
             ));
         }
         if let Some(f) = directives::find(text, "check", false) {
+            self.checks_span = f.span.clone();
             match Checks::parse(&f.cmdline) {
                 Ok(c) => self.checks = c,
                 Err(e) => {
@@ -310,31 +310,6 @@ impl<'a> Lowerer<'a> {
         let at = self.location(span);
         self.graph.warnings.push(format!("{at}: {rule}: {message}"));
         self.checks_hit.push(rule);
-    }
-
-    fn error(&mut self, span: Range<usize>, message: impl Into<String>, label: impl Into<String>) {
-        let d = self.make(span, message, label);
-        self.errors.push(d);
-    }
-
-    fn error_help(
-        &mut self,
-        span: Range<usize>,
-        message: impl Into<String>,
-        label: impl Into<String>,
-        help: impl Into<String>,
-    ) {
-        let d = self.make(span, message, label).with_help(help);
-        self.errors.push(d);
-    }
-
-    fn make(
-        &self,
-        span: Range<usize>,
-        message: impl Into<String>,
-        label: impl Into<String>,
-    ) -> SourceDiagnostic {
-        crate::spec::diag::diagnostic(self.file, span, message, label)
     }
 
     fn location(&self, span: &Range<usize>) -> String {
@@ -360,21 +335,21 @@ impl<'a> Lowerer<'a> {
                     _ => self.stages.len().to_string(),
                 };
                 if n.args.is_empty() || (n.args.len() != 1 && n.args.len() != 3) {
-                    self.error_help(
+                    self.diags.error_help(
                         n.first_line(&self.file.text),
                         "FROM takes an image and an optional `AS name`",
                         "malformed FROM",
                         "e.g. `FROM alpine:3 AS build`",
                     );
                 } else if n.args.len() == 3 && !n.args[1].eq_ignore_ascii_case("as") {
-                    self.error(
+                    self.diags.error(
                         n.locate(&self.file.text, &n.args[1]),
                         format!("expected `AS`, found `{}`", n.args[1]),
                         "here",
                     );
                 }
                 if self.stages.iter().any(|s| s.name == name) {
-                    self.error(
+                    self.diags.error(
                         n.locate(&self.file.text, n.args.get(2).map_or("", |s| s.as_str())),
                         format!("duplicate stage name `{name}`"),
                         "defined before",
@@ -390,7 +365,7 @@ impl<'a> Lowerer<'a> {
             } else if n.keyword == "arg" {
                 self.global_arg(n);
             } else {
-                self.error_help(
+                self.diags.error_help(
                     n.first_line(&self.file.text),
                     format!("{} before the first FROM", n.keyword.to_uppercase()),
                     "no stage yet",
@@ -399,7 +374,7 @@ impl<'a> Lowerer<'a> {
             }
         }
         if !seen_from {
-            self.error_help(
+            self.diags.error_help(
                 0..0,
                 "no FROM instruction",
                 "in this file",
@@ -418,7 +393,7 @@ impl<'a> Lowerer<'a> {
                 None => "instructions are FROM, RUN, COPY, ADD, ENV, ARG, WORKDIR, USER, CMD, ENTRYPOINT, LABEL, EXPOSE, VOLUME, STOPSIGNAL, HEALTHCHECK, SHELL, ONBUILD, MAINTAINER".into(),
             };
             let kw_len = n.original.split_whitespace().next().map_or(0, str::len);
-            self.error_help(
+            self.diags.error_help(
                 n.span.start..n.span.start + kw_len,
                 format!("unknown instruction `{}`", n.keyword.to_uppercase()),
                 "unknown instruction",
@@ -444,7 +419,7 @@ impl<'a> Lowerer<'a> {
                             .join(", ")
                     )
                 };
-                self.error_help(
+                self.diags.error_help(
                     n.locate(text, &format!("--{name}")),
                     format!("unknown flag `--{name}` for {}", n.keyword.to_uppercase()),
                     "unknown flag",
@@ -456,7 +431,7 @@ impl<'a> Lowerer<'a> {
         if n.keyword == "onbuild" {
             match &n.sub {
                 None => {
-                    self.error(
+                    self.diags.error(
                         n.first_line(text),
                         "ONBUILD needs an instruction",
                         "empty ONBUILD",
@@ -464,7 +439,7 @@ impl<'a> Lowerer<'a> {
                     ok = false;
                 }
                 Some(sub) if matches!(sub.keyword.as_str(), "onbuild" | "from" | "maintainer") => {
-                    self.error(
+                    self.diags.error(
                         n.first_line(text),
                         format!(
                             "{} is not allowed as an ONBUILD trigger",
@@ -532,7 +507,7 @@ impl<'a> Lowerer<'a> {
             None => (w.to_string(), None),
         };
         if !is_arg_name(&name) {
-            self.error_help(
+            self.diags.error_help(
                 n.locate(&self.file.text, &name),
                 format!("bad arg name `{name}`"),
                 "not a valid name",
@@ -566,7 +541,8 @@ impl<'a> Lowerer<'a> {
         match self.lex.word(word, &vars.to_vec() as &dyn Env) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.error(n.locate(&self.file.text, word), e, "in this word");
+                self.diags
+                    .error(n.locate(&self.file.text, word), e, "in this word");
                 None
             }
         }
@@ -592,7 +568,7 @@ impl<'a> Lowerer<'a> {
                 let v = f.value.clone().unwrap_or_default();
                 match self.expand(n, &v, &globals) {
                     Some(p) if is_platform(&p) => platform = Some(p),
-                    Some(p) => self.error_help(
+                    Some(p) => self.diags.error_help(
                         f.span,
                         format!("bad platform `{p}`"),
                         "expected os/arch[/variant]",
@@ -604,7 +580,7 @@ impl<'a> Lowerer<'a> {
         }
         let at = n.locate(&self.file.text, image);
         if name.is_empty() {
-            self.error(
+            self.diags.error(
                 at,
                 "FROM needs an image (the expression is empty)",
                 "empty image",
@@ -616,7 +592,7 @@ impl<'a> Lowerer<'a> {
         }
         if let Some(s) = self.stage_index(&name) {
             if s >= i {
-                self.error(
+                self.diags.error(
                     at,
                     format!("stage `{name}` is not defined before this FROM"),
                     "not an earlier stage",
@@ -624,7 +600,7 @@ impl<'a> Lowerer<'a> {
                 return Start::Invalid;
             }
             if platform.is_some() {
-                self.error(
+                self.diags.error(
                     at,
                     "--platform only applies to a stage that starts from an image",
                     "a stage",
@@ -653,7 +629,7 @@ impl<'a> Lowerer<'a> {
                 platform,
             ),
             Err(e) => {
-                self.error_help(
+                self.diags.error_help(
                     at,
                     format!("bad image reference `{name}`: {e}"),
                     "not a stage or an image",
@@ -705,13 +681,13 @@ impl<'a> Lowerer<'a> {
                     && let Some(s) = self.stage_of_from(&name)
                 {
                     if s == i {
-                        self.error(
+                        self.diags.error(
                             f.span.clone(),
                             format!("stage `{name}` reads itself"),
                             "dependency cycle",
                         );
                     } else if s > i {
-                        self.error_help(
+                        self.diags.error_help(
                             f.span.clone(),
                             format!("stage `{name}` is defined after this instruction"),
                             "a later stage",
@@ -753,7 +729,7 @@ impl<'a> Lowerer<'a> {
                         }
                     }
                 }
-                Err(e) => self.error(
+                Err(e) => self.diags.error(
                     from.first_line(&self.file.text),
                     format!("ONBUILD trigger `{t}` of the base image: {}", e.message),
                     "base image",
@@ -773,7 +749,8 @@ impl<'a> Lowerer<'a> {
                 let info = match self.resolver.resolve(base) {
                     Ok(info) => info,
                     Err(msg) => {
-                        self.error(from.first_line(&self.file.text), msg, "base image");
+                        self.diags
+                            .error(from.first_line(&self.file.text), msg, "base image");
                         Default::default()
                     }
                 };
@@ -844,14 +821,18 @@ impl<'a> Lowerer<'a> {
                     let v = self.expand(n, v, &vars);
                     if let (Some(k), Some(v)) = (k, v) {
                         if k.is_empty() {
-                            self.error(n.first_line(text), "ENV names cannot be empty", "here");
+                            self.diags.error(
+                                n.first_line(text),
+                                "ENV names cannot be empty",
+                                "here",
+                            );
                             continue;
                         }
                         out.push((k, v));
                     }
                 }
                 if n.args.is_empty() {
-                    self.error(
+                    self.diags.error(
                         n.first_line(text),
                         "ENV needs at least one NAME=value",
                         "empty",
@@ -873,14 +854,15 @@ impl<'a> Lowerer<'a> {
                     if let (Some(k), Some(v)) = (self.expand(n, k, &vars), self.expand(n, v, &vars))
                     {
                         if k.is_empty() {
-                            self.error(n.first_line(text), "empty label name", "here");
+                            self.diags
+                                .error(n.first_line(text), "empty label name", "here");
                             continue;
                         }
                         out.push((k, v));
                     }
                 }
                 if n.args.is_empty() {
-                    self.error(
+                    self.diags.error(
                         n.first_line(text),
                         "LABEL needs at least one key=value",
                         "empty",
@@ -904,7 +886,8 @@ impl<'a> Lowerer<'a> {
             }
             "workdir" => match n.args.first() {
                 None => {
-                    self.error(n.first_line(text), "WORKDIR needs a path", "empty");
+                    self.diags
+                        .error(n.first_line(text), "WORKDIR needs a path", "empty");
                     None
                 }
                 Some(w) => self.expand(n, w, &vars).map(|w| {
@@ -919,12 +902,16 @@ impl<'a> Lowerer<'a> {
                 }
                 Some(_) | None if n.args.is_empty() || self.errors_at(n) => {
                     if n.args.is_empty() {
-                        self.error(n.first_line(text), "USER needs a user name or id", "empty");
+                        self.diags.error(
+                            n.first_line(text),
+                            "USER needs a user name or id",
+                            "empty",
+                        );
                     }
                     None
                 }
                 _ => {
-                    self.error(
+                    self.diags.error(
                         n.first_line(text),
                         "USER needs a user name or id",
                         "empty user",
@@ -934,7 +921,7 @@ impl<'a> Lowerer<'a> {
             },
             "shell" => {
                 if !n.json || n.args.is_empty() {
-                    self.error_help(
+                    self.diags.error_help(
                         n.first_line(text),
                         "SHELL needs a non-empty JSON array",
                         "not a JSON array",
@@ -969,7 +956,7 @@ impl<'a> Lowerer<'a> {
                     };
                     match normalize_port(&v) {
                         Some(p) => out.push(p),
-                        None => self.error_help(
+                        None => self.diags.error_help(
                             n.locate(text, p),
                             format!("bad expose `{v}`"),
                             "expected port[/protocol]",
@@ -988,7 +975,7 @@ impl<'a> Lowerer<'a> {
                     if v.starts_with('/') {
                         out.push(v);
                     } else {
-                        self.error_help(
+                        self.diags.error_help(
                             n.locate(text, p),
                             format!("relative volume path `{v}`"),
                             "not absolute",
@@ -1001,7 +988,7 @@ impl<'a> Lowerer<'a> {
             "stopsignal" => match n.args.first().and_then(|s| self.expand(n, s, &vars)) {
                 Some(s) if is_signal(&s) => Some((Op::Meta(MetaOp::StopSignal(s)), Vec::new())),
                 Some(s) => {
-                    self.error_help(
+                    self.diags.error_help(
                         n.first_line(text),
                         format!("bad stop signal `{s}`"),
                         "not a signal",
@@ -1011,7 +998,8 @@ impl<'a> Lowerer<'a> {
                 }
                 None => {
                     if n.args.is_empty() {
-                        self.error(n.first_line(text), "STOPSIGNAL needs a signal", "empty");
+                        self.diags
+                            .error(n.first_line(text), "STOPSIGNAL needs a signal", "empty");
                     }
                     None
                 }
@@ -1040,7 +1028,8 @@ impl<'a> Lowerer<'a> {
 
     /// Did expanding this node already report an error?
     fn errors_at(&self, n: &Node) -> bool {
-        self.errors
+        self.diags
+            .errors
             .iter()
             .any(|e| n.span.contains(&e.span.offset()))
     }
@@ -1084,13 +1073,14 @@ impl<'a> Lowerer<'a> {
     fn healthcheck(&mut self, n: &Node) -> Option<Op> {
         let text = &self.file.text;
         let Some(kind) = n.args.first() else {
-            self.error(n.first_line(text), "HEALTHCHECK needs CMD or NONE", "empty");
+            self.diags
+                .error(n.first_line(text), "HEALTHCHECK needs CMD or NONE", "empty");
             return None;
         };
         let test = match kind.to_uppercase().as_str() {
             "NONE" => {
                 if n.args.len() > 1 {
-                    self.error(
+                    self.diags.error(
                         n.first_line(text),
                         "HEALTHCHECK NONE takes no arguments",
                         "here",
@@ -1102,7 +1092,7 @@ impl<'a> Lowerer<'a> {
             "CMD" => {
                 let rest = &n.args[1..];
                 if rest.is_empty() || rest[0].is_empty() {
-                    self.error(
+                    self.diags.error(
                         n.first_line(text),
                         "HEALTHCHECK CMD needs a command",
                         "empty",
@@ -1118,7 +1108,7 @@ impl<'a> Lowerer<'a> {
                 }
             }
             other => {
-                self.error_help(
+                self.diags.error_help(
                     n.locate(text, kind),
                     format!("unknown HEALTHCHECK type `{other}`"),
                     "here",
@@ -1136,12 +1126,15 @@ impl<'a> Lowerer<'a> {
             if f.name == "retries" {
                 match v.parse::<u32>() {
                     Ok(r) => h.retries = Some(r),
-                    Err(_) => self.error(f.span, format!("bad retries `{v}`"), "not a number"),
+                    Err(_) => {
+                        self.diags
+                            .error(f.span, format!("bad retries `{v}`"), "not a number")
+                    }
                 }
                 continue;
             }
             let Some(d) = parse_duration(&v) else {
-                self.error_help(
+                self.diags.error_help(
                     f.span,
                     format!("bad duration `{v}`"),
                     "not a duration",
@@ -1163,13 +1156,15 @@ impl<'a> Lowerer<'a> {
         let text = &self.file.text;
         let command = if n.json {
             if n.args.is_empty() || n.args[0].is_empty() {
-                self.error(n.first_line(text), "empty RUN command", "nothing to run");
+                self.diags
+                    .error(n.first_line(text), "empty RUN command", "nothing to run");
                 return None;
             }
             Command::Exec(n.args.clone())
         } else {
             let Some(script) = n.args.first().filter(|s| !s.trim().is_empty()) else {
-                self.error(n.first_line(text), "empty RUN command", "nothing to run");
+                self.diags
+                    .error(n.first_line(text), "empty RUN command", "nothing to run");
                 return None;
             };
             Command::Shell {
@@ -1190,7 +1185,7 @@ impl<'a> Lowerer<'a> {
                     Some("none") => network = Network::None,
                     Some("host") => network = Network::Host,
                     Some(other) => {
-                        self.error_help(
+                        self.diags.error_help(
                             f.span,
                             format!("unknown network mode `{other}`"),
                             "unknown mode",
@@ -1208,7 +1203,7 @@ impl<'a> Lowerer<'a> {
                     None => ok = false,
                 },
                 _ => {
-                    self.error(
+                    self.diags.error(
                         f.span,
                         format!("RUN --{} is not supported", f.name),
                         "unsupported flag",
@@ -1264,7 +1259,7 @@ impl<'a> Lowerer<'a> {
                     Some("secret") => MountKind::Secret,
                     Some("ssh") => MountKind::Ssh,
                     other => {
-                        self.error_help(
+                        self.diags.error_help(
                             f.span.clone(),
                             format!("unknown mount type `{}`", other.unwrap_or("")),
                             "in this mount",
@@ -1318,7 +1313,7 @@ impl<'a> Lowerer<'a> {
                 || (key == "rw" && allowed.contains(&"readonly"))
                 || allowed.contains(&key);
             if !known {
-                self.error_help(
+                self.diags.error_help(
                     f.span.clone(),
                     format!("`{k}` is not an option of a {kind_name} mount"),
                     "in this mount",
@@ -1348,7 +1343,7 @@ impl<'a> Lowerer<'a> {
                 }
             };
             let mut bad = |this: &mut Self, what: &str| {
-                this.error(
+                this.diags.error(
                     f.span.clone(),
                     format!(
                         "bad {k} `{}` in mount: {what}",
@@ -1405,7 +1400,7 @@ impl<'a> Lowerer<'a> {
                             m.from = Some(self.stages[i].name.clone());
                         }
                         None => {
-                            self.error_help(
+                            self.diags.error_help(
                                 f.span.clone(),
                                 format!("unknown stage `{name}` in mount from"),
                                 "in this mount",
@@ -1424,7 +1419,7 @@ impl<'a> Lowerer<'a> {
                 MountKind::Secret => format!("/run/secrets/{}", m.id.clone().unwrap_or_default()),
                 MountKind::Ssh => "/run/buildkit/ssh_agent.0".to_string(),
                 _ => {
-                    self.error(
+                    self.diags.error(
                         f.span.clone(),
                         format!("a {kind_name} mount needs a target"),
                         "missing target",
@@ -1441,7 +1436,7 @@ impl<'a> Lowerer<'a> {
         let add = n.keyword == "add";
         let verb = n.keyword.to_uppercase();
         if !n.heredocs.is_empty() {
-            self.error(
+            self.diags.error(
                 n.first_line(text),
                 format!("{verb} with a heredoc source is not supported yet"),
                 "heredoc",
@@ -1449,7 +1444,7 @@ impl<'a> Lowerer<'a> {
             return None;
         }
         if n.args.len() < 2 {
-            self.error_help(
+            self.diags.error_help(
                 n.first_line(text),
                 format!("{verb} needs at least one source and a destination"),
                 "missing arguments",
@@ -1464,7 +1459,8 @@ impl<'a> Lowerer<'a> {
         for s in srcs {
             match self.expand(n, s, &vars) {
                 Some(v) if v.is_empty() => {
-                    self.error(n.locate(text, s), "empty source path", "empty");
+                    self.diags
+                        .error(n.locate(text, s), "empty source path", "empty");
                     ok = false;
                 }
                 Some(v) => sources.push(v),
@@ -1473,7 +1469,8 @@ impl<'a> Lowerer<'a> {
         }
         let dest = match self.expand(n, &dest[0], &vars) {
             Some(d) if d.is_empty() => {
-                self.error(n.locate(text, &dest[0]), "empty destination", "empty");
+                self.diags
+                    .error(n.locate(text, &dest[0]), "empty destination", "empty");
                 None
             }
             Some(d) => Some(resolve_dest(&state.workdir, &d)),
@@ -1529,7 +1526,7 @@ impl<'a> Lowerer<'a> {
                                         "`{name}` is not a stage of this file, and not an image reference: {e}"
                                     ),
                                 };
-                                self.error_help(
+                                self.diags.error_help(
                                     f.span,
                                     format!("unknown stage `{name}`"),
                                     "no stage of this name",
@@ -1547,7 +1544,7 @@ impl<'a> Lowerer<'a> {
                             None => (c.clone(), None),
                         };
                         if user.is_empty() || group.as_deref() == Some("") {
-                            self.error_help(
+                            self.diags.error_help(
                                 f.span,
                                 format!("bad chown `{c}`"),
                                 "expected user[:group]",
@@ -1564,7 +1561,7 @@ impl<'a> Lowerer<'a> {
                     Some(c) => match parse_octal(&c) {
                         Some(m) => chmod = Some(m),
                         None => {
-                            self.error_help(
+                            self.diags.error_help(
                                 f.span,
                                 format!("bad chmod `{c}`"),
                                 "not an octal mode",
@@ -1582,7 +1579,7 @@ impl<'a> Lowerer<'a> {
                 "checksum" => match self.expand(n, &v.unwrap_or_default(), &vars) {
                     Some(c) if c.parse::<Digest>().is_ok() => opts.checksum = Some(c),
                     Some(c) => {
-                        self.error(
+                        self.diags.error(
                             f.span,
                             format!("bad checksum `{c}`"),
                             "expected sha256:<64 hex digits>",
@@ -1599,7 +1596,7 @@ impl<'a> Lowerer<'a> {
                         _ => opts.unpack = b,
                     },
                     None => {
-                        self.error(
+                        self.diags.error(
                             f.span,
                             format!("--{name} takes true or false"),
                             "not a boolean",
@@ -1644,7 +1641,7 @@ impl<'a> Lowerer<'a> {
                         let names: Vec<&str> =
                             self.stages.iter().map(|s| s.name.as_str()).collect();
                         let help = format!("stages of this file: {}", names.join(", "));
-                        self.error_help(
+                        self.diags.error_help(
                             0..0,
                             format!("unknown --target `{t}`"),
                             "in this file",
@@ -1657,7 +1654,7 @@ impl<'a> Lowerer<'a> {
         let mut tags = Vec::new();
         if !self.opts.tags.is_empty() {
             if selected.len() > 1 {
-                self.error_help(
+                self.diags.error_help(
                     0..0,
                     format!(
                         "-t/--tag given, but {} targets are selected",
@@ -1675,7 +1672,10 @@ impl<'a> Lowerer<'a> {
                             tags.push(n);
                         }
                     }
-                    Err(e) => self.error(0..0, format!("bad -t/--tag `{t}`: {e}"), "in this file"),
+                    Err(e) => {
+                        self.diags
+                            .error(0..0, format!("bad -t/--tag `{t}`: {e}"), "in this file")
+                    }
                 }
             }
         }

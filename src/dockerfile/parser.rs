@@ -151,7 +151,7 @@ impl Directives {
             return Ok(());
         };
         let name = name.to_ascii_lowercase();
-        if !matches!(name.as_str(), "syntax" | "escape" | "check") {
+        if !super::directives::NAMES.contains(&name.as_str()) {
             self.done = true;
             return Ok(());
         }
