@@ -49,6 +49,23 @@ fn msg(m: String) -> CopyError {
     CopyError::Io(Error::msg(m))
 }
 
+/// `Ok(None)` when `r` failed because the path does not exist (or a
+/// component on the way is not a directory); other errors name `verb`.
+fn existing<T>(r: io::Result<T>, verb: &str, abs: &Path) -> Result<Option<T>, CopyError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(io_err(format!("{verb} {}", abs.display()), e)),
+    }
+}
+
 fn utf8_name(name: std::ffi::OsString, dir: &Path) -> Result<String, CopyError> {
     name.into_string().map_err(|n| {
         msg(format!(
@@ -278,17 +295,8 @@ impl Tree {
         real_dir: &str,
     ) -> Result<Option<Vec<(String, fs::DirEntry)>>, CopyError> {
         let abs = self.root.join(real_dir);
-        let entries = match fs::read_dir(&abs) {
-            Ok(e) => e,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(io_err(format!("listing {}", abs.display()), e)),
+        let Some(entries) = existing(fs::read_dir(&abs), "listing", &abs)? else {
+            return Ok(None);
         };
         let mut out = Vec::new();
         for entry in entries {
@@ -316,17 +324,8 @@ impl Tree {
                 _ => real.push(component),
             }
             let abs = self.root.join(real.join("/"));
-            let meta = match fs::symlink_metadata(&abs) {
-                Ok(m) => m,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                    ) =>
-                {
-                    return Ok(None);
-                }
-                Err(e) => return Err(io_err(format!("reading {}", abs.display()), e)),
+            let Some(meta) = existing(fs::symlink_metadata(&abs), "reading", &abs)? else {
+                return Ok(None);
             };
             let last = pending.iter().all(|c| c.is_empty() || c == ".");
             if meta.file_type().is_symlink() && (follow_last || !last) {
