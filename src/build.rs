@@ -169,6 +169,8 @@ pub struct Plan {
     bases: HashMap<NodeIndex, Option<Image>>,
     targets: Vec<NodeIndex>,
     record: BuildRecord,
+    /// The store's name for `record` (spec and targets).
+    record_name: String,
     /// `--cache-from` imports, for blobs fetched on demand (`chain_layers`).
     imports: Option<std::sync::Arc<crate::cache_io::Imports>>,
 }
@@ -658,6 +660,7 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
         bases,
         targets,
         record,
+        record_name,
         imports: opts.cache_from.clone(),
     })
 }
@@ -926,7 +929,7 @@ pub fn execute(
         });
     }
     store.put_build_record(
-        &record_name(opts, graph, &plan.targets),
+        &plan.record_name,
         &serde_json::to_vec(&plan.record).unwrap_or_default(),
     )?;
     share_cache(store, graph, &plan, opts)?;

@@ -351,12 +351,8 @@ impl Store {
         let name = normalize_reference(name);
         let lock = self.lock_index()?;
         let mut idx = self.read_index()?;
-        let before = to_json(&idx)?;
         idx.set_ref(&name, manifest);
-        let after = to_json(&idx)?;
-        if after != before {
-            self.write_atomic(&self.index_path(), &after)?;
-        }
+        self.write_atomic_if_changed(&self.index_path(), &to_json(&idx)?)?;
         drop(lock);
         Ok(())
     }
@@ -414,11 +410,7 @@ impl Store {
     /// stored is not written again (a rebuild with nothing changed costs
     /// no write and no sync).
     pub fn put_build_record(&self, target: &str, rec: &[u8]) -> Result<()> {
-        let p = self.build_record_path(target);
-        if read_optional(&p)?.as_deref() == Some(rec) {
-            return Ok(());
-        }
-        self.write_atomic(&p, rec)
+        self.write_atomic_if_changed(&self.build_record_path(target), rec)
     }
 
     /// `statcache/<blake3 of the canonical context path>.bin`.
@@ -459,6 +451,15 @@ impl Store {
             sync_dir(dir)?;
         }
         Ok(())
+    }
+
+    /// [`Store::write_atomic`], unless `dest` already holds exactly
+    /// `bytes` (then nothing is written or synced).
+    fn write_atomic_if_changed(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
+        if read_optional(dest)?.as_deref() == Some(bytes) {
+            return Ok(());
+        }
+        self.write_atomic(dest, bytes)
     }
 
     // Listing and removal, for the image verbs (`rmi`, `prune`).
