@@ -22,6 +22,7 @@ use super::{Image, ImageConfig, host_platform, load_image, write_image};
 
 /// Imports the base image `base` into the store (blobs copied and verified)
 /// and returns it. `Scratch` gives the empty image of the host platform.
+/// Never touches the network: a registry image must have been pulled.
 pub fn resolve_base(store: &Store, base: &BaseRef) -> Result<Image> {
     match base {
         BaseRef::Scratch => {
@@ -30,10 +31,12 @@ pub fn resolve_base(store: &Store, base: &BaseRef) -> Result<Image> {
         }
         BaseRef::Image { reference } => match store.resolve(reference)? {
             Some(d) => load_image(store, &d.digest),
-            // A registry image the store lacks is pulled (and so tagged).
-            None if crate::registry::names_registry(reference) => {
-                crate::registry::pull_base(store, reference)
-            }
+            // Pulling is the build session's explicit step, never a side
+            // effect of resolving.
+            None if crate::registry::names_registry(reference) => Err(Error::msg(format!(
+                "image {reference} is not in the store yet (a build pulls it; --dry-run and \
+                 graph never touch the network; or run `strata pull {reference}`)"
+            ))),
             None => Err(Error::msg(format!(
                 "image {reference} not found in the local store; build it first, or use it \
                  from an OCI layout, oci-archive or docker-archive"

@@ -1,0 +1,126 @@
+//! Step execution: the only place a build has side effects (COPY and RUN
+//! layers, mounts, secrets). A step's result is stored (blob, then cache
+//! record) before the step counts as finished.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use petgraph::stable_graph::NodeIndex;
+
+use crate::error::{Error, Result};
+use crate::ir::{BuildGraph, Op};
+use crate::layer::{self, Entry};
+use crate::oci;
+use crate::store::{CacheRecord, Descriptor, Store};
+
+use super::BuildOptions;
+use super::event::{Event, Progress, now};
+use super::layers::{NodeResult, Results, layer_of};
+use super::plan::{Plan, PlannedStep, Status};
+
+mod copy;
+mod mounts;
+mod run;
+
+use copy::run_copy;
+use run::run_run;
+
+/// Runs (or reuses) one node.
+pub(super) fn run_node(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    step: &PlannedStep,
+    results: &Results,
+    opts: &BuildOptions,
+    progress: Progress,
+) -> Result<NodeResult> {
+    let n = step.node;
+    let np = &plan.nodes[&n];
+    match step.status {
+        Status::Free => {
+            return Ok(NodeResult { layer: None });
+        }
+        Status::Cached => {
+            progress(Event::Cached {
+                id: step.id.clone(),
+                name: step.name.clone(),
+                time: now(),
+            });
+            let rec = np
+                .cached
+                .as_ref()
+                .ok_or_else(|| Error::msg("internal: cached step without a record"))?;
+            return Ok(NodeResult {
+                layer: layer_of(rec, opts),
+            });
+        }
+        Status::Run => {}
+    }
+    progress(Event::Started {
+        id: step.id.clone(),
+        name: step.name.clone(),
+        time: now(),
+    });
+    let start = Instant::now();
+    let r = match &graph.graph[n].op {
+        Op::Copy(c) => run_copy(store, graph, plan, n, c, results, opts),
+        Op::Run(r) => run_run(store, graph, plan, step, r, results, opts, progress),
+        _ => Err(Error::msg("internal: nothing to run")),
+    };
+    match r {
+        Ok(rec) => {
+            store.put_cache(&np.layer_key, &rec)?;
+            progress(Event::Finished {
+                id: step.id.clone(),
+                name: step.name.clone(),
+                time: now(),
+                seconds: start.elapsed().as_secs_f64(),
+            });
+            Ok(NodeResult {
+                layer: layer_of(&rec, opts),
+            })
+        }
+        Err(e) => {
+            progress(Event::Failed {
+                id: step.id.clone(),
+                name: step.name.clone(),
+                time: now(),
+                error: e.to_string(),
+            });
+            Err(e)
+        }
+    }
+}
+
+/// Writes a layer of `entries` to the store and makes its cache record.
+pub(super) fn write_layer_record(
+    store: &Store,
+    graph: &BuildGraph,
+    n: NodeIndex,
+    entries: Vec<Entry>,
+    opts: &BuildOptions,
+) -> Result<CacheRecord> {
+    let dirs = oci::LayerDirs::from_entries(&entries);
+    let mut writer = store.blob_writer()?;
+    let (stats, _) = layer::write_layer(entries, opts.compression, &mut writer)?;
+    let (digest, size) = writer.commit()?;
+    oci::save_layer_dirs(store, &stats.diff_id, &dirs)?;
+    let mut layers = BTreeMap::new();
+    layers.insert(
+        opts.compression.name().to_string(),
+        Descriptor {
+            media_type: opts.compression.media_type().to_string(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        },
+    );
+    Ok(CacheRecord {
+        diff_id: Some(stats.diff_id),
+        layers,
+        created_by: graph.describe(n),
+        size: stats.uncompressed_size,
+    })
+}

@@ -1,0 +1,199 @@
+//! RUN mounts: secrets, caches, tmpfs, binds of the context or a stage.
+
+use std::path::{Path, PathBuf};
+
+use petgraph::stable_graph::NodeIndex;
+
+use crate::error::{Error, Result};
+use crate::ir::{BuildGraph, Mount, MountKind, Sharing};
+use crate::oci;
+use crate::sandbox::SandboxMount;
+use crate::store::{Descriptor, Store};
+
+use super::super::layers::{Results, chain_layers};
+use super::super::plan::Plan;
+use super::super::{BuildOptions, SecretSource, step_error};
+
+/// A secret mount: the value in a 0400 file bind-mounted read-only at the
+/// target (and/or exported as an env variable). A missing secret is an
+/// error when `required`, otherwise the mount is left out.
+pub(super) fn secret_mount(
+    graph: &BuildGraph,
+    n: NodeIndex,
+    m: &Mount,
+    opts: &BuildOptions,
+    dir: &Path,
+    env: &mut Vec<(String, String)>,
+) -> Result<Option<SandboxMount>> {
+    let id = m.id.clone().unwrap_or_default();
+    let value = match opts.secrets.get(&id).map(SecretSource::read) {
+        Some(Ok(v)) => v,
+        Some(Err(why)) => {
+            return Err(step_error(
+                graph,
+                n,
+                format!("secret `{id}`: {why}"),
+                "this RUN step",
+            ));
+        }
+        None if m.required => {
+            return Err(step_error(
+                graph,
+                n,
+                format!(
+                    "secret `{id}` is required but was not given (use --secret id={id},src=FILE)"
+                ),
+                "this RUN step",
+            ));
+        }
+        None => return Ok(None),
+    };
+    if let Some(var) = &m.env {
+        env.retain(|(k, _)| k != var);
+        env.push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+    }
+    let file = dir.join(blake3::hash(id.as_bytes()).to_hex().as_str());
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(m.mode.unwrap_or(0o400))
+            .open(&file)
+            .map_err(|e| Error::io("writing a secret file", e))?;
+        f.write_all(&value)
+            .map_err(|e| Error::io("writing a secret file", e))?;
+    }
+    if m.uid.is_some() || m.gid.is_some() {
+        std::os::unix::fs::chown(&file, m.uid, m.gid)
+            .map_err(|e| Error::io("setting a secret file's owner", e))?;
+    }
+    if m.env.is_some() && m.target.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(SandboxMount::Bind {
+        source: file,
+        target: m.target.clone(),
+        readonly: true,
+    }))
+}
+
+/// What a RUN step's mounts need kept alive until the step ends: unpacked
+/// stage trees, private cache dirs, cache locks.
+#[derive(Default)]
+pub(super) struct MountHold {
+    dirs: Vec<tempfile::TempDir>,
+    locks: Vec<std::fs::File>,
+}
+
+/// `path` inside `root`, refusing anything that resolves outside it.
+fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
+    let root = std::fs::canonicalize(root).ok()?;
+    let p = std::fs::canonicalize(root.join(rel.trim_start_matches('/'))).ok()?;
+    p.starts_with(&root).then_some(p)
+}
+
+/// A RUN mount as the sandbox takes it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_mount(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &Results,
+    n: NodeIndex,
+    m: &Mount,
+    opts: &BuildOptions,
+    hold: &mut MountHold,
+) -> Result<SandboxMount> {
+    let fail = |msg: String| step_error(graph, n, msg, "this RUN step");
+    match m.kind {
+        MountKind::Tmpfs => Ok(SandboxMount::Tmpfs {
+            target: m.target.clone(),
+            size: m.size,
+        }),
+        MountKind::Cache if m.from.is_none() => {
+            let id = m.id.clone().unwrap_or_else(|| m.target.clone());
+            let base = store.root().join("mounts/cache");
+            let name = blake3::hash(id.as_bytes()).to_hex().to_string();
+            let dir = base.join(&name);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            let lock_path = base.join(format!("{name}.lock"));
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+            let source = match m.sharing.unwrap_or(Sharing::Shared) {
+                Sharing::Shared => dir,
+                // One step at a time: later ones wait.
+                Sharing::Locked => {
+                    lock.lock()
+                        .map_err(|e| Error::io(format!("locking cache `{id}`"), e))?;
+                    hold.locks.push(lock);
+                    dir
+                }
+                // The cache if nobody else uses it now, else a fresh empty one.
+                Sharing::Private => match lock.try_lock() {
+                    Ok(()) => {
+                        hold.locks.push(lock);
+                        dir
+                    }
+                    Err(_) => {
+                        let t = store.temp_dir()?;
+                        let p = t.path().to_path_buf();
+                        hold.dirs.push(t);
+                        p
+                    }
+                },
+            };
+            Ok(SandboxMount::Bind {
+                source,
+                target: m.target.clone(),
+                readonly: m.readonly,
+            })
+        }
+        MountKind::Bind if m.from.is_none() => {
+            let rel = m.source.clone().unwrap_or_default();
+            match inside(&opts.context_dir, &rel) {
+                Some(p) => Ok(SandboxMount::Bind {
+                    source: p,
+                    target: m.target.clone(),
+                    readonly: m.readonly,
+                }),
+                None => Err(fail(format!(
+                    "bind mount source `{rel}` is not in the build context"
+                ))),
+            }
+        }
+        MountKind::Bind => {
+            // A stage's filesystem, unpacked for this step; writes to a
+            // read-write bind are thrown away, as in Docker.
+            let from = m.from.clone().unwrap_or_default();
+            let node = graph
+                .stage(&from)
+                .map(|s| s.last)
+                .ok_or_else(|| fail(format!("unknown stage `{from}` in a bind mount")))?;
+            let layers: Vec<Descriptor> = chain_layers(graph, plan, results, node)?
+                .into_iter()
+                .map(|(d, _)| d)
+                .collect();
+            let dir = store.temp_dir()?;
+            oci::unpack_image(store, &layers, dir.path())?;
+            let rel = m.source.clone().unwrap_or_default();
+            let source = inside(dir.path(), &rel)
+                .ok_or_else(|| fail(format!("`{rel}` does not exist in stage `{from}`")))?;
+            hold.dirs.push(dir);
+            Ok(SandboxMount::Bind {
+                source,
+                target: m.target.clone(),
+                readonly: m.readonly,
+            })
+        }
+        kind => Err(fail(
+            format!("{kind:?} mounts on RUN are not supported yet").to_lowercase(),
+        )),
+    }
+}

@@ -1,0 +1,154 @@
+//! Base images for the frontends while lowering: looked up in the store
+//! only. A registry image the store lacks is recorded, not pulled; pulling
+//! is an explicit step of the build session.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::ir::{BaseInfo, BaseRef, BaseResolver, BuildGraph, CopyFrom, Op};
+use crate::oci::{self, ImageConfig};
+use crate::store::Store;
+
+/// Resolves base images from the store for the frontends, never touching
+/// the network. A registry image the store lacks resolves to an empty
+/// config and is recorded in [`StoreResolver::unpulled`]; the session pulls
+/// those and lowers again.
+pub struct StoreResolver<'a> {
+    pub store: &'a Store,
+    /// Relative base paths (`from = { oci = "dir" }`) are relative to this.
+    pub spec_dir: PathBuf,
+    /// Bases resolved so far (a spec names few).
+    cache: Mutex<Vec<(BaseRef, std::result::Result<BaseInfo, String>)>>,
+    unpulled: Mutex<Vec<String>>,
+}
+
+impl<'a> StoreResolver<'a> {
+    pub fn new(store: &'a Store, spec_dir: &Path) -> Self {
+        StoreResolver {
+            store,
+            spec_dir: spec_dir.to_path_buf(),
+            cache: Mutex::new(Vec::new()),
+            unpulled: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Registry images asked for that the store does not have, in the
+    /// order they were first asked for.
+    pub fn unpulled(&self) -> Vec<String> {
+        self.unpulled.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+}
+
+/// A base whose file paths are made absolute against `dir` (the spec's directory).
+pub fn absolute_base(base: &BaseRef, dir: &Path) -> BaseRef {
+    let abs = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            dir.join(p)
+        }
+    };
+    match base {
+        BaseRef::OciLayout { path, reference } => BaseRef::OciLayout {
+            path: abs(path),
+            reference: reference.clone(),
+        },
+        BaseRef::OciArchive { path, reference } => BaseRef::OciArchive {
+            path: abs(path),
+            reference: reference.clone(),
+        },
+        BaseRef::DockerArchive { path, reference } => BaseRef::DockerArchive {
+            path: abs(path),
+            reference: reference.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+/// Makes every base path in the graph absolute (see [`absolute_base`]).
+pub fn absolutize(graph: &mut BuildGraph, spec_dir: &Path) {
+    for n in graph.graph.node_indices().collect::<Vec<_>>() {
+        if let Op::Base(b) = &mut graph.graph[n].op {
+            b.base = absolute_base(&b.base, spec_dir);
+        }
+    }
+}
+
+impl BaseResolver for StoreResolver<'_> {
+    fn resolve(&self, base: &BaseRef) -> std::result::Result<BaseInfo, String> {
+        if *base == BaseRef::Scratch {
+            return Ok(BaseInfo::scratch());
+        }
+        let base = absolute_base(base, &self.spec_dir);
+        let known =
+            |c: &Vec<(BaseRef, _)>| c.iter().find(|(b, _)| *b == base).map(|(_, r)| r).cloned();
+        if let Some(r) = self.cache.lock().ok().and_then(|c| known(&c)) {
+            return r;
+        }
+        let r = match &base {
+            BaseRef::Image { reference } if is_unpulled(self.store, reference) => {
+                if let Ok(mut u) = self.unpulled.lock()
+                    && !u.contains(reference)
+                {
+                    u.push(reference.clone());
+                }
+                Ok(BaseInfo::default())
+            }
+            _ => oci::resolve_base(self.store, &base)
+                .map(|img| base_info(&img.config))
+                .map_err(|e| e.to_string()),
+        };
+        if let Ok(mut c) = self.cache.lock() {
+            c.push((base, r.clone()));
+        }
+        r
+    }
+}
+
+/// The config values a frontend builds on.
+pub fn base_info(config: &ImageConfig) -> BaseInfo {
+    let c = &config.config;
+    BaseInfo {
+        env: c
+            .env
+            .iter()
+            .flatten()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect(),
+        user: c.user.clone().filter(|u| !u.is_empty()),
+        workdir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        shell: c.shell.clone(),
+        onbuild: c.on_build.clone().unwrap_or_default(),
+    }
+}
+
+/// A registry image the store has no tag for (so a build pulls it).
+pub fn is_unpulled(store: &Store, reference: &str) -> bool {
+    crate::registry::names_registry(reference) && matches!(store.resolve(reference), Ok(None))
+}
+
+/// The registry references a graph builds on (bases and copies from
+/// images), each once, in node order.
+pub fn registry_images(graph: &BuildGraph) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in graph.graph.node_indices() {
+        let r = match &graph.graph[n].op {
+            Op::Base(b) => match &b.base {
+                BaseRef::Image { reference } => reference,
+                _ => continue,
+            },
+            Op::Copy(c) => match &c.from {
+                CopyFrom::Image(r) => r,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if crate::registry::names_registry(r) && !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    out
+}

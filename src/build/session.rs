@@ -1,0 +1,226 @@
+//! A build session, the library entry point the CLI calls:
+//! load -> pull -> plan -> execute -> export.
+//!
+//! Only `pull` touches the network. Loading lowers the spec with a
+//! store-only resolver that records the registry bases it could not find;
+//! `pull` fetches those (or every registry image, when asked to) and lowers
+//! again, so the frontends see the bases' real configs. `graph` and
+//! `--dry-run` stop before `pull`.
+
+use std::path::{Path, PathBuf};
+
+use petgraph::stable_graph::NodeIndex;
+
+use crate::error::{Error, Result};
+use crate::ir::{BaseRef, BuildGraph, CopyFrom, Op};
+use crate::reference::Reference;
+use crate::registry::{self, ProgressSink};
+use crate::spec::LowerOptions;
+use crate::store::Store;
+
+use super::assemble::write_targets;
+use super::event::{Event, Progress};
+use super::exec::run_node;
+use super::output::{BuildReport, Output, export, share_cache};
+use super::plan::{Plan, plan};
+use super::resolve::{StoreResolver, absolutize, is_unpulled, registry_images};
+use super::{BuildOptions, schedule, step_error};
+
+/// A spec file as read.
+#[derive(Clone, Debug)]
+pub struct SpecFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl SpecFile {
+    /// Is it a Dockerfile (by its file name)?
+    pub fn is_dockerfile(&self) -> bool {
+        is_dockerfile(&self.path)
+    }
+
+    /// The directory relative base paths are resolved against.
+    fn dir(&self) -> PathBuf {
+        std::path::absolute(&self.path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// Is `path` a Dockerfile (by its file name)?
+pub fn is_dockerfile(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(crate::dockerfile::is_dockerfile_name)
+}
+
+/// `NAME.dockerignore` next to a Dockerfile `NAME`, when it exists.
+pub fn dockerignore_for(path: &Path) -> Option<PathBuf> {
+    if !is_dockerfile(path) {
+        return None;
+    }
+    let mut name = path.file_name()?.to_os_string();
+    name.push(".dockerignore");
+    let p = path.with_file_name(name);
+    p.exists().then_some(p)
+}
+
+/// One build of one spec against one store.
+pub struct Session<'a> {
+    store: &'a Store,
+    spec: SpecFile,
+    lower: LowerOptions,
+    graph: BuildGraph,
+    unpulled: Vec<String>,
+}
+
+impl<'a> Session<'a> {
+    /// Parses and lowers the spec, resolving bases from the store only.
+    pub fn load(store: &'a Store, spec: SpecFile, lower: LowerOptions) -> Result<Session<'a>> {
+        let (graph, unpulled) = lower_spec(store, &spec, &lower)?;
+        Ok(Session {
+            store,
+            spec,
+            lower,
+            graph,
+            unpulled,
+        })
+    }
+
+    pub fn graph(&self) -> &BuildGraph {
+        &self.graph
+    }
+
+    pub fn spec(&self) -> &SpecFile {
+        &self.spec
+    }
+
+    /// Registry bases the store lacked while lowering: their configs (env,
+    /// user, workdir) are not known until they are pulled.
+    pub fn unpulled(&self) -> &[String] {
+        &self.unpulled
+    }
+
+    /// Pulls the registry images the graph needs and the store lacks (every
+    /// registry image with `always`, so a moved tag is seen), then lowers
+    /// again if anything was pulled. Returns how many were pulled.
+    pub fn pull(&mut self, always: bool, progress: ProgressSink) -> Result<usize> {
+        let refs: Vec<String> = registry_images(&self.graph)
+            .into_iter()
+            .filter(|r| always || is_unpulled(self.store, r))
+            .collect();
+        for r in &refs {
+            let reference = Reference::parse(r)
+                .map_err(|e| self.at_image(r, format!("image reference `{r}`: {e}")))?;
+            let opts =
+                registry::Options::from_env(reference.registry.as_deref().unwrap_or("docker.io"));
+            registry::pull(self.store, &reference, &opts, progress)
+                .map_err(|e| self.at_image(r, format!("cannot pull {r}: {e}")))?;
+        }
+        if !refs.is_empty() {
+            let (graph, unpulled) = lower_spec(self.store, &self.spec, &self.lower)?;
+            self.graph = graph;
+            self.unpulled = unpulled;
+        }
+        Ok(refs.len())
+    }
+
+    /// An error at the first step naming image `r`.
+    fn at_image(&self, r: &str, message: String) -> Error {
+        let names = |n: &NodeIndex| match &self.graph.graph[*n].op {
+            Op::Base(b) => matches!(&b.base, BaseRef::Image { reference } if reference == r),
+            Op::Copy(c) => matches!(&c.from, CopyFrom::Image(x) if x == r),
+            _ => false,
+        };
+        match self.graph.graph.node_indices().find(names) {
+            Some(n) => step_error(&self.graph, n, message, "this image"),
+            None => Error::msg(message),
+        }
+    }
+
+    /// The options a build of this spec starts from: its record name and
+    /// ignore file (the caller sets the rest).
+    pub fn options(&self, context_dir: &Path) -> BuildOptions {
+        BuildOptions::new(
+            context_dir,
+            super::spec_id(&self.spec.path),
+            dockerignore_for(&self.spec.path),
+        )
+    }
+
+    /// Every needed step's key and status; nothing runs.
+    pub fn plan(&self, opts: &BuildOptions) -> Result<Plan> {
+        plan(self.store, &self.graph, opts)
+    }
+
+    /// Runs the plan's misses and writes the target images.
+    pub fn execute(
+        &self,
+        plan: Plan,
+        opts: &BuildOptions,
+        progress: Progress,
+    ) -> Result<BuildReport> {
+        execute(self.store, &self.graph, plan, opts, progress)
+    }
+
+    /// Writes the built images to an output.
+    pub fn export(&self, report: &BuildReport, output: &Output) -> Result<()> {
+        export(self.store, report, output)
+    }
+}
+
+fn lower_spec(
+    store: &Store,
+    spec: &SpecFile,
+    lower: &LowerOptions,
+) -> Result<(BuildGraph, Vec<String>)> {
+    let dir = spec.dir();
+    let resolver = StoreResolver::new(store, &dir);
+    let name = spec.path.display().to_string();
+    let loaded = if spec.is_dockerfile() {
+        crate::dockerfile::load(&name, &spec.text, lower, &resolver)
+    } else {
+        crate::spec::load(&name, &spec.text, lower, &resolver)
+    };
+    let mut graph = loaded?;
+    absolutize(&mut graph, &dir);
+    Ok((graph, resolver.unpulled()))
+}
+
+/// Runs the plan: every miss on the pool, at most `jobs` at a time; then
+/// assembles and tags the targets, files the build record and shares the
+/// cache.
+pub fn execute(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: Plan,
+    opts: &BuildOptions,
+    progress: Progress,
+) -> Result<BuildReport> {
+    progress(Event::Plan {
+        steps: plan.steps.len(),
+        cached: plan.hits(),
+        to_run: plan.misses(),
+    });
+    let order: Vec<NodeIndex> = plan.steps.iter().map(|s| s.node).collect();
+    let steps: std::collections::HashMap<NodeIndex, &super::plan::PlannedStep> =
+        plan.steps.iter().map(|s| (s.node, s)).collect();
+    let deps = |n: NodeIndex| {
+        let mut d = graph.sources_of(n);
+        d.extend(graph.parent(n));
+        d
+    };
+    let results = schedule::run(opts.jobs, &order, deps, |n, done| {
+        run_node(store, graph, &plan, steps[&n], done, opts, progress)
+    })?;
+    let images = write_targets(store, graph, &plan, &results, opts)?;
+    store.put_build_record(&plan.record_name, &plan.record_bytes()?)?;
+    share_cache(store, graph, &plan, opts)?;
+    Ok(BuildReport {
+        hits: plan.hits(),
+        misses: plan.misses(),
+        images,
+        steps: plan.steps,
+    })
+}
