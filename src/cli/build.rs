@@ -222,14 +222,20 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     opts.secrets = secrets;
     opts.cache_to = cache_to;
     let renderer = Renderer::new(progress_mode(args.progress));
+    // -q: only the image digest, on stdout; errors still go to stderr.
+    let show = |e: Event| {
+        if !args.quiet {
+            renderer.event(e)
+        }
+    };
     for w in &session.graph().warnings {
-        renderer.event(Event::Warning {
+        show(Event::Warning {
             message: w.clone(),
             time: 0.0,
         });
     }
     if !cache_from.is_empty() && !args.no_cache {
-        let warn = |message| renderer.event(Event::Warning { message, time: 0.0 });
+        let warn = |message| show(Event::Warning { message, time: 0.0 });
         let imports = crate::cache_io::Imports::load(&store, &cache_from, &warn);
         opts.cache_from = Some(std::sync::Arc::new(imports));
     }
@@ -238,7 +244,7 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
         print_plan(&plan);
         return Ok(());
     }
-    let sink = |e: Event| renderer.event(e);
+    let sink = |e: Event| show(e);
     let report = session.execute(plan, &opts, &sink);
     renderer.finish();
     let report = report?;
