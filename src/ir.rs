@@ -22,7 +22,7 @@ use petgraph::visit::{Dfs, EdgeRef, Reversed};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the meaning of an op or the canonical key encoding changes.
-pub const IR_VERSION: u32 = 1;
+pub const IR_VERSION: u32 = 2;
 
 /// A byte range in one of the graph's source files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

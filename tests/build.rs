@@ -439,3 +439,35 @@ fn schema_command_prints_the_checked_in_schema() {
         "schema/strata.schema.json is stale: run `strata schema > schema/strata.schema.json`"
     );
 }
+
+/// `graph` and `build --dry-run` never touch the network: a registry base
+/// the store lacks is reported, not pulled (a listener sees no connection).
+#[test]
+fn graph_and_dry_run_never_connect_to_a_registry() {
+    let env = TestEnv::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let spec = format!(
+        "[stage.a]\nfrom = \"127.0.0.1:{port}/base:1\"\nsteps = [{{ workdir = \"/w\" }}]\n\n[image.a]\nstage = \"a\"\n"
+    );
+    let ctx = env.write_tree("ctx", &[("strata.toml", spec.as_str())]);
+    let graph = run_ok(env.strata("root").arg("graph").arg(&ctx));
+    assert!(graph.stdout.contains("WORKDIR /w"), "{}", graph.stdout);
+    assert!(
+        graph.stderr.contains("is not in the store"),
+        "graph says the base is unknown: {}",
+        graph.stderr
+    );
+    let dry = run(env.strata("root").args(["build", "--dry-run"]).arg(&ctx));
+    assert!(!dry.ok, "a dry run cannot plan on an unpulled base");
+    assert!(
+        dry.stderr.contains("not in the store yet"),
+        "{}",
+        dry.stderr
+    );
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("something connected to the registry port: {other:?}"),
+    }
+}

@@ -18,6 +18,9 @@ pub enum Event {
         id: String,
         name: String,
         time: f64,
+        /// Why it runs: the input that changed (see `build::record`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Cached {
         id: String,

@@ -61,6 +61,7 @@ pub(super) fn run_node(
         id: step.id.clone(),
         name: step.name.clone(),
         time: now(),
+        reason: step.reason.clone(),
     });
     let start = Instant::now();
     let r = match &graph.graph[n].op {

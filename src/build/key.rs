@@ -1,75 +1,137 @@
 //! Cache keys: the only owner of the canonical key encoding.
 //!
-//! A key depends only on `IR_VERSION`, the step's canonical op (no spans,
-//! no stage names), its parent's key, and its inputs (context file digests,
-//! source stage keys, base manifest digests, the epoch). Never on mtimes,
-//! paths of the checkout, or the host's owners.
+//! A step's key hashes one [`KeyInput`]: `IR_VERSION`, the canonical op
+//! (no spans, stage names, image references or host paths: those enter
+//! through the digests they resolve to), the parent's key, and every other
+//! input by name. Never mtimes, checkout, store or base paths, the invoking
+//! user's uid, the time, or a secret's value.
+//!
+//! The encoding is a sequence of (field tag, length, bytes) records fed to
+//! blake3 under a domain-separation context, in the order of the struct's
+//! fields; an absent field is a tag with no value, so no two inputs encode
+//! alike. Tests pin exact values: changing any of this means bumping
+//! `IR_VERSION`.
 
-use serde::Serialize;
-use serde_json::json;
+use crate::digest::{CacheKey, Digest};
+use crate::error::{Error, Result};
+use crate::ir::{BaseOp, CopyFrom, IR_VERSION, MetaOp, MountKind, Op};
 
-use crate::digest::CacheKey;
-use crate::ir::{CopyFrom, IR_VERSION, Op};
+const CONTEXT: &str = "strata 2026 step cache key";
 
-/// The canonical, versioned struct a cache key hashes. Field order is the
-/// encoding order; maps are sorted; nothing comes from `Debug` output.
-#[derive(Serialize)]
-struct KeyInput<'a> {
-    ir_version: u32,
-    kind: &'a str,
-    pub(super) op: serde_json::Value,
-    pub(super) parent: Option<String>,
-    pub(super) inputs: Vec<String>,
-}
-
-fn hash_key(input: &KeyInput) -> CacheKey {
-    // serde_json of a struct of strings/values is deterministic; values
-    // come from `canonical_op`, which never holds a HashMap.
-    let bytes = serde_json::to_vec(input).unwrap_or_default();
-    blake3::hash(&bytes).into()
+/// Everything a step's result depends on, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyInput {
+    /// The key of the step this one applies to (left out of a `link`
+    /// copy's layer key).
+    pub parent: Option<CacheKey>,
+    /// Digest of the context files a copy selects (`context::items_digest`).
+    pub context: Option<[u8; 32]>,
+    /// For each context bind mount, in mount order: its target and the
+    /// digest of the selected subtree.
+    pub binds: Vec<(String, [u8; 32])>,
+    /// Keys of the source stages the step reads, in edge order.
+    pub sources: Vec<CacheKey>,
+    /// Manifest digest of the base image (`FROM`) or the image copied from.
+    pub image: Option<Digest>,
+    /// `SOURCE_DATE_EPOCH` for steps that write a layer (its mtimes).
+    pub epoch: Option<u64>,
 }
 
 /// The keys of a step: (layer key, node key). They are equal except for a
 /// `link` copy, whose layer key leaves out the parent so that its layer is
 /// reused whatever it is applied to; the node key (what later steps chain
 /// on) still includes the parent.
-pub(super) fn step_keys(
-    op: &Op,
-    parent: Option<CacheKey>,
-    inputs: Vec<String>,
-) -> (CacheKey, CacheKey) {
+pub fn step_keys(op: &Op, input: &KeyInput) -> Result<(CacheKey, CacheKey)> {
     let link = matches!(op, Op::Copy(c) if c.link);
-    let layer_key = hash_key(&KeyInput {
-        ir_version: IR_VERSION,
-        kind: op_kind(op),
-        op: canonical_op(op),
-        parent: if link { None } else { parent.map(|k| k.hex()) },
-        inputs,
-    });
-    let key = if link {
-        hash_key(&KeyInput {
-            ir_version: IR_VERSION,
-            kind: "link",
-            op: json!(layer_key.hex()),
-            parent: parent.map(|k| k.hex()),
-            inputs: vec![],
-        })
-    } else {
-        layer_key
-    };
-    (layer_key, key)
+    let op_bytes = canonical_op(op)?;
+    let mut h = Encoder::new();
+    h.field(b"ir", Some(&IR_VERSION.to_le_bytes()));
+    h.field(b"op", Some(&op_bytes));
+    let parent = if link { None } else { input.parent };
+    h.field(b"parent", parent.as_ref().map(|k| &k.0[..]));
+    h.field(b"context", input.context.as_ref().map(|d| &d[..]));
+    h.list(b"binds", input.binds.len());
+    for (target, digest) in &input.binds {
+        h.field(b"bind.target", Some(target.as_bytes()));
+        h.field(b"bind.digest", Some(digest));
+    }
+    h.list(b"sources", input.sources.len());
+    for k in &input.sources {
+        h.field(b"source", Some(&k.0));
+    }
+    h.field(
+        b"image",
+        input
+            .image
+            .as_ref()
+            .map(|d| d.hex().as_bytes().to_vec())
+            .as_deref(),
+    );
+    h.field(
+        b"epoch",
+        input.epoch.map(u64::to_le_bytes).as_ref().map(|b| &b[..]),
+    );
+    let layer_key = h.finish();
+    if !link {
+        return Ok((layer_key, layer_key));
+    }
+    let mut h = Encoder::new();
+    h.field(b"ir", Some(&IR_VERSION.to_le_bytes()));
+    h.field(b"link", Some(&layer_key.0));
+    h.field(b"parent", input.parent.as_ref().map(|k| &k.0[..]));
+    Ok((layer_key, h.finish()))
 }
 
-/// The op as it enters the key: no spans, no stage names (a source stage
-/// enters through its key instead).
-pub(super) fn canonical_op(op: &Op) -> serde_json::Value {
-    match op {
+/// Tagged, length-prefixed records into blake3.
+struct Encoder(blake3::Hasher);
+
+impl Encoder {
+    fn new() -> Self {
+        Encoder(blake3::Hasher::new_derive_key(CONTEXT))
+    }
+
+    fn field(&mut self, tag: &[u8], value: Option<&[u8]>) {
+        self.0.update(&(tag.len() as u64).to_le_bytes());
+        self.0.update(tag);
+        match value {
+            Some(v) => {
+                self.0.update(&[1]);
+                self.0.update(&(v.len() as u64).to_le_bytes());
+                self.0.update(v);
+            }
+            None => {
+                self.0.update(&[0]);
+            }
+        }
+    }
+
+    fn list(&mut self, tag: &[u8], len: usize) {
+        self.field(tag, Some(&(len as u64).to_le_bytes()));
+    }
+
+    fn finish(self) -> CacheKey {
+        self.0.finalize().into()
+    }
+}
+
+/// The op as it enters the key, as JSON bytes: no spans, no stage names or
+/// image references (they enter as keys and digests), no base paths, no
+/// secret sources, and an ARG's names without values (a step sees the
+/// value through its own fields: RUN in its env, COPY in expanded paths).
+pub fn canonical_op(op: &Op) -> Result<Vec<u8>> {
+    let op = match op {
+        Op::Base(b) => Op::Base(BaseOp {
+            base: crate::ir::BaseRef::Scratch,
+            platform: b.platform.clone(),
+        }),
         Op::Copy(c) => {
             let mut c = c.clone();
-            if let CopyFrom::Stage(_) = c.from {
-                c.from = CopyFrom::Stage(String::new());
-            }
-            json!({ "copy": c })
+            c.from = match c.from {
+                CopyFrom::Context => CopyFrom::Context,
+                CopyFrom::Stage(_) => CopyFrom::Stage(String::new()),
+                CopyFrom::Image(_) => CopyFrom::Image(String::new()),
+            };
+            Op::Copy(c)
         }
         Op::Run(r) => {
             let mut r = r.clone();
@@ -77,25 +139,24 @@ pub(super) fn canonical_op(op: &Op) -> serde_json::Value {
                 if m.from.is_some() {
                     m.from = Some(String::new());
                 }
+                if m.kind == MountKind::Secret {
+                    m.source = None;
+                }
             }
-            json!({ "run": r })
+            Op::Run(r)
         }
-        other => serde_json::to_value(other).unwrap_or_default(),
-    }
+        Op::Meta(MetaOp::Arg(v)) => Op::Meta(MetaOp::Arg(
+            v.iter().map(|(k, _)| (k.clone(), None)).collect(),
+        )),
+        other => other.clone(),
+    };
+    serde_json::to_vec(&op).map_err(|e| Error::msg(format!("internal: encoding a step: {e}")))
 }
 
-fn op_kind(op: &Op) -> &'static str {
-    match op {
-        Op::Base(_) => "base",
-        Op::Copy(_) => "copy",
-        Op::Run(_) => "run",
-        Op::Meta(_) => "meta",
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{CopyOp, MetaOp};
+    use crate::ir::{BaseRef, CopyOp, MetaOp};
 
     fn copy(from: CopyFrom, link: bool) -> Op {
         Op::Copy(CopyOp {
@@ -111,69 +172,144 @@ mod tests {
         })
     }
 
+    fn keys(op: &Op, input: &KeyInput) -> (CacheKey, CacheKey) {
+        step_keys(op, input).unwrap()
+    }
+
+    fn ctx(parent: Option<CacheKey>, d: u8) -> KeyInput {
+        KeyInput {
+            parent,
+            context: Some([d; 32]),
+            epoch: Some(0),
+            ..KeyInput::default()
+        }
+    }
+
     // These pin the canonical encoding: if one changes, every user's cache
     // is invalidated, so bump IR_VERSION and update the values on purpose.
     #[test]
     fn key_of_a_meta_step_is_pinned() {
-        let (layer, key) = step_keys(&Op::Meta(MetaOp::Workdir("/app".into())), None, vec![]);
+        let (layer, key) = keys(
+            &Op::Meta(MetaOp::Workdir("/app".into())),
+            &KeyInput::default(),
+        );
         assert_eq!(layer, key);
         assert_eq!(
             key.hex(),
-            "df432160ed4b3da58a311715004f49d88e216e293f4130b3d107b8e50df4bb2c"
+            "d3c191218a2511f82a6f3c4001d72e971a0a89f42520551d8f9d6346c1a43e81"
         );
     }
 
     #[test]
     fn key_of_a_context_copy_is_pinned() {
-        let parent = CacheKey([7; 32]);
-        let (_, key) = step_keys(
+        let (_, key) = keys(
             &copy(CopyFrom::Context, false),
-            Some(parent),
-            vec!["epoch:0".into(), "ab".repeat(32)],
+            &ctx(Some(CacheKey([7; 32])), 0xab),
         );
         assert_eq!(
             key.hex(),
-            "b8209c020a36b5e0d43ecd43914107f8db678b3dd07f80afa5109d9ce7cebdd2"
+            "7c80ff7bdab5e872c4bfe8b50256d9c9e3fb1043bc8e5955dcdbe8a7a9ae657b"
         );
     }
 
     #[test]
-    fn stage_names_and_spans_do_not_enter_keys() {
-        let a = step_keys(&copy(CopyFrom::Stage("build".into()), false), None, vec![]);
-        let b = step_keys(
-            &copy(CopyFrom::Stage("compile".into()), false),
-            None,
-            vec![],
+    fn key_of_a_base_is_pinned_and_names_no_path() {
+        let base = |path: &str| {
+            Op::Base(BaseOp {
+                base: BaseRef::OciLayout {
+                    path: path.into(),
+                    reference: Some("1".into()),
+                },
+                platform: None,
+            })
+        };
+        let d: Digest = format!("sha256:{}", "cd".repeat(32)).parse().unwrap();
+        let input = KeyInput {
+            image: Some(d),
+            ..KeyInput::default()
+        };
+        let a = keys(&base("/home/a/vendor/base"), &input);
+        assert_eq!(a, keys(&base("/srv/b/vendor/base"), &input));
+        assert_eq!(
+            a.1.hex(),
+            "934785601f7efd2fb3ea2fc7518c24cce7eb2e115c321a5b8aa5b5106c5f789a"
         );
+    }
+
+    #[test]
+    fn stage_names_and_image_references_do_not_enter_keys() {
+        let none = KeyInput::default();
+        let a = keys(&copy(CopyFrom::Stage("build".into()), false), &none);
+        let b = keys(&copy(CopyFrom::Stage("compile".into()), false), &none);
         assert_eq!(a, b);
+        let a = keys(&copy(CopyFrom::Image("a:1".into()), false), &none);
+        let b = keys(&copy(CopyFrom::Image("b:2".into()), false), &none);
+        assert_eq!(a, b, "the image enters by its digest");
+    }
+
+    #[test]
+    fn an_arg_value_does_not_enter_its_key() {
+        let arg = |v: &str| Op::Meta(MetaOp::Arg(vec![("V".into(), Some(v.into()))]));
+        let none = KeyInput::default();
+        assert_eq!(keys(&arg("1"), &none), keys(&arg("2"), &none));
+        let other = Op::Meta(MetaOp::Arg(vec![("W".into(), Some("1".into()))]));
+        assert_ne!(keys(&arg("1"), &none), keys(&other, &none));
     }
 
     #[test]
     fn every_input_changes_the_key() {
         let p1 = Some(CacheKey([1; 32]));
-        let p2 = Some(CacheKey([2; 32]));
-        let base = step_keys(&copy(CopyFrom::Context, false), p1, vec!["x".into()]).1;
-        assert_ne!(
-            base,
-            step_keys(&copy(CopyFrom::Context, false), p2, vec!["x".into()]).1
-        );
-        assert_ne!(
-            base,
-            step_keys(&copy(CopyFrom::Context, false), p1, vec!["y".into()]).1
-        );
+        let op = copy(CopyFrom::Context, false);
+        let base = keys(&op, &ctx(p1, 1)).1;
+        let variants = [
+            ctx(Some(CacheKey([2; 32])), 1),
+            ctx(p1, 2),
+            KeyInput {
+                epoch: Some(1),
+                ..ctx(p1, 1)
+            },
+            KeyInput {
+                epoch: None,
+                ..ctx(p1, 1)
+            },
+            KeyInput {
+                binds: vec![("/m".into(), [0; 32])],
+                ..ctx(p1, 1)
+            },
+            KeyInput {
+                sources: vec![CacheKey([3; 32])],
+                ..ctx(p1, 1)
+            },
+            KeyInput {
+                image: Some(Digest::of(b"x")),
+                ..ctx(p1, 1)
+            },
+        ];
+        for v in &variants {
+            assert_ne!(base, keys(&op, v).1, "{v:?}");
+        }
+        // Fields cannot be confused: a bind's digest is not a context digest.
+        let a = KeyInput {
+            binds: vec![("/m".into(), [9; 32])],
+            ..KeyInput::default()
+        };
+        let b = KeyInput {
+            context: Some([9; 32]),
+            ..KeyInput::default()
+        };
+        assert_ne!(keys(&op, &a), keys(&op, &b));
         let mut other = copy(CopyFrom::Context, false);
         if let Op::Copy(c) = &mut other {
             c.chmod = Some(0o700);
         }
-        assert_ne!(base, step_keys(&other, p1, vec!["x".into()]).1);
+        assert_ne!(base, keys(&other, &ctx(p1, 1)).1);
     }
 
     #[test]
     fn a_link_copy_layer_does_not_depend_on_its_parent() {
-        let p1 = Some(CacheKey([1; 32]));
-        let p2 = Some(CacheKey([2; 32]));
-        let (l1, k1) = step_keys(&copy(CopyFrom::Context, true), p1, vec!["x".into()]);
-        let (l2, k2) = step_keys(&copy(CopyFrom::Context, true), p2, vec!["x".into()]);
+        let op = copy(CopyFrom::Context, true);
+        let (l1, k1) = keys(&op, &ctx(Some(CacheKey([1; 32])), 1));
+        let (l2, k2) = keys(&op, &ctx(Some(CacheKey([2; 32])), 1));
         assert_eq!(l1, l2, "the layer is reused across parents");
         assert_ne!(k1, k2, "but the chain identity follows the parent");
     }

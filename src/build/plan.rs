@@ -10,11 +10,11 @@ use serde::Serialize;
 use crate::context::{ContextOptions, CopyError, CopyItem, CopyRequest, ItemKind, Tree};
 use crate::digest::CacheKey;
 use crate::error::{Error, Result, SourceDiagnostic};
-use crate::ir::{BaseRef, BuildGraph, CopyFrom, CopyOp, Op};
+use crate::ir::{BaseRef, BuildGraph, CopyFrom, CopyOp, Mount, MountKind, Op};
 use crate::oci::{self, Image};
 use crate::store::{CacheRecord, Store};
 
-use super::key::{canonical_op, step_keys};
+use super::key::{KeyInput, canonical_op, step_keys};
 use super::record::{BuildRecord, RecordedStep, StepInputs, explain, record_name};
 use super::{BuildOptions, step_error};
 
@@ -88,6 +88,9 @@ pub(super) struct NodePlan {
     pub(super) layer_key: CacheKey,
     /// Context items of a context copy (computed once, reused when it runs).
     pub(super) items: Option<Vec<CopyItem>>,
+    /// For each RUN mount in order: the context files a context bind
+    /// mount shows (what its key digested), None for other mounts.
+    pub(super) binds: Vec<Option<Vec<CopyItem>>>,
     pub(super) cached: Option<CacheRecord>,
     pub(super) inputs: StepInputs,
 }
@@ -132,9 +135,11 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
     };
 
     // The context is scanned only if some needed step copies from it.
-    let needs_context = order
-        .iter()
-        .any(|n| matches!(&graph.graph[*n].op, Op::Copy(c) if c.from == CopyFrom::Context));
+    let needs_context = order.iter().any(|n| match &graph.graph[*n].op {
+        Op::Copy(c) => c.from == CopyFrom::Context,
+        Op::Run(r) => r.mounts.iter().any(is_context_bind),
+        _ => false,
+    });
     let context = if needs_context {
         Some(Tree::context(
             &opts.context_dir,
@@ -151,18 +156,21 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
     let mut bases: HashMap<NodeIndex, Option<Image>> = HashMap::new();
     let mut steps = Vec::new();
     let mut errors = Vec::new();
-    let epoch = opts.epoch.to_string();
 
     for &n in &order {
         let step = &graph.graph[n];
         let id = ids[&n].clone();
         let parent = graph.parent(n).and_then(|p| nodes.get(&p)).map(|p| p.key);
-        let mut inputs = Vec::new();
+        let mut input = KeyInput {
+            parent,
+            ..KeyInput::default()
+        };
         let mut recorded = StepInputs {
             parent: parent.map(|k| k.hex()),
             ..Default::default()
         };
         let mut items = None;
+        let mut binds = Vec::new();
         match &step.op {
             Op::Base(b) => match &b.base {
                 BaseRef::Scratch => {
@@ -170,7 +178,10 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
                 }
                 other => match oci::resolve_base(store, other) {
                     Ok(img) => {
-                        inputs.push(img.manifest.digest.to_string());
+                        input.image = Some(img.manifest.digest);
+                        recorded
+                            .bases
+                            .insert(base_label(other, opts), img.manifest.digest.to_string());
                         bases.insert(n, Some(img));
                     }
                     Err(e) => {
@@ -185,7 +196,7 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
                 },
             },
             Op::Copy(c) => {
-                inputs.push(format!("epoch:{epoch}"));
+                input.epoch = Some(opts.epoch);
                 match &c.from {
                     CopyFrom::Context => {
                         let Some(tree) = &context else { continue };
@@ -204,7 +215,7 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
                         }
                         match tree.plan_copy(&copy_request(c, true)) {
                             Ok(list) => {
-                                inputs.push(hex::encode(crate::context::items_digest(&list)));
+                                input.context = Some(crate::context::items_digest(&list));
                                 for it in &list {
                                     if let ItemKind::File { hash: Some(h), .. } = &it.kind {
                                         recorded.files.insert(it.source.clone(), hex::encode(h));
@@ -226,7 +237,12 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
                                 reference: r.clone(),
                             },
                         ) {
-                            Ok(img) => inputs.push(img.manifest.digest.to_string()),
+                            Ok(img) => {
+                                input.image = Some(img.manifest.digest);
+                                recorded
+                                    .bases
+                                    .insert(r.clone(), img.manifest.digest.to_string());
+                            }
                             Err(e) => {
                                 errors.push(step_error(
                                     graph,
@@ -240,12 +256,51 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
                     }
                 }
             }
-            Op::Run(_) | Op::Meta(_) => {}
+            Op::Run(r) => {
+                input.epoch = Some(opts.epoch);
+                recorded.env = r.env.iter().cloned().collect();
+                let mut failed = false;
+                for m in &r.mounts {
+                    if !is_context_bind(m) {
+                        binds.push(None);
+                        continue;
+                    }
+                    let Some(tree) = &context else { continue };
+                    let source = [bind_source(m)];
+                    match tree.plan_copy(&bind_request(&source)) {
+                        Ok(list) => {
+                            input
+                                .binds
+                                .push((m.target.clone(), crate::context::items_digest(&list)));
+                            let files = recorded.binds.entry(source[0].clone()).or_default();
+                            for it in &list {
+                                if let ItemKind::File { hash: Some(h), .. } = &it.kind {
+                                    files.insert(it.source.clone(), hex::encode(h));
+                                }
+                            }
+                            binds.push(Some(list));
+                        }
+                        Err(e) => {
+                            errors.push(copy_error(graph, n, e));
+                            failed = true;
+                        }
+                    }
+                }
+                if failed {
+                    continue;
+                }
+            }
+            Op::Meta(_) => {}
         }
         let mut missing_source = false;
         for s in graph.sources_of(n) {
             match nodes.get(&s) {
-                Some(p) => inputs.push(format!("stage:{}", p.key.hex())),
+                Some(p) => {
+                    input.sources.push(p.key);
+                    recorded
+                        .stages
+                        .insert(graph.graph[s].stage.clone(), p.key.hex());
+                }
                 None => missing_source = true,
             }
         }
@@ -253,15 +308,9 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
             // A dependency failed to plan; its error is already reported.
             continue;
         }
-        recorded.sources = inputs
-            .iter()
-            .filter(|i| !i.starts_with("epoch:") && i.len() != 64)
-            .cloned()
-            .collect();
-        recorded.op = blake3::hash(canonical_op(&step.op).to_string().as_bytes())
-            .to_hex()
-            .to_string();
-        let (layer_key, key) = step_keys(&step.op, parent, inputs);
+        recorded.epoch = input.epoch;
+        recorded.op = blake3::hash(&canonical_op(&step.op)?).to_hex().to_string();
+        let (layer_key, key) = step_keys(&step.op, &input)?;
 
         let layered = matches!(step.op, Op::Copy(_) | Op::Run(_));
         let cached = if layered && !opts.no_cache {
@@ -303,6 +352,7 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
                 key,
                 layer_key,
                 items,
+                binds,
                 cached,
                 inputs: recorded,
             },
@@ -403,5 +453,49 @@ pub(super) fn copy_error(graph: &BuildGraph, n: NodeIndex, e: CopyError) -> Erro
             "copied here",
         ),
         CopyError::Io(e) => e,
+    }
+}
+
+/// A bind mount of the build context (not of a stage).
+pub(super) fn is_context_bind(m: &Mount) -> bool {
+    m.kind == MountKind::Bind && m.from.is_none()
+}
+
+/// The context path a bind mount selects (`.` for the whole context).
+pub(super) fn bind_source(m: &Mount) -> String {
+    match m.source.as_deref().map(|s| s.trim_matches('/')) {
+        None | Some("") => ".".to_string(),
+        Some(s) => s.to_string(),
+    }
+}
+
+/// Where the files of a context bind land in its private copy: under
+/// `bind/` (a file source as `bind/NAME`, a directory's content as `bind/`).
+pub(super) const BIND_DEST: &str = "/bind/";
+
+pub(super) fn bind_request(sources: &[String]) -> CopyRequest<'_> {
+    CopyRequest {
+        sources,
+        dest: BIND_DEST,
+        exclude: &[],
+        parents: false,
+        hash: true,
+    }
+}
+
+/// A base as the user would name it in explanations: paths relative to the
+/// context when they are inside it.
+fn base_label(base: &BaseRef, opts: &BuildOptions) -> String {
+    let path = match base {
+        BaseRef::Image { reference } => return reference.clone(),
+        BaseRef::Scratch => return "scratch".to_string(),
+        BaseRef::OciLayout { path, .. }
+        | BaseRef::OciArchive { path, .. }
+        | BaseRef::DockerArchive { path, .. } => path,
+    };
+    let ctx = std::path::absolute(&opts.context_dir).unwrap_or_else(|_| opts.context_dir.clone());
+    match path.strip_prefix(&ctx) {
+        Ok(rel) => format!("./{}", rel.display()),
+        Err(_) => path.display().to_string(),
     }
 }

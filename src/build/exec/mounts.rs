@@ -4,14 +4,15 @@ use std::path::{Path, PathBuf};
 
 use petgraph::stable_graph::NodeIndex;
 
-use crate::error::{Error, Result};
+use crate::context::{CopyItem, ItemKind};
+use crate::error::{Error, IoContext, Result};
 use crate::ir::{BuildGraph, Mount, MountKind, Sharing};
 use crate::oci;
 use crate::sandbox::SandboxMount;
 use crate::store::{Descriptor, Store};
 
 use super::super::layers::{Results, chain_layers};
-use super::super::plan::Plan;
+use super::super::plan::{BIND_DEST, Plan, bind_source};
 use super::super::{BuildOptions, SecretSource, step_error};
 
 /// A secret mount: the value in a 0400 file bind-mounted read-only at the
@@ -103,7 +104,7 @@ pub(super) fn run_mount(
     results: &Results,
     n: NodeIndex,
     m: &Mount,
-    opts: &BuildOptions,
+    bind: Option<&[CopyItem]>,
     hold: &mut MountHold,
 ) -> Result<SandboxMount> {
     let fail = |msg: String| step_error(graph, n, msg, "this RUN step");
@@ -156,17 +157,20 @@ pub(super) fn run_mount(
             })
         }
         MountKind::Bind if m.from.is_none() => {
-            let rel = m.source.clone().unwrap_or_default();
-            match inside(&opts.context_dir, &rel) {
-                Some(p) => Ok(SandboxMount::Bind {
-                    source: p,
-                    target: m.target.clone(),
-                    readonly: m.readonly,
-                }),
-                None => Err(fail(format!(
-                    "bind mount source `{rel}` is not in the build context"
-                ))),
-            }
+            // A private copy of exactly the files the key digested: the step
+            // sees its writes to a read-write bind, the checkout never does.
+            let items =
+                bind.ok_or_else(|| Error::msg("internal: a context bind was not planned"))?;
+            let dir = store.temp_dir()?;
+            materialize(items, dir.path())?;
+            let root = dir.path().join(BIND_DEST.trim_matches('/'));
+            let source = bind_root(items, &root, &bind_source(m));
+            hold.dirs.push(dir);
+            Ok(SandboxMount::Bind {
+                source,
+                target: m.target.clone(),
+                readonly: m.readonly,
+            })
         }
         MountKind::Bind => {
             // A stage's filesystem, unpacked for this step; writes to a
@@ -195,5 +199,52 @@ pub(super) fn run_mount(
         kind => Err(fail(
             format!("{kind:?} mounts on RUN are not supported yet").to_lowercase(),
         )),
+    }
+}
+
+/// Writes `items` (context files planned for a bind) under `dir`: files
+/// copied with their modes, directories, symlinks; owned by root, like
+/// context files a COPY writes.
+fn materialize(items: &[CopyItem], dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for it in items {
+        let p = dir.join(it.dest.trim_start_matches('/'));
+        match &it.kind {
+            ItemKind::Dir => std::fs::create_dir_all(&p).at("creating", &p)?,
+            ItemKind::File { path, .. } => {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).at("creating", parent)?;
+                }
+                std::fs::copy(path, &p).at("copying", path)?;
+            }
+            ItemKind::Symlink { target } => {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).at("creating", parent)?;
+                }
+                std::os::unix::fs::symlink(target, &p).at("creating", &p)?;
+            }
+        }
+        if !matches!(it.kind, ItemKind::Symlink { .. }) {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(it.mode & 0o7777))
+                .at("setting the mode of", &p)?;
+        }
+        // Only root can give files away; RUN steps need root anyway.
+        let _ = std::os::unix::fs::lchown(&p, Some(0), Some(0));
+    }
+    Ok(())
+}
+
+/// What the mount shows: the copied file for a file source, else the
+/// copied directory.
+fn bind_root(items: &[CopyItem], root: &Path, source: &str) -> PathBuf {
+    let file = items
+        .iter()
+        .find(|it| it.source == source && !matches!(it.kind, ItemKind::Dir));
+    match file {
+        Some(it) => root.parent().map_or_else(
+            || root.to_path_buf(),
+            |d| d.join(it.dest.trim_start_matches('/')),
+        ),
+        None => root.to_path_buf(),
     }
 }

@@ -111,15 +111,16 @@ pub(super) fn run_run(
             Path::new("/tmp")
         })
         .map_err(|e| Error::io("creating a secrets directory", e))?;
-    for m in &r.mounts {
+    for (i, m) in r.mounts.iter().enumerate() {
         if m.kind == MountKind::Secret {
             if let Some(mount) = secret_mount(graph, n, m, opts, secret_dir.path(), &mut env)? {
                 mounts.push(mount);
             }
             continue;
         }
+        let bind = plan.nodes[&n].binds.get(i).and_then(|b| b.as_deref());
         mounts.push(run_mount(
-            store, graph, plan, results, n, m, opts, &mut hold,
+            store, graph, plan, results, n, m, bind, &mut hold,
         )?);
     }
     let work = store.temp_dir()?;
