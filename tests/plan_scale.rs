@@ -77,3 +77,15 @@ fn planning_and_assembling_many_env_steps_is_linear() {
         t4.as_secs_f64() / t1.as_secs_f64()
     );
 }
+
+/// `STRATA_SCALE_STEPS=200000 cargo test --release --test plan_scale --
+/// --nocapture` prints the time for one size (for the figure).
+#[test]
+fn time_one_size_on_request() {
+    if let Some(n) = std::env::var("STRATA_SCALE_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        eprintln!("{n} ENV steps: plan + execute {:?}", time(n));
+    }
+}
