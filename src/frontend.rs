@@ -16,6 +16,7 @@ pub mod dockerfile;
 pub mod expand;
 pub(crate) mod mount;
 pub(crate) mod state;
+pub(crate) mod tags;
 pub mod toml;
 pub(crate) mod values;
 pub(crate) mod vars;

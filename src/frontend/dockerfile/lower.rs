@@ -28,6 +28,7 @@ use crate::frontend::LowerOptions;
 use crate::frontend::diag::{Sink, did_you_mean};
 use crate::frontend::mount;
 use crate::frontend::state::{self, order, span_of};
+use crate::frontend::tags::cli_tags;
 use crate::frontend::values::{
     is_arg_name, is_platform, is_signal, normalize_port, parse_chown, parse_duration,
     parse_flag_bool, parse_network, parse_octal, parse_retries, parse_size, resolve_dest,
@@ -1542,34 +1543,16 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
-        let mut tags = Vec::new();
-        if !self.opts.tags.is_empty() {
-            if selected.len() > 1 {
-                self.diags.error_help(
-                    0..0,
-                    format!(
-                        "-t/--tag given, but {} targets are selected",
-                        selected.len()
-                    ),
-                    "in this file",
-                    "select one stage with --target",
-                );
-            }
-            for t in &self.opts.tags {
-                match Reference::parse(t) {
-                    Ok(r) => {
-                        let n = r.normalized();
-                        if !tags.contains(&n) {
-                            tags.push(n);
-                        }
-                    }
-                    Err(e) => {
-                        self.diags
-                            .error(0..0, format!("bad -t/--tag `{t}`: {e}"), "in this file")
-                    }
-                }
-            }
-        }
+        let names: Vec<&str> = selected
+            .iter()
+            .map(|&i| self.stages[i].name.as_str())
+            .collect();
+        let tags = cli_tags(
+            &mut self.diags,
+            &self.opts.tags,
+            &names,
+            "select one stage with --target",
+        );
         for i in selected {
             let Some(node) = self.ends[i].as_ref().and_then(|e| e.last) else {
                 continue;

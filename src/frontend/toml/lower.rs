@@ -24,6 +24,7 @@ use crate::digest::Digest;
 use crate::frontend::diag::{Sink, did_you_mean};
 use crate::frontend::mount;
 use crate::frontend::state::{State, order, span_of};
+use crate::frontend::tags::cli_tags;
 use crate::frontend::values::{
     is_arg_name, is_healthcheck_test, is_platform, is_signal, normalize_port, parse_chown,
     parse_duration, parse_network, parse_octal, resolve_dest, resolve_path,
@@ -1316,32 +1317,14 @@ impl Lowerer<'_, '_> {
                 }
             }
         }
-        if !self.opts.tags.is_empty() {
-            if selected.len() > 1 {
-                let names: Vec<&str> = selected.iter().map(|s| s.0.as_str()).collect();
-                self.error_help(
-                    0..0,
-                    format!(
-                        "-t/--tag given, but {} targets are selected ({})",
-                        selected.len(),
-                        names.join(", ")
-                    ),
-                    "in this file",
-                    "select one image with --target, or put the tags in the spec",
-                );
-            } else if let Some(sel) = selected.first_mut() {
-                for t in &self.opts.tags {
-                    match Reference::parse(t) {
-                        Ok(r) => {
-                            let n = r.normalized();
-                            if !sel.2.contains(&n) {
-                                sel.2.push(n);
-                            }
-                        }
-                        Err(e) => {
-                            self.error(0..0, format!("bad -t/--tag `{t}`: {e}"), "in this file")
-                        }
-                    }
+        let names: Vec<String> = selected.iter().map(|s| s.0.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let help = "select one image with --target, or put the tags in the spec";
+        let cli = cli_tags(self.sink, &self.opts.tags, &names, help);
+        if let [sel] = selected.as_mut_slice() {
+            for t in cli {
+                if !sel.2.contains(&t) {
+                    sel.2.push(t);
                 }
             }
         }
