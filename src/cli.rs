@@ -241,6 +241,9 @@ struct ConvertArgs {
     /// Write the spec here instead of to stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Tags of the image (the last stage), written to its `[image.NAME]` table.
+    #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
+    tags: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -421,8 +424,11 @@ fn open_store(cli: &Cli) -> Result<Store> {
 fn cmd_convert(args: &ConvertArgs) -> std::result::Result<(), CliError> {
     let text = read_spec(&args.dockerfile)?;
     let name = args.dockerfile.display().to_string();
-    let (toml, warnings) =
-        crate::dockerfile::convert(&name, &text).map_err(|d| CliError::Failed(d.into()))?;
+    let opts = crate::frontend::dockerfile::ConvertOptions {
+        tags: args.tags.clone(),
+    };
+    let (toml, warnings) = crate::frontend::dockerfile::convert_with(&name, &text, &opts)
+        .map_err(|d| CliError::Failed(d.into()))?;
     for w in warnings {
         eprintln!("{}", render_error(&Error::from(w)));
     }

@@ -1,7 +1,7 @@
 //! strata: a daemonless, declarative container-image build engine.
 //!
 //! The modules follow the data (see ARCHITECTURE.md):
-//! frontends (`spec`) -> `ir` -> `build` (plan, cache keys, scheduler) ->
+//! `frontend` (`toml`, `dockerfile`) -> `ir` -> `build` (plan, cache keys, scheduler) ->
 //! `context` / `layer` / `store` / `oci` -> outputs. `cli` is the only
 //! module that prints, parses flags or picks exit codes.
 
@@ -11,8 +11,8 @@ pub mod cli;
 pub mod container;
 pub mod context;
 pub mod digest;
-pub mod dockerfile;
 pub mod error;
+pub mod frontend;
 pub mod images;
 pub mod ir;
 pub mod layer;
@@ -20,5 +20,8 @@ pub mod oci;
 pub mod reference;
 pub mod registry;
 pub mod sandbox;
-pub mod spec;
 pub mod store;
+
+// The frontends by their older paths, for callers outside `frontend`.
+pub use frontend::dockerfile;
+pub use frontend::toml as spec;

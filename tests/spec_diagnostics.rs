@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use strata::error::Diagnostics;
+use strata::frontend::LowerOptions;
+use strata::frontend::toml::load;
 use strata::ir::EmptyResolver;
-use strata::spec::{LowerOptions, load};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

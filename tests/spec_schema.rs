@@ -11,8 +11,8 @@ fn root() -> PathBuf {
 }
 
 fn generated() -> String {
-    let mut s =
-        serde_json::to_string_pretty(&strata::spec::json_schema()).expect("schema serializes");
+    let mut s = serde_json::to_string_pretty(&strata::frontend::toml::json_schema())
+        .expect("schema serializes");
     s.push('\n');
     s
 }
@@ -34,7 +34,7 @@ fn checked_in_schema_is_current() {
 }
 
 fn validator() -> jsonschema::Validator {
-    jsonschema::draft7::new(&strata::spec::json_schema())
+    jsonschema::draft7::new(&strata::frontend::toml::json_schema())
         .expect("the schema is a valid draft-07 schema")
 }
 
@@ -80,7 +80,7 @@ fn good_specs_and_examples_match_the_schema() {
             errors.join("\n")
         );
         // And the frontend accepts it.
-        if let Err(d) = strata::spec::load(
+        if let Err(d) = strata::frontend::toml::load(
             "strata.toml",
             &text,
             &Default::default(),
@@ -151,7 +151,7 @@ fn readme_example_is_valid() {
         validator().is_valid(&as_json(block)),
         "the README example does not match the schema"
     );
-    let g = strata::spec::load(
+    let g = strata::frontend::toml::load(
         "strata.toml",
         block,
         &Default::default(),

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::dockerfile;
+use strata::frontend::dockerfile;
 use strata::ir::EmptyResolver;
-use strata::spec::LowerOptions;
+use strata::frontend::LowerOptions;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -135,7 +135,7 @@ impl JsonSchema for OrderedMap {
 #[serde(deny_unknown_fields)]
 #[schemars(
     title = "strata build spec",
-    description = "A strata.toml file (format version 1). See spec/README.md."
+    description = "A strata.toml file (format version 1). See spec/README.md. Strings described as expanded take $NAME, ${NAME}, $$ (a literal $) and the Dockerfile operators with BuildKit's meaning: ${NAME-w} ${NAME:-w} ${NAME+w} ${NAME:+w} ${NAME?w} ${NAME:?w} ${NAME#p} ${NAME##p} ${NAME%p} ${NAME%%p} ${NAME/p/r} ${NAME//p/r}; a name defined nowhere is an error except under -, +, ?."
 )]
 #[allow(dead_code)]
 pub struct Document {
@@ -174,7 +174,8 @@ pub const DOCUMENT_KEYS: &[&str] = &["$schema", "version", "args", "stage", "ima
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     /// `"scratch"`, a stage of this file, an image in the local store, or a
-    /// table naming an OCI layout, OCI archive or docker archive.
+    /// table naming an OCI layout, OCI archive or docker archive (expanded
+    /// with the global args).
     pub from: Sp<StrOr<FromTable>>,
     /// `os/arch[/variant]` of the base.
     pub platform: Option<Sp<String>>,
@@ -235,15 +236,15 @@ pub struct FromTable {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StepSpec {
-    /// COPY: source paths (context, or `from` stage / `image` root).
+    /// COPY: source paths (context, or `from` stage / `image` root); expanded.
     pub copy: Option<Sp<Vec<Sp<String>>>>,
     /// ADD: sources (local archives are extracted).
     pub add: Option<Sp<Vec<Sp<String>>>>,
-    /// RUN: string = shell form, array = exec form.
+    /// RUN: string = shell form, array = exec form. Not expanded: the shell expands it.
     pub run: Option<Sp<StrOr<Vec<String>>>>,
-    /// ENV: variables to set, in order.
+    /// ENV: variables to set, in order; values expanded (`${PATH}` is the previous value).
     pub env: Option<Sp<OrderedMap>>,
-    /// WORKDIR (relative paths resolve against the current one).
+    /// WORKDIR (relative paths resolve against the current one); expanded.
     pub workdir: Option<Sp<String>>,
     /// USER `user[:group]`.
     pub user: Option<Sp<String>>,
@@ -268,7 +269,7 @@ pub struct StepSpec {
     /// ONBUILD.
     pub onbuild: Option<Sp<Vec<Sp<String>>>>,
 
-    /// copy/add: destination (relative to the workdir; trailing `/` = into a directory).
+    /// copy/add: destination (relative to the workdir; trailing `/` = into a directory); expanded.
     pub to: Option<Sp<String>>,
     /// copy: a stage of this file to copy from.
     pub from: Option<Sp<String>>,
@@ -294,7 +295,7 @@ pub struct StepSpec {
     pub network: Option<Sp<String>>,
     /// run: mounts for the command.
     pub mounts: Option<Vec<Sp<MountSpec>>>,
-    /// arg: default value.
+    /// arg: default value; expanded, e.g. `"${TARGETPLATFORM#linux/}"`.
     pub default: Option<Sp<String>>,
 }
 

@@ -11,28 +11,16 @@
 //! are looked up through a [`BaseResolver`]. `spec/README.md` is the
 //! normative description of the format.
 
-use std::collections::BTreeMap;
-
+use super::diag::Sink;
 use crate::error::Diagnostics;
 use crate::ir::{BaseResolver, BuildGraph, SourceFile};
 
-pub(crate) mod diag;
 mod expand;
 mod lower;
 mod model;
 mod parse;
-pub(crate) mod values;
 
-/// What the command line adds to a spec.
-#[derive(Clone, Debug, Default)]
-pub struct LowerOptions {
-    /// `--build-arg K=V`.
-    pub build_args: BTreeMap<String, String>,
-    /// `--target NAME` (image or stage names); empty = default targets.
-    pub targets: Vec<String>,
-    /// `-t NAME:TAG`, added to the single target (an error with several).
-    pub tags: Vec<String>,
-}
+pub use super::LowerOptions;
 
 /// Parse + validate + lower. All errors in the file are gathered in one
 /// [`Diagnostics`]; warnings that do not stop the build are in
@@ -47,7 +35,7 @@ pub fn load(
         name: file_name.to_string(),
         text: text.to_string(),
     };
-    let mut sink = diag::Sink::new(&file);
+    let mut sink = Sink::new(&file);
     let Some(parsed) = parse::parse(text, &mut sink) else {
         return sink.into_result(BuildGraph::default());
     };

@@ -451,7 +451,9 @@ steps = [{ add = ["a.tar.gz"], to = "/opt/", checksum = "sha256:0123456789abcdef
 
 #[test]
 fn helpers() {
-    use super::values::{normalize_port, parse_duration, parse_octal, resolve_dest, resolve_path};
+    use crate::frontend::values::{
+        normalize_port, parse_duration, parse_octal, resolve_dest, resolve_path,
+    };
     assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
     assert_eq!(parse_duration("500ms"), Some(500_000_000));
     assert_eq!(parse_duration("1h"), Some(3_600_000_000_000));
@@ -474,7 +476,9 @@ fn helpers() {
         normalize_port("8000-8010/udp").as_deref(),
         Some("8000-8010/udp")
     );
-    for bad in ["0", "65536", "80/http", "10-5", "80/TCP", ""] {
+    // The protocol in any case, as a Dockerfile's EXPOSE takes it.
+    assert_eq!(normalize_port("80/TCP").as_deref(), Some("80/tcp"));
+    for bad in ["0", "65536", "80/http", "10-5", ""] {
         assert_eq!(normalize_port(bad), None, "{bad}");
     }
 }
@@ -608,11 +612,116 @@ fn dump(g: &BuildGraph) -> String {
 /// Golden test: the spec using every feature lowers to this graph.
 #[test]
 fn everything_spec_lowers_to_the_golden_graph() {
-    let text = include_str!("../../tests/good-specs/everything.toml");
+    let text = include_str!("../../../tests/good-specs/everything.toml");
     let mut opts = LowerOptions::default();
     opts.build_args.insert("DEBUG".into(), "1".into());
     let g = lower_ok(text, &opts);
-    insta::with_settings!({ snapshot_path => "../../tests/snapshots", prepend_module_to_snapshot => false }, {
+    insta::with_settings!({ snapshot_path => "../../../tests/snapshots", prepend_module_to_snapshot => false }, {
         insta::assert_snapshot!("lowered-everything", dump(&g));
     });
+}
+
+/// The TOML expander against BuildKit's shell-lexer tables: every case a
+/// spec string can spell (no quotes or escapes, each `$` starting a name
+/// or `${`) expands to what BuildKit gives, except where a spec refuses an
+/// undefined name (then BuildKit's lexer saw that name unset).
+#[test]
+fn expansion_operators_agree_with_buildkit() {
+    use crate::frontend::dockerfile::shell::Lex;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/conformance/buildkit-shell");
+    if !root.exists() {
+        eprintln!("SKIP: {} is absent", root.display());
+        return;
+    }
+    /// Input, variables, BuildKit's result (`None`: an error).
+    type Case = (String, Vec<(String, String)>, Option<String>);
+    let mut cases: Vec<Case> = Vec::new();
+    let env_var_test_env: Vec<(String, String)> = [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let text = std::fs::read_to_string(root.join("envVarTest")).expect("envVarTest");
+    for line in text.lines() {
+        let f: Vec<&str> = line.trim().split('|').map(str::trim).collect();
+        if line.starts_with('#') || f.len() != 3 || f[0] == "W" {
+            continue;
+        }
+        let want = (f[2] != "error").then(|| f[2].to_string());
+        cases.push((f[1].to_string(), env_var_test_env.clone(), want));
+    }
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("process-word-cases.json")).expect("cases"),
+    )
+    .expect("json");
+    for group in [
+        "process_word_with_matches",
+        "mandatory_env_vars",
+        "platform_template",
+    ] {
+        for c in json[group].as_array().expect("array") {
+            if c["not_guaranteed"].as_bool() == Some(true) {
+                continue;
+            }
+            let env: Vec<(String, String)> = c["envs"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let want = c["expected"].as_str().map(str::to_string);
+            cases.push((c["input"].as_str().expect("input").to_string(), env, want));
+        }
+    }
+    let spellable = |s: &str| {
+        !s.contains(['\'', '"', '\\'])
+            && s.match_indices('$').all(|(i, _)| {
+                let rest = s[i + 1..].strip_prefix('{').unwrap_or(&s[i + 1..]);
+                rest.chars()
+                    .next()
+                    .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+            })
+    };
+    let lex = Lex::new('\\');
+    let (mut same, mut refused) = (0, 0);
+    let mut failed = Vec::new();
+    for (input, env, want) in cases.iter().filter(|c| spellable(&c.0)) {
+        let lookup = |n: &str| {
+            env.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| Some(v.clone()))
+        };
+        let got = super::expand::expand(input, &lookup);
+        let unset_seen = lex
+            .process(input, &env.clone())
+            .map(|e| !e.unmatched.is_empty())
+            .unwrap_or(false);
+        match (&got, want) {
+            (Ok(g), Some(w)) if g == w => same += 1,
+            (Err(_), None) => same += 1,
+            (Err(e), Some(_)) if e.message.starts_with("undefined variable") && unset_seen => {
+                refused += 1
+            }
+            _ => failed.push(format!(
+                "{input:?} with {env:?}: got {got:?}, BuildKit {want:?}"
+            )),
+        }
+    }
+    eprintln!("{same} cases as BuildKit, {refused} refused for an undefined name");
+    // The tables are pinned (see their README): every case a spec can
+    // spell is compared.
+    assert_eq!((same, refused), (92, 10), "cases compared");
+    assert!(
+        failed.is_empty(),
+        "{} differ:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }

@@ -8,10 +8,10 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::diag::{Sink, did_you_mean};
 use super::model::{
     DOCUMENT_KEYS, IMAGE_KEYS, ImageSpec, STAGE_KEYS, Sp, StageSpec, StepSpec, VERBS,
 };
+use crate::frontend::diag::{Sink, did_you_mean};
 
 /// A global arg from `[args]`.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use regex::Regex;
+use crate::frontend::expand::{Modifier, apply};
 
 /// Looks up a variable: `None` when unset, `Some("")` when set but empty.
 pub trait Env {
@@ -393,49 +393,33 @@ impl Word<'_> {
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}{modifier}{word}}}"));
                 }
-                let empty = value
-                    .as_deref()
-                    .is_none_or(|v| null_is_unset && v.is_empty());
-                match ch {
-                    '-' => Ok(if empty {
-                        word
-                    } else {
-                        value.unwrap_or_default()
-                    }),
-                    '+' => Ok(if empty { String::new() } else { word }),
-                    '?' => match value {
-                        None => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() {
-                                "is not allowed to be unset"
-                            } else {
-                                &word
-                            }
-                        )),
-                        Some(v) if null_is_unset && v.is_empty() => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() {
-                                "is not allowed to be empty"
-                            } else {
-                                &word
-                            }
-                        )),
-                        Some(v) => Ok(v),
+                let m = match ch {
+                    '-' => Modifier::Default {
+                        colon: null_is_unset,
+                        word: &word,
                     },
-                    '%' | '#' => {
-                        let (greedy, pat) = match word.strip_prefix(ch) {
-                            Some(rest) => (true, rest.to_string()),
-                            None => (false, word),
+                    '+' => Modifier::Alternative {
+                        colon: null_is_unset,
+                        word: &word,
+                    },
+                    '?' => Modifier::Required {
+                        colon: null_is_unset,
+                        word: &word,
+                    },
+                    '#' | '%' => {
+                        let (longest, pattern) = match word.strip_prefix(ch) {
+                            Some(rest) => (true, rest),
+                            None => (false, word.as_str()),
                         };
-                        let value = value.unwrap_or_default();
-                        if ch == '%' {
-                            trim_suffix(&pat, &value, greedy)
+                        if ch == '#' {
+                            Modifier::RemovePrefix { longest, pattern }
                         } else {
-                            trim_prefix(&pat, &value, greedy)
+                            Modifier::RemoveSuffix { longest, pattern }
                         }
                     }
-                    _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
-                }
+                    _ => return Err(format!("unsupported modifier ({modifier}) in substitution")),
+                };
+                apply(&name, value.as_deref(), m)
             }
             '/' => {
                 let all = self.peek() == Some('/');
@@ -464,91 +448,17 @@ impl Word<'_> {
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
                 }
-                let value = value.unwrap_or_default();
-                let re = pattern_regex(&pattern, true, false)
-                    .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
-                let rep = regex::NoExpand(&replacement);
-                Ok(if all {
-                    re.replace_all(&value, rep).into_owned()
-                } else {
-                    re.replace(&value, rep).into_owned()
-                })
+                apply(
+                    &name,
+                    value.as_deref(),
+                    Modifier::Replace {
+                        all,
+                        pattern: &pattern,
+                        replacement: &replacement,
+                    },
+                )
             }
             _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
         }
     }
-}
-
-/// A shell pattern (`*`, `?`, `\` escapes) as a regex.
-fn pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, String> {
-    let mut out = String::new();
-    if anchored {
-        out.push('^');
-    }
-    let star = if greedy { ".*" } else { ".*?" };
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        i += 1;
-        match c {
-            '*' => out.push_str(star),
-            '?' => out.push('.'),
-            '\\' => {
-                if matches!(chars.get(i), Some('}' | '/')) {
-                    continue;
-                }
-                match chars.get(i) {
-                    Some(&n @ ('*' | '?' | '\\')) => {
-                        out.push('\\');
-                        out.push(n);
-                        i += 1;
-                    }
-                    Some(n) => return Err(format!("invalid escape '\\{n}'")),
-                    None => return Err("invalid escape at end of pattern".into()),
-                }
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.push_str(&regex::escape(c.encode_utf8(&mut buf)));
-            }
-        }
-    }
-    Regex::new(&out).map_err(|e| e.to_string())
-}
-
-fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
-    let re = pattern_regex(pattern, greedy, true)
-        .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
-    Ok(match re.find(value) {
-        Some(m) => value[m.end()..].to_string(),
-        None => value.to_string(),
-    })
-}
-
-/// Reverses a pattern, keeping each escape in front of the char it escapes.
-fn reverse_pattern(pattern: &str) -> String {
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut units: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] == '\\' && i + 1 < chars.len() {
-            units.push(format!("\\{}", chars[i + 1]));
-            i += 2;
-        } else {
-            units.push(chars[i].to_string());
-            i += 1;
-        }
-    }
-    units.reverse();
-    units.concat()
-}
-
-fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
-    // The shortest rightmost match is the shortest leftmost match of the
-    // reversed pattern in the reversed value.
-    let rp = reverse_pattern(pattern);
-    let rv: String = value.chars().rev().collect();
-    let t = trim_prefix(&rp, &rv, greedy)?;
-    Ok(t.chars().rev().collect())
 }

@@ -15,57 +15,29 @@ use petgraph::stable_graph::NodeIndex;
 use regex::Regex;
 
 use super::LowerOptions;
-use super::diag::{Sink, did_you_mean};
 use super::expand::{ExpandError, expand};
 use super::model::{
     HealthcheckSpec, MountSpec, MountType, SharingSpec, Sp, StageSpec, StepSpec, StrOr,
 };
 use super::parse::{ImageDecl, Parsed, StageDecl};
-use super::values::{normalize_port, parse_duration, parse_octal, resolve_dest, resolve_path};
 use crate::digest::Digest;
+use crate::frontend::diag::{Sink, did_you_mean};
+use crate::frontend::mount;
+use crate::frontend::state::{State, order, span_of};
+use crate::frontend::tags::cli_tags;
+use crate::frontend::values::{
+    is_arg_name, is_healthcheck_test, is_platform, is_signal, normalize_port, parse_chown,
+    parse_duration, parse_network, parse_octal, resolve_dest, resolve_path,
+};
+use crate::frontend::vars::{lookup, run_env};
 use crate::ir::{
-    AddOptions, BaseOp, BaseRef, BaseResolver, BuildGraph, Chown, Command, CopyFrom, CopyOp, Edge,
-    Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Sharing, Span, Stage, Step, Target,
+    AddOptions, BaseOp, BaseRef, BaseResolver, BuildGraph, Command, CopyFrom, CopyOp, Edge,
+    Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Sharing, Stage, Target,
 };
 use crate::reference::Reference;
 
-/// The shell of shell forms when neither the base image nor a `shell` step set one.
-pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
-
-static ARG_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("static regex"));
 static STAGE_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]*$").expect("static regex"));
-static PLATFORM: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$").expect("static regex"));
-static SIGNAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:SIG[A-Z0-9+-]+|[A-Z][A-Z0-9+-]*|[0-9]{1,2})$").expect("static regex")
-});
-
-/// The config state a step sees.
-#[derive(Clone, Debug)]
-struct State {
-    env: Vec<(String, String)>,
-    user: Option<String>,
-    workdir: String,
-    shell: Vec<String>,
-    /// Args in scope for RUN, in declaration order.
-    args: Vec<(String, Option<String>)>,
-    last: Option<NodeIndex>,
-}
-
-impl State {
-    fn empty() -> State {
-        State {
-            env: Vec::new(),
-            user: None,
-            workdir: "/".into(),
-            shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
-            args: Vec::new(),
-            last: None,
-        }
-    }
-}
 
 /// Where a stage starts, after expansion.
 enum Start {
@@ -126,43 +98,18 @@ pub fn lower<'f>(
         .map(|(s, start)| l.deps(s, start))
         .collect();
     let cyclic = l.cycles(&deps);
-    for i in order(&deps, &cyclic) {
+    let deps: Vec<Vec<usize>> = deps
+        .iter()
+        .map(|d| d.iter().map(|d| d.stage).collect())
+        .collect();
+    // Stages on or behind a cycle are checked too, after the others.
+    let (ordered, rest) = order(&deps, &cyclic);
+    for i in ordered.into_iter().chain(rest) {
         l.stage(i, &starts[i]);
     }
     l.targets(&parsed.images);
     l.warnings();
     l.graph
-}
-
-fn span_of(r: &Range<usize>) -> Span {
-    Span {
-        source: 0,
-        offset: r.start,
-        len: r.end.saturating_sub(r.start),
-    }
-}
-
-/// Lowering order: dependencies first, ties in file order; stages in or
-/// behind a cycle come last (they are checked, but the graph is not used).
-fn order(deps: &[Vec<Dep>], cyclic: &BTreeSet<usize>) -> Vec<usize> {
-    let mut done = vec![false; deps.len()];
-    let mut out = Vec::new();
-    loop {
-        let next = (0..deps.len()).find(|&i| {
-            !done[i]
-                && !cyclic.contains(&i)
-                && deps[i].iter().all(|d| done[d.stage] || d.stage == i)
-        });
-        match next {
-            Some(i) => {
-                done[i] = true;
-                out.push(i);
-            }
-            None => break,
-        }
-    }
-    out.extend((0..deps.len()).filter(|&i| !done[i]));
-    out
 }
 
 impl Lowerer<'_, '_> {
@@ -182,7 +129,7 @@ impl Lowerer<'_, '_> {
 
     fn globals(&mut self, parsed: &Parsed) {
         for a in &parsed.args {
-            if !ARG_NAME.is_match(&a.name) {
+            if !is_arg_name(&a.name) {
                 self.error_help(
                     a.span.clone(),
                     format!("bad arg name `{}`", a.name),
@@ -436,7 +383,7 @@ impl Lowerer<'_, '_> {
     }
 
     /// Reports each dependency cycle once; returns the stages on cycles.
-    fn cycles(&mut self, deps: &[Vec<Dep>]) -> BTreeSet<usize> {
+    fn cycles(&mut self, deps: &[Vec<Dep>]) -> Vec<usize> {
         // 0 = new, 1 = on the stack, 2 = done.
         let mut color = vec![0u8; deps.len()];
         let mut cyclic = BTreeSet::new();
@@ -483,19 +430,11 @@ impl Lowerer<'_, '_> {
                 "a stage can only use stages that do not use it",
             );
         }
-        cyclic
+        cyclic.into_iter().collect()
     }
 
     fn add(&mut self, state: &mut State, stage: &str, op: Op, span: Range<usize>) -> NodeIndex {
-        let n = self.graph.add_step(Step {
-            stage: stage.to_string(),
-            op,
-            span: Some(span_of(&span)),
-        });
-        if let Some(p) = state.last {
-            self.graph.add_edge(p, n, Edge::Parent);
-        }
-        state.last = Some(n);
+        let n = state.add(&mut self.graph, stage, op, &span);
         self.stage_first.get_or_insert(n);
         n
     }
@@ -510,7 +449,7 @@ impl Lowerer<'_, '_> {
             Start::Base(base, span) => {
                 let platform = spec.platform.as_ref().and_then(|p| {
                     let v = self.expand_global(p)?;
-                    if PLATFORM.is_match(&v) {
+                    if is_platform(&v) {
                         Some(v)
                     } else {
                         self.error_help(
@@ -534,15 +473,7 @@ impl Lowerer<'_, '_> {
                         "stage {name}: the base image has ONBUILD instructions, which strata.toml specs do not run (and the image does not keep them); write them as steps"
                     ));
                 }
-                let mut state = State::empty();
-                state.env = info.env;
-                state.user = info.user;
-                if let Some(w) = info.workdir.filter(|w| !w.is_empty()) {
-                    state.workdir = resolve_path("/", &w);
-                }
-                if let Some(sh) = info.shell.filter(|s| !s.is_empty()) {
-                    state.shell = sh;
-                }
+                let mut state = State::from_base(info);
                 let op = Op::Base(BaseOp {
                     base: base.clone(),
                     platform,
@@ -567,7 +498,7 @@ impl Lowerer<'_, '_> {
         // Stage `args`: globals brought into scope.
         for a in spec.args.iter().flatten() {
             match self.lookup_global(a.get()) {
-                Some(v) => set_var(&mut state.args, a.get(), v),
+                Some(v) => state.args.set(a.get(), v),
                 None => {
                     let help =
                         match did_you_mean(a.get(), self.globals.iter().map(|(n, _)| n.as_str())) {
@@ -670,7 +601,7 @@ impl Lowerer<'_, '_> {
                 }
             }
             for (k, v) in &vars {
-                set_env(&mut state.env, k, v);
+                state.env.set(k, v.clone());
             }
             Some((Op::Meta(MetaOp::Env(vars)), Vec::new()))
         } else if let Some(w) = &s.workdir {
@@ -859,11 +790,8 @@ impl Lowerer<'_, '_> {
         });
         let chown = s.chown.as_ref().and_then(|c| {
             let v = self.expand_in(state, c)?;
-            let (user, group) = match v.split_once(':') {
-                Some((u, g)) => (u.to_string(), Some(g.to_string())),
-                None => (v.clone(), None),
-            };
-            if user.is_empty() || group.as_deref() == Some("") {
+            let chown = parse_chown(&v);
+            if chown.is_none() {
                 self.error_help(
                     c.span(),
                     format!("bad chown `{v}`"),
@@ -871,9 +799,8 @@ impl Lowerer<'_, '_> {
                     "e.g. \"1000:1000\" or \"app\"",
                 );
                 ok = false;
-                return None;
             }
-            Some(Chown { user, group })
+            chown
         });
         let mut exclude = Vec::new();
         for e in s.exclude.iter().flatten() {
@@ -948,20 +875,21 @@ impl Lowerer<'_, '_> {
         };
         let network = match &s.network {
             None => Network::Default,
-            Some(n) => match self.expand_in(state, n)?.as_str() {
-                "default" => Network::Default,
-                "none" => Network::None,
-                "host" => Network::Host,
-                other => {
-                    self.error_help(
-                        n.span(),
-                        format!("unknown network mode `{other}`"),
-                        "unknown mode",
-                        "network is \"default\", \"none\" or \"host\"",
-                    );
-                    return None;
+            Some(n) => {
+                let v = self.expand_in(state, n)?;
+                match parse_network(&v) {
+                    Some(mode) => mode,
+                    None => {
+                        self.error_help(
+                            n.span(),
+                            format!("unknown network mode `{v}`"),
+                            "unknown mode",
+                            "network is \"default\", \"none\" or \"host\"",
+                        );
+                        return None;
+                    }
                 }
-            },
+            }
         };
         let mut mounts = Vec::new();
         let mut edges = Vec::new();
@@ -978,17 +906,9 @@ impl Lowerer<'_, '_> {
         if !ok {
             return None;
         }
-        let mut env = state.env.clone();
-        for (k, v) in &state.args {
-            if let Some(v) = v
-                && !env.iter().any(|(e, _)| e == k)
-            {
-                env.push((k.clone(), v.clone()));
-            }
-        }
         let op = RunOp {
             command,
-            env,
+            env: run_env(&state.env, &state.args),
             user: state.user.clone(),
             workdir: state.workdir.clone(),
             network,
@@ -1001,15 +921,14 @@ impl Lowerer<'_, '_> {
         let spec = m.get();
         let kind = *spec.kind.get();
         // Keys each mount type accepts, besides `type` and `target`.
-        let allowed: &[&str] = match kind {
-            MountType::Bind => &["source", "from", "readonly"],
-            MountType::Cache => &[
-                "source", "from", "id", "sharing", "readonly", "mode", "uid", "gid",
-            ],
-            MountType::Tmpfs => &["size"],
-            MountType::Secret => &["source", "id", "required", "mode", "uid", "gid", "env"],
-            MountType::Ssh => &["id", "required", "mode", "uid", "gid"],
+        let ir_kind = match kind {
+            MountType::Bind => MountKind::Bind,
+            MountType::Cache => MountKind::Cache,
+            MountType::Tmpfs => MountKind::Tmpfs,
+            MountType::Secret => MountKind::Secret,
+            MountType::Ssh => MountKind::Ssh,
         };
+        let allowed = mount::options(ir_kind);
         let given: [(&str, bool); 11] = [
             ("source", spec.source.is_some()),
             ("from", spec.from.is_some()),
@@ -1023,7 +942,7 @@ impl Lowerer<'_, '_> {
             ("size", spec.size.is_some()),
             ("env", spec.env.is_some()),
         ];
-        let kind_name = format!("{kind:?}").to_lowercase();
+        let kind_name = mount::kind_name(ir_kind);
         let mut ok = true;
         for (k, present) in given {
             if present && !allowed.contains(&k) {
@@ -1092,13 +1011,7 @@ impl Lowerer<'_, '_> {
             return None;
         }
         let mount = Mount {
-            kind: match kind {
-                MountType::Bind => MountKind::Bind,
-                MountType::Cache => MountKind::Cache,
-                MountType::Tmpfs => MountKind::Tmpfs,
-                MountType::Secret => MountKind::Secret,
-                MountType::Ssh => MountKind::Ssh,
-            },
+            kind: ir_kind,
             target,
             source,
             from,
@@ -1127,7 +1040,7 @@ impl Lowerer<'_, '_> {
         default: Option<&Sp<String>>,
     ) -> Option<(Op, Vec<NodeIndex>)> {
         let name = a.get();
-        if !ARG_NAME.is_match(name) {
+        if !is_arg_name(name) {
             self.error_help(
                 a.span(),
                 format!("bad arg name `{name}`"),
@@ -1154,7 +1067,7 @@ impl Lowerer<'_, '_> {
                 .entry(name.clone())
                 .or_insert_with(|| v.clone());
         }
-        set_var(&mut state.args, name, value.clone());
+        state.args.set(name, value.clone());
         Some((
             Op::Meta(MetaOp::Arg(vec![(name.clone(), value)])),
             Vec::new(),
@@ -1216,7 +1129,7 @@ impl Lowerer<'_, '_> {
 
     fn stopsignal(&mut self, state: &State, s: &Sp<String>) -> Option<Op> {
         let v = self.expand_in(state, s)?;
-        if !SIGNAL.is_match(&v) {
+        if !is_signal(&v) {
             self.error_help(
                 s.span(),
                 format!("bad stop signal `{v}`"),
@@ -1238,12 +1151,7 @@ impl Lowerer<'_, '_> {
             }
             StrOr::Str(s) => vec!["CMD-SHELL".to_string(), s.clone()],
             StrOr::Other(v) => {
-                let ok = match v.first().map(String::as_str) {
-                    Some("NONE") => v.len() == 1,
-                    Some("CMD") | Some("CMD-SHELL") => v.len() >= 2,
-                    _ => false,
-                };
-                if !ok {
+                if !is_healthcheck_test(v) {
                     self.error_help(
                         spec.test.span(),
                         "bad healthcheck test",
@@ -1409,32 +1317,14 @@ impl Lowerer<'_, '_> {
                 }
             }
         }
-        if !self.opts.tags.is_empty() {
-            if selected.len() > 1 {
-                let names: Vec<&str> = selected.iter().map(|s| s.0.as_str()).collect();
-                self.error_help(
-                    0..0,
-                    format!(
-                        "-t/--tag given, but {} targets are selected ({})",
-                        selected.len(),
-                        names.join(", ")
-                    ),
-                    "in this file",
-                    "select one image with --target, or put the tags in the spec",
-                );
-            } else if let Some(sel) = selected.first_mut() {
-                for t in &self.opts.tags {
-                    match Reference::parse(t) {
-                        Ok(r) => {
-                            let n = r.normalized();
-                            if !sel.2.contains(&n) {
-                                sel.2.push(n);
-                            }
-                        }
-                        Err(e) => {
-                            self.error(0..0, format!("bad -t/--tag `{t}`: {e}"), "in this file")
-                        }
-                    }
+        let names: Vec<String> = selected.iter().map(|s| s.0.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let help = "select one image with --target, or put the tags in the spec";
+        let cli = cli_tags(self.sink, &self.opts.tags, &names, help);
+        if let [sel] = selected.as_mut_slice() {
+            for t in cli {
+                if !sel.2.contains(&t) {
+                    sel.2.push(t);
                 }
             }
         }
@@ -1468,29 +1358,10 @@ fn expand_str(
     s: &str,
 ) -> Result<String, ExpandError> {
     let lookup = |n: &str| -> Option<Option<String>> {
-        if let Some((_, v)) = state.env.iter().find(|(k, _)| k == n) {
-            return Some(Some(v.clone()));
-        }
-        if let Some((_, v)) = state.args.iter().find(|(k, _)| k == n) {
-            return Some(v.clone());
-        }
-        globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        lookup(&state.env, &state.args, n)
+            .or_else(|| globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
     };
     expand(s, &lookup)
-}
-
-fn set_env(env: &mut Vec<(String, String)>, k: &str, v: &str) {
-    match env.iter_mut().find(|(e, _)| e == k) {
-        Some(slot) => slot.1 = v.to_string(),
-        None => env.push((k.to_string(), v.to_string())),
-    }
-}
-
-fn set_var(vars: &mut Vec<(String, Option<String>)>, k: &str, v: Option<String>) {
-    match vars.iter_mut().find(|(e, _)| e == k) {
-        Some(slot) => slot.1 = v,
-        None => vars.push((k.to_string(), v)),
-    }
 }
 
 /// Shell form (string) wrapped with the current shell; exec form as is.

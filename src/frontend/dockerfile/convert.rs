@@ -3,8 +3,9 @@
 //! Every instruction becomes a step in file order (config instructions
 //! too, so that their order is kept), global ARGs become `[args]`, each
 //! FROM a `[stage.NAME]`. Words keep their variable references: Dockerfile
-//! quoting and escapes are translated to the TOML expansion syntax
-//! (`${NAME}`, `${NAME:-x}`, `${NAME:+x}`, `$$`). Comments before an
+//! quoting and escapes are translated to the TOML expansion syntax, which
+//! has every operator a Dockerfile has (`${NAME}`, `${NAME:-x}`,
+//! `${NAME#pattern}`, ..., `$$`). Comments before an
 //! instruction are carried over. What the TOML format cannot say is an
 //! error at the instruction; what it says slightly differently is a warning.
 
@@ -14,8 +15,10 @@ use std::ops::Range;
 
 use super::lower::{INSTRUCTIONS, heredoc_script};
 use super::parser::{Ast, Node};
-use super::values::parse_size;
+use super::toml_text::{continuation_pieces, continued_string, key, list, multiline, q};
 use crate::error::{Diagnostics, SourceDiagnostic};
+use crate::frontend::mount;
+use crate::frontend::values::{parse_flag_bool, parse_retries, parse_size};
 use crate::ir::SourceFile;
 
 struct Converter<'a> {
@@ -33,45 +36,6 @@ struct Converter<'a> {
     /// Per stage: env names at its end, and its own ONBUILD triggers.
     stage_env: Vec<BTreeSet<String>>,
     triggers: Vec<Vec<Node>>,
-}
-
-/// A TOML basic string.
-fn q(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A TOML key: bare when possible.
-fn key(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        s.to_string()
-    } else {
-        q(s)
-    }
-}
-
-fn list(v: &[String]) -> String {
-    format!(
-        "[{}]",
-        v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
-    )
 }
 
 /// Literal text as a TOML template (`$` doubled).
@@ -104,7 +68,7 @@ fn template(word: &str, escape: char, scope: Scope) -> Result<(String, Vec<Strin
         scope,
         hidden_used: Vec::new(),
     };
-    let out = t.word(None)?;
+    let out = t.word(None, false)?;
     Ok((out, t.hidden_used))
 }
 
@@ -117,7 +81,9 @@ struct Template<'s> {
 }
 
 impl Template<'_> {
-    fn word(&mut self, stop: Option<char>) -> Result<String, String> {
+    /// Up to `stop` (consumed). `raw`: a pattern, where an escape stays in
+    /// front of the character it escapes (as BuildKit keeps it).
+    fn word(&mut self, stop: Option<char>, raw: bool) -> Result<String, String> {
         let mut out = String::new();
         let mut dq = false;
         while let Some(&ch) = self.c.get(self.i) {
@@ -147,6 +113,9 @@ impl Template<'_> {
                     None => {}
                     Some(&n) if !dq || n == '"' || n == '$' || n == self.escape => {
                         self.i += 1;
+                        if raw {
+                            out.push(ch);
+                        }
                         out.push_str(&literal(&n.to_string()));
                     }
                     Some(_) => out.push(ch),
@@ -211,30 +180,85 @@ impl Template<'_> {
         if name.is_empty() || name.starts_with(|x: char| x.is_ascii_digit()) {
             return Err("a `${...}` form TOML specs cannot express".into());
         }
-        match (self.c.get(self.i), self.c.get(self.i + 1)) {
-            (Some('}'), _) => {
-                self.i += 1;
-                Ok(self.plain(&name))
-            }
-            (Some(':'), Some(&m @ ('-' | '+'))) => {
-                self.i += 2;
-                let word = self.word(Some('}'))?;
-                Ok(match (self.hidden(&name), m) {
+        let hidden = self.hidden(&name);
+        let known = !hidden && self.scope.known.contains(&name);
+        let (colon, op) = match (self.c.get(self.i), self.c.get(self.i + 1)) {
+            (Some(':'), Some(&c)) => (true, c),
+            (Some(&c), _) => (false, c),
+            (None, _) => return Err("missing `}`".into()),
+        };
+        self.i += 1 + usize::from(colon);
+        let c = if colon { ":" } else { "" };
+        match op {
+            '}' if !colon => Ok(self.plain(&name)),
+            // The test forms accept an undefined name in a spec too.
+            '-' | '+' | '?' => {
+                let word = self.word(Some('}'), false)?;
+                Ok(match (hidden, op) {
                     (true, '-') => word,
-                    (true, _) => String::new(),
-                    (false, _) => format!("${{{name}:{m}{word}}}"),
+                    (true, '+') => String::new(),
+                    _ => format!("${{{name}{c}{op}{word}}}"),
+                })
+            }
+            '#' | '%' if !colon => {
+                let doubled = self.c.get(self.i) == Some(&op);
+                self.i += usize::from(doubled);
+                let pattern = self.word(Some('}'), true)?;
+                // Unset in the Dockerfile: trimming the empty string.
+                Ok(if known {
+                    let d = if doubled {
+                        op.to_string()
+                    } else {
+                        String::new()
+                    };
+                    format!("${{{name}{op}{d}{pattern}}}")
+                } else {
+                    String::new()
+                })
+            }
+            '/' if !colon => {
+                let all = self.c.get(self.i) == Some(&'/');
+                self.i += usize::from(all);
+                let pattern = self.word(Some('/'), true)?;
+                let replacement = self.word(Some('}'), true)?;
+                Ok(if known {
+                    let a = if all { "/" } else { "" };
+                    format!("${{{name}/{a}{pattern}/{replacement}}}")
+                } else if pattern.chars().all(|x| x == '*') {
+                    // Unset: the empty string, which only `*`s match.
+                    replacement
+                } else {
+                    String::new()
                 })
             }
             _ => Err(format!(
-                "`${{{name}...}}`: TOML specs support only ${{NAME}}, ${{NAME:-word}} and ${{NAME:+word}}"
+                "`${{{name}{c}{op}...}}` is not an expansion BuildKit knows"
             )),
         }
+    }
+}
+
+/// What `strata convert` adds to the Dockerfile.
+#[derive(Clone, Debug, Default)]
+pub struct ConvertOptions {
+    /// `-t NAME:TAG`: the tags of the image (the last stage), normalized.
+    pub tags: Vec<String>,
+}
+
+/// `steps = [...]` of a stage, when it has steps.
+fn steps_table(out: &mut String, body: &mut String) {
+    if !body.is_empty() {
+        out.push_str("steps = [\n");
+        out.push_str(body);
+        out.push_str("]\n");
+        body.clear();
     }
 }
 
 pub fn convert(
     file: &SourceFile,
     ast: &Ast,
+    opts: &ConvertOptions,
 ) -> Result<(String, Vec<SourceDiagnostic>), Diagnostics> {
     let mut c = Converter {
         file,
@@ -260,6 +284,9 @@ pub fn convert(
     c.triggers = vec![Vec::new(); c.stage_names.len()];
     let mut args = String::new();
     let mut out = String::new();
+    // The steps of the current stage; written when the stage ends, and
+    // left out when there are none.
+    let mut body = String::new();
     let mut stage = 0usize;
     let mut in_stage = false;
     for n in &ast.children {
@@ -272,13 +299,10 @@ pub fn convert(
             continue;
         }
         if n.keyword == "from" {
-            if in_stage {
-                out.push_str("]\n");
-            }
+            steps_table(&mut out, &mut body);
             out.push('\n');
             c.comments(&mut out, n, "");
             let base = c.from(&mut out, n, stage);
-            out.push_str("steps = [\n");
             c.env = base
                 .and_then(|b| c.stage_env.get(b).cloned())
                 .unwrap_or_default();
@@ -295,9 +319,9 @@ pub fn convert(
                 let base_name = base
                     .and_then(|b| c.stage_names.get(b))
                     .map_or("", |s| s.as_str());
-                let _ = writeln!(out, "  # ONBUILD trigger of stage {base_name}");
+                let _ = writeln!(body, "  # ONBUILD trigger of stage {base_name}");
                 for step in c.steps(t) {
-                    let _ = writeln!(out, "  {step},");
+                    let _ = writeln!(body, "  {step},");
                 }
                 c.declare(t, stage);
             }
@@ -320,14 +344,19 @@ pub fn convert(
             }
             continue;
         }
-        c.comments(&mut out, n, "  ");
+        c.comments(&mut body, n, "  ");
         for step in c.steps(n) {
-            let _ = writeln!(out, "  {step},");
+            let _ = writeln!(body, "  {step},");
         }
         c.declare(n, stage - 1);
     }
-    if in_stage {
-        out.push_str("]\n");
+    steps_table(&mut out, &mut body);
+    // The image a Dockerfile builds: its last stage.
+    if let Some(last) = c.stage_names.last() {
+        let _ = writeln!(out, "\n[image.{}]", key(last));
+        if !opts.tags.is_empty() {
+            let _ = writeln!(out, "tags = {}", list(&opts.tags));
+        }
     }
     let mut toml =
         String::from("# Converted from a Dockerfile by `strata convert`.\nversion = 1\n");
@@ -659,6 +688,7 @@ impl Converter<'_> {
                 vec![format!("{{ onbuild = {} }}", list(&[t]))]
             }
             "healthcheck" => {
+                // The lowering accepted the instruction: NONE or CMD.
                 let kind = n.args.first().map(|s| s.to_uppercase()).unwrap_or_default();
                 let test = match kind.as_str() {
                     "NONE" => q("NONE"),
@@ -673,7 +703,11 @@ impl Converter<'_> {
                 for (k, v) in Self::flags(n) {
                     let v = v.unwrap_or_default();
                     if k == "retries" {
-                        parts.push(format!("retries = {}", v.parse::<u32>().unwrap_or(0)));
+                        // Checked by the lowering.
+                        let Some(r) = parse_retries(&v) else {
+                            return Vec::new();
+                        };
+                        parts.push(format!("retries = {r}"));
                     } else {
                         parts.push(format!("{k} = {}", q(&v)));
                     }
@@ -699,7 +733,7 @@ impl Converter<'_> {
                     self.warn_hidden(span, &name, true);
                 }
             }
-            parts.push(format!("run = {}", q(&script)));
+            parts.push(format!("run = {}", self.script_string(n, &script)));
         }
         let mut mounts = Vec::new();
         for (k, v) in Self::flags(n) {
@@ -718,39 +752,62 @@ impl Converter<'_> {
                 }
             }
         }
-        if !mounts.is_empty() {
-            parts.push(format!("mounts = [{}]", mounts.join(", ")));
+        match mounts.as_slice() {
+            [] => {}
+            [m] => parts.push(format!("mounts = [{m}]")),
+            // Several mounts: one per line.
+            many => parts.push(format!("mounts = [\n    {},\n  ]", many.join(",\n    "))),
         }
         Some(format!("{{ {} }}", parts.join(", ")))
     }
 
+    /// A shell-form RUN's script: on as many lines as the Dockerfile
+    /// wrote it (continuations), or with a heredoc's lines as lines.
+    fn script_string(&self, n: &Node, script: &str) -> String {
+        if !n.heredocs.is_empty() {
+            return multiline(script);
+        }
+        let source = self.file.text.get(n.span.clone()).unwrap_or("");
+        continued_string(script, &continuation_pieces(source, self.escape))
+            .unwrap_or_else(|| q(script))
+    }
+
+    /// A `--mount` value as a TOML mount table. The value passed the
+    /// lowering's checks (the shared option table), so every field is one
+    /// the lowering accepts; what is left to refuse is a number or size
+    /// written with a variable, which the TOML format types as a number.
     fn mount(&mut self, n: &Node, v: &str) -> Option<String> {
         let mut parts = Vec::new();
         let mut has_type = false;
-        for field in v.split(',').filter(|f| !f.is_empty()) {
-            let (k, val) = match field.split_once('=') {
-                Some((k, v)) => (k.trim().to_lowercase(), Some(v.trim_matches('"'))),
-                None => (field.trim().to_lowercase(), None),
-            };
-            let k = match k.as_str() {
-                "dst" | "destination" => "target".to_string(),
-                "src" => "source".to_string(),
-                "ro" => "readonly".to_string(),
-                _ => k,
-            };
-            let boolean = |x: Option<&str>| !matches!(x, Some("false") | Some("0"));
+        for field in mount::fields(v) {
+            let k = mount::canonical_key(&field.key).to_string();
+            let val = field.value.as_deref();
             match k.as_str() {
                 "type" => {
                     has_type = true;
                     parts.push(format!("type = {}", q(val.unwrap_or(""))));
                 }
-                "readonly" | "required" => parts.push(format!("{k} = {}", boolean(val))),
-                "rw" | "readwrite" => parts.push(format!("readonly = {}", !boolean(val))),
-                "uid" | "gid" => parts.push(format!(
-                    "{k} = {}",
-                    val.and_then(|x| x.parse::<u32>().ok()).unwrap_or(0)
-                )),
-                "size" => parts.push(format!("size = {}", val.and_then(parse_size).unwrap_or(0))),
+                "readonly" | "required" => parts.push(format!("{k} = {}", mount::parse_bool(val)?)),
+                "rw" => parts.push(format!("readonly = {}", !mount::parse_bool(val)?)),
+                "uid" | "gid" | "size" => {
+                    let number = match k.as_str() {
+                        "size" => val.and_then(parse_size),
+                        _ => val.and_then(|x| x.parse::<u32>().ok()).map(u64::from),
+                    };
+                    let Some(number) = number else {
+                        let span = n.locate(&self.file.text, val.unwrap_or(""));
+                        self.error(
+                            n,
+                            span,
+                            format!(
+                                "cannot convert mount {k} `{}`: a TOML mount's {k} is a number, not expanded",
+                                val.unwrap_or("")
+                            ),
+                        );
+                        return None;
+                    };
+                    parts.push(format!("{k} = {number}"));
+                }
                 "from" => {
                     let t = self.tg(n, val.unwrap_or(""))?;
                     let name = self.stage_name(&t).unwrap_or(t);
@@ -825,8 +882,7 @@ impl Converter<'_> {
                 }
                 "exclude" => exclude.push(self.t(n, &raw)?),
                 "link" | "parents" | "keep-git-dir" | "unpack" => {
-                    let b = !matches!(v.as_deref(), Some("false"));
-                    parts.push(format!("{k} = {b}"));
+                    parts.push(format!("{k} = {}", parse_flag_bool(v.as_deref())?));
                 }
                 "chown" | "chmod" | "checksum" => {
                     parts.push(format!("{k} = {}", q(&self.t(n, &raw)?)))
@@ -874,7 +930,17 @@ mod tests {
         assert_eq!(template("\"a b\" 'c$d'", '\\').as_deref(), Ok("a b c$$d"));
         assert_eq!(template("\\$HOME", '\\').as_deref(), Ok("$$HOME"));
         assert_eq!(template("${A:-x y}", '\\').as_deref(), Ok("${A:-x y}"));
-        assert!(template("${A#x}", '\\').is_err());
+        assert_eq!(template("${A#x}", '\\').as_deref(), Ok("${A#x}"));
+        assert_eq!(template("${A%%\\*}", '\\').as_deref(), Ok("${A%%\\*}"));
+        assert_eq!(template("${A//a/$A}", '\\').as_deref(), Ok("${A//a/${A}}"));
+        assert_eq!(template("${A?need}", '\\').as_deref(), Ok("${A?need}"));
+        assert_eq!(template("${B-x}", '\\').as_deref(), Ok("${B-x}"));
+        // An unknown name is unset in a Dockerfile: the pattern forms give
+        // what they give for the empty string.
+        assert_eq!(template("${B#x}y", '\\').as_deref(), Ok("y"));
+        assert_eq!(template("${B/*/r}", '\\').as_deref(), Ok("r"));
+        assert_eq!(template("${B/a/r}", '\\').as_deref(), Ok(""));
+        assert!(template("${A:#x}", '\\').is_err());
         assert!(template("'open", '\\').is_err());
     }
 }

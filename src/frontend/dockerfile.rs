@@ -12,15 +12,17 @@
 //! [`convert`] writes a `strata.toml` from a Dockerfile. The module knows
 //! nothing of the file system: base images come from a [`BaseResolver`].
 
+use super::LowerOptions;
 use crate::error::{Diagnostics, SourceDiagnostic};
-use crate::ir::{BaseResolver, BuildGraph, SourceFile};
+use crate::ir::{BaseResolver, BuildGraph, EmptyResolver, SourceFile};
 
 mod convert;
+pub use convert::ConvertOptions;
 pub mod directives;
 mod lower;
 pub mod parser;
 pub mod shell;
-mod values;
+mod toml_text;
 
 pub use parser::{Ast, Heredoc, Node};
 
@@ -54,11 +56,11 @@ pub fn dump(ast: &Ast) -> String {
     parser::dump(ast)
 }
 
-/// Parse + lower, with the same contract as [`crate::spec::load`].
+/// Parse + lower, with the same contract as [`crate::frontend::toml::load`].
 pub fn load(
     file_name: &str,
     text: &str,
-    opts: &crate::spec::LowerOptions,
+    opts: &LowerOptions,
     resolver: &dyn BaseResolver,
 ) -> Result<BuildGraph, Diagnostics> {
     let ast = parse(file_name, text)?;
@@ -71,8 +73,33 @@ pub fn convert(
     file_name: &str,
     text: &str,
 ) -> Result<(String, Vec<SourceDiagnostic>), Diagnostics> {
+    convert_with(file_name, text, &ConvertOptions::default())
+}
+
+/// [`convert`] with options (`strata convert -t`).
+pub fn convert_with(
+    file_name: &str,
+    text: &str,
+    opts: &ConvertOptions,
+) -> Result<(String, Vec<SourceDiagnostic>), Diagnostics> {
     let ast = parse(file_name, text)?;
-    convert::convert(&file(file_name, text), &ast)
+    let f = file(file_name, text);
+    // `convert` refuses what `build` refuses, with the same diagnostics:
+    // the file goes through the lowering first (base images unknown, as
+    // `graph` sees them without a store; `-t` checked as `build -t`).
+    let lower_opts = LowerOptions {
+        tags: opts.tags.clone(),
+        ..LowerOptions::default()
+    };
+    let graph = lower::lower(&f, &ast, &lower_opts, &EmptyResolver)?;
+    let opts = ConvertOptions {
+        tags: graph
+            .targets
+            .first()
+            .map(|t| t.tags.clone())
+            .unwrap_or_default(),
+    };
+    convert::convert(&f, &ast, &opts)
 }
 
 /// Is this file name a Dockerfile (`Dockerfile`, `x.Dockerfile`,

@@ -433,7 +433,7 @@ fn buildkit_shell_process_word_cases() {
 
 /// Lowers `text`; the warnings, or the error messages.
 fn lower_warnings(text: &str) -> Result<Vec<String>, Vec<String>> {
-    let opts = crate::spec::LowerOptions::default();
+    let opts = crate::frontend::LowerOptions::default();
     match super::load("Dockerfile", text, &opts, &crate::ir::EmptyResolver) {
         Ok(g) => Ok(g.warnings),
         Err(d) => Err(d.errors.iter().map(|e| e.message.clone()).collect()),

@@ -22,23 +22,24 @@ use petgraph::stable_graph::NodeIndex;
 use super::directives::{self, Checks};
 use super::parser::{self, Ast, Node};
 use super::shell::{Env, Lex};
-use super::values::{
-    did_you_mean, normalize_port, parse_duration, parse_octal, parse_size, resolve_dest,
-    resolve_path,
-};
 use crate::digest::Digest;
 use crate::error::Diagnostics;
+use crate::frontend::LowerOptions;
+use crate::frontend::diag::{Sink, did_you_mean};
+use crate::frontend::mount;
+use crate::frontend::state::{self, order, span_of};
+use crate::frontend::tags::cli_tags;
+use crate::frontend::values::{
+    is_arg_name, is_platform, is_signal, normalize_port, parse_chown, parse_duration,
+    parse_flag_bool, parse_network, parse_octal, parse_retries, parse_size, resolve_dest,
+    resolve_path,
+};
+use crate::frontend::vars::{self, Args, run_env};
 use crate::ir::{
-    AddOptions, BaseOp, BaseRef, BaseResolver, BuildGraph, Chown, Command, CopyFrom, CopyOp, Edge,
-    Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Sharing, SourceFile, Span, Stage,
-    Step, Target,
+    AddOptions, BaseOp, BaseRef, BaseResolver, BuildGraph, Command, CopyFrom, CopyOp, Edge,
+    Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, SourceFile, Stage, Target,
 };
 use crate::reference::Reference;
-use crate::spec::LowerOptions;
-use crate::spec::diag::Sink;
-
-/// The shell of shell forms when neither the base image nor SHELL set one.
-const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
 /// Every instruction keyword and the flags it accepts.
 pub(crate) const INSTRUCTIONS: &[(&str, &[&str])] = &[
@@ -127,43 +128,28 @@ struct StageDecl<'a> {
     body: Vec<&'a Node>,
 }
 
-#[derive(Clone, Debug)]
-struct State {
-    env: Vec<(String, String)>,
-    user: Option<String>,
-    workdir: String,
-    shell: Vec<String>,
-    args: Vec<(String, Option<String>)>,
-    last: Option<NodeIndex>,
-    /// The stage's own ONBUILD triggers: a stage that starts from this one
-    /// runs them first (inherited triggers never carry over).
-    onbuild: Vec<Node>,
+/// The config state a step sees; `onbuild` is the stage's own ONBUILD
+/// triggers: a stage that starts from this one runs them first
+/// (inherited triggers never carry over).
+type State = state::State<Vec<Node>>;
+
+/// Variables for expansion: env, then args in scope with a value.
+fn vars(state: &State) -> Scope<'_> {
+    Scope {
+        env: &state.env,
+        args: &state.args,
+    }
+}
+/// What a word in a stage sees, borrowed from the stage's [`State`]: no
+/// copy per instruction, so lowering stays linear in the file's length.
+struct Scope<'s> {
+    env: &'s vars::Env,
+    args: &'s Args,
 }
 
-impl State {
-    fn empty() -> State {
-        State {
-            env: Vec::new(),
-            user: None,
-            workdir: "/".into(),
-            shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
-            args: Vec::new(),
-            last: None,
-            onbuild: Vec::new(),
-        }
-    }
-
-    /// Variables for expansion: env, then args in scope with a value.
-    fn vars(&self) -> Vec<(String, String)> {
-        let mut v = self.env.clone();
-        for (k, a) in &self.args {
-            if let Some(a) = a
-                && !v.iter().any(|(e, _)| e == k)
-            {
-                v.push((k.clone(), a.clone()));
-            }
-        }
-        v
+impl Env for Scope<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        vars::lookup(self.env, self.args, name).flatten()
     }
 }
 
@@ -191,14 +177,6 @@ struct Lowerer<'a> {
     checks_span: Range<usize>,
     /// Check rules that reported a warning.
     checks_hit: Vec<&'static str>,
-}
-
-fn span_of(r: &Range<usize>) -> Span {
-    Span {
-        source: 0,
-        offset: r.start,
-        len: r.end.saturating_sub(r.start),
-    }
 }
 
 pub fn lower(
@@ -233,7 +211,8 @@ pub fn lower(
     l.ends = vec![None; l.stages.len()];
     let starts: Vec<Start> = (0..l.stages.len()).map(|i| l.start(i)).collect();
     let deps: Vec<Vec<usize>> = (0..l.stages.len()).map(|i| l.deps(i, &starts[i])).collect();
-    for i in order(&deps) {
+    // Stages on a cycle are reported and left out.
+    for i in order(&deps, &[]).0 {
         l.stage(i, &starts[i]);
     }
     l.targets();
@@ -256,20 +235,6 @@ pub fn lower(
         }
     }
     l.diags.into_result(l.graph)
-}
-
-/// Dependencies first, ties in file order; stages on a cycle are left out
-/// (the cycle is reported).
-fn order(deps: &[Vec<usize>]) -> Vec<usize> {
-    let mut done = vec![false; deps.len()];
-    let mut out = Vec::new();
-    while let Some(i) =
-        (0..deps.len()).find(|&i| !done[i] && deps[i].iter().all(|&d| done[d] && d != i))
-    {
-        done[i] = true;
-        out.push(i);
-    }
-    out
 }
 
 impl<'a> Lowerer<'a> {
@@ -496,12 +461,7 @@ impl<'a> Lowerer<'a> {
     }
 
     /// `NAME[=default]`, default expanded.
-    fn arg_word(
-        &mut self,
-        n: &Node,
-        w: &str,
-        vars: &[(String, String)],
-    ) -> Option<(String, Option<String>)> {
+    fn arg_word(&mut self, n: &Node, w: &str, vars: &dyn Env) -> Option<(String, Option<String>)> {
         let (name, default) = match w.split_once('=') {
             Some((k, v)) => (k.to_string(), Some(v)),
             None => (w.to_string(), None),
@@ -537,8 +497,8 @@ impl<'a> Lowerer<'a> {
         v
     }
 
-    fn expand(&mut self, n: &Node, word: &str, vars: &[(String, String)]) -> Option<String> {
-        match self.lex.word(word, &vars.to_vec() as &dyn Env) {
+    fn expand(&mut self, n: &Node, word: &str, vars: &dyn Env) -> Option<String> {
+        match self.lex.word(word, vars) {
             Ok(v) => Some(v),
             Err(e) => {
                 self.diags
@@ -670,9 +630,9 @@ impl<'a> Lowerer<'a> {
                 let value = match (n.keyword.as_str(), f.name.as_str()) {
                     ("copy", "from") => f.value.clone(),
                     ("run", "mount") => f.value.as_deref().and_then(|m| {
-                        split_csv(m)
+                        mount::fields(m)
                             .into_iter()
-                            .find_map(|kv| kv.strip_prefix("from=").map(str::to_string))
+                            .find_map(|f| f.value.filter(|_| f.key == "from"))
                     }),
                     _ => None,
                 };
@@ -702,15 +662,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn add(&mut self, state: &mut State, stage: &str, op: Op, span: &Range<usize>) -> NodeIndex {
-        let n = self.graph.add_step(Step {
-            stage: stage.to_string(),
-            op,
-            span: Some(span_of(span)),
-        });
-        if let Some(p) = state.last {
-            self.graph.add_edge(p, n, Edge::Parent);
-        }
-        state.last = Some(n);
+        let n = state.add(&mut self.graph, stage, op, span);
         self.stage_first.get_or_insert(n);
         n
     }
@@ -754,16 +706,8 @@ impl<'a> Lowerer<'a> {
                         Default::default()
                     }
                 };
-                let mut state = State::empty();
-                state.env = info.env;
-                state.user = info.user;
-                if let Some(w) = info.workdir.filter(|w| !w.is_empty()) {
-                    state.workdir = resolve_path("/", &w);
-                }
-                if let Some(sh) = info.shell.filter(|s| !s.is_empty()) {
-                    state.shell = sh;
-                }
                 triggers = self.image_triggers(&info.onbuild, from);
+                let mut state = State::from_base(info);
                 let op = Op::Base(BaseOp {
                     base: base.clone(),
                     platform: platform.clone(),
@@ -800,7 +744,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn instruction(&mut self, stage: &str, state: &mut State, n: &Node) {
-        let vars = state.vars();
+        let vars = vars(state);
         let text = &self.file.text;
         let op: Option<(Op, Vec<NodeIndex>)> = match n.keyword.as_str() {
             "arg" => {
@@ -840,7 +784,7 @@ impl<'a> Lowerer<'a> {
                     None
                 } else {
                     for (k, v) in &out {
-                        set_env(&mut state.env, k, v);
+                        state.env.set(k, v.clone());
                     }
                     Some((Op::Meta(MetaOp::Env(out)), Vec::new()))
                 }
@@ -1035,7 +979,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn stage_arg(&mut self, state: &mut State, n: &Node, w: &str) -> Option<Op> {
-        let vars = state.vars();
+        let vars = vars(state);
         let (name, default) = self.arg_word(n, w, &vars)?;
         let global = self
             .globals
@@ -1063,10 +1007,7 @@ impl<'a> Lowerer<'a> {
                 .entry(name.clone())
                 .or_insert_with(|| v.clone());
         }
-        match state.args.iter_mut().find(|(k, _)| *k == name) {
-            Some(slot) => slot.1 = value.clone(),
-            None => state.args.push((name.clone(), value.clone())),
-        }
+        state.args.set(&name, value.clone());
         Some(Op::Meta(MetaOp::Arg(vec![(name, value)])))
     }
 
@@ -1124,12 +1065,11 @@ impl<'a> Lowerer<'a> {
         for f in self.flags(n) {
             let v = f.value.clone().unwrap_or_default();
             if f.name == "retries" {
-                match v.parse::<u32>() {
-                    Ok(r) => h.retries = Some(r),
-                    Err(_) => {
-                        self.diags
-                            .error(f.span, format!("bad retries `{v}`"), "not a number")
-                    }
+                match parse_retries(&v) {
+                    Some(r) => h.retries = Some(r),
+                    None => self
+                        .diags
+                        .error(f.span, format!("bad retries `{v}`"), "not a number"),
                 }
                 continue;
             }
@@ -1172,7 +1112,7 @@ impl<'a> Lowerer<'a> {
                 script: heredoc_script(script, &n.heredocs),
             }
         };
-        let vars = state.vars();
+        let vars = vars(state);
         let mut network = Network::Default;
         let mut mounts = Vec::new();
         let mut edges = Vec::new();
@@ -1180,11 +1120,9 @@ impl<'a> Lowerer<'a> {
         for f in self.flags(n) {
             let v = f.value.clone().unwrap_or_default();
             match f.name.as_str() {
-                "network" => match self.expand(n, &v, &vars).as_deref() {
-                    Some("default") => network = Network::Default,
-                    Some("none") => network = Network::None,
-                    Some("host") => network = Network::Host,
-                    Some(other) => {
+                "network" => match self.expand(n, &v, &vars).map(|m| (parse_network(&m), m)) {
+                    Some((Some(mode), _)) => network = mode,
+                    Some((None, other)) => {
                         self.diags.error_help(
                             f.span,
                             format!("unknown network mode `{other}`"),
@@ -1215,18 +1153,10 @@ impl<'a> Lowerer<'a> {
         if !ok {
             return None;
         }
-        let mut env = state.env.clone();
-        for (k, v) in &state.args {
-            if let Some(v) = v
-                && !env.iter().any(|(e, _)| e == k)
-            {
-                env.push((k.clone(), v.clone()));
-            }
-        }
         Some((
             Op::Run(RunOp {
                 command,
-                env,
+                env: run_env(&state.env, &state.args),
                 user: state.user.clone(),
                 workdir: state.workdir.clone(),
                 network,
@@ -1241,27 +1171,22 @@ impl<'a> Lowerer<'a> {
         state: &State,
         n: &Node,
         f: &Flag,
-        vars: &[(String, String)],
+        vars: &dyn Env,
     ) -> Option<(Mount, Option<NodeIndex>)> {
         let raw = f.value.clone().unwrap_or_default();
         let mut kind = MountKind::Bind;
         let mut kv: Vec<(String, Option<String>)> = Vec::new();
-        for field in split_csv(&raw) {
-            let (k, v) = match field.split_once('=') {
-                Some((k, v)) => (k.trim().to_lowercase(), Some(v.to_string())),
-                None => (field.trim().to_lowercase(), None),
-            };
-            if k == "type" {
-                kind = match v.as_deref() {
-                    Some("bind") => MountKind::Bind,
-                    Some("cache") => MountKind::Cache,
-                    Some("tmpfs") => MountKind::Tmpfs,
-                    Some("secret") => MountKind::Secret,
-                    Some("ssh") => MountKind::Ssh,
-                    other => {
+        for field in mount::fields(&raw) {
+            if field.key == "type" {
+                kind = match field.value.as_deref().and_then(mount::parse_kind) {
+                    Some(k) => k,
+                    None => {
                         self.diags.error_help(
                             f.span.clone(),
-                            format!("unknown mount type `{}`", other.unwrap_or("")),
+                            format!(
+                                "unknown mount type `{}`",
+                                field.value.as_deref().unwrap_or("")
+                            ),
                             "in this mount",
                             "type is bind, cache, tmpfs, secret or ssh",
                         );
@@ -1269,19 +1194,11 @@ impl<'a> Lowerer<'a> {
                     }
                 };
             } else {
-                kv.push((k, v));
+                kv.push((field.key, field.value));
             }
         }
-        let kind_name = format!("{kind:?}").to_lowercase();
-        let allowed: &[&str] = match kind {
-            MountKind::Bind => &["source", "from", "readonly"],
-            MountKind::Cache => &[
-                "source", "from", "id", "sharing", "readonly", "mode", "uid", "gid",
-            ],
-            MountKind::Tmpfs => &["size"],
-            MountKind::Secret => &["source", "id", "required", "mode", "uid", "gid", "env"],
-            MountKind::Ssh => &["id", "required", "mode", "uid", "gid"],
-        };
+        let kind_name = mount::kind_name(kind);
+        let allowed = mount::options(kind);
         let mut m = Mount {
             kind,
             target: String::new(),
@@ -1302,13 +1219,7 @@ impl<'a> Lowerer<'a> {
         let mut edge = None;
         let mut ok = true;
         for (k, v) in kv {
-            let key = match k.as_str() {
-                "target" | "dst" | "destination" => "target",
-                "source" | "src" => "source",
-                "ro" | "readonly" => "readonly",
-                "rw" | "readwrite" => "rw",
-                other => other,
-            };
+            let key = mount::canonical_key(&k);
             let known = key == "target"
                 || (key == "rw" && allowed.contains(&"readonly"))
                 || allowed.contains(&key);
@@ -1335,13 +1246,7 @@ impl<'a> Lowerer<'a> {
                 },
                 None => None,
             };
-            let boolean = |v: &Option<String>| -> Option<bool> {
-                match v.as_deref() {
-                    None | Some("true") | Some("1") => Some(true),
-                    Some("false") | Some("0") => Some(false),
-                    _ => None,
-                }
-            };
+            let boolean = |v: &Option<String>| mount::parse_bool(v.as_deref());
             let mut bad = |this: &mut Self, what: &str| {
                 this.diags.error(
                     f.span.clone(),
@@ -1366,11 +1271,9 @@ impl<'a> Lowerer<'a> {
                     Some(b) => m.required = b,
                     None => bad(self, "expected true or false"),
                 },
-                "sharing" => match val.as_deref() {
-                    Some("shared") => m.sharing = Some(Sharing::Shared),
-                    Some("private") => m.sharing = Some(Sharing::Private),
-                    Some("locked") => m.sharing = Some(Sharing::Locked),
-                    _ => bad(self, "expected shared, private or locked"),
+                "sharing" => match val.as_deref().and_then(mount::parse_sharing) {
+                    Some(x) => m.sharing = Some(x),
+                    None => bad(self, "expected shared, private or locked"),
                 },
                 "mode" => match val.as_deref().and_then(parse_octal) {
                     Some(x) => m.mode = Some(x),
@@ -1452,7 +1355,7 @@ impl<'a> Lowerer<'a> {
             );
             return None;
         }
-        let vars = state.vars();
+        let vars = vars(state);
         let mut ok = true;
         let mut sources = Vec::new();
         let (srcs, dest) = n.args.split_at(n.args.len() - 1);
@@ -1491,13 +1394,7 @@ impl<'a> Lowerer<'a> {
         let globals = self.global_vars();
         for f in self.flags(n) {
             let v = f.value.clone();
-            let bool_flag = |v: &Option<String>| -> Option<bool> {
-                match v.as_deref() {
-                    None | Some("true") => Some(true),
-                    Some("false") => Some(false),
-                    _ => None,
-                }
-            };
+            let bool_flag = |v: &Option<String>| parse_flag_bool(v.as_deref());
             match f.name.as_str() {
                 "from" => {
                     let Some(name) = self.expand(n, &v.unwrap_or_default(), &globals) else {
@@ -1538,12 +1435,9 @@ impl<'a> Lowerer<'a> {
                     }
                 }
                 "chown" => match self.expand(n, &v.unwrap_or_default(), &vars) {
-                    Some(c) => {
-                        let (user, group) = match c.split_once(':') {
-                            Some((u, g)) => (u.to_string(), Some(g.to_string())),
-                            None => (c.clone(), None),
-                        };
-                        if user.is_empty() || group.as_deref() == Some("") {
+                    Some(c) => match parse_chown(&c) {
+                        Some(ch) => chown = Some(ch),
+                        None => {
                             self.diags.error_help(
                                 f.span,
                                 format!("bad chown `{c}`"),
@@ -1551,10 +1445,8 @@ impl<'a> Lowerer<'a> {
                                 "e.g. --chown=1000:1000",
                             );
                             ok = false;
-                        } else {
-                            chown = Some(Chown { user, group });
                         }
-                    }
+                    },
                     None => ok = false,
                 },
                 "chmod" => match self.expand(n, &v.unwrap_or_default(), &vars) {
@@ -1651,34 +1543,16 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
-        let mut tags = Vec::new();
-        if !self.opts.tags.is_empty() {
-            if selected.len() > 1 {
-                self.diags.error_help(
-                    0..0,
-                    format!(
-                        "-t/--tag given, but {} targets are selected",
-                        selected.len()
-                    ),
-                    "in this file",
-                    "select one stage with --target",
-                );
-            }
-            for t in &self.opts.tags {
-                match Reference::parse(t) {
-                    Ok(r) => {
-                        let n = r.normalized();
-                        if !tags.contains(&n) {
-                            tags.push(n);
-                        }
-                    }
-                    Err(e) => {
-                        self.diags
-                            .error(0..0, format!("bad -t/--tag `{t}`: {e}"), "in this file")
-                    }
-                }
-            }
-        }
+        let names: Vec<&str> = selected
+            .iter()
+            .map(|&i| self.stages[i].name.as_str())
+            .collect();
+        let tags = cli_tags(
+            &mut self.diags,
+            &self.opts.tags,
+            &names,
+            "select one stage with --target",
+        );
         for i in selected {
             let Some(node) = self.ends[i].as_ref().and_then(|e| e.last) else {
                 continue;
@@ -1719,55 +1593,4 @@ pub(crate) fn heredoc_script(script: &str, heredocs: &[parser::Heredoc]) -> Stri
             s
         }
     }
-}
-
-/// Fields of a `--mount` value (comma separated, `"` quoting a field).
-fn split_csv(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in s.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out.into_iter().filter(|f| !f.is_empty()).collect()
-}
-
-fn set_env(env: &mut Vec<(String, String)>, k: &str, v: &str) {
-    match env.iter_mut().find(|(e, _)| e == k) {
-        Some(slot) => slot.1 = v.to_string(),
-        None => env.push((k.to_string(), v.to_string())),
-    }
-}
-
-fn is_arg_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
-}
-
-fn is_platform(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('/').collect();
-    (2..=3).contains(&parts.len())
-        && parts.iter().enumerate().all(|(i, p)| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || (i == 1 && c == '_'))
-        })
-}
-
-fn is_signal(s: &str) -> bool {
-    if s.is_empty() {
-        return false;
-    }
-    if s.chars().all(|c| c.is_ascii_digit()) {
-        return s.len() <= 2;
-    }
-    let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_uppercase())
-        && c.all(|x| x.is_ascii_uppercase() || x.is_ascii_digit() || x == '+' || x == '-')
 }

@@ -1,0 +1,33 @@
+//! The frontends: text -> [`crate::ir::BuildGraph`].
+//!
+//! - [`toml`]: `strata.toml` specs;
+//! - [`dockerfile`]: Dockerfiles, and `strata convert` (Dockerfile -> TOML).
+//!
+//! What both share lives here, once: value checks ([`values`]),
+//! variables in scope ([`vars`]), RUN mount options ([`mount`]), the
+//! expansion operators ([`expand`]) and diagnostics ([`diag`]). The
+//! frontends know nothing of the file system or the store: base images
+//! are looked up through a [`crate::ir::BaseResolver`].
+
+use std::collections::BTreeMap;
+
+pub(crate) mod diag;
+pub mod dockerfile;
+pub mod expand;
+pub(crate) mod mount;
+pub(crate) mod state;
+pub(crate) mod tags;
+pub mod toml;
+pub(crate) mod values;
+pub(crate) mod vars;
+
+/// What the command line adds to a spec or Dockerfile.
+#[derive(Clone, Debug, Default)]
+pub struct LowerOptions {
+    /// `--build-arg K=V`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target NAME` (image or stage names); empty = default targets.
+    pub targets: Vec<String>,
+    /// `-t NAME:TAG`, added to the single target (an error with several).
+    pub tags: Vec<String>,
+}

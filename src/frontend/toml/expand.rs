@@ -1,0 +1,366 @@
+//! `${NAME}` expansion in spec strings.
+//!
+//! Forms: `$NAME`, `${NAME}`, `$$` (a literal `$`), and every operator a
+//! Dockerfile has, with the same meaning ([`crate::frontend::expand`]):
+//! `${NAME-word}`, `${NAME:-word}`, `${NAME+word}`, `${NAME:+word}`,
+//! `${NAME?word}`, `${NAME:?word}`, `${NAME#pattern}`, `${NAME##pattern}`,
+//! `${NAME%pattern}`, `${NAME%%pattern}`, `${NAME/pattern/replacement}`,
+//! `${NAME//pattern/replacement}`. Words, patterns and replacements are
+//! expanded too (a word only when it is used).
+//!
+//! Unlike a Dockerfile, a name that is not defined at all is an error,
+//! except under `-`, `+` and `?` (with or without `:`), which test for it.
+//! An arg declared without a value is defined but unset: it expands to the
+//! empty string, and the operators treat it as unset.
+
+use std::ops::Range;
+
+use crate::frontend::expand::{Modifier, apply, uses_word};
+
+/// What a name refers to: `None` = not defined; `Some(None)` = declared, no value.
+pub type Lookup<'a> = dyn Fn(&str) -> Option<Option<String>> + 'a;
+
+/// Why a string could not be expanded, and where in it (byte range).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpandError {
+    pub message: String,
+    pub range: Range<usize>,
+}
+
+fn fail<T>(message: String, range: Range<usize>) -> Result<T, ExpandError> {
+    Err(ExpandError { message, range })
+}
+
+/// How deep `${A:-${B:-...}}` may nest.
+const MAX_DEPTH: usize = 16;
+
+/// Expands `s`.
+pub fn expand(s: &str, lookup: &Lookup) -> Result<String, ExpandError> {
+    expand_depth(s, lookup, 0)
+}
+
+fn expand_depth(s: &str, lookup: &Lookup, depth: usize) -> Result<String, ExpandError> {
+    if depth > MAX_DEPTH {
+        return fail(
+            format!("expansions nest deeper than {MAX_DEPTH} levels"),
+            0..s.len(),
+        );
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut pos = 0;
+    while let Some(i) = s[pos..].find('$') {
+        let at = pos + i;
+        out.push_str(&s[pos..at]);
+        let after = &s[at + 1..];
+        if after.starts_with('$') {
+            out.push('$');
+            pos = at + 2;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = closing_brace(body) else {
+                return fail("unterminated `${`: missing `}`".into(), at..s.len());
+            };
+            let body_start = at + 2;
+            let value = braced(&body[..end], lookup, depth).map_err(|e| match e.range {
+                // A problem in a nested word: point at it; else at the whole `${...}`.
+                r if r.end > r.start => ExpandError {
+                    message: e.message,
+                    range: body_start + r.start..body_start + r.end,
+                },
+                _ => ExpandError {
+                    message: e.message,
+                    range: at..body_start + end + 1,
+                },
+            })?;
+            out.push_str(&value);
+            pos = body_start + end + 1;
+        } else {
+            let n = name_len(after);
+            if n == 0 {
+                return fail(
+                    "`$` must be followed by a name or `{` (write `$$` for a literal `$`)".into(),
+                    at..at + 1,
+                );
+            }
+            let name = &after[..n];
+            match lookup(name) {
+                Some(v) => out.push_str(v.as_deref().unwrap_or("")),
+                None => return fail(format!("undefined variable `{name}`"), at..at + 1 + n),
+            }
+            pos = at + 1 + n;
+        }
+    }
+    out.push_str(&s[pos..]);
+    Ok(out)
+}
+
+/// Byte length of the variable name at the start of `s`.
+fn name_len(s: &str) -> usize {
+    let mut n = 0;
+    for (i, c) in s.char_indices() {
+        let ok = c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit());
+        if !ok {
+            break;
+        }
+        n = i + c.len_utf8();
+    }
+    n
+}
+
+/// Index of the `}` closing a `${` whose body starts `s` (nested `${` count).
+fn closing_brace(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'$') => i += 1,
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Index of the first `/` of `s` that is not escaped (`\/`) nor inside
+/// a nested `${...}`: where the pattern of `${X/p/r}` ends.
+fn pattern_end(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'$' if bytes.get(i + 1) == Some(&b'$') => i += 1,
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' if depth > 0 => depth -= 1,
+            b'/' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Expands the body of `${...}`. An error with an empty range means "the
+/// whole expression"; otherwise the range is inside `body`.
+fn braced(body: &str, lookup: &Lookup, depth: usize) -> Result<String, ExpandError> {
+    let n = name_len(body);
+    let name = &body[..n];
+    if n == 0 {
+        return fail(
+            format!("`${{{body}}}` does not start with a variable name"),
+            0..0,
+        );
+    }
+    let op = &body[n..];
+    let value = lookup(name);
+    let defined = value.is_some();
+    // An arg declared without a value is unset for the operators.
+    let value = value.flatten();
+    if op.is_empty() {
+        return match defined {
+            true => Ok(value.unwrap_or_default()),
+            false => fail(format!("undefined variable `{name}`"), 0..0),
+        };
+    }
+    let colon = op.starts_with(':');
+    let mut chars = op[usize::from(colon)..].chars();
+    let c = chars.next().unwrap_or('}');
+    let doubled = !colon && matches!(c, '#' | '%' | '/') && chars.next() == Some(c);
+    let word_at = n + usize::from(colon) + c.len_utf8() + usize::from(doubled);
+    let word = &body[word_at.min(body.len())..];
+    let sub = |w: &str, at: usize| {
+        expand_depth(w, lookup, depth + 1).map_err(|e| ExpandError {
+            message: e.message,
+            range: at + e.range.start..at + e.range.end,
+        })
+    };
+    let m = match (colon, c) {
+        (_, '-' | '+' | '?') => {
+            let w = if uses_word(c, colon, value.as_deref()) {
+                sub(word, word_at)?
+            } else {
+                String::new()
+            };
+            let m = match c {
+                '-' => Modifier::Default { colon, word: &w },
+                '+' => Modifier::Alternative { colon, word: &w },
+                _ => Modifier::Required { colon, word: &w },
+            };
+            return apply(name, value.as_deref(), m).map_err(|e| ExpandError {
+                message: e,
+                range: 0..0,
+            });
+        }
+        (false, '#' | '%' | '/') if !defined => {
+            return fail(format!("undefined variable `{name}`"), 0..0);
+        }
+        (false, '#' | '%') => (c, sub(word, word_at)?, String::new()),
+        (false, '/') => {
+            let Some(end) = pattern_end(word) else {
+                return fail(
+                    format!("`${{{body}}}` needs a `/` between the pattern and the replacement"),
+                    0..0,
+                );
+            };
+            let pattern = sub(&word[..end], word_at)?;
+            let replacement = sub(&word[end + 1..], word_at + end + 1)?;
+            (c, pattern, replacement)
+        }
+        _ => {
+            return fail(
+                format!(
+                    "unsupported expansion `${{{body}}}`: after the name comes `}}`, \
+                     `-`, `+`, `?` (each also with `:`), `#`, `##`, `%`, `%%`, `/` or `//`"
+                ),
+                0..0,
+            );
+        }
+    };
+    let (c, pattern, replacement) = m;
+    let m = match c {
+        '#' => Modifier::RemovePrefix {
+            longest: doubled,
+            pattern: &pattern,
+        },
+        '%' => Modifier::RemoveSuffix {
+            longest: doubled,
+            pattern: &pattern,
+        },
+        _ => Modifier::Replace {
+            all: doubled,
+            pattern: &pattern,
+            replacement: &replacement,
+        },
+    };
+    apply(name, value.as_deref(), m).map_err(|e| ExpandError {
+        message: e,
+        range: 0..0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(name: &str) -> Option<Option<String>> {
+        match name {
+            "A" => Some(Some("1".into())),
+            "EMPTY" => Some(Some(String::new())),
+            "NOVAL" => Some(None),
+            "PATH" => Some(Some("/bin".into())),
+            "P" => Some(Some("a/b/c.tar.gz".into())),
+            "Q" => Some(Some("a".into())),
+            "T" => Some(Some("linux/amd64".into())),
+            _ => None,
+        }
+    }
+
+    fn ex(s: &str) -> Result<String, String> {
+        expand(s, &vars).map_err(|e| e.message)
+    }
+
+    fn range(s: &str) -> Range<usize> {
+        expand(s, &vars).map(|_| 0..0).unwrap_or_else(|e| e.range)
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(ex("x$A-${A}y").as_deref(), Ok("x1-1y"));
+        assert_eq!(ex("$A_B").map_err(|e| e.contains("A_B")), Err(true));
+        assert_eq!(ex("${PATH}:/usr/bin").as_deref(), Ok("/bin:/usr/bin"));
+        assert_eq!(ex("cost $$5").as_deref(), Ok("cost $5"));
+        assert_eq!(ex("${X:-d}").as_deref(), Ok("d"));
+        assert_eq!(ex("${EMPTY:-d}").as_deref(), Ok("d"));
+        assert_eq!(ex("${A:-d}").as_deref(), Ok("1"));
+        assert_eq!(ex("${A:+yes}").as_deref(), Ok("yes"));
+        assert_eq!(ex("${X:+yes}").as_deref(), Ok(""));
+        assert_eq!(ex("${NOVAL}").as_deref(), Ok(""));
+        assert_eq!(ex("${NOVAL:-n}").as_deref(), Ok("n"));
+        assert_eq!(ex("${X:-${A}}").as_deref(), Ok("1"));
+        assert_eq!(ex("${X:-a}}").as_deref(), Ok("a}"));
+        assert_eq!(ex("plain").as_deref(), Ok("plain"));
+        assert_eq!(ex("é$A").as_deref(), Ok("é1"));
+    }
+
+    #[test]
+    fn operators() {
+        // Test operators: `:` makes an empty value count as unset.
+        assert_eq!(ex("${EMPTY-d}").as_deref(), Ok(""));
+        assert_eq!(ex("${EMPTY:-d}").as_deref(), Ok("d"));
+        assert_eq!(ex("${X-d}").as_deref(), Ok("d"));
+        assert_eq!(ex("${NOVAL-d}").as_deref(), Ok("d"));
+        assert_eq!(ex("${EMPTY+y}").as_deref(), Ok("y"));
+        assert_eq!(ex("${EMPTY:+y}").as_deref(), Ok(""));
+        assert_eq!(ex("${X+y}").as_deref(), Ok(""));
+        assert_eq!(ex("${A?}").as_deref(), Ok("1"));
+        assert_eq!(ex("${EMPTY?}").as_deref(), Ok(""));
+        // An unused word is not expanded, so it may name anything.
+        assert_eq!(ex("${A:-$NOPE}").as_deref(), Ok("1"));
+        assert_eq!(ex("${X:+$NOPE}").as_deref(), Ok(""));
+        assert_eq!(ex("${A?$NOPE}").as_deref(), Ok("1"));
+        // Patterns.
+        assert_eq!(ex("${P#*/}").as_deref(), Ok("b/c.tar.gz"));
+        assert_eq!(ex("${P##*/}").as_deref(), Ok("c.tar.gz"));
+        assert_eq!(ex("${P%.*}").as_deref(), Ok("a/b/c.tar"));
+        assert_eq!(ex("${P%%.*}").as_deref(), Ok("a/b/c"));
+        assert_eq!(ex("${P/b/x}").as_deref(), Ok("a/x/c.tar.gz"));
+        assert_eq!(ex("${P//\\//-}").as_deref(), Ok("a-b-c.tar.gz"));
+        assert_eq!(ex("${P/?/$A}").as_deref(), Ok("1/b/c.tar.gz"));
+        assert_eq!(ex("${P#${Q}}").as_deref(), Ok("/b/c.tar.gz"));
+        assert_eq!(ex("${NOVAL#x}").as_deref(), Ok(""));
+        assert_eq!(ex("${T#linux/amd64}").as_deref(), Ok(""));
+        assert_eq!(ex("${T#linux/}").as_deref(), Ok("amd64"));
+        assert_eq!(ex("${P%$$}").as_deref(), Ok("a/b/c.tar.gz"));
+    }
+
+    #[test]
+    fn errors() {
+        assert!(ex("$X").unwrap_err().contains("undefined variable `X`"));
+        assert!(ex("${X}").unwrap_err().contains("undefined variable `X`"));
+        assert!(ex("${A").unwrap_err().contains("unterminated"));
+        assert!(ex("a $ b").unwrap_err().contains("$$"));
+        assert!(ex("$").is_err());
+        assert!(ex("${}").is_err());
+        assert!(ex("${A:#x}").unwrap_err().contains("unsupported"));
+        assert!(ex("${X#x}").unwrap_err().contains("undefined variable `X`"));
+        assert!(
+            ex("${X/a/b}")
+                .unwrap_err()
+                .contains("undefined variable `X`")
+        );
+        assert!(ex("${A/a}").unwrap_err().contains("needs a `/`"));
+        assert_eq!(ex("${X?}").unwrap_err(), "X: is not allowed to be unset");
+        assert_eq!(
+            ex("${EMPTY:?}").unwrap_err(),
+            "EMPTY: is not allowed to be empty"
+        );
+        assert_eq!(ex("${X:?need X}").unwrap_err(), "X: need X");
+        assert!(ex("${X:-$Y}").unwrap_err().contains("`Y`"));
+        let deep = format!("{}x{}", "${X:-".repeat(100), "}".repeat(100));
+        assert!(ex(&deep).unwrap_err().contains("nest deeper"));
+        let ok = format!("{}x{}", "${X:-".repeat(10), "}".repeat(10));
+        assert_eq!(ex(&ok).as_deref(), Ok("x"));
+    }
+
+    #[test]
+    fn error_ranges() {
+        assert_eq!(range("/opt/$NOPE/x"), 5..10);
+        assert_eq!(range("a${NOPE}b"), 1..8);
+        assert_eq!(range("a${X:-${NOPE}}"), 6..13);
+        assert_eq!(range("a $ b"), 2..3);
+        assert_eq!(range("x${A"), 1..4);
+        assert_eq!(range("${A:#x}"), 0..7);
+        assert_eq!(range("${P/$NOPE/x}"), 4..9);
+        assert_eq!(range("${P/b/$NOPE}"), 6..11);
+    }
+}
