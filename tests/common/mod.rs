@@ -2,6 +2,8 @@
 //! real binary, and checks for the external tools tests use.
 #![allow(dead_code)]
 
+pub mod dockerd;
+pub mod image_tree;
 pub mod registry;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,2 @@
+FROM localhost/bkbase:1
+ADD arch.tar /tmp/

@@ -1,0 +1,2 @@
+FROM localhost/bkbase:1
+ADD --chown=app:staff a.txt dir /owned/

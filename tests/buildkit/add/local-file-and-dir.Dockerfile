@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+ADD a.txt /added/
+ADD dir /added-dir

@@ -1,0 +1,3 @@
+# bkdiff-expect: error
+FROM localhost/bkbase:1
+ENV R=${UNSET:?unset}

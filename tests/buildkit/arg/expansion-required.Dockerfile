@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+ARG SET=v
+ENV R=${SET:?unset} S=${SET?unset}

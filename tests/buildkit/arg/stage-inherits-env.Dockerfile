@@ -1,0 +1,5 @@
+FROM localhost/bkbase:1 AS one
+ENV E=one
+ARG A=aone
+FROM one
+RUN echo "$E [$A]" > /vals

@@ -1,0 +1,3 @@
+ARG G=global
+FROM localhost/bkbase:1
+RUN echo "[$G]" > /vals

@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+CMD ["base-cmd"]
+ENTRYPOINT ["/bin/echo"]

@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+# bkdiff-context: ignore
+COPY . /ctx

@@ -1,0 +1,2 @@
+FROM localhost/bkbase:1
+COPY a.txt /etc/passwd

@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+# bkdiff-expect: error
+COPY nope.txt /nope

@@ -1,0 +1,2 @@
+FROM localhost/bkbase:1
+COPY --parents dir/sub/y.txt /p/

@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+COPY dir/link /followed
+COPY dir /keeps-links

@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+ENV PATH=/opt/bin:$PATH
+RUN echo $PATH > /path

@@ -1,0 +1,3 @@
+ARG BASE=localhost/bkbase:1
+FROM ${BASE}
+RUN echo ok > /ok

@@ -1,0 +1,4 @@
+FROM localhost/bkbase:1 AS one
+RUN echo one > /one
+FROM one AS two
+RUN echo two > /two

@@ -1,0 +1,4 @@
+FROM localhost/bkbase:1 AS a
+HEALTHCHECK CMD ["/bin/true"]
+FROM a
+HEALTHCHECK NONE

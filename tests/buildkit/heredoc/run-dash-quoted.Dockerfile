@@ -1,0 +1,4 @@
+FROM localhost/bkbase:1
+RUN <<-"EOT"
+	echo "$HOME tabs stripped" > /t
+	EOT

@@ -1,0 +1,5 @@
+FROM localhost/bkbase:1
+RUN <<EOF
+echo one > /one
+echo two > /two
+EOF

@@ -1,0 +1,6 @@
+FROM localhost/bkbase:1
+COPY <<A <<B /many/
+a
+A
+b
+B

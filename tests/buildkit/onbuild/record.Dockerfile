@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+ONBUILD RUN echo triggered > /t
+ONBUILD COPY a.txt /onbuild-a

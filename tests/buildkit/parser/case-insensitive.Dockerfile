@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+run echo lower > /lower
+env K=v

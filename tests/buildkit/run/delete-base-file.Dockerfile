@@ -1,0 +1,2 @@
+FROM localhost/bkbase:1
+RUN rm /etc/group && rm -r /root

@@ -1,0 +1,2 @@
+FROM localhost/bkbase:1
+RUN touch /etc/passwd

@@ -1,0 +1,5 @@
+FROM localhost/bkbase:1
+USER app
+WORKDIR /home/app/work
+COPY --chown=app a.txt .
+RUN id > ids && touch mine

@@ -1,0 +1,4 @@
+FROM localhost/bkbase:1
+WORKDIR /a/b/c
+WORKDIR d
+WORKDIR ../e

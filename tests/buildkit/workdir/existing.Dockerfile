@@ -1,0 +1,3 @@
+FROM localhost/bkbase:1
+WORKDIR /etc
+RUN pwd > /tmp/pwd
