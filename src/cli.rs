@@ -16,6 +16,7 @@ use crate::spec;
 use crate::store::Store;
 
 mod build;
+mod login;
 mod progress;
 mod table;
 
@@ -68,6 +69,10 @@ enum Command {
     Run(RunArgs),
     /// Push an image from the store to a registry.
     Push(PushArgs),
+    /// Log in to a registry (credentials go where `docker login` keeps them).
+    Login(login::LoginArgs),
+    /// Forget a registry's credentials.
+    Logout(login::LogoutArgs),
     /// Pull an image from a registry into the store.
     Pull(PullArgs),
     /// Convert a Dockerfile to a strata.toml.
@@ -356,6 +361,8 @@ pub fn main() -> i32 {
         Command::Build(args) => cmd_build(&cli, args),
         Command::Graph(args) => cmd_graph(&cli, args),
         Command::Push(args) => cmd_push(&cli, args),
+        Command::Login(args) => login::cmd_login(args),
+        Command::Logout(args) => login::cmd_logout(args),
         Command::Pull(args) => cmd_pull(&cli, args),
         Command::Convert(args) => cmd_convert(args),
         Command::Schema => {

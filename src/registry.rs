@@ -19,6 +19,8 @@
 
 pub mod auth;
 pub mod client;
+pub mod conf;
+pub mod login;
 pub mod sources;
 
 use std::fs::File;
@@ -27,6 +29,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use client::{Client, MAX_MANIFEST};
+pub use conf::RegistriesConf;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -120,8 +123,14 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// Where `r` lives: its registry, Docker Hub when it names none.
     pub fn new(r: &Reference) -> Remote {
-        let registry = r.registry.clone().unwrap_or_else(|| "docker.io".into());
+        Remote::on(r, r.registry.as_deref().unwrap_or(conf::DEFAULT_REGISTRY))
+    }
+
+    /// `r` on `registry` (for an unqualified name and a search registry).
+    pub fn on(r: &Reference, registry: &str) -> Remote {
+        let registry = registry.to_string();
         let repository = if matches!(registry.as_str(), "docker.io" | "index.docker.io")
             && !r.repository.contains('/')
         {
@@ -249,13 +258,67 @@ pub(crate) fn parallel<T: Sync>(
 /// Pulls `reference` into the store and tags it as the reference
 /// normalized (`host/repo:tag`). From an index, the host platform's image is
 /// taken. Returns the image (its manifest descriptor carries the digest).
+///
+/// Where it is pulled from follows [`conf::RegistriesConf`]: an unqualified
+/// name is looked up in the search registries (Docker Hub by default), and
+/// a registry's mirrors are tried before it. A mirror that fails is
+/// skipped; the registry's own error is the one returned when every place
+/// fails.
 pub fn pull(
     store: &Store,
     reference: &Reference,
     opts: &Options,
     progress: ProgressSink,
 ) -> Result<Image> {
-    let remote = Remote::new(reference);
+    let conf = RegistriesConf::load()?;
+    let registries = match &reference.registry {
+        Some(r) => vec![r.clone()],
+        None => conf.search_registries(),
+    };
+    let mut errors = Vec::new();
+    for registry in &registries {
+        let remote = Remote::on(reference, registry);
+        let endpoints = conf.endpoints(
+            &remote.registry,
+            &remote.repository,
+            reference.digest.is_some(),
+        )?;
+        for ep in endpoints {
+            let mut o = opts.clone();
+            o.insecure |= ep.insecure || conf.is_insecure(&ep.registry);
+            let at = Remote {
+                registry: ep.registry.clone(),
+                repository: ep.repository.clone(),
+                reference: remote.reference.clone(),
+            };
+            match pull_from(store, reference, &at, &o, progress) {
+                Ok(image) => return Ok(image),
+                Err(e) => errors.push(format!("{}/{}: {e}", ep.registry, ep.repository)),
+            }
+        }
+    }
+    match errors.len() {
+        1 => Err(Error::msg(format!(
+            "pulling {}: {}",
+            reference.normalized(),
+            errors.remove(0)
+        ))),
+        _ => Err(Error::msg(format!(
+            "pulling {} failed everywhere it was looked for:\n  {}",
+            reference.normalized(),
+            errors.join("\n  ")
+        ))),
+    }
+}
+
+/// Pulls `reference` from one place (`remote`, a registry or a mirror).
+fn pull_from(
+    store: &Store,
+    reference: &Reference,
+    remote: &Remote,
+    opts: &Options,
+    progress: ProgressSink,
+) -> Result<Image> {
     let client = Client::connect(&remote.registry, opts)?;
     let repo = remote.repository.as_str();
     let mut fetched = client.get_manifest(repo, &remote.reference)?;

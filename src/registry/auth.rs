@@ -75,7 +75,7 @@ pub fn docker_config_path() -> Option<PathBuf> {
 }
 
 /// The key Docker uses for a registry in its config (Docker Hub is special).
-fn config_key(registry: &str) -> &str {
+pub(crate) fn config_key(registry: &str) -> &str {
     match registry {
         "docker.io" | "index.docker.io" | "registry-1.docker.io" => "https://index.docker.io/v1/",
         other => other,
@@ -83,7 +83,7 @@ fn config_key(registry: &str) -> &str {
 }
 
 /// `https://host:5000/v1/` -> `host:5000`.
-fn host_of_key(key: &str) -> &str {
+pub(crate) fn host_of_key(key: &str) -> &str {
     let k = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))

@@ -138,8 +138,22 @@ fn http_err(what: String, e: ureq::Error) -> Error {
 }
 
 impl Client {
-    /// Connects to `registry` (`GET /v2/`), learning how it authenticates.
+    /// Connects to `registry` (`GET /v2/`), learning how it authenticates,
+    /// with the credentials the Docker config holds for it.
     pub fn connect(registry: &str, opts: &Options) -> Result<Client> {
+        let creds = match auth::docker_config_path() {
+            Some(p) => auth::lookup(&p, registry)?,
+            None => None,
+        };
+        Client::connect_as(registry, opts, creds)
+    }
+
+    /// Like [`Client::connect`], with the credentials given (`strata login`).
+    pub fn connect_as(
+        registry: &str,
+        opts: &Options,
+        creds: Option<Credentials>,
+    ) -> Result<Client> {
         let scheme = if opts.insecure || is_loopback(registry) {
             "http"
         } else {
@@ -153,10 +167,6 @@ impl Client {
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let creds = match auth::docker_config_path() {
-            Some(p) => auth::lookup(&p, registry)?,
-            None => None,
-        };
         let client = Client {
             agent,
             base: format!("{scheme}://{}", api_host(registry)),
@@ -185,6 +195,57 @@ impl Client {
             }
         }
         Ok(client)
+    }
+
+    /// Whether the registry accepts this client's credentials, as `docker
+    /// login` checks them: `GET /v2/` with Basic credentials, or a token
+    /// for no particular scope from the Bearer realm. A registry that asks
+    /// for no authentication accepts anything.
+    pub fn check_credentials(&self) -> Result<()> {
+        let challenge = match self.auth.lock() {
+            Ok(st) => st.challenge.clone(),
+            Err(_) => None,
+        };
+        let refused = || {
+            Error::msg(format!(
+                "registry {}: unauthorized: incorrect username or password",
+                self.registry
+            ))
+        };
+        match challenge {
+            None => Ok(()),
+            Some(Challenge::Basic) => {
+                let Some(c) = &self.creds else {
+                    return Err(refused());
+                };
+                let url = self.url("/v2/");
+                let mut resp = self
+                    .agent
+                    .get(&url)
+                    .header("Authorization", c.basic_header())
+                    .call()
+                    .map_err(|e| http_err(format!("GET {url}"), e))?;
+                match resp.status().as_u16() {
+                    200..=299 => Ok(()),
+                    401 | 403 => Err(refused()),
+                    _ => Err(self.status_error(&mut resp, "checking the credentials")),
+                }
+            }
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                if self.creds.is_none() {
+                    return Err(refused());
+                }
+                self.fetch_token(&realm, service.as_deref(), &[])
+                    .map(drop)
+                    .map_err(|e| {
+                        if e.to_string().contains("refused the credentials") {
+                            refused()
+                        } else {
+                            e
+                        }
+                    })
+            }
+        }
     }
 
     fn url(&self, path: &str) -> String {

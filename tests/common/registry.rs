@@ -20,6 +20,12 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(env: &TestEnv, test: &str) -> Option<Registry> {
+        Registry::start_with(env, test, "")
+    }
+
+    /// A registry whose config gets `extra` (YAML top-level sections, e.g.
+    /// an `auth:` block) appended.
+    pub fn start_with(env: &TestEnv, test: &str, extra: &str) -> Option<Registry> {
         if !Path::new(REGISTRY).exists() {
             eprintln!("SKIP {test}: {REGISTRY} is missing (apt-get install docker-registry)");
             return None;
@@ -36,7 +42,7 @@ impl Registry {
             format!(
                 "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
+                 http:\n  addr: 127.0.0.1:{port}\n{extra}",
                 data.display()
             ),
         )
@@ -53,7 +59,7 @@ impl Registry {
         let reg = Registry { child, port, log };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if http_status(port, "/v2/") == Some(200) {
+            if matches!(http_status(port, "/v2/"), Some(200 | 401)) {
                 return Some(reg);
             }
             assert!(
