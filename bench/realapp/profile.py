@@ -84,6 +84,7 @@ def report(path):
             tot_cmd += c
         what = re.sub(r"--mount=\S+ ", "", what).replace("/bin/sh -c ", "")
         what = re.sub(r"t0=\$\(date \+%s\.%N\); \( ", "", what)
+        what = re.sub(r" \); rc=\$\?; awk .*$", "", what)
         what = (what[:60] + "…") if len(what) > 61 else what
         around = f"{secs - c:9.2f}" if c is not None else f"{'':>9}"
         cs = f"{c:10.2f}" if c is not None else f"{'-':>10}"
