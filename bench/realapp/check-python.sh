@@ -34,7 +34,11 @@ if ! "$DOCKER" info >/dev/null 2>&1; then
   "$HERE/run.sh" --start-dockerd >/dev/null
   started_dockerd=1
 fi
-cleanup() { [ $started_dockerd = 1 ] && "$HERE/run.sh" --stop-dockerd; rm -rf "$CW"/*-rootfs "$CW"/*-oci; }
+# shellcheck disable=SC2317  # called by the trap
+cleanup() {
+  if [ "$started_dockerd" = 1 ]; then "$HERE/run.sh" --stop-dockerd; fi
+  rm -rf "$CW"/*-rootfs "$CW"/*-oci
+}
 trap cleanup EXIT
 
 if ! "$STRATA" --root "$STRATA_ROOT" inspect "$IMG" >/dev/null 2>&1 ||

@@ -99,14 +99,12 @@ STRATA=${STRATA:?no strata binary: cargo build --release, or set STRATA}
 # ---------------------------------------------------------------------------
 # the tools: reset (untimed), import of the base (timed in cold), build (timed)
 # ---------------------------------------------------------------------------
-bflags() { echo --root "$BUILDAH_STORE/root" --runroot "$BUILDAH_STORE/run" --storage-driver overlay; }
+BFLAGS=(--root "$BUILDAH_STORE/root" --runroot "$BUILDAH_STORE/run" --storage-driver overlay)
 
 buildah_wipe() {
   if [ -d "$BUILDAH_STORE/root" ]; then
-    # shellcheck disable=SC2046
-    buildah $(bflags) rm --all >/dev/null 2>&1 || true
-    # shellcheck disable=SC2046
-    buildah $(bflags) rmi --all --force >/dev/null 2>&1 || true
+    buildah "${BFLAGS[@]}" rm --all >/dev/null 2>&1 || true
+    buildah "${BFLAGS[@]}" rmi --all --force >/dev/null 2>&1 || true
     grep -o " $BUILDAH_STORE/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   fi
   rm -rf "$BUILDAH_STORE"
@@ -143,8 +141,7 @@ build() {        # $1 tool $2 scenario
       DOCKER_BUILDKIT=1 "$DOCKER" build --network "$NETWORK" --progress plain \
         -f "$ctx/Dockerfile" -t "$tag" "$ctx" ;;
     buildah)
-      # shellcheck disable=SC2046
-      buildah $(bflags) bud --runtime "$RUNTIME" --layers --jobs 4 --network "$NETWORK" \
+        buildah "${BFLAGS[@]}" bud --runtime "$RUNTIME" --layers --jobs 4 --network "$NETWORK" \
         --pull=never -f "$ctx/Dockerfile" -t "$tag" "$ctx" ;;
   esac
 }
@@ -153,8 +150,7 @@ has_image() {    # $1 tool $2 scenario: did the build leave the tagged image?
   case $1 in
     strata) [ -s "$OUT/run/strata.$2.json" ] && rm -f "$OUT/run/strata.$2.json" ;;
     buildkit) "$DOCKER" image inspect "realapp/$2:latest" >/dev/null 2>&1 ;;
-    # shellcheck disable=SC2046
-    buildah) buildah $(bflags) inspect --type image "realapp/$2:latest" >/dev/null 2>&1 ;;
+    buildah) buildah "${BFLAGS[@]}" inspect --type image "realapp/$2:latest" >/dev/null 2>&1 ;;
   esac
 }
 

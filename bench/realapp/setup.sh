@@ -102,7 +102,7 @@ make_apt() {
       $(apt_pkgs "$s") >"$WORK/logs/apt-$s.log" 2>&1
     rm -rf "$repo/partial" "$repo/lock"
     (cd "$repo" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
-    say "apt: $s: $(ls "$repo"/*.deb | wc -l) packages, $(du -sm "$repo" | cut -f1) MiB ($(apt_pkgs "$s"))"
+    say "apt: $s: $(find "$repo" -name "*.deb" | wc -l) packages, $(du -sm "$repo" | cut -f1) MiB ($(apt_pkgs "$s"))"
   done
   rm -rf "$ar"
 }
@@ -118,7 +118,7 @@ make_python() {
     --python-version 3.11 --implementation cp --abi cp311 \
     -r "$SCEN/python/requirements.txt" -d "$w"
   cp "$SCEN/python/requirements.txt" "$w/requirements.txt"
-  say "python: $(ls "$w"/*.whl | wc -l) wheels: $(cd "$w" && ls ./*.whl | tr '\n' ' ')"
+  say "python: $(find "$w" -name "*.whl" | wc -l) wheels: $(find "$w" -name "*.whl" -printf '%f ')"
 }
 
 # ---------------------------------------------------------------------------
@@ -149,7 +149,7 @@ make_rust() {
   (cd "$t" && CARGO_HOME=$WORK/sources/rust/cargo-home cargo vendor --locked --versioned-dirs "$v" >"$WORK/logs/cargo-vendor.log" 2>&1)
   rm -rf "$t" "$WORK/sources/rust/cargo-home"
   touch "$v/.done"
-  say "rust: vendor $(du -sm "$v" | cut -f1) MiB: $(cd "$v" && ls | tr '\n' ' ')"
+  say "rust: vendor $(du -sm "$v" | cut -f1) MiB: $(find "$v" -mindepth 1 -maxdepth 1 -type d -printf '%f ')"
 }
 
 # ---------------------------------------------------------------------------
