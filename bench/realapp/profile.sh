@@ -32,7 +32,11 @@ mkdir -p "$OUT"
 
 started=0
 if [ "$PEER" = 1 ] && ! "$DOCKER" info >/dev/null 2>&1; then "$HERE/run.sh" --start-dockerd >/dev/null; started=1; fi
-cleanup() { rm -rf "$ROOT" "$WORK/profile-ctx"; [ $started = 1 ] && "$HERE/run.sh" --stop-dockerd; }
+# shellcheck disable=SC2317  # called by the trap
+cleanup() {
+  rm -rf "$ROOT" "$WORK/profile-ctx"
+  if [ "$started" = 1 ]; then "$HERE/run.sh" --stop-dockerd; fi
+}
 trap cleanup EXIT
 
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
