@@ -21,6 +21,8 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{Dfs, EdgeRef, Reversed};
 use serde::{Deserialize, Serialize};
 
+pub mod history;
+
 /// Bumped whenever the meaning of an op or the canonical key encoding changes.
 pub const IR_VERSION: u32 = 2;
 

@@ -317,6 +317,12 @@ fn drop_known_config_differences(
     {
         env.retain(|e| e.as_str() != Some(DEFAULT_PATH));
     }
+    // BUILDAH DIFFERENCE: BuildKit gives an image from scratch
+    // `WorkingDir: "/"` (the BuildKit differential checks it); buildah
+    // leaves it unset. Only that pair is dropped.
+    if s.get("WorkingDir") == Some(&Value::String("/".into())) && !b.contains_key("WorkingDir") {
+        s.remove("WorkingDir");
+    }
     // STRATA DIFFERENCE (deliberate, warned about at build time): strata
     // turns MAINTAINER into the label `maintainer`; Docker and buildah set
     // the image's `author` field instead.

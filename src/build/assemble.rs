@@ -123,8 +123,10 @@ pub(super) fn assemble(
 ) -> Result<(ImageConfig, Vec<Descriptor>)> {
     let chain = graph.chain(target.node);
     let mut config = ImageConfig::scratch(Some(created(opts.epoch)));
-    // An image from scratch has the default PATH, as with BuildKit.
+    // An image from scratch has the default PATH and works in `/`, as with
+    // BuildKit.
     config.config.env = Some(vec![format!("PATH={}", crate::ir::DEFAULT_PATH)]);
+    config.config.working_dir = Some("/".to_string());
     let mut layers = Vec::new();
     let mut env = EnvIndex::default();
     // ONBUILD triggers are for the direct children of an image: a stage
@@ -149,11 +151,11 @@ pub(super) fn assemble(
             }
             Op::Meta(MetaOp::Env(vars)) => {
                 env.apply(&mut config, vars);
-                config.history.push(history(graph, n, opts, true));
+                config.history.extend(history(graph, n, opts, true));
             }
             Op::Meta(m) => {
                 config.apply(m);
-                config.history.push(history(graph, n, opts, true));
+                config.history.extend(history(graph, n, opts, true));
             }
             Op::Copy(_) | Op::Run(_) => {
                 let r = results.get(&n).ok_or_else(|| {
@@ -163,9 +165,9 @@ pub(super) fn assemble(
                     Some((desc, diff_id)) => {
                         layers.push(desc.clone());
                         config.rootfs.diff_ids.push(*diff_id);
-                        config.history.push(history(graph, n, opts, false));
+                        config.history.extend(history(graph, n, opts, false));
                     }
-                    None => config.history.push(history(graph, n, opts, true)),
+                    None => config.history.extend(history(graph, n, opts, true)),
                 }
             }
         }
@@ -177,14 +179,18 @@ pub(super) fn assemble(
     Ok((config, layers))
 }
 
-fn history(graph: &BuildGraph, n: NodeIndex, opts: &BuildOptions, empty: bool) -> History {
-    History {
+/// The history entry of a step, `None` for a step BuildKit records none for
+/// (ONBUILD); only steps without a layer can have none.
+fn history(graph: &BuildGraph, n: NodeIndex, opts: &BuildOptions, empty: bool) -> Option<History> {
+    let created_by = crate::ir::history::created_by(&graph.graph[n].op)
+        .or_else(|| (!empty).then(|| graph.describe(n)))?;
+    Some(History {
         created: Some(created(opts.epoch)),
-        created_by: Some(graph.describe(n)),
+        created_by: Some(created_by),
         author: None,
         comment: Some("strata".to_string()),
         empty_layer: empty,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -170,12 +170,7 @@ impl ImageConfig {
             }
             MetaOp::Expose(ports) => {
                 let map = c.exposed_ports.get_or_insert_with(BTreeMap::new);
-                for p in ports {
-                    let key = if p.contains('/') {
-                        p.to_ascii_lowercase()
-                    } else {
-                        format!("{p}/tcp")
-                    };
+                for key in crate::ir::history::exposed_ports(ports) {
                     map.insert(key, Empty {});
                 }
             }
