@@ -24,7 +24,8 @@
 //! `# bkdiff-expect: error` (both must refuse the Dockerfile).
 //!
 //! `BKDIFF_CASES=a,b` runs only the cases whose names contain one of the
-//! words; `BKDIFF_JOBS=N` sets how many cases build at once (default 3).
+//! words; `BKDIFF_JOBS=N` sets how many cases build at once (default 3);
+//! `BKDIFF_WRITE=FILE` writes every case's differences there as JSON.
 
 mod common;
 
@@ -551,6 +552,12 @@ fn buildkit_differential() {
     });
     let results = results.into_inner().expect("results");
     drop(h);
+    // `BKDIFF_WRITE=FILE` keeps every case's differences as JSON, to
+    // review and update `tests/buildkit/expected.rs` from one run.
+    if let Ok(out) = std::env::var("BKDIFF_WRITE") {
+        let json = serde_json::to_string_pretty(&results).expect("results as JSON");
+        std::fs::write(&out, json).expect("write BKDIFF_WRITE");
+    }
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut problems = Vec::new();
