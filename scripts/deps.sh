@@ -3,11 +3,12 @@
 # skopeo, umoci and podman check strata's output; busybox-static is the
 # example's userland; runc runs the example image; docker.io and
 # containerd are the reference for the BuildKit differential test (which
-# starts a private dockerd of its own: scripts/dockerd-test.sh). Needs root (or sudo);
+# starts a private dockerd of its own: scripts/dockerd-test.sh);
+# apache2-utils gives htpasswd for the login test's registry. Needs root (or sudo);
 # without it, prints what is missing and continues (tests that need a
 # missing tool skip themselves with a visible message).
 set -euo pipefail
-pkgs=(skopeo umoci podman buildah runc busybox-static docker-registry jq file docker.io containerd)
+pkgs=(skopeo umoci podman buildah runc busybox-static docker-registry jq file docker.io containerd apache2-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
