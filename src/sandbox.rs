@@ -70,7 +70,7 @@ pub struct SandboxSpec {
     pub workdir: PathBuf,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
-    /// Absolute; created (0755, in the upperdir) if missing.
+    /// Absolute; created (0755, in the upperdir, owned by `user`) if missing.
     pub cwd: String,
     /// `user[:group]`, names or ids, resolved from the rootfs /etc/passwd and
     /// /etc/group; None = 0:0. Supplementary groups from /etc/group.

@@ -236,10 +236,10 @@ fn unpack(s: &Setup, oci: &Path, reference: &str, name: &str) -> PathBuf {
 
 /// Empty mount points buildah's RUN leaves in the image when the base lacks
 /// them (`/dev`, `/proc`, `/sys`, `/run`, `/etc` and an empty
-/// `/etc/hostname`; also `/etc/hosts`, `/etc/resolv.conf`). strata does not
-/// commit these (BuildKit keeps `/dev`, `/proc`, `/sys` and `/etc`: issue
-/// 11, finding 2): dropped from buildah's tree when strata's tree lacks
-/// them.
+/// `/etc/hostname`; also `/etc/hosts`, `/etc/resolv.conf`). strata, like
+/// BuildKit, commits only `/dev`, `/proc`, `/sys` and `/etc` (issue 11,
+/// finding 2): the rest is dropped from buildah's tree when strata's tree
+/// lacks it.
 fn drop_buildah_mountpoints(b: &mut BTreeMap<String, String>, s: &BTreeMap<String, String>) {
     for f in ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"] {
         if !s.contains_key(f) && b.get(f).is_some_and(|v| v.starts_with("file 0 bytes")) {

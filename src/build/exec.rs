@@ -21,6 +21,7 @@ use super::plan::{Plan, PlannedStep, Status};
 mod copy;
 mod mounts;
 mod run;
+mod stubs;
 
 use copy::run_copy;
 use run::run_run;

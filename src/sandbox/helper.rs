@@ -320,7 +320,13 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
     drop(scratch_fd);
     sys::pivot_to_cwd()?;
 
-    // Working directory, created as root (0755) in the overlay if missing.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let who = user::resolve(spec.user.as_deref(), &passwd, &group)?;
+
+    // Working directory, created (0755) in the overlay if missing, and, as
+    // BuildKit's WORKDIR does, owned by the step's user: `USER app` then
+    // `WORKDIR /home/app/x` gives app a directory it can write.
     let cwd_rel = layout::components(&spec.cwd)?;
     let mut cur = String::new();
     for c in &cwd_rel {
@@ -333,13 +339,14 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
             if e.kind() != std::io::ErrorKind::AlreadyExists {
                 return Err(format!("creating the working directory {cur}: {e}"));
             }
+        } else if (who.uid, who.gid) != (0, 0)
+            // SAFETY: valid string; the directory was just made by us.
+            && unsafe { libc::lchown(cs.as_ptr(), who.uid, who.gid) } != 0
+        {
+            return Err(sys::os_err(format_args!("chown of the working directory {cur}")));
         }
     }
     let cwd = if cur.is_empty() { "/".to_string() } else { cur };
-
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let who = user::resolve(spec.user.as_deref(), &passwd, &group)?;
 
     let mut env: Vec<(String, String)> = spec.env.clone();
     if !env.iter().any(|(k, _)| k == "PATH") {

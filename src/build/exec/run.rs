@@ -98,6 +98,7 @@ pub(super) fn run_run(
         lowerdirs.push(oci::layer_snapshot(store, &desc, &diff_id)?);
     }
     lowerdirs.reverse(); // overlay wants the top layer first
+    let stubs = super::stubs::missing(&lowerdirs);
     let mut mounts = Vec::new();
     let mut hold = MountHold::default();
     let mut env = r.env.clone();
@@ -192,6 +193,7 @@ pub(super) fn run_run(
     }
     // The overlay work dir holds a root-only dir; it is not part of the diff.
     let _ = std::fs::remove_dir_all(&ovl_work);
+    super::stubs::add(&upper, &stubs)?;
     let entries = layer::entries_from_dir(&upper, opts.epoch)?;
     if entries.is_empty() {
         return Ok(CacheRecord {
