@@ -54,6 +54,7 @@ fn time(n: usize) -> Duration {
     let opts = BuildOptions::new(&ctx, "scale".into(), None);
     let start = Instant::now();
     let plan = build::plan(&store, &graph, &opts).unwrap();
+    eprintln!("{n} ENV steps: plan {:?}", start.elapsed());
     assert_eq!(plan.steps.len(), n + 1);
     let report = build::execute(&store, &graph, plan, &opts, &|_| {}).unwrap();
     let took = start.elapsed();
