@@ -343,7 +343,9 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
             // SAFETY: valid string; the directory was just made by us.
             && unsafe { libc::lchown(cs.as_ptr(), who.uid, who.gid) } != 0
         {
-            return Err(sys::os_err(format_args!("chown of the working directory {cur}")));
+            return Err(sys::os_err(format_args!(
+                "chown of the working directory {cur}"
+            )));
         }
     }
     let cwd = if cur.is_empty() { "/".to_string() } else { cur };

@@ -59,19 +59,25 @@ pub const LISTED: &[Listed] = &[
         case: "arg/expansion-nocolon",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to process \"${SET-d}\": missing ':' in substitution"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to process \"${SET-d}\": missing ':' in substitution",
+        ],
     },
     Listed {
         case: "arg/expansion-pattern",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to process \"${P#*/}\": missing ':' in substitution"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to process \"${P#*/}\": missing ':' in substitution",
+        ],
     },
     Listed {
         case: "arg/expansion-replace",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to process \"${P/b/X}\": missing ':' in substitution"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to process \"${P/b/X}\": missing ':' in substitution",
+        ],
     },
     Listed {
         case: "arg/global-and-redeclare",
@@ -86,7 +92,9 @@ pub const LISTED: &[Listed] = &[
         case: "arg/stage-inherits-env",
         category: Category::Documented,
         reason: "The Dockerfile reference (ARG, scope): \"An ARG instruction goes out of scope at the end of the build stage where it was defined. To use an argument in multiple stages, each stage must include the ARG instruction.\" BuildKit passes an ARG of stage `one` to RUN in the stage `FROM one`; strata leaves it unset there.",
-        diffs: &["rootfs /vals: buildkit file 11 bytes sha256:fdc1c48221bea6d61edac4209e7d3dd8c2e43720c5da66c0ea8346e3f2ceb5b8 mode 0644 owner 0:0 | strata file 7 bytes sha256:08e25dd41e2be906df0a70e615b49669c2ef852f820e31137000bb1f211af14b mode 0644 owner 0:0"],
+        diffs: &[
+            "rootfs /vals: buildkit file 11 bytes sha256:fdc1c48221bea6d61edac4209e7d3dd8c2e43720c5da66c0ea8346e3f2ceb5b8 mode 0644 owner 0:0 | strata file 7 bytes sha256:08e25dd41e2be906df0a70e615b49669c2ef852f820e31137000bb1f211af14b mode 0644 owner 0:0",
+        ],
     },
     Listed {
         case: "cmd/entrypoint-resets-cmd",
@@ -110,7 +118,9 @@ pub const LISTED: &[Listed] = &[
         case: "copy/exclude",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: exclude"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: exclude",
+        ],
     },
     Listed {
         case: "copy/file-to-existing-dir",
@@ -136,19 +146,25 @@ pub const LISTED: &[Listed] = &[
         case: "copy/hardlinks-from-context",
         category: Category::KnownGap,
         reason: "Hardlinks in the context: BuildKit keeps them one inode; strata copies two files.",
-        diffs: &["rootfs /hard/h2: buildkit file 11 bytes sha256:028d1d55eece761b070d497008da1ef8e0adcd40b26dfae326849aa811605df2 hardlink of /hard/h1 mode 0644 owner 0:0 | strata file 11 bytes sha256:028d1d55eece761b070d497008da1ef8e0adcd40b26dfae326849aa811605df2 mode 0644 owner 0:0"],
+        diffs: &[
+            "rootfs /hard/h2: buildkit file 11 bytes sha256:028d1d55eece761b070d497008da1ef8e0adcd40b26dfae326849aa811605df2 hardlink of /hard/h1 mode 0644 owner 0:0 | strata file 11 bytes sha256:028d1d55eece761b070d497008da1ef8e0adcd40b26dfae326849aa811605df2 mode 0644 owner 0:0",
+        ],
     },
     Listed {
         case: "copy/link",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: link"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: link",
+        ],
     },
     Listed {
         case: "copy/parents",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: parents"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: parents",
+        ],
     },
     Listed {
         case: "copy/relative-to-workdir",
@@ -176,37 +192,49 @@ pub const LISTED: &[Listed] = &[
         case: "findings/4-copy-heredoc",
         category: Category::KnownGap,
         reason: "Issue 11 finding 4: strata refuses COPY heredocs; the reference is too old to build them too (Dockerfile syntax 1.4).",
-        diffs: &["both failed: buildkit: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: [MAIN] | strata: tests/buildkit/findings/4-copy-heredoc.Dockerfile: 1 error / COPY with a heredoc source is not supported yet"],
+        diffs: &[
+            "both failed: buildkit: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: [MAIN] | strata: tests/buildkit/findings/4-copy-heredoc.Dockerfile: 1 error / COPY with a heredoc source is not supported yet",
+        ],
     },
     Listed {
         case: "findings/5-arg-expansion-operators",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to process \"${TARGETPLATFORM#linux/}\": missing ':' in substitution"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to process \"${TARGETPLATFORM#linux/}\": missing ':' in substitution",
+        ],
     },
     Listed {
         case: "heredoc/copy-chmod",
         category: Category::KnownGap,
         reason: "strata refuses COPY heredocs; the reference is too old for heredocs too.",
-        diffs: &["both failed: buildkit: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 4: unknown instruction: ECHO | strata: tests/buildkit/heredoc/copy-chmod.Dockerfile: 1 error / COPY with a heredoc source is not supported yet"],
+        diffs: &[
+            "both failed: buildkit: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 4: unknown instruction: ECHO | strata: tests/buildkit/heredoc/copy-chmod.Dockerfile: 1 error / COPY with a heredoc source is not supported yet",
+        ],
     },
     Listed {
         case: "heredoc/run",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: ECHO"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: ECHO",
+        ],
     },
     Listed {
         case: "heredoc/run-dash-quoted",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: ECHO"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: ECHO",
+        ],
     },
     Listed {
         case: "heredoc/several",
         category: Category::KnownGap,
         reason: "As heredoc/copy-chmod.",
-        diffs: &["both failed: buildkit: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: A | strata: tests/buildkit/heredoc/several.Dockerfile: 1 error / COPY with a heredoc source is not supported yet"],
+        diffs: &[
+            "both failed: buildkit: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: A | strata: tests/buildkit/heredoc/several.Dockerfile: 1 error / COPY with a heredoc source is not supported yet",
+        ],
     },
     Listed {
         case: "meta/maintainer",
@@ -263,7 +291,9 @@ pub const LISTED: &[Listed] = &[
         case: "run-mount/network-none",
         category: Category::ReferenceTooOld,
         reason: "",
-        diffs: &["buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: network"],
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: network",
+        ],
     },
     Listed {
         case: "run-mount/secret",
@@ -284,7 +314,9 @@ pub const LISTED: &[Listed] = &[
         case: "run/env-and-args",
         category: Category::KnownGap,
         reason: "History text: BuildKit prefixes RUN with the build args in scope (`|N K=V`), writes ARG with its declared default and keeps COPY/ADD destinations as written; the IR does not carry these yet (see src/ir/history.rs).",
-        diffs: &["history[5]: buildkit RUN |1 A=from-arg /bin/sh -c echo \"$A $E\" > /vals && env | sort | grep -v '^HOSTNAME=' > /env.txt | strata RUN /bin/sh -c echo \"$A $E\" > /vals && env | sort | grep -v '^HOSTNAME=' > /env.txt"],
+        diffs: &[
+            "history[5]: buildkit RUN |1 A=from-arg /bin/sh -c echo \"$A $E\" > /vals && env | sort | grep -v '^HOSTNAME=' > /env.txt | strata RUN /bin/sh -c echo \"$A $E\" > /vals && env | sort | grep -v '^HOSTNAME=' > /env.txt",
+        ],
     },
     Listed {
         case: "run/mount-points-after-run",

@@ -75,9 +75,15 @@ mod tests {
         std::fs::create_dir(&upper).unwrap();
         std::fs::write(upper.join("etc"), "a file the command made").unwrap();
         add(&upper, &["etc", "sys"]).unwrap();
-        assert!(upper.join("etc").is_file(), "the command's own entry is kept");
+        assert!(
+            upper.join("etc").is_file(),
+            "the command's own entry is kept"
+        );
         let m = std::fs::metadata(upper.join("sys")).unwrap();
         assert!(m.is_dir());
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777, 0o755);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777,
+            0o755
+        );
     }
 }
