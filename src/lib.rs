@@ -13,6 +13,7 @@ pub mod context;
 pub mod digest;
 pub mod error;
 pub mod frontend;
+pub mod gofmt;
 pub mod images;
 pub mod ir;
 pub mod layer;

@@ -17,6 +17,7 @@
 //! cache key (history is part of the image config, not of a step's key).
 
 use super::{BaseRef, Command, Healthcheck, MetaOp, Op};
+use crate::gofmt::{go_quote, go_quote_list as go_quoted_list, go_quote_rune};
 
 /// The history text of `op`, or `None` when BuildKit writes no entry.
 pub fn created_by(op: &Op) -> Option<String> {
@@ -96,63 +97,6 @@ fn pairs(v: &[(String, String)]) -> String {
         .map(|(k, val)| format!("{k}={val}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Go's `%q` of a `[]string`.
-fn go_quoted_list(v: &[String]) -> String {
-    let items: Vec<String> = v.iter().map(|s| go_quote(s)).collect();
-    format!("[{}]", items.join(" "))
-}
-
-/// Go's `strconv.Quote`: printable characters as they are, the usual
-/// backslash escapes, `\xNN` for other bytes below 0x80 and `\uNNNN` above.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            _ => escape_char(c, &mut out),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `strconv.QuoteRune` (`%q` of an int).
-fn go_quote_rune(r: u32) -> String {
-    let mut out = String::from("'");
-    match char::from_u32(r) {
-        Some('\'') => out.push_str("\\'"),
-        Some(c) => escape_char(c, &mut out),
-        None => out.push_str("\\ufffd"),
-    }
-    out.push('\'');
-    out
-}
-
-fn escape_char(c: char, out: &mut String) {
-    match c {
-        '\\' => out.push_str("\\\\"),
-        '\u{7}' => out.push_str("\\a"),
-        '\u{8}' => out.push_str("\\b"),
-        '\u{c}' => out.push_str("\\f"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\u{b}' => out.push_str("\\v"),
-        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-        }
-        c if c.is_control() => {
-            let n = c as u32;
-            if n <= 0xffff {
-                out.push_str(&format!("\\u{n:04x}"));
-            } else {
-                out.push_str(&format!("\\U{n:08x}"));
-            }
-        }
-        c => out.push(c),
-    }
 }
 
 /// Go's `%q` of BuildKit's `*HealthConfig{Test, Interval, Timeout,
