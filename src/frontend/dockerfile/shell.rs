@@ -191,6 +191,16 @@ impl Word<'_> {
         r
     }
 
+    /// The word of a `${...}` operator up to `stop`; an error that comes
+    /// from reaching the end of the input is reported as `missing`.
+    fn operand(&mut self, stop: char, raw_escapes: bool, missing: &str) -> Result<String, String> {
+        match self.stop_on(Some(stop), raw_escapes) {
+            Ok((w, _)) => Ok(w),
+            Err(_) if self.peek().is_none() => Err(missing.to_string()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
         let mut result = String::new();
         let mut words = Words::default();
@@ -380,15 +390,7 @@ impl Word<'_> {
                 if null_is_unset && raw {
                     return Err(format!("unsupported modifier ({modifier}) in substitution"));
                 }
-                let word = match self.stop_on(Some('}'), raw) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
-                        }
-                        return Err(e);
-                    }
-                };
+                let word = self.operand('}', raw, "syntax error: missing '}'")?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}{modifier}{word}}}"));
@@ -426,24 +428,8 @@ impl Word<'_> {
                 if all {
                     self.pos += 1;
                 }
-                let pattern = match self.stop_on(Some('/'), true) {
-                    Ok((p, _)) => p,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '/' in ${}".into());
-                        }
-                        return Err(e);
-                    }
-                };
-                let replacement = match self.stop_on(Some('}'), true) {
-                    Ok((r, _)) => r,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
-                        }
-                        return Err(e);
-                    }
-                };
+                let pattern = self.operand('/', true, "syntax error: missing '/' in ${}")?;
+                let replacement = self.operand('}', true, "syntax error: missing '}'")?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
