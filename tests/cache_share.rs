@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::built::{Built, build};
 use common::registry::Registry;
 use common::*;
 
@@ -61,59 +62,6 @@ tags = ["t/app:1"]
         std::fs::copy(bb, dir.join("busybox")).unwrap();
     }
     (dir, !run.is_empty())
-}
-
-struct Built {
-    out: Output,
-    meta: serde_json::Value,
-}
-
-impl Built {
-    fn digest(&self) -> &str {
-        self.meta["image"]["digest"].as_str().unwrap_or_default()
-    }
-
-    fn count(&self, key: &str) -> u64 {
-        self.meta["cache"][key].as_u64().unwrap_or(u64::MAX)
-    }
-
-    /// Ids of the steps that started (json progress events).
-    fn started(&self) -> Vec<String> {
-        self.out
-            .stderr
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["event"] == "started")
-            .map(|v| v["id"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        self.out
-            .stderr
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["event"] == "warning")
-            .map(|v| v["message"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
-}
-
-fn build(env: &TestEnv, root: &str, ctx: &Path, extra: &[&str]) -> Built {
-    let meta = env.path(&format!("{root}-meta.json"));
-    let _ = std::fs::remove_file(&meta);
-    let out = run_ok(
-        env.strata(root)
-            .arg("build")
-            .arg(ctx)
-            .args(["--progress", "json", "--metadata-file"])
-            .arg(&meta)
-            .args(extra),
-    );
-    Built {
-        meta: metadata(&meta),
-        out,
-    }
 }
 
 fn blobs(env: &TestEnv, root: &str) -> BTreeSet<String> {

@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::built::build;
 use common::registry::Registry;
 use common::*;
 
@@ -38,40 +39,6 @@ fn run_context(env: &TestEnv, spec: &str, files: &[(&str, &str)], test: &str) ->
     let dir = env.write_tree("ctx", &all);
     std::fs::copy(bb, dir.join("busybox")).unwrap();
     Some(dir)
-}
-
-struct Built {
-    out: Output,
-    meta: serde_json::Value,
-}
-
-impl Built {
-    fn misses(&self) -> u64 {
-        self.meta["cache"]["misses"].as_u64().unwrap_or(u64::MAX)
-    }
-    fn digest(&self) -> String {
-        self.meta["image"]["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-fn build(env: &TestEnv, root: &str, ctx: &Path, extra: &[&str]) -> Built {
-    let meta = env.path(&format!("{root}-meta.json"));
-    let _ = std::fs::remove_file(&meta);
-    let out = run_ok(
-        env.strata(root)
-            .arg("build")
-            .arg(ctx)
-            .args(["--progress", "json", "--metadata-file"])
-            .arg(&meta)
-            .args(extra),
-    );
-    Built {
-        out,
-        meta: metadata(&meta),
-    }
 }
 
 /// The file `rel` in the image tagged `tag` in store `root`.

@@ -2,6 +2,7 @@
 //! real binary, and checks for the external tools tests use.
 #![allow(dead_code)]
 
+pub mod built;
 pub mod dockerd;
 pub mod image_tree;
 pub mod registry;
