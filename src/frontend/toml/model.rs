@@ -199,6 +199,23 @@ pub struct StageSpec {
     pub healthcheck: Option<Sp<HealthcheckSpec>>,
     /// Dockerfile instructions for images built from this one.
     pub onbuild: Option<Vec<Sp<String>>>,
+    /// How the source laid this stage out; for printing only.
+    #[allow(dead_code)] // read by the TOML printer (issue 9, in progress)
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub layout: Layout,
+}
+
+/// What a printer needs to lay a stage or step out as its source did:
+/// never read by the lowering, never part of a comparison of models.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Comment lines written before it (without the `#`).
+    pub comments: Vec<String>,
+    /// For a `run` string: byte offsets in the command where the source
+    /// continued the line (a Dockerfile `\` newline), so that a printer
+    /// can break it at the same places.
+    pub breaks: Vec<usize>,
 }
 
 pub const STAGE_KEYS: &[&str] = &[
@@ -297,6 +314,11 @@ pub struct StepSpec {
     pub mounts: Option<Vec<Sp<MountSpec>>>,
     /// arg: default value; expanded, e.g. `"${TARGETPLATFORM#linux/}"`.
     pub default: Option<Sp<String>>,
+    /// How the source laid this step out; for printing only.
+    #[allow(dead_code)] // read by the TOML printer (issue 9, in progress)
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub layout: Layout,
 }
 
 /// The verbs of a step and the option keys each accepts (one table: the
