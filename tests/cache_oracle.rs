@@ -410,7 +410,8 @@ fn oracle(dockerfile: bool, seed: u64, counts: &mut BTreeMap<Kind, usize>) {
             "NOTE {test}: no RUN step (needs root and a static busybox): bind, arg, env and secret mutations are not observed"
         );
     }
-    let mut rng = Rng(seed);
+    // Each frontend walks its own mutation sequence from the one seed.
+    let mut rng = Rng(seed ^ if dockerfile { 0xd0c4_e3f1_1e00_0000 } else { 0 });
     let mut p = setup(&env, dockerfile, bb.as_deref());
     build(&env, &p, "warm", &[]);
     let mut done = 0;
