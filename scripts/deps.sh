@@ -4,11 +4,12 @@
 # example's userland; runc runs the example image; docker.io and
 # containerd are the reference for the BuildKit differential test (which
 # starts a private dockerd of its own: scripts/dockerd-test.sh);
-# apache2-utils gives htpasswd for the login test's registry. Needs root (or sudo);
+# apache2-utils gives htpasswd for the login test's registry; uidmap gives
+# newuidmap/newgidmap for the rootless tests. Needs root (or sudo);
 # without it, prints what is missing and continues (tests that need a
 # missing tool skip themselves with a visible message).
 set -euo pipefail
-pkgs=(skopeo umoci podman buildah runc busybox-static docker-registry jq file docker.io containerd apache2-utils)
+pkgs=(skopeo umoci podman buildah runc busybox-static docker-registry jq file docker.io containerd apache2-utils uidmap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

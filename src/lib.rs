@@ -22,6 +22,7 @@ pub mod reference;
 pub mod registry;
 pub mod sandbox;
 pub mod store;
+pub mod userns;
 
 // The frontends by their older paths, for callers outside `frontend`.
 pub use frontend::dockerfile;

@@ -160,12 +160,20 @@ pub fn helper_main() -> ! {
     helper::main()
 }
 
-/// Whether this host can run the sandbox (root, namespaces, overlayfs);
-/// `Err(reason)` otherwise.
+/// Whether this host can run the sandbox (root, or root in a user
+/// namespace — see `userns` —, namespaces, overlayfs); `Err(reason)` otherwise.
 pub fn available() -> std::result::Result<(), String> {
     // SAFETY: plain system call.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("the sandbox needs root (rootless is not supported yet)".to_string());
+        return Err(match crate::userns::outside_reason() {
+            Some(why) => {
+                format!("RUN needs root or a user namespace, and strata could not make one: {why}")
+            }
+            None => "RUN needs root or a user namespace (strata makes one itself when \
+                     run as an ordinary user with /etc/subuid ranges; STRATA_ROOTLESS=0 \
+                     turns that off)"
+                .to_string(),
+        });
     }
     let dir = tempfile::Builder::new()
         .prefix("strata-probe-")

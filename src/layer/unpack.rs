@@ -48,8 +48,9 @@ pub struct UnpackOptions {
     pub preserve_owners: bool,
     /// Unpack one layer on its own as an overlayfs lower layer: a whiteout
     /// becomes overlay's 0:0 character device and an opaque marker the
-    /// `trusted.overlay.opaque` xattr, instead of deleting lower content
-    /// (there is none). Needs root.
+    /// `trusted.overlay.opaque` xattr (`user.overlay.opaque` in a user
+    /// namespace), instead of deleting lower content (there is none). Needs
+    /// root, or root in a user namespace.
     pub overlay_whiteouts: bool,
 }
 
@@ -503,7 +504,7 @@ impl Unpacker {
             // `fd` is an O_PATH descriptor: set the xattr through its
             // /proc/self/fd link, which names exactly that directory.
             let link = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-            return sys::setxattr_path(&link, "trusted.overlay.opaque", b"y");
+            return sys::setxattr_path(&link, &crate::userns::overlay_xattr("opaque"), b"y");
         }
         for child in sys::read_dir_names(fd.as_fd())? {
             if !self

@@ -265,7 +265,8 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
         &lowers,
         &spec.upperdir,
         &spec.workdir,
-        OVERLAY_OPTIONS,
+        overlay_options_kv(),
+        overlay_flags(),
         root_s,
     ) {
         Ok(()) => {}
@@ -687,11 +688,33 @@ fn path_str(p: &Path) -> SysResult<&str> {
 
 /// Keep the upperdir a plain tree plus whiteouts and opaque xattrs: no
 /// rename redirects, no metadata-only copy-ups, no inode index.
-const OVERLAY_OPTIONS: &[(&str, &str)] = &[
-    ("redirect_dir", "off"),
-    ("metacopy", "off"),
-    ("index", "off"),
-];
+fn overlay_options_kv() -> &'static [(&'static str, &'static str)] {
+    if crate::userns::inside() {
+        // `userxattr` refuses `redirect_dir=off`, which still follows
+        // redirects; our lower layers hold none, so `nofollow` is the same.
+        &[
+            ("redirect_dir", "nofollow"),
+            ("metacopy", "off"),
+            ("index", "off"),
+        ]
+    } else {
+        &[
+            ("redirect_dir", "off"),
+            ("metacopy", "off"),
+            ("index", "off"),
+        ]
+    }
+}
+
+/// Valueless overlay options: in a user namespace (rootless), overlay keeps
+/// its whiteout and opaque metadata in `user.overlay.*` xattrs.
+fn overlay_flags() -> &'static [&'static str] {
+    if crate::userns::inside() {
+        &["userxattr"]
+    } else {
+        &[]
+    }
+}
 
 /// The `mount(2)` overlay data (kernels without `lowerdir+`). Lowerdirs top first; `:` and `\` escaped.
 pub fn overlay_options(lowers: &[&Path], upper: &Path, work: &Path) -> SysResult<String> {
@@ -712,8 +735,11 @@ pub fn overlay_options(lowers: &[&Path], upper: &Path, work: &Path) -> SysResult
         esc(upper)?,
         esc(work)?
     );
-    for (k, v) in OVERLAY_OPTIONS {
+    for (k, v) in overlay_options_kv() {
         opts.push_str(&format!(",{k}={v}"));
+    }
+    for f in overlay_flags() {
+        opts.push_str(&format!(",{f}"));
     }
     // The kernel takes at most one page of mount data.
     if opts.len() >= 4096 {

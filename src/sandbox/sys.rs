@@ -338,6 +338,7 @@ pub enum NewMountError {
 
 // Stable uapi values from <linux/mount.h>.
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
@@ -370,6 +371,7 @@ pub fn mount_overlay(
     upper: &Path,
     work: &Path,
     options: &[(&str, &str)],
+    flags: &[&str],
     target: &str,
 ) -> Result<(), NewMountError> {
     let failed = |what: String| NewMountError::Failed(what);
@@ -418,6 +420,24 @@ pub fn mount_overlay(
     all.extend(options.iter().map(|(k, v)| (*k, OsStr::new(*v))));
     for (k, v) in all {
         set(k, v).map_err(|e| failed(format!("{k}={v:?}: {e} ({})", fs_context_log(&fsfd))))?;
+    }
+    for f in flags {
+        let k = cstring(*f).map_err(failed)?;
+        // SAFETY: valid fd and string; a flag takes no value.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fsfd.as_raw_fd(),
+                FSCONFIG_SET_FLAG,
+                k.as_ptr(),
+                std::ptr::null::<libc::c_char>(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return Err(failed(format!("{f}: {e} ({})", fs_context_log(&fsfd))));
+        }
     }
     // SAFETY: valid fd; null key and value as the command requires.
     let r = unsafe {

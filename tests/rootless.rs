@@ -1,0 +1,281 @@
+//! Rootless builds (issue 15): an ordinary user with /etc/subuid ranges
+//! builds, runs and prunes, and gets the digest root gets. The harness makes
+//! its own users (`useradd`), so it needs root; it skips with a visible
+//! message where it cannot run (not root, no newuidmap, no useradd).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// A user with subordinate ranges, and one without.
+const USER: &str = "strata-rootless";
+const NO_RANGES: &str = "strata-noranges";
+/// The ranges this harness gives USER (away from the usual 100000).
+const RANGE: &str = "400000-465535";
+
+/// Exercises what a rootless namespace must get right: owners other than
+/// root, a setuid bit, a whiteout, an opaque directory, a cache mount, a
+/// secret, and a stage built on a stage (its snapshot unpacked with owners).
+const DOCKERFILE: &str = r#"FROM scratch AS base
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN mkdir -p /etc /gone/sub /home/app && echo a > /gone/sub/f && echo rm > /rm \
+ && echo hi > /x && chown 1000:1000 /x /home/app && chmod 4755 /x && chown 65000:65001 /gone/sub/f
+
+FROM base
+RUN rm /rm && rm -rf /gone && mkdir /gone && echo b > /gone/new
+RUN --mount=type=cache,target=/c,id=rl echo cached > /c/f && cat /c/f > /from-cache
+RUN --mount=type=secret,id=tok cat /run/secrets/tok | wc -c > /secret-len
+RUN ls -ln /x /home | sed 's/  */ /g' > /owners && id -u > /build-uid
+"#;
+
+fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Creates the harness's users once (idempotent, one test at a time);
+/// false (with a SKIP line) when this machine cannot.
+fn users(test: &str) -> bool {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    if !is_root() {
+        eprintln!("SKIP {test}: making test users needs root");
+        return false;
+    }
+    for t in ["useradd", "usermod", "runuser", "newuidmap", "newgidmap"] {
+        if !tool(t) {
+            eprintln!("SKIP {test}: `{t}` is not installed (packages passwd, util-linux, uidmap)");
+            return false;
+        }
+    }
+    // A system user gets no subordinate ids from useradd; an ordinary one
+    // may get a range (login.defs SUB_UID_COUNT); USER gets ours below.
+    for (u, kind) in [(USER, "--no-create-home"), (NO_RANGES, "--system")] {
+        let exists = Command::new("id").arg(u).output().unwrap().status.success();
+        if !exists {
+            let ok = Command::new("useradd")
+                .args([kind, "--shell", "/bin/sh", u])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "useradd {u}");
+        }
+    }
+    let has_range = std::fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(&format!("{USER}:")));
+    if !has_range {
+        let ok = Command::new("usermod")
+            .args(["--add-subuids", RANGE, "--add-subgids", RANGE, USER])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "usermod --add-subuids");
+    }
+    true
+}
+
+/// The test dir made usable by the test users: the binary copied in, every
+/// file theirs to read, the dir theirs to write.
+struct Setup {
+    env: TestEnv,
+    exe: PathBuf,
+    ctx: PathBuf,
+    secret: PathBuf,
+}
+
+fn setup(test: &str) -> Option<Setup> {
+    if !users(test) {
+        return None;
+    }
+    let bb = busybox(test)?;
+    let env = TestEnv::new();
+    let ctx = env.write_tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    std::fs::copy(bb, ctx.join("busybox")).unwrap();
+    let exe = env.path("strata");
+    std::fs::copy(env!("CARGO_BIN_EXE_strata"), &exe).unwrap();
+    let secret = env.path("tok");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let dir = env.dir.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ok = Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    Some(Setup {
+        env,
+        exe,
+        ctx,
+        secret,
+    })
+}
+
+impl Setup {
+    /// `strata --root STORE ARGS` as `user` (None: as root).
+    fn strata(&self, user: Option<&str>, store: &str, args: &[&str]) -> Output {
+        let mut c = match user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(&self.exe);
+                // runuser keeps root's environment; the user has no home.
+                c.env("HOME", self.env.dir.path());
+                c
+            }
+            None => Command::new(&self.exe),
+        };
+        c.arg("--root").arg(self.env.path(store)).args(args);
+        c.env_remove("SOURCE_DATE_EPOCH").env_remove("STRATA_ROOT");
+        c.env_remove("STRATA_ROOTLESS");
+        // The sandbox and temp files must not land in root's private dirs.
+        c.env("TMPDIR", self.env.dir.path());
+        c.current_dir(self.env.dir.path());
+        run(&mut c)
+    }
+
+    fn build(&self, user: Option<&str>, store: &str, ctx: &Path) -> String {
+        let secret = format!("id=tok,src={}", self.secret.display());
+        let out = self.strata(
+            user,
+            store,
+            &[
+                "build",
+                ctx.to_str().unwrap(),
+                "--progress",
+                "plain",
+                "--secret",
+                &secret,
+                "-t",
+                "rl/test",
+            ],
+        );
+        assert!(
+            out.ok,
+            "build as {user:?} failed:\n{}\n{}",
+            out.stdout, out.stderr
+        );
+        let digest = out
+            .stdout
+            .split_whitespace()
+            .find(|w| w.starts_with("sha256:"))
+            .unwrap_or_else(|| panic!("no digest in {:?}", out.stdout));
+        digest.to_string()
+    }
+}
+
+/// Paths under `dir` not owned by `uid`.
+fn foreign_files(dir: &Path, uid: u32) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() != uid))
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn rootless_build_run_and_prune_match_root() {
+    let test = "rootless_build_run_and_prune_match_root";
+    let Some(s) = setup(test) else { return };
+    let root_digest = s.build(None, "root-store", &s.ctx);
+    let user_digest = s.build(Some(USER), "user-store", &s.ctx);
+    assert_eq!(
+        user_digest, root_digest,
+        "a rootless build must give the root build's digest"
+    );
+    // The store holds files of subordinate ids (the chown'ed /x)...
+    let store = s.env.path("user-store");
+    let uid = uid_of(USER);
+    assert!(
+        !foreign_files(&store, uid).is_empty(),
+        "expected files owned by subordinate ids in the rootless store"
+    );
+    // ...a container sees the image's owners, and runs as root inside.
+    let out = s.strata(
+        Some(USER),
+        "user-store",
+        &[
+            "run",
+            "rl/test",
+            "sh",
+            "-c",
+            "stat -c '%u:%g %a' /x; cat /owners /from-cache /secret-len /build-uid",
+        ],
+    );
+    assert!(out.ok, "run failed:\n{}\n{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"1000:1000 4755"), "{}", out.stdout);
+    assert!(out.stdout.contains(" 1000 1000 "), "{}", out.stdout);
+    assert!(out.stdout.contains("cached\n6\n0\n"), "{}", out.stdout);
+    // rmi and prune remove what the user's builds made, subordinate ids too.
+    let out = s.strata(Some(USER), "user-store", &["rmi", "rl/test"]);
+    assert!(out.ok, "{}", out.stderr);
+    let out = s.strata(Some(USER), "user-store", &["prune", "--all", "--force"]);
+    assert!(out.ok, "{}", out.stderr);
+    let left = foreign_files(&store, uid);
+    assert!(left.is_empty(), "prune left files of other ids: {left:?}");
+}
+
+#[test]
+fn rootless_examples_match_root() {
+    let test = "rootless_examples_match_root";
+    let Some(s) = setup(test) else { return };
+    let Some(hello) = example(&s.env, "hello", test) else {
+        return;
+    };
+    let ok = Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(s.env.dir.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let root = s.build(None, "root-store", &hello);
+    let user = s.build(Some(USER), "user-store", &hello);
+    assert_eq!(user, root);
+}
+
+#[test]
+fn without_subordinate_ids_run_says_what_to_add() {
+    let test = "without_subordinate_ids_run_says_what_to_add";
+    let Some(s) = setup(test) else { return };
+    let listed = std::fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(&format!("{NO_RANGES}:")));
+    if listed {
+        eprintln!("SKIP {test}: /etc/subuid gives {NO_RANGES} a range here");
+        return;
+    }
+    let out = s.strata(
+        Some(NO_RANGES),
+        "noranges-store",
+        &["build", s.ctx.to_str().unwrap(), "--progress", "plain"],
+    );
+    assert!(!out.ok, "a RUN without a user namespace must fail");
+    assert!(
+        out.stderr.contains("no subordinate ids") && out.stderr.contains("--add-subuids"),
+        "the error must say what to add:\n{}",
+        out.stderr
+    );
+    // Nothing half-built is tagged.
+    let out = s.strata(Some(NO_RANGES), "noranges-store", &["images"]);
+    assert!(!out.stdout.contains("rl/test"), "{}", out.stdout);
+}
