@@ -146,6 +146,7 @@ note() { NOTES+=("$*"); echo "note: $*" >&2; }
 # ---------------------------------------------------------------------------
 tar -C "$PEER_SRC" --exclude=./data --exclude=./images --exclude=./results --exclude=./logs \
   --exclude=./run --exclude='./scenarios/*/context' -cf - . | tar -C "$WORK" -xf -
+chmod u+w "$WORK"   # the shared folder is read-only, and tar copies the mode of .
 chmod -R u+w "$WORK/lib" "$WORK/scenarios" "$WORK/base" "$WORK/registry"
 chmod u+w "$WORK"/*.sh
 mkdir -p "$WORK/logs" "$WORK/run"
@@ -195,6 +196,7 @@ for p in $PEERS; do
   esac
 done
 TOOLS="strata $PEERS"
+[ "${SKIP_STRATA:-0}" = 1 ] && TOOLS=$PEERS   # only the peers (bench/rootless.sh runs them apart)
 
 # ---------------------------------------------------------------------------
 # Base image: busybox:1 as OCI layout (strata, buildah) and docker-archive (docker),

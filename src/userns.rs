@@ -239,7 +239,7 @@ fn fork_into(uids: &[IdMap], gids: &[IdMap]) -> Entered {
     }
     let report = read_all(ready[0]);
     let result = if report == b"u" {
-        write_map("newuidmap", pid, uids).and_then(|()| write_map("newgidmap", pid, gids))
+        write_maps(pid, uids, gids)
     } else {
         Err(format!(
             "unsharing a user namespace: {}",
@@ -271,21 +271,44 @@ fn fork_into(uids: &[IdMap], gids: &[IdMap]) -> Entered {
     std::process::exit(wait_status(pid))
 }
 
-/// Runs `tool PID inside outside count ...`.
-fn write_map(tool: &str, pid: i32, map: &[IdMap]) -> Result<(), String> {
-    let mut cmd = Command::new(tool);
-    cmd.arg(pid.to_string());
-    for m in map {
-        cmd.args([m.inside, m.outside, m.count].map(|n| n.to_string()));
+/// Runs `newuidmap PID inside outside count ...` and `newgidmap` for the
+/// groups, both at once (each is a setuid exec: their latency adds to every
+/// command).
+fn write_maps(pid: i32, uids: &[IdMap], gids: &[IdMap]) -> Result<(), String> {
+    let spawn = |tool: &str, map: &[IdMap]| {
+        let mut cmd = Command::new(tool);
+        cmd.arg(pid.to_string());
+        for m in map {
+            cmd.args([m.inside, m.outside, m.count].map(|n| n.to_string()));
+        }
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().map_err(|e| format!("running {tool}: {e}"))
+    };
+    let children = [
+        ("newuidmap", spawn("newuidmap", uids)),
+        ("newgidmap", spawn("newgidmap", gids)),
+    ];
+    let mut result = Ok(());
+    for (tool, child) in children {
+        let outcome = child.and_then(|c| {
+            let out = c
+                .wait_with_output()
+                .map_err(|e| format!("waiting for {tool}: {e}"))?;
+            if out.status.success() {
+                return Ok(());
+            }
+            Err(format!(
+                "{tool} refused the mapping: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        });
+        if result.is_ok() {
+            result = outcome;
+        }
     }
-    let out = cmd.output().map_err(|e| format!("running {tool}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{tool} refused the mapping: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    ))
+    result
 }
 
 /// The exit code for the child's end, as a shell gives it.
