@@ -145,7 +145,7 @@ note() { NOTES+=("$*"); echo "note: $*" >&2; }
 # Work dir: a fresh copy of the peer scripts (never the generated folders)
 # ---------------------------------------------------------------------------
 tar -C "$PEER_SRC" --exclude=./data --exclude=./images --exclude=./results --exclude=./logs \
-  --exclude=./run --exclude='./scenarios/*/context' -cf - . | tar -C "$WORK" -xf -
+  --exclude=./run --exclude='./scenarios/*/context' -cf - . | tar -C "$WORK" --no-same-owner -xf -
 chmod u+w "$WORK"   # the shared folder is read-only, and tar copies the mode of .
 chmod -R u+w "$WORK/lib" "$WORK/scenarios" "$WORK/base" "$WORK/registry"
 chmod u+w "$WORK"/*.sh
