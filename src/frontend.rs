@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 pub(crate) mod diag;
 pub mod dockerfile;
 pub mod expand;
+pub(crate) mod lower;
+pub(crate) mod model;
 pub(crate) mod mount;
 pub(crate) mod state;
 pub(crate) mod tags;

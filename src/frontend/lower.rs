@@ -15,11 +15,11 @@ use petgraph::stable_graph::NodeIndex;
 use regex::Regex;
 
 use super::LowerOptions;
-use super::expand::{ExpandError, expand};
 use super::model::{
-    HealthcheckSpec, MountSpec, MountType, SharingSpec, Sp, StageSpec, StepSpec, StrOr,
+    HealthcheckSpec, ImageDecl, MountSpec, MountType, OrderedMap, Parsed, SharingSpec, Sp,
+    StageDecl, StageSpec, StepSpec, StrOr,
 };
-use super::parse::{ImageDecl, Parsed, StageDecl};
+use super::toml::expand::{ExpandError, expand};
 use crate::digest::Digest;
 use crate::frontend::diag::{Sink, did_you_mean};
 use crate::frontend::mount;
@@ -1074,7 +1074,7 @@ impl Lowerer<'_, '_> {
         ))
     }
 
-    fn labels(&mut self, state: &State, l: &Sp<super::model::OrderedMap>) -> Option<Op> {
+    fn labels(&mut self, state: &State, l: &Sp<OrderedMap>) -> Option<Op> {
         let mut out = Vec::new();
         for (k, v) in &l.get().0 {
             if k.is_empty() {

@@ -1,7 +1,10 @@
-//! The serde model of `strata.toml` (format version 1).
+//! The instruction model both frontends produce and [`super::lower`]
+//! turns into the IR: stages and typed steps with spans, expansion still
+//! symbolic (strings are templates in the `strata.toml` expansion syntax).
 //!
-//! These types are deserialized piece by piece (one stage, step or image at a
-//! time, see `parse.rs`) so that every error in a file is reported, and they
+//! It is also the serde model of `strata.toml` (format version 1): these
+//! types are deserialized piece by piece (one stage, step or image at a
+//! time, see `toml/parse.rs`) so that every error in a file is reported, and they
 //! generate the JSON Schema. Every user-written value keeps its span
 //! ([`Sp`]). No `flatten` or untagged enums: they lose spans in toml.
 
@@ -15,7 +18,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-/// A value with its byte range in the spec file.
+/// A value with its byte range in the source file (a spec or a Dockerfile).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(transparent)]
 pub struct Sp<T>(pub Spanned<T>);
@@ -432,3 +435,35 @@ pub struct ImageSpec {
 }
 
 pub const IMAGE_KEYS: &[&str] = &["stage", "tags"];
+
+/// A global arg from `[args]`.
+#[derive(Clone, Debug)]
+pub struct ArgDecl {
+    pub name: String,
+    pub span: Range<usize>,
+    pub default: Option<String>,
+}
+
+/// A stage as written; `spec` is `None` when it could not be read (its
+/// errors are already reported).
+#[derive(Clone, Debug)]
+pub struct StageDecl {
+    pub name: String,
+    pub span: Range<usize>,
+    pub spec: Option<StageSpec>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ImageDecl {
+    pub name: String,
+    pub span: Range<usize>,
+    pub spec: Option<ImageSpec>,
+}
+
+/// The document, in file order.
+#[derive(Clone, Debug, Default)]
+pub struct Parsed {
+    pub args: Vec<ArgDecl>,
+    pub stages: Vec<StageDecl>,
+    pub images: Vec<ImageDecl>,
+}
