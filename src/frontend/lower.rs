@@ -16,8 +16,8 @@ use regex::Regex;
 
 use super::LowerOptions;
 use super::model::{
-    HealthcheckSpec, ImageDecl, MountSpec, MountType, OrderedMap, Parsed, SharingSpec, Sp,
-    StageDecl, StageSpec, StepSpec, StrOr,
+    Dialect, HealthcheckSpec, ImageDecl, MountSpec, MountType, Number, OrderedMap, Parsed,
+    SharingSpec, Sp, StageDecl, StageSpec, StepSpec, StrOr,
 };
 use super::toml::expand::{ExpandError, expand};
 use crate::digest::Digest;
@@ -27,9 +27,9 @@ use crate::frontend::state::{State, order, span_of};
 use crate::frontend::tags::cli_tags;
 use crate::frontend::values::{
     is_arg_name, is_healthcheck_test, is_platform, is_signal, normalize_port, parse_chown,
-    parse_duration, parse_network, parse_octal, resolve_dest, resolve_path,
+    parse_duration, parse_network, parse_octal, parse_size, resolve_dest, resolve_path,
 };
-use crate::frontend::vars::{lookup, run_env};
+use crate::frontend::vars::{lookup, platform_args, run_env};
 use crate::ir::{
     AddOptions, BaseOp, BaseRef, BaseResolver, BuildGraph, Command, CopyFrom, CopyOp, Edge,
     Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Sharing, Stage, Target,
@@ -67,6 +67,9 @@ pub struct Lowerer<'a, 'f> {
     ends: Vec<Option<State>>,
     /// The first node the stage being lowered added.
     stage_first: Option<NodeIndex>,
+    dialect: Dialect,
+    /// BuildKit's predefined args, when the dialect has them.
+    platform: Vec<(String, String)>,
 }
 
 pub fn lower<'f>(
@@ -87,6 +90,12 @@ pub fn lower<'f>(
         declared: BTreeSet::new(),
         ends: vec![None; parsed.stages.len()],
         stage_first: None,
+        dialect: parsed.dialect.clone(),
+        platform: if parsed.dialect.platform_args {
+            platform_args()
+        } else {
+            Vec::new()
+        },
     };
     l.globals(parsed);
     l.stage_names();
@@ -138,17 +147,29 @@ impl Lowerer<'_, '_> {
                 );
                 continue;
             }
-            let value = self
-                .opts
-                .build_args
-                .get(&a.name)
-                .cloned()
-                .or_else(|| a.default.clone());
+            let default = match &a.default {
+                Some(d) if self.dialect.expanded_arg_defaults => {
+                    let globals = &self.globals;
+                    let lookup =
+                        |n: &str| globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+                    let r = expand(d, &lookup);
+                    match self.report_expand(r, d, a.default_span.clone()) {
+                        Some(v) => Some(v),
+                        None => continue,
+                    }
+                }
+                d => d.clone(),
+            };
+            let value = self.opts.build_args.get(&a.name).cloned().or(default);
             if let Some(v) = &value {
                 self.graph.args.insert(a.name.clone(), v.clone());
             }
             self.declared.insert(a.name.clone());
-            self.globals.push((a.name.clone(), value));
+            // Declared again (a Dockerfile can): the later value from here on.
+            match self.globals.iter_mut().find(|(k, _)| *k == a.name) {
+                Some(slot) => slot.1 = value,
+                None => self.globals.push((a.name.clone(), value)),
+            }
         }
     }
 
@@ -175,23 +196,28 @@ impl Lowerer<'_, '_> {
         self.stages.iter().position(|s| s.name == name)
     }
 
+    /// A global arg, then (in a dialect that has them) a predefined one.
     fn lookup_global(&self, name: &str) -> Option<Option<String>> {
-        self.globals
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+        lookup_in(&self.globals, &self.platform, name)
     }
 
     /// Expands with global args only (stage `from`, copy/mount `from`, tags).
     fn expand_global(&mut self, s: &Sp<String>) -> Option<String> {
-        let globals = self.globals.clone();
-        let lookup = |n: &str| globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        self.report_expand(expand(s.get(), &lookup), s.get(), s.span())
+        let (globals, platform) = (&self.globals, &self.platform);
+        let lookup = |n: &str| lookup_in(globals, platform, n);
+        let r = expand(s.get(), &lookup);
+        self.report_expand(r, s.get(), s.span())
     }
 
-    /// Expands with the variables a step sees: env, then args in scope, then globals.
+    /// Expands with the variables a step sees: env, then args in scope,
+    /// then (unless the dialect scopes them) the global args.
     fn expand_in(&mut self, state: &State, s: &Sp<String>) -> Option<String> {
-        let r = expand_str(state, &self.globals, s.get());
+        let globals: &[(String, Option<String>)] = if self.dialect.scoped_globals {
+            &[]
+        } else {
+            &self.globals
+        };
+        let r = expand_str(state, globals, s.get());
         self.report_expand(r, s.get(), s.span())
     }
 
@@ -368,6 +394,12 @@ impl Lowerer<'_, '_> {
                     span: from.span(),
                 });
             }
+            if let Some(i) = step.image.as_ref().and_then(|img| self.image_stage(img)) {
+                v.push(Dep {
+                    stage: i,
+                    span: step.image.as_ref().map(|x| x.span()).unwrap_or_default(),
+                });
+            }
             for m in step.mounts.iter().flatten() {
                 if let Some(from) = &m.get().from
                     && let Some(i) = self.stage_ref(from, false)
@@ -380,6 +412,17 @@ impl Lowerer<'_, '_> {
             }
         }
         v
+    }
+
+    /// The stage a copy `image` names once expanded, in a dialect where it
+    /// may (errors are reported where the copy is lowered).
+    fn image_stage(&self, img: &Sp<String>) -> Option<usize> {
+        if !self.dialect.image_may_name_stage {
+            return None;
+        }
+        let lookup = |n: &str| lookup_in(&self.globals, &self.platform, n);
+        let name = expand(img.get(), &lookup).ok()?;
+        self.stage_index(&name)
     }
 
     /// Reports each dependency cycle once; returns the stages on cycles.
@@ -445,6 +488,8 @@ impl Lowerer<'_, '_> {
         let Some(spec) = &decl.spec else { return };
         let name = decl.name.clone();
         self.stage_first = None;
+        // The base image's ONBUILD triggers, in a dialect that runs them.
+        let mut triggers = Vec::new();
         let mut state = match start {
             Start::Base(base, span) => {
                 let platform = spec.platform.as_ref().and_then(|p| {
@@ -468,7 +513,15 @@ impl Lowerer<'_, '_> {
                         Default::default()
                     }
                 };
-                if !info.onbuild.is_empty() {
+                if self.dialect.base_onbuild {
+                    let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+                    triggers = crate::frontend::dockerfile::base_triggers(
+                        &info.onbuild,
+                        span.clone(),
+                        &names,
+                        self.sink,
+                    );
+                } else if !info.onbuild.is_empty() {
                     self.graph.warnings.push(format!(
                         "stage {name}: the base image has ONBUILD instructions, which strata.toml specs do not run (and the image does not keep them); write them as steps"
                     ));
@@ -514,7 +567,7 @@ impl Lowerer<'_, '_> {
                 }
             }
         }
-        for step in &spec.steps {
+        for step in triggers.iter().chain(&spec.steps) {
             self.step(&name, &mut state, step);
         }
         self.stage_config(&name, &mut state, spec, decl.span.clone());
@@ -756,6 +809,14 @@ impl Lowerer<'_, '_> {
                     CopyFrom::Context
                 }
             },
+            (None, Some(img)) if self.image_stage(img).is_some() => {
+                let i = self.image_stage(img).unwrap_or_default();
+                match self.stage_last(i) {
+                    Some(n) => edges.push(n),
+                    None => ok = false,
+                }
+                CopyFrom::Stage(self.stages[i].name.clone())
+            }
             (None, Some(img)) => match self.expand_global(img).map(|v| (Reference::parse(&v), v)) {
                 Some((Ok(r), _)) => CopyFrom::Image(r.normalized()),
                 Some((Err(e), v)) => {
@@ -973,11 +1034,9 @@ impl Lowerer<'_, '_> {
                 None
             }
         };
+        let id = spec.id.as_ref().and_then(|i| self.expand_in(state, i));
         let target = target.unwrap_or_else(|| match kind {
-            MountType::Secret => format!(
-                "/run/secrets/{}",
-                spec.id.as_ref().map(|i| i.get().as_str()).unwrap_or("")
-            ),
+            MountType::Secret => format!("/run/secrets/{}", id.as_deref().unwrap_or("")),
             _ => "/run/buildkit/ssh_agent.0".to_string(),
         });
         let mut edge = None;
@@ -992,8 +1051,10 @@ impl Lowerer<'_, '_> {
         };
         let mut opt = |v: &Option<Sp<String>>| v.as_ref().and_then(|v| self.expand_in(state, v));
         let source = opt(&spec.source);
-        let id = opt(&spec.id);
         let env = opt(&spec.env);
+        let uid = self.mount_number(state, "uid", spec.uid.as_ref(), &mut ok);
+        let gid = self.mount_number(state, "gid", spec.gid.as_ref(), &mut ok);
+        let size = self.mount_number(state, "size", spec.size.as_ref(), &mut ok);
         let mode = match &spec.mode {
             Some(md) => {
                 let v = self.expand_in(state, md)?;
@@ -1025,12 +1086,54 @@ impl Lowerer<'_, '_> {
             readonly: spec.readonly.unwrap_or(matches!(kind, MountType::Bind)),
             required: spec.required.unwrap_or(false),
             mode,
-            uid: spec.uid,
-            gid: spec.gid,
-            size: spec.size,
+            uid: uid.map(|v| v as u32),
+            gid: gid.map(|v| v as u32),
+            size,
             env,
         };
         Some((mount, edge))
+    }
+
+    /// A mount's `uid`, `gid` (32 bits) or `size` (a size like `64m`
+    /// when written as a string).
+    fn mount_number(
+        &mut self,
+        state: &State,
+        key: &str,
+        n: Option<&Sp<Number>>,
+        ok: &mut bool,
+    ) -> Option<u64> {
+        let n = n?;
+        let (value, shown) = match n.get() {
+            Number::Value(v) => (Some(*v), v.to_string()),
+            Number::Template(t) => {
+                let Some(v) = self.expand_in(state, &Sp::new(n.span(), t.clone())) else {
+                    *ok = false;
+                    return None;
+                };
+                let parsed = if key == "size" {
+                    parse_size(&v)
+                } else {
+                    v.parse::<u64>().ok()
+                };
+                (parsed, v)
+            }
+        };
+        let value = value.filter(|v| key == "size" || u32::try_from(*v).is_ok());
+        if value.is_none() {
+            let what = if key == "size" {
+                "not a size"
+            } else {
+                "not a number"
+            };
+            self.error(
+                n.span(),
+                format!("bad {key} `{shown}` in mount: {what}"),
+                "in this mount",
+            );
+            *ok = false;
+        }
+        value
     }
 
     fn arg_step(
@@ -1350,6 +1453,23 @@ impl Lowerer<'_, '_> {
             }
         }
     }
+}
+
+fn lookup_in(
+    globals: &[(String, Option<String>)],
+    platform: &[(String, String)],
+    name: &str,
+) -> Option<Option<String>> {
+    globals
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+        .or_else(|| {
+            platform
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| Some(v.clone()))
+        })
 }
 
 fn expand_str(

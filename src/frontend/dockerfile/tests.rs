@@ -483,3 +483,116 @@ fn check_directive_skips_or_fails_check_warnings() {
         "Dockerfile:1: check directive ignored: `skip` is not key=value"
     );
 }
+
+/// While the old lowering exists: every Dockerfile of the corpus lowers to
+/// the same IR through the model as through `lower.rs` (spans aside).
+#[test]
+fn the_model_lowers_the_corpus_as_the_old_lowering_did() {
+    use crate::ir::EmptyResolver;
+    fn comparable(g: &crate::ir::BuildGraph) -> serde_json::Value {
+        fn strip(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    m.remove("span");
+                    m.values_mut().for_each(strip);
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        let mut v = serde_json::to_value(g).expect("serialize");
+        if let Some(m) = v.as_object_mut() {
+            m.remove("sources");
+        }
+        strip(&mut v);
+        v
+    }
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if p.is_dir() {
+                walk(&p, out);
+            } else if super::is_dockerfile_name(name) {
+                out.push(p);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for d in [
+        "tests/dockerfiles",
+        "tests/buildkit",
+        "examples",
+        "../shared/bench/scenarios",
+    ] {
+        walk(&root.join(d), &mut files);
+    }
+    files.sort();
+    assert!(files.len() > 50, "{}", files.len());
+    let opts = crate::frontend::LowerOptions::default();
+    let mut bad = Vec::new();
+    let mut same = 0;
+    for p in &files {
+        let text = std::fs::read_to_string(p).expect("read");
+        let name = p.display().to_string();
+        let Ok(ast) = super::parse(&name, &text) else {
+            continue;
+        };
+        let f = super::file(&name, &text);
+        let old = super::lower::lower(&f, &ast, &opts, &EmptyResolver);
+        let new = super::lower_ast(&f, &ast, &opts, &EmptyResolver);
+        match (old, new) {
+            (Ok(a), Ok(b)) => {
+                same += 1;
+                if comparable(&a) != comparable(&b) {
+                    bad.push(format!(
+                        "{name}: IR differs\nold: {}\nnew: {}",
+                        comparable(&a),
+                        comparable(&b)
+                    ));
+                }
+            }
+            (Err(a), Err(b)) => {
+                let m = |d: &crate::error::Diagnostics| {
+                    d.errors
+                        .iter()
+                        .map(|e| e.message.clone())
+                        .collect::<Vec<_>>()
+                };
+                if m(&a) != m(&b) {
+                    eprintln!(
+                        "{name}: errors worded differently:\nold: {:?}\nnew: {:?}",
+                        m(&a),
+                        m(&b)
+                    );
+                }
+            }
+            (a, b) => bad.push(format!(
+                "{name}: old {:?}\nnew {:?}",
+                a.err().map(|d| d
+                    .errors
+                    .iter()
+                    .map(|e| e.message.clone())
+                    .collect::<Vec<_>>()),
+                b.err().map(|d| d
+                    .errors
+                    .iter()
+                    .map(|e| e.message.clone())
+                    .collect::<Vec<_>>())
+            )),
+        }
+    }
+    eprintln!("{same} of {} files lowered both ways", files.len());
+    assert!(same > 50, "{same}");
+    assert!(
+        bad.is_empty(),
+        "{} of {} differ:\n{}",
+        bad.len(),
+        files.len(),
+        bad.join("\n\n")
+    );
+}

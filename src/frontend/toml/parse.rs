@@ -160,6 +160,7 @@ fn parse_args(value: Value, sink: &mut Sink, out: &mut Vec<ArgDecl>) {
             name: k.get_ref().to_string(),
             span: k.span(),
             default,
+            default_span: v.span(),
         });
     }
 }
