@@ -22,7 +22,6 @@ mod checks;
 mod convert;
 pub use convert::ConvertOptions;
 pub mod directives;
-mod lower;
 pub mod parser;
 pub mod shell;
 mod template;

@@ -13,9 +13,10 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::ops::Range;
 
-use super::lower::{INSTRUCTIONS, heredoc_script};
+use super::checks::INSTRUCTIONS;
 use super::parser::{Ast, Node};
 use super::template::{self, Name, literal};
+use super::to_model::heredoc_script;
 use super::toml_text::{continuation_pieces, continued_string, key, list, multiline, q};
 use crate::error::{Diagnostics, SourceDiagnostic};
 use crate::frontend::mount;
