@@ -230,6 +230,8 @@ impl Lowerer<'_, '_> {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
+                // Only a spec meets these: a Dockerfile's words are templates
+                // that define every name they use and write `$` as `$$`.
                 let help = if e.message.starts_with("undefined variable") {
                     "declare it in [args], a stage `arg` step or an `env` step; `${NAME:-default}` tolerates an unset name"
                 } else {
@@ -538,7 +540,7 @@ impl Lowerer<'_, '_> {
                 if let Some(p_spec) = &spec.platform {
                     self.error(
                         p_spec.span(),
-                        "`platform` only applies to a stage that starts from an image",
+                        "a platform (FROM --platform, `platform`) only applies to a stage that starts from an image",
                         "not valid here",
                     );
                 }
@@ -667,7 +669,7 @@ impl Lowerer<'_, '_> {
                 Some(u) if u.is_empty() || u.starts_with(':') => {
                     self.error(
                         s.user.as_ref().map(|x| x.span()).unwrap_or(span.clone()),
-                        "`user` needs a user name or id",
+                        "USER (`user`) needs a user name or id",
                         "empty user",
                     );
                     None
@@ -680,7 +682,7 @@ impl Lowerer<'_, '_> {
             }
         } else if let Some(sh) = &s.shell {
             if sh.get().is_empty() {
-                self.error(sh.span(), "`shell` cannot be empty", "empty array");
+                self.error(sh.span(), "SHELL (`shell`) cannot be empty", "empty array");
                 None
             } else {
                 state.shell = sh.get().clone();
@@ -762,7 +764,10 @@ impl Lowerer<'_, '_> {
             None => {
                 self.error_help(
                     span.clone(),
-                    format!("`{verb}` step without `to`"),
+                    format!(
+                        "{} (`{verb}`) needs a destination (`to`)",
+                        verb.to_uppercase()
+                    ),
                     "missing `to`",
                     "add the destination, e.g. to = \"/app/\"",
                 );
@@ -918,7 +923,7 @@ impl Lowerer<'_, '_> {
         let command = match run.get() {
             StrOr::Str(script) => {
                 if script.trim().is_empty() {
-                    self.error(run.span(), "empty `run` command", "nothing to run");
+                    self.error(run.span(), "empty RUN (`run`) command", "nothing to run");
                     return None;
                 }
                 Command::Shell {
@@ -928,7 +933,7 @@ impl Lowerer<'_, '_> {
             }
             StrOr::Other(argv) => {
                 if argv.is_empty() || argv[0].is_empty() {
-                    self.error(run.span(), "empty `run` command", "nothing to run");
+                    self.error(run.span(), "empty RUN (`run`) command", "nothing to run");
                     return None;
                 }
                 Command::Exec(argv.clone())
@@ -1027,7 +1032,7 @@ impl Lowerer<'_, '_> {
             None => {
                 self.error(
                     m.span(),
-                    format!("a {kind_name} mount needs a `target`"),
+                    format!("a {kind_name} mount needs a target (`target`)"),
                     "missing `target`",
                 );
                 ok = false;
