@@ -60,9 +60,10 @@ struct ToModel<'a, 'f> {
     stage: usize,
     /// Global arg names declared so far.
     globals: HashSet<String>,
-    /// Names the current stage defines (its ENV and ARG names, and the
-    /// ENV names of a base stage).
-    known: HashSet<String>,
+    /// Names the current stage defines: its ENV names (a base stage's
+    /// too) and its ARG names.
+    env: HashSet<String>,
+    args: HashSet<String>,
     /// Per stage: the ENV names at its end, and its own ONBUILD triggers.
     stage_env: Vec<HashSet<String>>,
     triggers: Vec<Vec<Node>>,
@@ -87,7 +88,8 @@ pub fn to_model(ast: &Ast, sink: &mut Sink, build_checks: &mut BuildChecks) -> P
         names,
         stage: 0,
         globals: HashSet::new(),
-        known: HashSet::new(),
+        env: HashSet::new(),
+        args: HashSet::new(),
         stage_env: vec![HashSet::new(); stages],
         triggers: vec![Vec::new(); stages],
         at: None,
@@ -96,10 +98,16 @@ pub fn to_model(ast: &Ast, sink: &mut Sink, build_checks: &mut BuildChecks) -> P
         dialect: DOCKERFILE,
         ..Parsed::default()
     };
-    for n in &ast.children {
+    for (at, n) in ast.children.iter().enumerate() {
         let ok = checks::keyword(m.sink, n);
         if n.keyword == "from" {
-            let decl = m.stage_decl(n, parsed.stages.len(), ok);
+            let mut decl = m.stage_decl(n, parsed.stages.len(), ok);
+            if let Some(spec) = &mut decl.spec {
+                // One step per instruction, mostly: no regrowing a long stage.
+                let body = ast.children[at + 1..].iter();
+                spec.steps
+                    .reserve(body.take_while(|n| n.keyword != "from").count());
+            }
             parsed.stages.push(decl);
             continue;
         }
@@ -160,7 +168,8 @@ pub fn base_triggers(
         names: names.iter().map(|s| s.to_string()).collect(),
         stage: names.len(),
         globals: HashSet::new(),
-        known: HashSet::new(),
+        env: HashSet::new(),
+        args: HashSet::new(),
         stage_env: Vec::new(),
         triggers: Vec::new(),
         at: Some(at.clone()),
@@ -212,7 +221,16 @@ fn arg_word(w: &str) -> (&str, Option<&str>) {
 
 /// Does a template refer to a variable (rather than only `$$`)?
 fn has_reference(t: &str) -> bool {
-    t.replace("$$", "").contains('$')
+    let b = t.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1)) {
+            (b'$', Some(b'$')) => i += 2,
+            (b'$', _) => return true,
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 impl ToModel<'_, '_> {
@@ -273,16 +291,19 @@ impl ToModel<'_, '_> {
     /// A word of a stage instruction: names the stage defines are known;
     /// any other may come from the base image's env.
     fn t(&mut self, n: &Node, word: &str) -> Option<String> {
-        let known = std::mem::take(&mut self.known);
+        let (env, args) = (
+            std::mem::take(&mut self.env),
+            std::mem::take(&mut self.args),
+        );
         let scope = |name: &str| {
-            if known.contains(name) {
+            if env.contains(name) || args.contains(name) {
                 Name::Known
             } else {
                 Name::Maybe
             }
         };
         let r = self.translate(n, word, &scope);
-        self.known = known;
+        (self.env, self.args) = (env, args);
         r
     }
 
@@ -374,8 +395,13 @@ impl ToModel<'_, '_> {
     /// with (a base stage's ENV names and ONBUILD triggers).
     fn stage_decl(&mut self, n: &Node, i: usize, ok: bool) -> StageDecl {
         let name = self.names.get(i).cloned().unwrap_or_else(|| i.to_string());
+        // The stage before ends: a stage from it starts with its ENV names.
+        if let Some(e) = i.checked_sub(1).and_then(|p| self.stage_env.get_mut(p)) {
+            *e = std::mem::take(&mut self.env);
+        }
         self.stage = i;
-        self.known.clear();
+        self.env.clear();
+        self.args.clear();
         let named = n.args.len() == 3 && n.args[1].eq_ignore_ascii_case("as");
         let span = if named {
             self.locate(n, &n.args[2])
@@ -453,14 +479,11 @@ impl ToModel<'_, '_> {
         }
         let mut steps = Vec::new();
         if let Some(b) = base {
-            self.known = self.stage_env[b].clone();
+            self.env = self.stage_env[b].clone();
             for t in self.triggers[b].clone() {
                 steps.extend(self.steps(&t));
                 self.declare(&t);
             }
-        }
-        if let Some(e) = self.stage_env.get_mut(self.stage) {
-            e.clone_from(&self.known);
         }
         Some(StageSpec {
             from: self.sp(at, from),
@@ -488,16 +511,13 @@ impl ToModel<'_, '_> {
         match n.keyword.as_str() {
             "arg" => {
                 for w in &n.args {
-                    self.known.insert(arg_word(w).0.to_string());
+                    self.args.insert(arg_word(w).0.to_string());
                 }
             }
             "env" => {
                 for t in n.args.chunks(3) {
                     if let Some(k) = t.first() {
-                        self.known.insert(k.clone());
-                        if let Some(e) = self.stage_env.get_mut(self.stage) {
-                            e.insert(k.clone());
-                        }
+                        self.env.insert(k.clone());
                     }
                 }
             }

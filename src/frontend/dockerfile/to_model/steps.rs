@@ -24,7 +24,7 @@ impl ToModel<'_, '_> {
                     };
                     let arg = self.sp(n.locate(self.text(), name), name.to_string());
                     // Each name is in scope for the next one's default.
-                    self.known.insert(name.to_string());
+                    self.args.insert(name.to_string());
                     v.push(step(StepSpec {
                         arg: Some(arg),
                         default,
