@@ -1,13 +1,17 @@
 //! The Dockerfile frontend: `Dockerfile` -> [`BuildGraph`], and
 //! `strata convert` (Dockerfile -> `strata.toml`).
 //!
-//! Three layers, as in BuildKit:
+//! Layers, as in BuildKit:
 //! - [`parser`]: text -> nodes with byte spans (directives, continuations,
 //!   JSON/shell forms, flags, heredocs); [`dump`] prints BuildKit's
 //!   `Node.Dump()` format for the conformance cases;
-//! - [`shell`]: BuildKit's word expansion (`$VAR`, `${VAR:-x}`, ...);
-//! - [`lower`]: nodes -> typed instructions -> the IR, producing the same
-//!   graph the TOML frontend produces for the same build.
+//! - `checks`: what only a Dockerfile checks (keywords and their flags,
+//!   ONBUILD triggers, the `syntax`/`check` directives, build-check
+//!   warnings);
+//! - `to_model`: nodes -> the instruction model (`frontend::model`), words
+//!   as templates (`template`), then the one lowering (`frontend::lower`)
+//!   shared with the TOML frontend;
+//! - [`shell`]: BuildKit's word expansion (`$VAR`, `${VAR:-x}`, ...).
 //!
 //! [`convert`] writes a `strata.toml` from a Dockerfile. The module knows
 //! nothing of the file system: base images come from a [`BaseResolver`].
