@@ -171,3 +171,15 @@ fn shared_checks_point_into_the_dockerfile() {
         assert_eq!(&text[o..o + d.span.len()], at, "{text}");
     }
 }
+
+#[test]
+fn a_target_names_a_stage_in_any_case() {
+    let text = "FROM scratch AS Build\nFROM scratch\n";
+    let opts = LowerOptions {
+        targets: vec!["BUILD".into()],
+        ..LowerOptions::default()
+    };
+    let g = dockerfile::load("Dockerfile", text, &opts, &EmptyResolver).expect("load");
+    let names: Vec<&str> = g.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["build"]);
+}

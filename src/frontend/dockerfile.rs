@@ -88,7 +88,12 @@ fn lower_ast(
     let mut sink = Sink::new(f);
     let mut build_checks = BuildChecks::new(f, ast);
     let parsed = to_model::to_model(ast, &mut sink, &mut build_checks);
-    let mut graph = crate::frontend::lower::lower(&parsed, opts, resolver, &mut sink);
+    // Stage names are lower-case, so `--target Build` is stage `build`.
+    let opts = LowerOptions {
+        targets: opts.targets.iter().map(|t| t.to_lowercase()).collect(),
+        ..opts.clone()
+    };
+    let mut graph = crate::frontend::lower::lower(&parsed, &opts, resolver, &mut sink);
     let mut warnings = build_checks.finish(&mut sink);
     warnings.append(&mut graph.warnings);
     graph.warnings = warnings;

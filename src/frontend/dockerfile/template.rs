@@ -39,6 +39,13 @@ pub fn template(
     escape: char,
     scope: &dyn Fn(&str) -> Name,
 ) -> Result<Translated, String> {
+    // Most words are plain text.
+    if !word.contains(['$', '\'', '"', escape]) {
+        return Ok(Translated {
+            text: word.to_string(),
+            hidden: Vec::new(),
+        });
+    }
     let mut t = Template {
         c: word.chars().collect(),
         i: 0,

@@ -116,11 +116,13 @@ pub fn to_model(ast: &Ast, sink: &mut Sink, build_checks: &mut BuildChecks) -> P
         }
         if let Some(stage) = parsed.stages.last_mut() {
             build_checks.instruction(m.sink.file, n);
-            let steps = m.steps(n);
+            let mut none = Vec::new();
+            let out = match &mut stage.spec {
+                Some(spec) => &mut spec.steps,
+                None => &mut none,
+            };
+            m.steps(n, out);
             m.declare(n);
-            if let Some(spec) = &mut stage.spec {
-                spec.steps.extend(steps);
-            }
         } else if n.keyword == "arg" {
             m.global_args(n, &mut parsed.args);
         } else {
@@ -181,7 +183,7 @@ pub fn base_triggers(
                 for mut n in ast.children {
                     n.span = at.clone();
                     if checks::keyword(m.sink, &n) {
-                        out.extend(m.steps(&n));
+                        m.steps(&n, &mut out);
                         m.declare(&n);
                     }
                 }
@@ -481,7 +483,7 @@ impl ToModel<'_, '_> {
         if let Some(b) = base {
             self.env = self.stage_env[b].clone();
             for t in self.triggers[b].clone() {
-                steps.extend(self.steps(&t));
+                self.steps(&t, &mut steps);
                 self.declare(&t);
             }
         }

@@ -7,12 +7,11 @@ use crate::frontend::values::{parse_flag_bool, parse_retries};
 
 impl ToModel<'_, '_> {
     /// The steps of one instruction (none when it is refused).
-    pub(super) fn steps(&mut self, n: &Node) -> Vec<Sp<StepSpec>> {
+    pub(super) fn steps(&mut self, n: &Node, out: &mut Vec<Sp<StepSpec>>) {
         let span = self.span(n.span.clone());
-        let step = |s: StepSpec| Sp::new(span.clone(), s);
-        let mut out: Vec<Sp<StepSpec>> = match n.keyword.as_str() {
+        let first = out.len();
+        let one: Option<StepSpec> = match n.keyword.as_str() {
             "arg" => {
-                let mut v = Vec::new();
                 for w in &n.args {
                     let (name, default) = arg_word(w);
                     let default = match default {
@@ -25,44 +24,43 @@ impl ToModel<'_, '_> {
                     let arg = self.sp(n.locate(self.text(), name), name.to_string());
                     // Each name is in scope for the next one's default.
                     self.args.insert(name.to_string());
-                    v.push(step(StepSpec {
-                        arg: Some(arg),
-                        default,
-                        ..StepSpec::default()
-                    }));
+                    out.push(Sp::new(
+                        span.clone(),
+                        StepSpec {
+                            arg: Some(arg),
+                            default,
+                            ..StepSpec::default()
+                        },
+                    ));
                 }
-                v
+                None
             }
-            "env" | "label" => self
-                .pairs(n)
-                .map(|m| {
-                    let m = Sp::new(span.clone(), m);
-                    step(if n.keyword == "env" {
-                        StepSpec {
-                            env: Some(m),
-                            ..StepSpec::default()
-                        }
-                    } else {
-                        StepSpec {
-                            label: Some(m),
-                            ..StepSpec::default()
-                        }
-                    })
-                })
-                .into_iter()
-                .collect(),
+            "env" | "label" => self.pairs(n).map(|m| {
+                let m = Sp::new(span.clone(), m);
+                if n.keyword == "env" {
+                    StepSpec {
+                        env: Some(m),
+                        ..StepSpec::default()
+                    }
+                } else {
+                    StepSpec {
+                        label: Some(m),
+                        ..StepSpec::default()
+                    }
+                }
+            }),
             "maintainer" => {
                 let v = n.args.first().cloned().unwrap_or_default();
                 let label = OrderedMap(vec![(
                     "maintainer".into(),
                     self.sp(span.clone(), literal(&v)),
                 )]);
-                vec![step(StepSpec {
+                Some(StepSpec {
                     label: Some(Sp::new(span.clone(), label)),
                     ..StepSpec::default()
-                })]
+                })
             }
-            "workdir" | "user" | "stopsignal" => self.single(n).map(step).into_iter().collect(),
+            "workdir" | "user" | "stopsignal" => self.single(n),
             "shell" => {
                 if !n.json || n.args.is_empty() {
                     let at = self.first_line(n);
@@ -72,12 +70,12 @@ impl ToModel<'_, '_> {
                         "not a JSON array",
                         "e.g. SHELL [\"/bin/bash\", \"-c\"]",
                     );
-                    Vec::new()
+                    None
                 } else {
-                    vec![step(StepSpec {
+                    Some(StepSpec {
                         shell: Some(Sp::new(span.clone(), n.args.clone())),
                         ..StepSpec::default()
-                    })]
+                    })
                 }
             }
             "cmd" | "entrypoint" => {
@@ -87,7 +85,7 @@ impl ToModel<'_, '_> {
                     StrOr::Str(n.args.first().cloned().unwrap_or_default())
                 };
                 let c = Some(Sp::new(span.clone(), c));
-                vec![step(if n.keyword == "cmd" {
+                Some(if n.keyword == "cmd" {
                     StepSpec {
                         cmd: c,
                         ..StepSpec::default()
@@ -97,7 +95,7 @@ impl ToModel<'_, '_> {
                         entrypoint: c,
                         ..StepSpec::default()
                     }
-                })]
+                })
             }
             "expose" | "volume" => {
                 let mut v = Vec::new();
@@ -107,7 +105,7 @@ impl ToModel<'_, '_> {
                     }
                 }
                 let v = Some(Sp::new(span.clone(), v));
-                vec![step(if n.keyword == "expose" {
+                Some(if n.keyword == "expose" {
                     StepSpec {
                         expose: v,
                         ..StepSpec::default()
@@ -117,37 +115,33 @@ impl ToModel<'_, '_> {
                         volume: v,
                         ..StepSpec::default()
                     }
-                })]
-            }
-            "healthcheck" => self
-                .healthcheck(n)
-                .map(|h| {
-                    step(StepSpec {
-                        healthcheck: Some(Sp::new(span.clone(), h)),
-                        ..StepSpec::default()
-                    })
                 })
-                .into_iter()
-                .collect(),
+            }
+            "healthcheck" => self.healthcheck(n).map(|h| StepSpec {
+                healthcheck: Some(Sp::new(span.clone(), h)),
+                ..StepSpec::default()
+            }),
             "onbuild" => {
                 let trigger = n
                     .sub
                     .as_ref()
                     .map(|s| s.original.trim().to_string())
                     .unwrap_or_default();
-                vec![step(StepSpec {
+                Some(StepSpec {
                     onbuild: Some(Sp::new(span.clone(), vec![Sp::new(span.clone(), trigger)])),
                     ..StepSpec::default()
-                })]
+                })
             }
-            "run" => self.run(n).map(step).into_iter().collect(),
-            "copy" | "add" => self.copy(n).map(step).into_iter().collect(),
-            _ => Vec::new(),
+            "run" => self.run(n),
+            "copy" | "add" => self.copy(n),
+            _ => None,
         };
-        if let Some(first) = out.first_mut() {
+        if let Some(s) = one {
+            out.push(Sp::new(span, s));
+        }
+        if let Some(first) = out.get_mut(first) {
             first.0.get_mut().layout.comments = comments(n);
         }
-        out
     }
 
     /// ENV and LABEL: `key=value` pairs, the values templates.
@@ -180,7 +174,12 @@ impl ToModel<'_, '_> {
                 continue;
             }
             let value = self.sp(n.locate(self.text(), v), vt);
-            out.push((kt.replace("$$", "$"), value));
+            let key = if kt.contains("$$") {
+                kt.replace("$$", "$")
+            } else {
+                kt
+            };
+            out.push((key, value));
         }
         Some(OrderedMap(out))
     }
