@@ -3,17 +3,21 @@
 //! - [`toml`]: `strata.toml` specs;
 //! - [`dockerfile`]: Dockerfiles, and `strata convert` (Dockerfile -> TOML).
 //!
-//! What both share lives here, once: value checks ([`values`]),
-//! variables in scope ([`vars`]), RUN mount options ([`mount`]), the
-//! expansion operators ([`expand`]) and diagnostics ([`diag`]). The
-//! frontends know nothing of the file system or the store: base images
-//! are looked up through a [`crate::ir::BaseResolver`].
+//! Both produce one instruction model (`model`: stages and typed steps
+//! with spans, strings as templates), and one lowering (`lower`) turns it
+//! into the IR. What else they share lives here, once: value checks
+//! ([`values`]), variables in scope ([`vars`]), RUN mount options
+//! ([`mount`]), the expansion operators ([`expand`]) and diagnostics
+//! ([`diag`]). The frontends know nothing of the file system or the
+//! store: base images are looked up through a [`crate::ir::BaseResolver`].
 
 use std::collections::BTreeMap;
 
 pub(crate) mod diag;
 pub mod dockerfile;
 pub mod expand;
+pub(crate) mod lower;
+pub(crate) mod model;
 pub(crate) mod mount;
 pub(crate) mod state;
 pub(crate) mod tags;

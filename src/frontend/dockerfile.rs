@@ -1,28 +1,38 @@
 //! The Dockerfile frontend: `Dockerfile` -> [`BuildGraph`], and
 //! `strata convert` (Dockerfile -> `strata.toml`).
 //!
-//! Three layers, as in BuildKit:
+//! Layers, as in BuildKit:
 //! - [`parser`]: text -> nodes with byte spans (directives, continuations,
 //!   JSON/shell forms, flags, heredocs); [`dump`] prints BuildKit's
 //!   `Node.Dump()` format for the conformance cases;
-//! - [`shell`]: BuildKit's word expansion (`$VAR`, `${VAR:-x}`, ...);
-//! - [`lower`]: nodes -> typed instructions -> the IR, producing the same
-//!   graph the TOML frontend produces for the same build.
+//! - `checks`: what only a Dockerfile checks (keywords and their flags,
+//!   ONBUILD triggers, the `syntax`/`check` directives, build-check
+//!   warnings);
+//! - `to_model`: nodes -> the instruction model (`frontend::model`), words
+//!   as templates (`template`), then the one lowering (`frontend::lower`)
+//!   shared with the TOML frontend;
+//! - [`shell`]: BuildKit's word expansion (`$VAR`, `${VAR:-x}`, ...).
 //!
 //! [`convert`] writes a `strata.toml` from a Dockerfile. The module knows
 //! nothing of the file system: base images come from a [`BaseResolver`].
 
 use super::LowerOptions;
+use super::diag::Sink;
 use crate::error::{Diagnostics, SourceDiagnostic};
 use crate::ir::{BaseResolver, BuildGraph, EmptyResolver, SourceFile};
+use checks::BuildChecks;
 
+mod checks;
 mod convert;
 pub use convert::ConvertOptions;
 pub mod directives;
-mod lower;
 pub mod parser;
 pub mod shell;
+mod template;
+mod to_model;
 mod toml_text;
+
+pub(crate) use to_model::base_triggers;
 
 pub use parser::{Ast, Heredoc, Node};
 
@@ -56,7 +66,8 @@ pub fn dump(ast: &Ast) -> String {
     parser::dump(ast)
 }
 
-/// Parse + lower, with the same contract as [`crate::frontend::toml::load`].
+/// Parse + checks + model + the one lowering, with the same contract as
+/// [`crate::frontend::toml::load`].
 pub fn load(
     file_name: &str,
     text: &str,
@@ -64,7 +75,29 @@ pub fn load(
     resolver: &dyn BaseResolver,
 ) -> Result<BuildGraph, Diagnostics> {
     let ast = parse(file_name, text)?;
-    lower::lower(&file(file_name, text), &ast, opts, resolver)
+    let f = file(file_name, text);
+    lower_ast(&f, &ast, opts, resolver)
+}
+
+fn lower_ast(
+    f: &SourceFile,
+    ast: &Ast,
+    opts: &LowerOptions,
+    resolver: &dyn BaseResolver,
+) -> Result<BuildGraph, Diagnostics> {
+    let mut sink = Sink::new(f);
+    let mut build_checks = BuildChecks::new(f, ast);
+    let parsed = to_model::to_model(ast, &mut sink, &mut build_checks);
+    // Stage names are lower-case, so `--target Build` is stage `build`.
+    let opts = LowerOptions {
+        targets: opts.targets.iter().map(|t| t.to_lowercase()).collect(),
+        ..opts.clone()
+    };
+    let mut graph = crate::frontend::lower::lower(&parsed, &opts, resolver, &mut sink);
+    let mut warnings = build_checks.finish(&mut sink);
+    warnings.append(&mut graph.warnings);
+    graph.warnings = warnings;
+    sink.into_result(graph)
 }
 
 /// Dockerfile -> `strata.toml` text, with warnings for what does not carry
@@ -91,7 +124,7 @@ pub fn convert_with(
         tags: opts.tags.clone(),
         ..LowerOptions::default()
     };
-    let graph = lower::lower(&f, &ast, &lower_opts, &EmptyResolver)?;
+    let graph = lower_ast(&f, &ast, &lower_opts, &EmptyResolver)?;
     let opts = ConvertOptions {
         tags: graph
             .targets

@@ -1,6 +1,6 @@
 //! The config state a step of a stage sees while lowering, how a stage
 //! starts from a base image's config, how a step joins the graph, and the
-//! order stages are lowered in: one copy for both frontends.
+//! order stages are lowered in.
 
 use std::ops::Range;
 
@@ -13,11 +13,9 @@ use crate::ir::{BaseInfo, BuildGraph, Edge, Op, Span, Step};
 /// The shell of shell forms when neither the base image nor a SHELL step set one.
 pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
-/// What a step sees. `X` holds the stage's own ONBUILD triggers in a
-/// frontend that runs them (the Dockerfile's: a stage that starts from
-/// this one runs them first); `()` in one that does not.
+/// What a step sees.
 #[derive(Clone, Debug)]
-pub struct State<X = ()> {
+pub struct State {
     pub env: Env,
     pub user: Option<String>,
     /// Absolute.
@@ -27,10 +25,9 @@ pub struct State<X = ()> {
     pub args: Args,
     /// The stage's last node so far.
     pub last: Option<NodeIndex>,
-    pub onbuild: X,
 }
 
-impl<X: Default> State<X> {
+impl State {
     pub fn empty() -> Self {
         State {
             env: Env::default(),
@@ -39,7 +36,6 @@ impl<X: Default> State<X> {
             shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
             args: Args::default(),
             last: None,
-            onbuild: X::default(),
         }
     }
 
@@ -57,9 +53,7 @@ impl<X: Default> State<X> {
         }
         state
     }
-}
 
-impl<X> State<X> {
     /// Adds a step after the stage's last node (a `Parent` edge) and makes
     /// it the last.
     pub fn add(

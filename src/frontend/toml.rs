@@ -1,10 +1,11 @@
 //! The TOML frontend: `strata.toml` -> [`BuildGraph`].
 //!
-//! Three stages, each in its own file:
-//! - [`parse`]: text -> model ([`model`]), piece by piece so that every
+//! - [`parse`]: text -> the instruction model (`frontend::model`, which
+//!   is also the serde model of the file), piece by piece so that every
 //!   syntax, unknown-key and type error of the file is reported;
-//! - [`lower`]: semantic checks and lowering to the IR (args and env
-//!   expanded with [`expand`], paths resolved, stages ordered);
+//! - the one lowering, `frontend::lower`, shared with the Dockerfile
+//!   frontend: semantic checks and the IR (strings expanded with
+//!   [`expand`], paths resolved, stages ordered);
 //! - [`json_schema`]: the JSON Schema, generated from the model types.
 //!
 //! The module knows nothing of the file system or the store: base images
@@ -15,10 +16,11 @@ use super::diag::Sink;
 use crate::error::Diagnostics;
 use crate::ir::{BaseResolver, BuildGraph, SourceFile};
 
-mod expand;
-mod lower;
-mod model;
+pub(crate) mod expand;
 mod parse;
+
+/// The model lives beside the frontends; this is its serde (TOML) face.
+use super::model;
 
 pub use super::LowerOptions;
 
@@ -39,7 +41,7 @@ pub fn load(
     let Some(parsed) = parse::parse(text, &mut sink) else {
         return sink.into_result(BuildGraph::default());
     };
-    let graph = lower::lower(&parsed, opts, resolver, &mut sink);
+    let graph = super::lower::lower(&parsed, opts, resolver, &mut sink);
     sink.into_result(graph)
 }
 

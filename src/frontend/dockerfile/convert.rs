@@ -13,8 +13,10 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::ops::Range;
 
-use super::lower::{INSTRUCTIONS, heredoc_script};
+use super::checks::INSTRUCTIONS;
 use super::parser::{Ast, Node};
+use super::template::{self, Name, literal};
+use super::to_model::heredoc_script;
 use super::toml_text::{continuation_pieces, continued_string, key, list, multiline, q};
 use crate::error::{Diagnostics, SourceDiagnostic};
 use crate::frontend::mount;
@@ -38,11 +40,6 @@ struct Converter<'a> {
     triggers: Vec<Vec<Node>>,
 }
 
-/// Literal text as a TOML template (`$` doubled).
-fn literal(s: &str) -> String {
-    s.replace('$', "$$")
-}
-
 /// How the names of a word expand where the word is.
 #[derive(Clone, Copy)]
 struct Scope<'s> {
@@ -53,189 +50,18 @@ struct Scope<'s> {
     hidden: &'s BTreeSet<String>,
 }
 
-/// A Dockerfile word as a TOML template: quotes removed, escapes resolved,
-/// variable references kept.
-/// Names in `scope.known` are defined where the word is; other references
-/// become `${NAME:-}`, which, like the Dockerfile, expands an unset name to
-/// nothing (a bare `${NAME}` is an error in a TOML spec). Names in
-/// `scope.hidden` are replaced by what an unset name gives, and listed in
-/// the second value.
+/// A Dockerfile word as a TOML template, and the hidden names it used.
 fn template(word: &str, escape: char, scope: Scope) -> Result<(String, Vec<String>), String> {
-    let mut t = Template {
-        c: word.chars().collect(),
-        i: 0,
-        escape,
-        scope,
-        hidden_used: Vec::new(),
-    };
-    let out = t.word(None, false)?;
-    Ok((out, t.hidden_used))
-}
-
-struct Template<'s> {
-    c: Vec<char>,
-    i: usize,
-    escape: char,
-    scope: Scope<'s>,
-    hidden_used: Vec<String>,
-}
-
-impl Template<'_> {
-    /// Up to `stop` (consumed). `raw`: a pattern, where an escape stays in
-    /// front of the character it escapes (as BuildKit keeps it).
-    fn word(&mut self, stop: Option<char>, raw: bool) -> Result<String, String> {
-        let mut out = String::new();
-        let mut dq = false;
-        while let Some(&ch) = self.c.get(self.i) {
-            if !dq && Some(ch) == stop {
-                self.i += 1;
-                return Ok(out);
-            }
-            self.i += 1;
-            match ch {
-                '\'' if !dq => {
-                    let start = self.i;
-                    while self.c.get(self.i).is_some_and(|&x| x != '\'') {
-                        self.i += 1;
-                    }
-                    if self.i >= self.c.len() {
-                        return Err("unterminated single quote".into());
-                    }
-                    out.push_str(&literal(&self.c[start..self.i].iter().collect::<String>()));
-                    self.i += 1;
-                }
-                '"' => dq = !dq,
-                '$' => {
-                    let r = self.reference()?;
-                    out.push_str(&r);
-                }
-                ch if ch == self.escape => match self.c.get(self.i) {
-                    None => {}
-                    Some(&n) if !dq || n == '"' || n == '$' || n == self.escape => {
-                        self.i += 1;
-                        if raw {
-                            out.push(ch);
-                        }
-                        out.push_str(&literal(&n.to_string()));
-                    }
-                    Some(_) => out.push(ch),
-                },
-                ch => out.push(ch),
-            }
-        }
-        if dq {
-            return Err("unterminated double quote".into());
-        }
-        if let Some(s) = stop {
-            return Err(format!("missing `{s}`"));
-        }
-        Ok(out)
-    }
-
-    fn name(&mut self) -> String {
-        let start = self.i;
-        while self
-            .c
-            .get(self.i)
-            .is_some_and(|&x| x.is_ascii_alphanumeric() || x == '_')
-        {
-            self.i += 1;
-        }
-        self.c[start..self.i].iter().collect()
-    }
-
-    /// Is `name` a global arg out of scope (noted when it is)?
-    fn hidden(&mut self, name: &str) -> bool {
-        let h = self.scope.hidden.contains(name);
-        if h && !self.hidden_used.iter().any(|u| u == name) {
-            self.hidden_used.push(name.to_string());
-        }
-        h
-    }
-
-    fn plain(&mut self, name: &str) -> String {
-        if self.hidden(name) {
-            String::new()
-        } else if self.scope.known.contains(name) {
-            format!("${{{name}}}")
+    let name = |n: &str| {
+        if scope.hidden.contains(n) {
+            Name::Hidden
+        } else if scope.known.contains(n) {
+            Name::Known
         } else {
-            format!("${{{name}:-}}")
+            Name::Unset
         }
-    }
-
-    /// After a `$`: a reference in TOML syntax.
-    fn reference(&mut self) -> Result<String, String> {
-        if self.c.get(self.i) != Some(&'{') {
-            let name = self.name();
-            if name.is_empty() {
-                return Ok("$$".into());
-            }
-            if name.starts_with(|x: char| x.is_ascii_digit()) {
-                return Err(format!("positional parameter `${name}`"));
-            }
-            return Ok(self.plain(&name));
-        }
-        self.i += 1;
-        let name = self.name();
-        if name.is_empty() || name.starts_with(|x: char| x.is_ascii_digit()) {
-            return Err("a `${...}` form TOML specs cannot express".into());
-        }
-        let hidden = self.hidden(&name);
-        let known = !hidden && self.scope.known.contains(&name);
-        let (colon, op) = match (self.c.get(self.i), self.c.get(self.i + 1)) {
-            (Some(':'), Some(&c)) => (true, c),
-            (Some(&c), _) => (false, c),
-            (None, _) => return Err("missing `}`".into()),
-        };
-        self.i += 1 + usize::from(colon);
-        let c = if colon { ":" } else { "" };
-        match op {
-            '}' if !colon => Ok(self.plain(&name)),
-            // The test forms accept an undefined name in a spec too.
-            '-' | '+' | '?' => {
-                let word = self.word(Some('}'), false)?;
-                Ok(match (hidden, op) {
-                    (true, '-') => word,
-                    (true, '+') => String::new(),
-                    _ => format!("${{{name}{c}{op}{word}}}"),
-                })
-            }
-            '#' | '%' if !colon => {
-                let doubled = self.c.get(self.i) == Some(&op);
-                self.i += usize::from(doubled);
-                let pattern = self.word(Some('}'), true)?;
-                // Unset in the Dockerfile: trimming the empty string.
-                Ok(if known {
-                    let d = if doubled {
-                        op.to_string()
-                    } else {
-                        String::new()
-                    };
-                    format!("${{{name}{op}{d}{pattern}}}")
-                } else {
-                    String::new()
-                })
-            }
-            '/' if !colon => {
-                let all = self.c.get(self.i) == Some(&'/');
-                self.i += usize::from(all);
-                let pattern = self.word(Some('/'), true)?;
-                let replacement = self.word(Some('}'), true)?;
-                Ok(if known {
-                    let a = if all { "/" } else { "" };
-                    format!("${{{name}/{a}{pattern}/{replacement}}}")
-                } else if pattern.chars().all(|x| x == '*') {
-                    // Unset: the empty string, which only `*`s match.
-                    replacement
-                } else {
-                    String::new()
-                })
-            }
-            _ => Err(format!(
-                "`${{{name}{c}{op}...}}` is not an expansion BuildKit knows"
-            )),
-        }
-    }
+    };
+    template::template(word, escape, &name).map(|t| (t.text, t.hidden))
 }
 
 /// What `strata convert` adds to the Dockerfile.
@@ -606,7 +432,7 @@ impl Converter<'_> {
                         }
                     }
                     let name = w.split_once('=').map_or(w.as_str(), |(k, _)| k);
-                    if super::lower::predefined_args()
+                    if crate::frontend::vars::platform_args()
                         .iter()
                         .any(|(k, _)| k == name)
                     {
@@ -905,42 +731,5 @@ impl Converter<'_> {
             parts.push(format!("exclude = {}", list(&exclude)));
         }
         Some(format!("{{ {} }}", parts.join(", ")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    fn template(w: &str, e: char) -> Result<String, String> {
-        let known: BTreeSet<String> = ["A".to_string()].into();
-        let hidden = BTreeSet::new();
-        let scope = super::Scope {
-            known: &known,
-            hidden: &hidden,
-        };
-        super::template(w, e, scope).map(|t| t.0)
-    }
-
-    #[test]
-    fn templates() {
-        assert_eq!(template("$HOME/x", '\\').as_deref(), Ok("${HOME:-}/x"));
-        assert_eq!(template("${A}b", '\\').as_deref(), Ok("${A}b"));
-        assert_eq!(template("$A", '\\').as_deref(), Ok("${A}"));
-        assert_eq!(template("\"a b\" 'c$d'", '\\').as_deref(), Ok("a b c$$d"));
-        assert_eq!(template("\\$HOME", '\\').as_deref(), Ok("$$HOME"));
-        assert_eq!(template("${A:-x y}", '\\').as_deref(), Ok("${A:-x y}"));
-        assert_eq!(template("${A#x}", '\\').as_deref(), Ok("${A#x}"));
-        assert_eq!(template("${A%%\\*}", '\\').as_deref(), Ok("${A%%\\*}"));
-        assert_eq!(template("${A//a/$A}", '\\').as_deref(), Ok("${A//a/${A}}"));
-        assert_eq!(template("${A?need}", '\\').as_deref(), Ok("${A?need}"));
-        assert_eq!(template("${B-x}", '\\').as_deref(), Ok("${B-x}"));
-        // An unknown name is unset in a Dockerfile: the pattern forms give
-        // what they give for the empty string.
-        assert_eq!(template("${B#x}y", '\\').as_deref(), Ok("y"));
-        assert_eq!(template("${B/*/r}", '\\').as_deref(), Ok("r"));
-        assert_eq!(template("${B/a/r}", '\\').as_deref(), Ok(""));
-        assert!(template("${A:#x}", '\\').is_err());
-        assert!(template("'open", '\\').is_err());
     }
 }

@@ -483,3 +483,43 @@ fn check_directive_skips_or_fails_check_warnings() {
         "Dockerfile:1: check directive ignored: `skip` is not key=value"
     );
 }
+
+/// The model of a Dockerfile: stage names (lower-cased `AS`, an unnamed
+/// stage by its index), the last stage as the image, comments before
+/// instructions and where a RUN's continuations were joined.
+#[test]
+fn the_model_keeps_names_comments_and_breaks() {
+    use crate::frontend::diag::Sink;
+    use crate::frontend::model::StrOr;
+    let text = "# syntax=docker/dockerfile:1\n# base\nFROM scratch\nFROM scratch AS Build\n# build it\n# twice\nRUN make \\\n    all &&\\\n  make install\n";
+    let f = super::file("Dockerfile", text);
+    let ast = super::parse("Dockerfile", text).expect("parse");
+    let mut sink = Sink::new(&f);
+    let mut checks = super::checks::BuildChecks::new(&f, &ast);
+    let m = super::to_model::to_model(&ast, &mut sink, &mut checks);
+    assert!(sink.errors.is_empty(), "{:?}", sink.errors);
+    let names: Vec<&str> = m.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["0", "build"]);
+    assert_eq!(m.images.len(), 1);
+    assert_eq!(m.images[0].name, "build");
+    let first = m.stages[0].spec.as_ref().expect("stage 0");
+    assert_eq!(first.layout.comments, ["base"]);
+    let build = m.stages[1].spec.as_ref().expect("stage build");
+    let run = build.steps[0].get();
+    assert_eq!(run.layout.comments, ["build it", "twice"]);
+    let Some(StrOr::Str(script)) = run.run.as_ref().map(|r| r.get()) else {
+        panic!("{run:?}");
+    };
+    assert_eq!(script, "make     all &&  make install");
+    let pieces: Vec<&str> = {
+        let mut at = 0;
+        let mut v = Vec::new();
+        for &b in &run.layout.breaks {
+            v.push(&script[at..b]);
+            at = b;
+        }
+        v.push(&script[at..]);
+        v
+    };
+    assert_eq!(pieces, ["make ", "    all &&", "  make install"]);
+}

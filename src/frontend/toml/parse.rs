@@ -9,41 +9,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::model::{
-    DOCUMENT_KEYS, IMAGE_KEYS, ImageSpec, STAGE_KEYS, Sp, StageSpec, StepSpec, VERBS,
+    ArgDecl, DOCUMENT_KEYS, IMAGE_KEYS, ImageDecl, ImageSpec, Parsed, STAGE_KEYS, Sp, StageDecl,
+    StageSpec, StepSpec, VERBS,
 };
 use crate::frontend::diag::{Sink, did_you_mean};
-
-/// A global arg from `[args]`.
-#[derive(Clone, Debug)]
-pub struct ArgDecl {
-    pub name: String,
-    pub span: Range<usize>,
-    pub default: Option<String>,
-}
-
-/// A stage as written; `spec` is `None` when it could not be read (its
-/// errors are already reported).
-#[derive(Clone, Debug)]
-pub struct StageDecl {
-    pub name: String,
-    pub span: Range<usize>,
-    pub spec: Option<StageSpec>,
-}
-
-#[derive(Clone, Debug)]
-pub struct ImageDecl {
-    pub name: String,
-    pub span: Range<usize>,
-    pub spec: Option<ImageSpec>,
-}
-
-/// The document, in file order.
-#[derive(Clone, Debug, Default)]
-pub struct Parsed {
-    pub args: Vec<ArgDecl>,
-    pub stages: Vec<StageDecl>,
-    pub images: Vec<ImageDecl>,
-}
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -191,6 +160,7 @@ fn parse_args(value: Value, sink: &mut Sink, out: &mut Vec<ArgDecl>) {
             name: k.get_ref().to_string(),
             span: k.span(),
             default,
+            default_span: v.span(),
         });
     }
 }

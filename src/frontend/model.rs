@@ -1,7 +1,10 @@
-//! The serde model of `strata.toml` (format version 1).
+//! The instruction model both frontends produce and [`super::lower`]
+//! turns into the IR: stages and typed steps with spans, expansion still
+//! symbolic (strings are templates in the `strata.toml` expansion syntax).
 //!
-//! These types are deserialized piece by piece (one stage, step or image at a
-//! time, see `parse.rs`) so that every error in a file is reported, and they
+//! It is also the serde model of `strata.toml` (format version 1): these
+//! types are deserialized piece by piece (one stage, step or image at a
+//! time, see `toml/parse.rs`) so that every error in a file is reported, and they
 //! generate the JSON Schema. Every user-written value keeps its span
 //! ([`Sp`]). No `flatten` or untagged enums: they lose spans in toml.
 
@@ -15,12 +18,16 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-/// A value with its byte range in the spec file.
+/// A value with its byte range in the source file (a spec or a Dockerfile).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(transparent)]
 pub struct Sp<T>(pub Spanned<T>);
 
 impl<T> Sp<T> {
+    /// A value at a byte range of any source file.
+    pub fn new(span: Range<usize>, value: T) -> Self {
+        Sp(Spanned::new(span, value))
+    }
     pub fn get(&self) -> &T {
         self.0.get_ref()
     }
@@ -380,12 +387,59 @@ pub struct MountSpec {
     pub required: Option<bool>,
     /// Octal mode, e.g. `"0700"`.
     pub mode: Option<Sp<String>>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    /// tmpfs size in bytes.
-    pub size: Option<u64>,
+    /// Owner of a cache mount: a number, or a string expanded to one.
+    pub uid: Option<Sp<Number>>,
+    pub gid: Option<Sp<Number>>,
+    /// tmpfs size in bytes: a number, or a string expanded to a size such as `"64m"`.
+    pub size: Option<Sp<Number>>,
     /// secret: expose as this environment variable.
     pub env: Option<Sp<String>>,
+}
+
+/// A number written as one, or a string (expanded, then read as a number):
+/// a Dockerfile writes `uid=$UID`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Number {
+    Value(u64),
+    Template(String),
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Number;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a non-negative integer or a string")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+                Ok(Number::Value(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+                u64::try_from(v).map(Number::Value).map_err(|_| {
+                    E::custom(format!(
+                        "{v} is negative: expected a non-negative integer or a string"
+                    ))
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+                Ok(Number::Template(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Number {
+    fn schema_name() -> Cow<'static, str> {
+        "NumberOrString".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "type": "string" }] })
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -432,3 +486,65 @@ pub struct ImageSpec {
 }
 
 pub const IMAGE_KEYS: &[&str] = &["stage", "tags"];
+
+/// A global arg (`[args]`, an ARG before the first FROM).
+#[derive(Clone, Debug)]
+pub struct ArgDecl {
+    pub name: String,
+    pub span: Range<usize>,
+    /// Literal, or a template when [`Dialect::expanded_arg_defaults`].
+    pub default: Option<String>,
+    /// Where the default is written (the name's span when there is none).
+    pub default_span: Range<usize>,
+}
+
+/// A stage as written; `spec` is `None` when it could not be read (its
+/// errors are already reported).
+#[derive(Clone, Debug)]
+pub struct StageDecl {
+    pub name: String,
+    pub span: Range<usize>,
+    pub spec: Option<StageSpec>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ImageDecl {
+    pub name: String,
+    pub span: Range<usize>,
+    pub spec: Option<ImageSpec>,
+}
+
+/// The document, in file order.
+#[derive(Clone, Debug, Default)]
+pub struct Parsed {
+    /// Global args; a name declared twice (a Dockerfile can) takes the
+    /// later declaration from there on.
+    pub args: Vec<ArgDecl>,
+    pub stages: Vec<StageDecl>,
+    pub images: Vec<ImageDecl>,
+    pub dialect: Dialect,
+}
+
+/// Where the source formats mean different things and no single value
+/// can say it: the rules of the whole file. The default is `strata.toml`'s;
+/// a Dockerfile sets them all (BuildKit's meaning).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dialect {
+    /// A step sees a global arg only when its stage declares it (a
+    /// Dockerfile `ARG NAME` in the stage); otherwise it expands as
+    /// unset. In a TOML spec every step sees every global arg.
+    pub scoped_globals: bool,
+    /// BuildKit's predefined platform args (`BUILDPLATFORM`,
+    /// `TARGETARCH`, ...) exist: stage `from` and copy/mount `from` see
+    /// them, and a stage `arg` without a default takes their value.
+    pub platform_args: bool,
+    /// Global arg defaults are templates, expanded with the global args
+    /// declared before them (in a TOML spec they are literal).
+    pub expanded_arg_defaults: bool,
+    /// A stage that starts from an image runs the image's ONBUILD
+    /// triggers first (in a TOML spec a warning says they do not run).
+    pub base_onbuild: bool,
+    /// `copy` `image` may name a stage of this file once expanded (a
+    /// Dockerfile `--from=$X` is a stage or an image).
+    pub image_may_name_stage: bool,
+}

@@ -1,0 +1,296 @@
+//! A Dockerfile word as a model template: quotes removed, escapes
+//! resolved, variable references kept in the `strata.toml` expansion
+//! syntax (which has every operator a Dockerfile has, `$$` for a `$`).
+//!
+//! What a name means where the word is comes from the caller ([`Name`]):
+//! a name the template cannot assume defined is written so that it
+//! expands as a Dockerfile expands it (to nothing when unset), since a
+//! bare `${NAME}` is an error in the model when `NAME` is not defined.
+
+/// Literal text as a template (`$` doubled).
+pub fn literal(s: &str) -> String {
+    s.replace('$', "$$")
+}
+
+/// What a variable name is where a word is expanded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Name {
+    /// Declared before the word (ARG, ENV): written `${NAME}`.
+    Known,
+    /// A global arg out of scope, which a Dockerfile expands as unset
+    /// and a TOML spec would see: written as what an unset name gives,
+    /// and reported.
+    Hidden,
+    /// Not defined here: written as what an unset name gives.
+    Unset,
+    /// Maybe defined (by the base image's env): written so that it
+    /// expands to its value when defined and as unset otherwise.
+    Maybe,
+}
+
+/// A translated word and the [`Name::Hidden`] names it used.
+pub struct Translated {
+    pub text: String,
+    pub hidden: Vec<String>,
+}
+
+pub fn template(
+    word: &str,
+    escape: char,
+    scope: &dyn Fn(&str) -> Name,
+) -> Result<Translated, String> {
+    // Most words are plain text.
+    if !word.contains(['$', '\'', '"', escape]) {
+        return Ok(Translated {
+            text: word.to_string(),
+            hidden: Vec::new(),
+        });
+    }
+    let mut t = Template {
+        c: word.chars().collect(),
+        i: 0,
+        escape,
+        scope,
+        hidden: Vec::new(),
+    };
+    let text = t.word(None, false)?;
+    Ok(Translated {
+        text,
+        hidden: t.hidden,
+    })
+}
+
+struct Template<'s> {
+    c: Vec<char>,
+    i: usize,
+    escape: char,
+    scope: &'s dyn Fn(&str) -> Name,
+    hidden: Vec<String>,
+}
+
+impl Template<'_> {
+    /// Up to `stop` (consumed). `raw`: a pattern, where an escape stays in
+    /// front of the character it escapes (as BuildKit keeps it).
+    fn word(&mut self, stop: Option<char>, raw: bool) -> Result<String, String> {
+        let mut out = String::new();
+        let mut dq = false;
+        while let Some(&ch) = self.c.get(self.i) {
+            if !dq && Some(ch) == stop {
+                self.i += 1;
+                return Ok(out);
+            }
+            self.i += 1;
+            match ch {
+                '\'' if !dq => {
+                    let start = self.i;
+                    while self.c.get(self.i).is_some_and(|&x| x != '\'') {
+                        self.i += 1;
+                    }
+                    if self.i >= self.c.len() {
+                        return Err("unterminated single quote".into());
+                    }
+                    out.push_str(&literal(&self.c[start..self.i].iter().collect::<String>()));
+                    self.i += 1;
+                }
+                '"' => dq = !dq,
+                '$' => {
+                    let r = self.reference()?;
+                    out.push_str(&r);
+                }
+                ch if ch == self.escape => match self.c.get(self.i) {
+                    None => {}
+                    Some(&n) if !dq || n == '"' || n == '$' || n == self.escape => {
+                        self.i += 1;
+                        if raw {
+                            out.push(ch);
+                        }
+                        out.push_str(&literal(&n.to_string()));
+                    }
+                    Some(_) => out.push(ch),
+                },
+                ch => out.push(ch),
+            }
+        }
+        if dq {
+            return Err("unterminated double quote".into());
+        }
+        if let Some(s) = stop {
+            return Err(format!("missing `{s}`"));
+        }
+        Ok(out)
+    }
+
+    fn name(&mut self) -> String {
+        let start = self.i;
+        while self
+            .c
+            .get(self.i)
+            .is_some_and(|&x| x.is_ascii_alphanumeric() || x == '_')
+        {
+            self.i += 1;
+        }
+        self.c[start..self.i].iter().collect()
+    }
+
+    /// What `name` is here (a hidden one noted).
+    fn classify(&mut self, name: &str) -> Name {
+        let n = (self.scope)(name);
+        if n == Name::Hidden && !self.hidden.iter().any(|u| u == name) {
+            self.hidden.push(name.to_string());
+        }
+        n
+    }
+
+    fn plain(&mut self, name: &str) -> String {
+        match self.classify(name) {
+            Name::Hidden | Name::Unset => String::new(),
+            Name::Known => format!("${{{name}}}"),
+            Name::Maybe => format!("${{{name}:-}}"),
+        }
+    }
+
+    /// After a `$`: a reference in template syntax.
+    fn reference(&mut self) -> Result<String, String> {
+        if self.c.get(self.i) != Some(&'{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$$".into());
+            }
+            if name.starts_with(|x: char| x.is_ascii_digit()) {
+                return Err(format!("positional parameter `${name}`"));
+            }
+            return Ok(self.plain(&name));
+        }
+        self.i += 1;
+        let name = self.name();
+        if name.is_empty() || name.starts_with(|x: char| x.is_ascii_digit()) {
+            return Err("a `${...}` form strata cannot express".into());
+        }
+        let (colon, op) = match (self.c.get(self.i), self.c.get(self.i + 1)) {
+            (Some(':'), Some(&c)) => (true, c),
+            (Some(&c), _) => (false, c),
+            (None, _) => return Err("missing `}`".into()),
+        };
+        if op == '}' && !colon {
+            self.i += 1;
+            return Ok(self.plain(&name));
+        }
+        let what = self.classify(&name);
+        self.i += 1 + usize::from(colon);
+        let c = if colon { ":" } else { "" };
+        match op {
+            // The test forms accept an undefined name in a template too.
+            '-' | '+' | '?' => {
+                let word = self.word(Some('}'), false)?;
+                // A hidden name would be defined in the model: resolved here.
+                Ok(match (what, op) {
+                    (Name::Hidden, '-') => word,
+                    (Name::Hidden, '+') => String::new(),
+                    _ => format!("${{{name}{c}{op}{word}}}"),
+                })
+            }
+            '#' | '%' if !colon => {
+                let doubled = self.c.get(self.i) == Some(&op);
+                self.i += usize::from(doubled);
+                let pattern = self.word(Some('}'), true)?;
+                let d = if doubled {
+                    op.to_string()
+                } else {
+                    String::new()
+                };
+                let form = format!("${{{name}{op}{d}{pattern}}}");
+                // Unset: trimming the empty string.
+                Ok(match what {
+                    Name::Known => form,
+                    Name::Maybe => format!("${{{name}+{form}}}"),
+                    Name::Hidden | Name::Unset => String::new(),
+                })
+            }
+            '/' if !colon => {
+                let all = self.c.get(self.i) == Some(&'/');
+                self.i += usize::from(all);
+                let pattern = self.word(Some('/'), true)?;
+                let replacement = self.word(Some('}'), true)?;
+                let a = if all { "/" } else { "" };
+                let form = format!("${{{name}/{a}{pattern}/{replacement}}}");
+                // Unset: the empty string, which only `*`s match; a
+                // pattern of `*`s matches any whole value alike.
+                let stars = pattern.chars().all(|x| x == '*');
+                Ok(match what {
+                    Name::Known => form,
+                    _ if stars => replacement,
+                    Name::Maybe => format!("${{{name}+{form}}}"),
+                    Name::Hidden | Name::Unset => String::new(),
+                })
+            }
+            _ => Err(format!(
+                "`${{{name}{c}{op}...}}` is not an expansion BuildKit knows"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(w: &str, unknown: Name) -> Result<String, String> {
+        let scope = |n: &str| if n == "A" { Name::Known } else { unknown };
+        template(w, '\\', &scope).map(|t| t.text)
+    }
+
+    #[test]
+    fn templates() {
+        let u = Name::Unset;
+        assert_eq!(t("$HOME/x", u).as_deref(), Ok("/x"));
+        assert_eq!(t("${A}b", u).as_deref(), Ok("${A}b"));
+        assert_eq!(t("$A", u).as_deref(), Ok("${A}"));
+        assert_eq!(t("\"a b\" 'c$d'", u).as_deref(), Ok("a b c$$d"));
+        assert_eq!(t("\\$HOME", u).as_deref(), Ok("$$HOME"));
+        assert_eq!(t("${A:-x y}", u).as_deref(), Ok("${A:-x y}"));
+        assert_eq!(t("${A#x}", u).as_deref(), Ok("${A#x}"));
+        assert_eq!(t("${A%%\\*}", u).as_deref(), Ok("${A%%\\*}"));
+        assert_eq!(t("${A//a/$A}", u).as_deref(), Ok("${A//a/${A}}"));
+        assert_eq!(t("${A?need}", u).as_deref(), Ok("${A?need}"));
+        assert_eq!(t("${B-x}", Name::Maybe).as_deref(), Ok("${B-x}"));
+        // An unset name: the pattern forms give what they give for the
+        // empty string.
+        assert_eq!(t("${B#x}y", u).as_deref(), Ok("y"));
+        assert_eq!(t("${B/*/r}", u).as_deref(), Ok("r"));
+        assert_eq!(t("${B/a/r}", u).as_deref(), Ok(""));
+        assert!(t("${A:#x}", u).is_err());
+        assert!(t("'open", u).is_err());
+    }
+
+    /// A name the base image may define: its value when it does, the
+    /// Dockerfile's unset meaning when it does not.
+    #[test]
+    fn maybe_defined_names_expand_either_way() {
+        use crate::frontend::toml::expand::expand;
+        // What each gives when `P` is unset, as BuildKit expands it.
+        let cases = [
+            ("$P", ""),
+            ("${P%%:*}", ""),
+            ("${P#/bin:}", ""),
+            ("${P/*/r}", "r"),
+            ("${P//bin/x}", ""),
+            ("${P:+set}", ""),
+        ];
+        for (word, unset) in cases {
+            let text = t(word, Name::Maybe).expect(word);
+            let defined = |n: &str| (n == "P").then(|| Some("/bin:/usr/bin".to_string()));
+            let undefined = |_: &str| None;
+            // Defined: what the word means with `P` known.
+            let known = word.replace('P', "A");
+            let known = t(&known, Name::Unset).expect(word);
+            let as_a = |n: &str| (n == "A").then(|| Some("/bin:/usr/bin".to_string()));
+            let set = expand(&known, &as_a).expect(word);
+            assert_eq!(expand(&text, &defined), Ok(set), "{word} -> {text}");
+            assert_eq!(
+                expand(&text, &undefined).as_deref(),
+                Ok(unset),
+                "{word} -> {text}"
+            );
+        }
+    }
+}

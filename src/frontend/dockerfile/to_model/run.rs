@@ -1,0 +1,274 @@
+//! RUN: the command (heredocs, where continuations were joined), the
+//! network and `--mount` values.
+
+use super::super::parser::{self, Heredoc, Node};
+use super::super::toml_text::continuation_pieces;
+use super::{Flag, ToModel, has_reference};
+use crate::frontend::model::{MountSpec, MountType, Number, SharingSpec, Sp, StepSpec, StrOr};
+use crate::frontend::mount;
+use crate::frontend::values::parse_size;
+use crate::ir::MountKind;
+
+/// The script of a shell-form RUN with heredocs: a command that is just
+/// one heredoc runs its body; otherwise the shell gets the heredocs after
+/// the command line, as it would in a script.
+pub(crate) fn heredoc_script(script: &str, heredocs: &[Heredoc]) -> String {
+    match heredocs {
+        [] => script.to_string(),
+        [h] if script
+            .trim()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .starts_with("<<")
+            && parser::heredocs_from_line(script.trim()).map(|v| v.len()) == Ok(1)
+            && script.split_whitespace().count() == 1 =>
+        {
+            h.body()
+        }
+        docs => {
+            let mut s = script.to_string();
+            s.push('\n');
+            for h in docs {
+                s.push_str(&h.content);
+                s.push_str(&h.name);
+                s.push('\n');
+            }
+            s
+        }
+    }
+}
+
+/// Where the parser joined a continued line, as byte offsets in `script`
+/// (the end of the joined logical line).
+fn breaks(source: &str, escape: char, script: &str) -> Vec<usize> {
+    let pieces = continuation_pieces(source, escape);
+    let joined: usize = pieces.iter().map(String::len).sum();
+    let Some(skip) = joined.checked_sub(script.len()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    for p in &pieces {
+        at += p.len();
+        if at > skip && at - skip < script.len() {
+            out.push(at - skip);
+        }
+    }
+    out
+}
+
+impl ToModel<'_, '_> {
+    pub(super) fn run(&mut self, n: &Node) -> Option<StepSpec> {
+        let span = self.span(n.span.clone());
+        let mut s = StepSpec::default();
+        let command = if n.json {
+            StrOr::Other(n.args.clone())
+        } else {
+            let script = n.args.first().cloned().unwrap_or_default();
+            if n.heredocs.is_empty() && self.at.is_none() {
+                let source = self.text().get(n.span.clone()).unwrap_or("");
+                s.layout.breaks = breaks(source, self.escape, &script);
+            }
+            StrOr::Str(heredoc_script(&script, &n.heredocs))
+        };
+        s.run = Some(Sp::new(span, command));
+        let mut ok = true;
+        let mut mounts = Vec::new();
+        for f in self.flags(n) {
+            let v = f.value.clone().unwrap_or_default();
+            match f.name.as_str() {
+                "network" => match self.t(n, &v) {
+                    Some(t) => s.network = Some(Sp::new(f.span, t)),
+                    None => ok = false,
+                },
+                "mount" => match self.mount(n, &f) {
+                    Some(m) => mounts.push(m),
+                    None => ok = false,
+                },
+                _ => {
+                    self.error(
+                        f.span,
+                        format!("RUN --{} is not supported", f.name),
+                        "unsupported flag",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if !mounts.is_empty() {
+            s.mounts = Some(mounts);
+        }
+        ok.then_some(s)
+    }
+
+    /// A `--mount` value: fields split as BuildKit splits them (quotes
+    /// keep commas), values templates.
+    fn mount(&mut self, n: &Node, f: &Flag) -> Option<Sp<MountSpec>> {
+        let raw = f.value.clone().unwrap_or_default();
+        let at = f.span.clone();
+        let mut kind = MountType::Bind;
+        let mut kv: Vec<(String, Option<String>)> = Vec::new();
+        for field in mount::fields(&raw) {
+            if field.key != "type" {
+                kv.push((field.key, field.value));
+                continue;
+            }
+            let value = field.value.unwrap_or_default();
+            kind = match mount::parse_kind(&value) {
+                Some(MountKind::Bind) => MountType::Bind,
+                Some(MountKind::Cache) => MountType::Cache,
+                Some(MountKind::Tmpfs) => MountType::Tmpfs,
+                Some(MountKind::Secret) => MountType::Secret,
+                Some(MountKind::Ssh) => MountType::Ssh,
+                None => {
+                    self.sink.error_help(
+                        at,
+                        format!("unknown mount type `{value}`"),
+                        "in this mount",
+                        "type is bind, cache, tmpfs, secret or ssh",
+                    );
+                    return None;
+                }
+            };
+        }
+        let ir_kind = match kind {
+            MountType::Bind => MountKind::Bind,
+            MountType::Cache => MountKind::Cache,
+            MountType::Tmpfs => MountKind::Tmpfs,
+            MountType::Secret => MountKind::Secret,
+            MountType::Ssh => MountKind::Ssh,
+        };
+        let kind_name = mount::kind_name(ir_kind);
+        let allowed = mount::options(ir_kind);
+        let mut m = MountSpec {
+            kind: Sp::new(at.clone(), kind),
+            target: None,
+            source: None,
+            from: None,
+            id: None,
+            sharing: None,
+            readonly: None,
+            required: None,
+            mode: None,
+            uid: None,
+            gid: None,
+            size: None,
+            env: None,
+        };
+        let mut ok = true;
+        for (k, v) in kv {
+            let key = mount::canonical_key(&k);
+            let known = key == "target"
+                || (key == "rw" && allowed.contains(&"readonly"))
+                || allowed.contains(&key);
+            if !known {
+                self.sink.error_help(
+                    at.clone(),
+                    format!("`{k}` is not an option of a {kind_name} mount"),
+                    "in this mount",
+                    format!(
+                        "options of a {kind_name} mount: type, target, {}",
+                        allowed.join(", ")
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            let shown = v.clone().unwrap_or_default();
+            let mut bad = |this: &mut Self, what: &str| {
+                this.error(
+                    at.clone(),
+                    format!("bad {k} `{shown}` in mount: {what}"),
+                    "in this mount",
+                );
+                ok = false;
+            };
+            match key {
+                "readonly" | "rw" | "required" => match mount::parse_bool(v.as_deref()) {
+                    Some(b) if key == "required" => m.required = Some(b),
+                    Some(b) => m.readonly = Some(if key == "rw" { !b } else { b }),
+                    None => bad(self, "expected true or false"),
+                },
+                "sharing" => match v.as_deref().and_then(mount::parse_sharing) {
+                    Some(crate::ir::Sharing::Shared) => {
+                        m.sharing = Some(Sp::new(at.clone(), SharingSpec::Shared))
+                    }
+                    Some(crate::ir::Sharing::Private) => {
+                        m.sharing = Some(Sp::new(at.clone(), SharingSpec::Private))
+                    }
+                    Some(crate::ir::Sharing::Locked) => {
+                        m.sharing = Some(Sp::new(at.clone(), SharingSpec::Locked))
+                    }
+                    None => bad(self, "expected shared, private or locked"),
+                },
+                "uid" | "gid" | "size" => {
+                    let value = if key == "size" {
+                        parse_size(&shown)
+                    } else {
+                        shown.parse::<u32>().ok().map(u64::from)
+                    };
+                    let number = match value {
+                        Some(x) => Number::Value(x),
+                        None if shown.contains('$') => match self.t(n, &shown) {
+                            Some(t) => Number::Template(t),
+                            None => {
+                                ok = false;
+                                continue;
+                            }
+                        },
+                        None if key == "size" => {
+                            bad(self, "not a size");
+                            continue;
+                        }
+                        None => {
+                            bad(self, "not a number");
+                            continue;
+                        }
+                    };
+                    let number = Some(Sp::new(at.clone(), number));
+                    match key {
+                        "uid" => m.uid = number,
+                        "gid" => m.gid = number,
+                        _ => m.size = number,
+                    }
+                }
+                "from" => {
+                    let Some(t) = self.tg(n, &shown) else {
+                        ok = false;
+                        continue;
+                    };
+                    match self.stage_named(&t) {
+                        Some(s) => {
+                            ok &= self.check_order(s, &t, at.clone());
+                            m.from = Some(Sp::new(at.clone(), self.names[s].clone()));
+                        }
+                        None if has_reference(&t) => m.from = Some(Sp::new(at.clone(), t)),
+                        None => {
+                            self.sink.error_help(
+                                at.clone(),
+                                format!("unknown stage `{t}` in mount from"),
+                                "in this mount",
+                                "mounting an image is not supported; name a stage of this file",
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                _ => {
+                    let Some(t) = self.t(n, &shown) else {
+                        ok = false;
+                        continue;
+                    };
+                    let t = Some(Sp::new(at.clone(), t));
+                    match key {
+                        "target" => m.target = t,
+                        "source" => m.source = t,
+                        "id" => m.id = t,
+                        "env" => m.env = t,
+                        _ => m.mode = t,
+                    }
+                }
+            }
+        }
+        ok.then(|| Sp::new(at, m))
+    }
+}

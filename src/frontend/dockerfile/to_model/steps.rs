@@ -1,0 +1,381 @@
+//! The steps of one instruction (RUN in [`super::run`]).
+
+use super::super::parser::Node;
+use super::{ToModel, arg_word, comments, has_reference, literal};
+use crate::frontend::model::{HealthcheckSpec, OrderedMap, Sp, StepSpec, StrOr};
+use crate::frontend::values::{parse_flag_bool, parse_retries};
+
+impl ToModel<'_, '_> {
+    /// The steps of one instruction (none when it is refused).
+    pub(super) fn steps(&mut self, n: &Node, out: &mut Vec<Sp<StepSpec>>) {
+        let span = self.span(n.span.clone());
+        let first = out.len();
+        let one: Option<StepSpec> = match n.keyword.as_str() {
+            "arg" => {
+                for w in &n.args {
+                    let (name, default) = arg_word(w);
+                    let default = match default {
+                        Some(d) => match self.t(n, d) {
+                            Some(t) => Some(self.sp(n.locate(self.text(), d), t)),
+                            None => continue,
+                        },
+                        None => None,
+                    };
+                    let arg = self.sp(n.locate(self.text(), name), name.to_string());
+                    // Each name is in scope for the next one's default.
+                    self.args.insert(name.to_string());
+                    out.push(Sp::new(
+                        span.clone(),
+                        StepSpec {
+                            arg: Some(arg),
+                            default,
+                            ..StepSpec::default()
+                        },
+                    ));
+                }
+                None
+            }
+            "env" | "label" => self.pairs(n).map(|m| {
+                let m = Sp::new(span.clone(), m);
+                if n.keyword == "env" {
+                    StepSpec {
+                        env: Some(m),
+                        ..StepSpec::default()
+                    }
+                } else {
+                    StepSpec {
+                        label: Some(m),
+                        ..StepSpec::default()
+                    }
+                }
+            }),
+            "maintainer" => {
+                let v = n.args.first().cloned().unwrap_or_default();
+                let label = OrderedMap(vec![(
+                    "maintainer".into(),
+                    self.sp(span.clone(), literal(&v)),
+                )]);
+                Some(StepSpec {
+                    label: Some(Sp::new(span.clone(), label)),
+                    ..StepSpec::default()
+                })
+            }
+            "workdir" | "user" | "stopsignal" => self.single(n),
+            "shell" => {
+                if !n.json || n.args.is_empty() {
+                    let at = self.first_line(n);
+                    self.sink.error_help(
+                        at,
+                        "SHELL needs a non-empty JSON array",
+                        "not a JSON array",
+                        "e.g. SHELL [\"/bin/bash\", \"-c\"]",
+                    );
+                    None
+                } else {
+                    Some(StepSpec {
+                        shell: Some(Sp::new(span.clone(), n.args.clone())),
+                        ..StepSpec::default()
+                    })
+                }
+            }
+            "cmd" | "entrypoint" => {
+                let c = if n.json {
+                    StrOr::Other(n.args.clone())
+                } else {
+                    StrOr::Str(n.args.first().cloned().unwrap_or_default())
+                };
+                let c = Some(Sp::new(span.clone(), c));
+                Some(if n.keyword == "cmd" {
+                    StepSpec {
+                        cmd: c,
+                        ..StepSpec::default()
+                    }
+                } else {
+                    StepSpec {
+                        entrypoint: c,
+                        ..StepSpec::default()
+                    }
+                })
+            }
+            "expose" | "volume" => {
+                let mut v = Vec::new();
+                for a in &n.args {
+                    if let Some(t) = self.t(n, a) {
+                        v.push(self.sp(n.locate(self.text(), a), t));
+                    }
+                }
+                let v = Some(Sp::new(span.clone(), v));
+                Some(if n.keyword == "expose" {
+                    StepSpec {
+                        expose: v,
+                        ..StepSpec::default()
+                    }
+                } else {
+                    StepSpec {
+                        volume: v,
+                        ..StepSpec::default()
+                    }
+                })
+            }
+            "healthcheck" => self.healthcheck(n).map(|h| StepSpec {
+                healthcheck: Some(Sp::new(span.clone(), h)),
+                ..StepSpec::default()
+            }),
+            "onbuild" => {
+                let trigger = n
+                    .sub
+                    .as_ref()
+                    .map(|s| s.original.trim().to_string())
+                    .unwrap_or_default();
+                Some(StepSpec {
+                    onbuild: Some(Sp::new(span.clone(), vec![Sp::new(span.clone(), trigger)])),
+                    ..StepSpec::default()
+                })
+            }
+            "run" => self.run(n),
+            "copy" | "add" => self.copy(n),
+            _ => None,
+        };
+        if let Some(s) = one {
+            out.push(Sp::new(span, s));
+        }
+        if let Some(first) = out.get_mut(first) {
+            first.0.get_mut().layout.comments = comments(n);
+        }
+    }
+
+    /// ENV and LABEL: `key=value` pairs, the values templates.
+    fn pairs(&mut self, n: &Node) -> Option<OrderedMap> {
+        let what = if n.keyword == "env" {
+            "ENV needs at least one NAME=value"
+        } else {
+            "LABEL needs at least one key=value"
+        };
+        if n.args.is_empty() {
+            let at = self.first_line(n);
+            self.error(at, what, "empty");
+            return None;
+        }
+        let mut out = Vec::new();
+        for t in n.args.chunks(3) {
+            let (Some(k), Some(v)) = (t.first(), t.get(1)) else {
+                continue;
+            };
+            let (Some(kt), Some(vt)) = (self.t(n, k), self.t(n, v)) else {
+                continue;
+            };
+            if has_reference(&kt) {
+                let at = self.locate(n, k);
+                self.error(
+                    at,
+                    format!("`{k}`: a name with variables is not supported"),
+                    "expanded name",
+                );
+                continue;
+            }
+            let value = self.sp(n.locate(self.text(), v), vt);
+            let key = if kt.contains("$$") {
+                kt.replace("$$", "$")
+            } else {
+                kt
+            };
+            out.push((key, value));
+        }
+        Some(OrderedMap(out))
+    }
+
+    /// WORKDIR, USER, STOPSIGNAL: one word.
+    fn single(&mut self, n: &Node) -> Option<StepSpec> {
+        let Some(w) = n.args.first() else {
+            let what = match n.keyword.as_str() {
+                "workdir" => "WORKDIR needs a path",
+                "user" => "USER needs a user name or id",
+                _ => "STOPSIGNAL needs a signal",
+            };
+            let at = self.first_line(n);
+            self.error(at, what, "empty");
+            return None;
+        };
+        let v = self.t(n, w)?;
+        let v = Some(self.sp(n.locate(self.text(), w), v));
+        Some(match n.keyword.as_str() {
+            "workdir" => StepSpec {
+                workdir: v,
+                ..StepSpec::default()
+            },
+            "user" => StepSpec {
+                user: v,
+                ..StepSpec::default()
+            },
+            _ => StepSpec {
+                stopsignal: v,
+                ..StepSpec::default()
+            },
+        })
+    }
+
+    fn healthcheck(&mut self, n: &Node) -> Option<HealthcheckSpec> {
+        let at = self.first_line(n);
+        let Some(kind) = n.args.first() else {
+            self.error(at, "HEALTHCHECK needs CMD or NONE", "empty");
+            return None;
+        };
+        let test = match kind.to_uppercase().as_str() {
+            "NONE" if n.args.len() > 1 => {
+                self.error(at, "HEALTHCHECK NONE takes no arguments", "here");
+                return None;
+            }
+            "NONE" => vec!["NONE".to_string()],
+            "CMD" => {
+                let rest = &n.args[1..];
+                if rest.is_empty() || rest[0].is_empty() {
+                    self.error(at, "HEALTHCHECK CMD needs a command", "empty");
+                    return None;
+                }
+                if n.json {
+                    let mut v = vec!["CMD".to_string()];
+                    v.extend(rest.iter().cloned());
+                    v
+                } else {
+                    vec!["CMD-SHELL".to_string(), rest[0].clone()]
+                }
+            }
+            other => {
+                let at = self.locate(n, kind);
+                self.sink.error_help(
+                    at,
+                    format!("unknown HEALTHCHECK type `{other}`"),
+                    "here",
+                    "HEALTHCHECK takes CMD or NONE",
+                );
+                return None;
+            }
+        };
+        let mut h = HealthcheckSpec {
+            test: self.sp(n.span.clone(), StrOr::Other(test)),
+            interval: None,
+            timeout: None,
+            start_period: None,
+            start_interval: None,
+            retries: None,
+        };
+        let mut ok = true;
+        for f in self.flags(n) {
+            let v = f.value.clone().unwrap_or_default();
+            if f.name == "retries" {
+                match parse_retries(&v) {
+                    Some(r) => h.retries = Some(r),
+                    None => {
+                        self.error(f.span, format!("bad retries `{v}`"), "not a number");
+                        ok = false;
+                    }
+                }
+                continue;
+            }
+            let d = Some(Sp::new(f.span, v));
+            match f.name.as_str() {
+                "interval" => h.interval = d,
+                "timeout" => h.timeout = d,
+                "start-period" => h.start_period = d,
+                _ => h.start_interval = d,
+            }
+        }
+        ok.then_some(h)
+    }
+
+    fn copy(&mut self, n: &Node) -> Option<StepSpec> {
+        let add = n.keyword == "add";
+        let verb = n.keyword.to_uppercase();
+        let at = self.first_line(n);
+        if !n.heredocs.is_empty() {
+            self.error(
+                at,
+                format!("{verb} with a heredoc source is not supported yet"),
+                "heredoc",
+            );
+            return None;
+        }
+        if n.args.len() < 2 {
+            self.sink.error_help(
+                at,
+                format!("{verb} needs at least one source and a destination"),
+                "missing arguments",
+                format!("e.g. {verb} src/ /app/"),
+            );
+            return None;
+        }
+        let span = self.span(n.span.clone());
+        let mut ok = true;
+        let (srcs, dest) = n.args.split_at(n.args.len() - 1);
+        let mut sources = Vec::new();
+        for s in srcs {
+            match self.t(n, s) {
+                Some(t) => sources.push(self.sp(n.locate(self.text(), s), t)),
+                None => ok = false,
+            }
+        }
+        let mut s = StepSpec::default();
+        let sources = Some(Sp::new(span, sources));
+        if add {
+            s.add = sources;
+        } else {
+            s.copy = sources;
+        }
+        s.to = self
+            .t(n, &dest[0])
+            .map(|t| self.sp(n.locate(self.text(), &dest[0]), t));
+        ok &= s.to.is_some();
+        let mut exclude = Vec::new();
+        for f in self.flags(n) {
+            let v = f.value.clone();
+            let raw = v.clone().unwrap_or_default();
+            match f.name.as_str() {
+                "from" => match self.tg(n, &raw) {
+                    Some(t) => match self.stage_named(&t) {
+                        Some(i) => {
+                            ok &= self.check_order(i, &t, f.span.clone());
+                            s.from = Some(Sp::new(f.span, self.names[i].clone()));
+                        }
+                        None => s.image = Some(Sp::new(f.span, t)),
+                    },
+                    None => ok = false,
+                },
+                "chown" | "chmod" | "checksum" | "exclude" => match self.t(n, &raw) {
+                    Some(t) => {
+                        let t = Sp::new(f.span, t);
+                        match f.name.as_str() {
+                            "chown" => s.chown = Some(t),
+                            "chmod" => s.chmod = Some(t),
+                            "checksum" => s.checksum = Some(t),
+                            _ => exclude.push(t),
+                        }
+                    }
+                    None => ok = false,
+                },
+                name @ ("link" | "parents" | "keep-git-dir" | "unpack") => {
+                    match parse_flag_bool(v.as_deref()) {
+                        Some(b) => match name {
+                            "link" => s.link = Some(b),
+                            "parents" => s.parents = Some(b),
+                            "keep-git-dir" => s.keep_git_dir = Some(b),
+                            _ => s.unpack = Some(b),
+                        },
+                        None => {
+                            self.error(
+                                f.span,
+                                format!("--{name} takes true or false"),
+                                "not a boolean",
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !exclude.is_empty() {
+            s.exclude = Some(exclude);
+        }
+        ok.then_some(s)
+    }
+}

@@ -1,0 +1,236 @@
+//! run steps: the command, network and mounts.
+
+use super::*;
+
+impl Lowerer<'_, '_> {
+    pub(super) fn run(
+        &mut self,
+        state: &State,
+        s: &StepSpec,
+        run: &Sp<StrOr<Vec<String>>>,
+    ) -> Option<(Op, Vec<NodeIndex>)> {
+        let command = match run.get() {
+            StrOr::Str(script) => {
+                if script.trim().is_empty() {
+                    self.error(run.span(), "empty RUN (`run`) command", "nothing to run");
+                    return None;
+                }
+                Command::Shell {
+                    shell: state.shell.clone(),
+                    script: script.clone(),
+                }
+            }
+            StrOr::Other(argv) => {
+                if argv.is_empty() || argv[0].is_empty() {
+                    self.error(run.span(), "empty RUN (`run`) command", "nothing to run");
+                    return None;
+                }
+                Command::Exec(argv.clone())
+            }
+        };
+        let network = match &s.network {
+            None => Network::Default,
+            Some(n) => {
+                let v = self.expand_in(state, n)?;
+                match parse_network(&v) {
+                    Some(mode) => mode,
+                    None => {
+                        self.error_help(
+                            n.span(),
+                            format!("unknown network mode `{v}`"),
+                            "unknown mode",
+                            "network is \"default\", \"none\" or \"host\"",
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let mut mounts = Vec::new();
+        let mut edges = Vec::new();
+        let mut ok = true;
+        for m in s.mounts.iter().flatten() {
+            match self.mount(state, m) {
+                Some((mount, edge)) => {
+                    mounts.push(mount);
+                    edges.extend(edge);
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let op = RunOp {
+            command,
+            env: run_env(&state.env, &state.args),
+            user: state.user.clone(),
+            workdir: state.workdir.clone(),
+            network,
+            mounts,
+        };
+        Some((Op::Run(op), edges))
+    }
+
+    pub(super) fn mount(
+        &mut self,
+        state: &State,
+        m: &Sp<MountSpec>,
+    ) -> Option<(Mount, Option<NodeIndex>)> {
+        let spec = m.get();
+        let kind = *spec.kind.get();
+        // Keys each mount type accepts, besides `type` and `target`.
+        let ir_kind = match kind {
+            MountType::Bind => MountKind::Bind,
+            MountType::Cache => MountKind::Cache,
+            MountType::Tmpfs => MountKind::Tmpfs,
+            MountType::Secret => MountKind::Secret,
+            MountType::Ssh => MountKind::Ssh,
+        };
+        let allowed = mount::options(ir_kind);
+        let given: [(&str, bool); 11] = [
+            ("source", spec.source.is_some()),
+            ("from", spec.from.is_some()),
+            ("id", spec.id.is_some()),
+            ("sharing", spec.sharing.is_some()),
+            ("readonly", spec.readonly.is_some()),
+            ("required", spec.required.is_some()),
+            ("mode", spec.mode.is_some()),
+            ("uid", spec.uid.is_some()),
+            ("gid", spec.gid.is_some()),
+            ("size", spec.size.is_some()),
+            ("env", spec.env.is_some()),
+        ];
+        let kind_name = mount::kind_name(ir_kind);
+        let mut ok = true;
+        for (k, present) in given {
+            if present && !allowed.contains(&k) {
+                self.error_help(
+                    m.span(),
+                    format!("`{k}` is not an option of a {kind_name} mount"),
+                    "in this mount",
+                    format!(
+                        "options of a {kind_name} mount: target, {}",
+                        allowed.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let target = match &spec.target {
+            Some(t) => self
+                .expand_in(state, t)
+                .map(|t| resolve_path(&state.workdir, &t)),
+            None if matches!(kind, MountType::Secret | MountType::Ssh) => None,
+            None => {
+                self.error(
+                    m.span(),
+                    format!("a {kind_name} mount needs a target (`target`)"),
+                    "missing `target`",
+                );
+                ok = false;
+                None
+            }
+        };
+        let id = spec.id.as_ref().and_then(|i| self.expand_in(state, i));
+        let target = target.unwrap_or_else(|| match kind {
+            MountType::Secret => format!("/run/secrets/{}", id.as_deref().unwrap_or("")),
+            _ => "/run/buildkit/ssh_agent.0".to_string(),
+        });
+        let mut edge = None;
+        let from = match &spec.from {
+            Some(f) => {
+                let name = self.expand_global(f)?;
+                let i = self.stage_index(&name)?;
+                edge = self.stage_last(i);
+                Some(name)
+            }
+            None => None,
+        };
+        let mut opt = |v: &Option<Sp<String>>| v.as_ref().and_then(|v| self.expand_in(state, v));
+        let source = opt(&spec.source);
+        let env = opt(&spec.env);
+        let uid = self.mount_number(state, "uid", spec.uid.as_ref(), &mut ok);
+        let gid = self.mount_number(state, "gid", spec.gid.as_ref(), &mut ok);
+        let size = self.mount_number(state, "size", spec.size.as_ref(), &mut ok);
+        let mode = match &spec.mode {
+            Some(md) => {
+                let v = self.expand_in(state, md)?;
+                match parse_octal(&v) {
+                    Some(x) => Some(x),
+                    None => {
+                        self.error(md.span(), format!("bad mode `{v}`"), "not an octal mode");
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        if !ok {
+            return None;
+        }
+        let mount = Mount {
+            kind: ir_kind,
+            target,
+            source,
+            from,
+            id,
+            sharing: spec.sharing.as_ref().map(|s| match s.get() {
+                SharingSpec::Shared => Sharing::Shared,
+                SharingSpec::Private => Sharing::Private,
+                SharingSpec::Locked => Sharing::Locked,
+            }),
+            // Bind mounts are read-only unless asked otherwise, as in Docker.
+            readonly: spec.readonly.unwrap_or(matches!(kind, MountType::Bind)),
+            required: spec.required.unwrap_or(false),
+            mode,
+            uid: uid.map(|v| v as u32),
+            gid: gid.map(|v| v as u32),
+            size,
+            env,
+        };
+        Some((mount, edge))
+    }
+
+    /// A mount's `uid`, `gid` (32 bits) or `size` (a size like `64m`
+    /// when written as a string).
+    pub(super) fn mount_number(
+        &mut self,
+        state: &State,
+        key: &str,
+        n: Option<&Sp<Number>>,
+        ok: &mut bool,
+    ) -> Option<u64> {
+        let n = n?;
+        let (value, shown) = match n.get() {
+            Number::Value(v) => (Some(*v), v.to_string()),
+            Number::Template(t) => {
+                let Some(v) = self.expand_in(state, &Sp::new(n.span(), t.clone())) else {
+                    *ok = false;
+                    return None;
+                };
+                let parsed = if key == "size" {
+                    parse_size(&v)
+                } else {
+                    v.parse::<u64>().ok()
+                };
+                (parsed, v)
+            }
+        };
+        let value = value.filter(|v| key == "size" || u32::try_from(*v).is_ok());
+        if value.is_none() {
+            let what = if key == "size" {
+                "not a size"
+            } else {
+                "not a number"
+            };
+            self.error(
+                n.span(),
+                format!("bad {key} `{shown}` in mount: {what}"),
+                "in this mount",
+            );
+            *ok = false;
+        }
+        value
+    }
+}

@@ -1,0 +1,153 @@
+//! The images to build (what `--target` selects, their tags) and the
+//! warnings left at the end.
+
+use super::*;
+
+impl Lowerer<'_, '_> {
+    pub(super) fn targets(&mut self, images: &[ImageDecl]) {
+        // Every image is checked, selected or not.
+        let mut checked: Vec<(String, usize, Vec<String>)> = Vec::new();
+        let mut seen_tags: BTreeMap<String, String> = BTreeMap::new();
+        for img in images {
+            let Some(spec) = &img.spec else { continue };
+            let (stage_name, span) = match &spec.stage {
+                Some(s) => (s.get().clone(), s.span()),
+                None => (img.name.clone(), img.span.clone()),
+            };
+            let Some(stage) = self.stage_index(&stage_name) else {
+                let help = match did_you_mean(
+                    &stage_name,
+                    self.stages.iter().map(|s| s.name.as_str()),
+                ) {
+                    Some(m) => format!("did you mean `{m}`?"),
+                    None if spec.stage.is_none() => format!(
+                        "image `{}` has no `stage` key and there is no stage of that name; add stage = \"...\"",
+                        img.name
+                    ),
+                    None => format!(
+                        "stages of this file: {}",
+                        self.stages
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                self.error_help(
+                    span,
+                    format!("unknown stage `{stage_name}`"),
+                    "no stage of this name",
+                    help,
+                );
+                continue;
+            };
+            if let Some(other) = self.stage_index(&img.name)
+                && other != stage
+            {
+                self.error_help(
+                    span.clone(),
+                    format!(
+                        "image `{}` builds stage `{stage_name}`, but a stage is also named `{}`",
+                        img.name, img.name
+                    ),
+                    "conflicting meaning",
+                    "`--target` could mean either: rename the image or the stage",
+                );
+            }
+            let mut tags = Vec::new();
+            for t in &spec.tags {
+                let Some(v) = self.expand_global(t) else {
+                    continue;
+                };
+                match Reference::parse(&v) {
+                    Ok(r) => {
+                        let n = r.normalized();
+                        if let Some(prev) = seen_tags.get(&n) {
+                            self.error_help(
+                                t.span(),
+                                format!("duplicate tag `{n}`"),
+                                "tagged twice",
+                                format!("image `{prev}` already has this tag"),
+                            );
+                        } else {
+                            seen_tags.insert(n.clone(), img.name.clone());
+                            tags.push(n);
+                        }
+                    }
+                    Err(e) => self.error_help(
+                        t.span(),
+                        format!("bad tag `{v}`: {e}"),
+                        "not a valid image reference",
+                        "a tag looks like \"name:tag\", e.g. \"example/app:1.0\"",
+                    ),
+                }
+            }
+            checked.push((img.name.clone(), stage, tags));
+        }
+        // Selection.
+        let mut selected: Vec<(String, usize, Vec<String>)> = Vec::new();
+        if self.opts.targets.is_empty() {
+            if images.is_empty() {
+                if let Some(i) = self.stages.len().checked_sub(1) {
+                    selected.push((self.stages[i].name.clone(), i, Vec::new()));
+                }
+            } else {
+                selected = checked.clone();
+            }
+        } else {
+            for t in &self.opts.targets {
+                if let Some(c) = checked.iter().find(|c| &c.0 == t) {
+                    selected.push(c.clone());
+                } else if images.iter().any(|i| &i.name == t) {
+                    // A broken image: already reported.
+                } else if let Some(i) = self.stage_index(t) {
+                    selected.push((t.clone(), i, Vec::new()));
+                } else {
+                    let mut names: Vec<String> = images
+                        .iter()
+                        .map(|i| format!("{} (image)", i.name))
+                        .collect();
+                    names.extend(self.stages.iter().map(|s| format!("{} (stage)", s.name)));
+                    self.error_help(
+                        0..0,
+                        format!("unknown --target `{t}`"),
+                        "in this file",
+                        format!("valid targets: {}", names.join(", ")),
+                    );
+                }
+            }
+        }
+        let names: Vec<String> = selected.iter().map(|s| s.0.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let help = "select one image with --target, or put the tags in the spec";
+        let cli = cli_tags(self.sink, &self.opts.tags, &names, help);
+        if let [sel] = selected.as_mut_slice() {
+            for t in cli {
+                if !sel.2.contains(&t) {
+                    sel.2.push(t);
+                }
+            }
+        }
+        for (name, stage, tags) in selected {
+            let Some(node) = self.stage_last(stage) else {
+                continue;
+            };
+            self.graph.targets.push(Target {
+                name,
+                stage: self.stages[stage].name.clone(),
+                node,
+                tags,
+            });
+        }
+    }
+
+    pub(super) fn warnings(&mut self) {
+        for k in self.opts.build_args.keys() {
+            if !self.declared.contains(k) {
+                self.graph
+                    .warnings
+                    .push(format!("build arg {k} was not consumed by any stage"));
+            }
+        }
+    }
+}
