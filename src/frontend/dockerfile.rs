@@ -16,13 +16,13 @@ use super::LowerOptions;
 use crate::error::{Diagnostics, SourceDiagnostic};
 use crate::ir::{BaseResolver, BuildGraph, EmptyResolver, SourceFile};
 
+mod continuation;
 mod convert;
 pub use convert::ConvertOptions;
 pub mod directives;
 mod lower;
 pub mod parser;
 pub mod shell;
-mod toml_text;
 
 pub use parser::{Ast, Heredoc, Node};
 

@@ -19,6 +19,7 @@ mod expand;
 mod lower;
 mod model;
 mod parse;
+pub(crate) mod text;
 
 pub use super::LowerOptions;
 
