@@ -19,6 +19,8 @@ mod expand;
 mod lower;
 mod model;
 mod parse;
+#[cfg(test)]
+mod same;
 pub(crate) mod text;
 
 pub use super::LowerOptions;
