@@ -5,7 +5,9 @@
 //!   syntax, unknown-key and type error of the file is reported;
 //! - [`lower`]: semantic checks and lowering to the IR (args and env
 //!   expanded with [`expand`], paths resolved, stages ordered);
-//! - [`json_schema`]: the JSON Schema, generated from the model types.
+//! - [`json_schema`]: the JSON Schema, generated from the model types;
+//! - [`print`]: model -> text ([`text`] writes the TOML values), what
+//!   [`reprint`] and `convert` write.
 //!
 //! The module knows nothing of the file system or the store: base images
 //! are looked up through a [`BaseResolver`]. `spec/README.md` is the
@@ -19,11 +21,13 @@ mod expand;
 mod lower;
 mod model;
 mod parse;
+mod print;
 #[cfg(test)]
 mod same;
 pub(crate) mod text;
 
 pub use super::LowerOptions;
+pub use print::PrintOptions;
 
 /// Parse + validate + lower. All errors in the file are gathered in one
 /// [`Diagnostics`]; warnings that do not stop the build are in
@@ -44,6 +48,22 @@ pub fn load(
     };
     let graph = lower::lower(&parsed, opts, resolver, &mut sink);
     sink.into_result(graph)
+}
+
+/// Parse + print: `text` in the printer's layout ([`print`]). The TOML
+/// parser keeps no comments, so the result has none but `opts.header`.
+/// Fails with the parse errors `load` would report (not the lowering's).
+pub fn reprint(file_name: &str, text: &str, opts: &PrintOptions) -> Result<String, Diagnostics> {
+    let file = SourceFile {
+        name: file_name.to_string(),
+        text: text.to_string(),
+    };
+    let mut sink = Sink::new(&file);
+    let Some(parsed) = parse::parse(text, &mut sink) else {
+        return sink.into_result(String::new());
+    };
+    let out = print::print(&parsed, opts);
+    sink.into_result(out)
 }
 
 /// The draft-07 JSON Schema of the spec, generated from the model types.
@@ -89,5 +109,7 @@ fn drop_null(v: &mut serde_json::Value) {
     }
 }
 
+#[cfg(test)]
+mod print_tests;
 #[cfg(test)]
 mod tests;
