@@ -16,7 +16,7 @@ use super::LowerOptions;
 use crate::error::{Diagnostics, SourceDiagnostic};
 use crate::ir::{BaseResolver, BuildGraph, EmptyResolver, SourceFile};
 
-mod continuation;
+pub(crate) mod continuation;
 mod convert;
 pub use convert::ConvertOptions;
 pub mod directives;

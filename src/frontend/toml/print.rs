@@ -154,7 +154,8 @@ fn stage_refs(s: &StageSpec) -> Vec<&str> {
 }
 
 /// Comment lines, each `# text` (a comment already starting with a blank
-/// keeps it as is).
+/// keeps it as is). A TOML comment cannot hold a control character but a
+/// tab: one is written as its escape (`\u0001`), as text.
 fn comments(out: &mut String, lines: &[String], indent: &str) {
     for c in lines.iter().flat_map(|c| c.split(['\n', '\r'])) {
         let sep = if c.is_empty() || c.starts_with([' ', '\t']) {
@@ -162,6 +163,16 @@ fn comments(out: &mut String, lines: &[String], indent: &str) {
         } else {
             " "
         };
+        let c: String = c
+            .chars()
+            .map(|ch| {
+                if ch != '\t' && (ch < ' ' || ch == '\u{7f}') {
+                    format!("\\u{:04X}", ch as u32)
+                } else {
+                    ch.to_string()
+                }
+            })
+            .collect();
         out.push_str(&format!("{indent}#{sep}{c}\n"));
     }
 }
@@ -238,8 +249,8 @@ fn stage(out: &mut String, decl: &StageDecl) {
     }
     if let Some(l) = labels_table {
         out.push_str(&format!("\n[{header}.labels]\n"));
-        for (k, v) in &l.0 {
-            out.push_str(&format!("{} = {}\n", key(k), q(v.get())));
+        for (k, v) in entries(l) {
+            out.push_str(&format!("{} = {}\n", key(k), q(v)));
         }
     }
 }
@@ -526,11 +537,24 @@ fn command(c: &StrOr<Vec<String>>) -> String {
 }
 
 fn map(m: &OrderedMap) -> String {
-    let parts: Vec<String> =
-        m.0.iter()
-            .map(|(k, v)| format!("{} = {}", key(k), q(v.get())))
-            .collect();
+    let parts: Vec<String> = entries(m)
+        .into_iter()
+        .map(|(k, v)| format!("{} = {}", key(k), q(v)))
+        .collect();
     inline(&parts)
+}
+
+/// A map's entries, each key once: a TOML table cannot repeat a key, and
+/// a Dockerfile's `ENV A=1 A=2` means A=2, set where A was first set.
+fn entries(m: &OrderedMap) -> Vec<(&str, &str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in &m.0 {
+        match out.iter_mut().find(|(x, _)| x == k) {
+            Some(e) => e.1 = v.get(),
+            None => out.push((k, v.get())),
+        }
+    }
+    out
 }
 
 fn inline(parts: &[String]) -> String {

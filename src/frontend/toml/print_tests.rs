@@ -366,3 +366,115 @@ fn no_empty_steps_and_long_lists_broken() {
         "{out}"
     );
 }
+
+#[test]
+fn repeated_keys_print_once_with_the_last_value() {
+    // `ENV A=1 B=2 A=3` as the Dockerfile side may hold it.
+    let sp = |s: &str| Sp(toml::Spanned::new(0..0, s.to_string()));
+    let pairs = vec![
+        ("A".to_string(), sp("1")),
+        ("B".to_string(), sp("2")),
+        ("A".to_string(), sp("3")),
+    ];
+    let map = super::model::OrderedMap(pairs);
+    let doc = doc_with_steps(vec![
+        StepSpec {
+            env: Some(Sp(toml::Spanned::new(0..0, map.clone()))),
+            ..StepSpec::default()
+        },
+        StepSpec {
+            label: Some(Sp(toml::Spanned::new(0..0, map))),
+            ..StepSpec::default()
+        },
+    ]);
+    let out = print(&doc, &PrintOptions::default());
+    assert!(out.contains("{ env = { A = \"3\", B = \"2\" } }"), "{out}");
+    assert!(
+        out.contains("{ label = { A = \"3\", B = \"2\" } }"),
+        "{out}"
+    );
+    parse_ok("printed", &out);
+}
+
+#[test]
+fn control_characters_in_comments_stay_comments() {
+    let mut doc = doc_with_steps(vec![StepSpec {
+        workdir: Some(Sp(toml::Spanned::new(0..0, "/".to_string()))),
+        layout: Layout {
+            comments: vec!["bell\u{7} del\u{7f} tab\tend\r\nnext".into()],
+            breaks: vec![],
+        },
+        ..StepSpec::default()
+    }]);
+    doc.stages[0].spec.as_mut().expect("stage").layout.comments = vec!["nul\u{0}".into()];
+    let out = print(&doc, &PrintOptions::default());
+    assert!(out.contains("# nul\\u0000\n[stage.s]\n"), "{out}");
+    assert!(
+        out.contains(
+            "  # bell\\u0007 del\\u007F tab\tend\n  #\n  # next\n  { workdir = \"/\" },\n"
+        ),
+        "{out}"
+    );
+    parse_ok("printed", &out);
+}
+
+/// Every shell-form RUN of the Dockerfile corpus, with the breaks its
+/// continuation lines give: printed on one line per source line that
+/// holds some of the command, and read back as exactly the command.
+#[test]
+fn corpus_runs_keep_their_continuation_lines() {
+    use crate::frontend::dockerfile::continuation::{breaks, continuation_pieces};
+    let mut dockerfiles = files("tests/dockerfiles", "Dockerfile");
+    dockerfiles.extend(files("tests/buildkit", "Dockerfile"));
+    dockerfiles.extend(files("examples", "Dockerfile"));
+    dockerfiles.extend(files("../shared/bench/scenarios", "Dockerfile"));
+    let (mut runs, mut continued) = (0, 0);
+    for p in &dockerfiles {
+        let text = std::fs::read_to_string(p).expect("read");
+        let Ok(ast) = dockerfile::parse("Dockerfile", &text) else {
+            continue;
+        };
+        for n in &ast.children {
+            if n.keyword != "run" || n.json || !n.heredocs.is_empty() {
+                continue;
+            }
+            let script = n.args.first().cloned().unwrap_or_default();
+            let pieces = continuation_pieces(&text[n.span.clone()], ast.escape);
+            let Some(b) = breaks(&script, &pieces) else {
+                panic!("{}: {script:?} is not the end of {pieces:?}", p.display());
+            };
+            // Source lines holding a non-blank part of the command.
+            let skip = pieces.concat().len() - script.len();
+            let mut at = 0;
+            let mut want = 0;
+            for piece in &pieces {
+                let (start, end) = (at.max(skip), at + piece.len());
+                if end > start && !script[start - skip..end - skip].trim().is_empty() {
+                    want += 1;
+                }
+                at = end;
+            }
+            let doc = doc_with_steps(vec![run_step(
+                &script,
+                Layout {
+                    comments: vec![],
+                    breaks: b,
+                },
+            )]);
+            let out = print(&doc, &PrintOptions::default());
+            assert_eq!(first_run(&out), script, "{}:\n{out}", p.display());
+            let value = &out[out.find("run = ").expect("run")..];
+            let value = &value[..value.find(" }").expect("end of step")];
+            assert_eq!(
+                value.lines().count(),
+                want.max(1),
+                "{}:\n{out}",
+                p.display()
+            );
+            runs += 1;
+            continued += usize::from(want > 1);
+        }
+    }
+    eprintln!("{runs} RUNs printed, {continued} of them on several lines");
+    assert!(continued >= 2, "{continued}");
+}
