@@ -224,16 +224,15 @@ fn stage(out: &mut String, decl: &StageDecl) {
     if let Some(e) = expose {
         out.push_str(&array_key("expose", &sp_items(e)));
     }
-    // Many labels do not fit an inline table, which TOML keeps on one
-    // line: they get a sub-table, after the stage's other keys.
-    let mut labels_table = None;
+    // A table that does not fit on a line (TOML keeps an inline table on
+    // one) becomes a sub-table, after the stage's other keys.
+    let mut tables: Vec<(&str, Vec<String>)> = Vec::new();
     if let Some(l) = labels {
-        let inline = format!("labels = {}\n", map(l.get()));
-        if inline.len() <= WIDTH || l.get().0.len() < 2 {
-            out.push_str(&inline);
-        } else {
-            labels_table = Some(l.get());
-        }
+        let parts: Vec<String> = entries(l.get())
+            .into_iter()
+            .map(|(k, v)| format!("{} = {}", key(k), q(v)))
+            .collect();
+        table_key(out, &mut tables, "labels", parts);
     }
     if let Some(v) = volumes {
         out.push_str(&array_key("volumes", &sp_items(v)));
@@ -242,16 +241,32 @@ fn stage(out: &mut String, decl: &StageDecl) {
         out.push_str(&format!("stopsignal = {}\n", q(s.get())));
     }
     if let Some(h) = healthcheck {
-        out.push_str(&format!("healthcheck = {}\n", health(h.get())));
+        table_key(out, &mut tables, "healthcheck", health(h.get()));
     }
     if let Some(o) = onbuild {
         out.push_str(&array_key("onbuild", &sp_items(o)));
     }
-    if let Some(l) = labels_table {
-        out.push_str(&format!("\n[{header}.labels]\n"));
-        for (k, v) in entries(l) {
-            out.push_str(&format!("{} = {}\n", key(k), q(v)));
+    for (k, lines) in tables {
+        out.push_str(&format!("\n[{header}.{k}]\n"));
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
         }
+    }
+}
+
+/// `k = { parts }` when it fits on a line, else kept for a sub-table.
+fn table_key<'k>(
+    out: &mut String,
+    tables: &mut Vec<(&'k str, Vec<String>)>,
+    k: &'k str,
+    parts: Vec<String>,
+) {
+    let one = format!("{k} = {}\n", inline(&parts));
+    if one.len() <= WIDTH || parts.len() < 2 {
+        out.push_str(&one);
+    } else {
+        tables.push((k, parts));
     }
 }
 
@@ -377,7 +392,7 @@ fn step(s: &StepSpec) -> String {
         put("stopsignal", q(v.get()));
     }
     if let Some(v) = healthcheck {
-        put("healthcheck", health(v.get()));
+        put("healthcheck", inline(&health(v.get())));
     }
     if let Some(v) = onbuild {
         put("onbuild", list(&sp_items(v.get())));
@@ -499,7 +514,7 @@ fn mount(m: &MountSpec) -> String {
     inline(&p)
 }
 
-fn health(h: &HealthcheckSpec) -> String {
+fn health(h: &HealthcheckSpec) -> Vec<String> {
     let HealthcheckSpec {
         test,
         interval,
@@ -516,7 +531,7 @@ fn health(h: &HealthcheckSpec) -> String {
     if let Some(r) = retries {
         p.push(format!("retries = {r}"));
     }
-    inline(&p)
+    p
 }
 
 /// A `run` string: a heredoc's lines as lines, a continued line broken

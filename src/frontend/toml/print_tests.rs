@@ -340,7 +340,7 @@ fn no_empty_steps_and_long_lists_broken() {
         .map(|i| format!("\"org.example.label-{i}\" = \"value number {i}\""))
         .collect();
     let text = format!(
-        "[stage.s]\nfrom = {{ oci = \"./layout\", ref = \"1\" }}\nsteps = []\nlabels = {{ {} }}\nexpose = [\"8080\"]\n",
+        "[stage.s]\nfrom = {{ oci = \"./layout\", ref = \"1\" }}\nsteps = []\nlabels = {{ {} }}\nexpose = [\"8080\"]\nhealthcheck = {{ test = [\"CMD\", \"/app\", \"health\"], interval = \"30s\", timeout = \"5s\", start-period = \"1m30s\", retries = 3 }}\n",
         labels.join(", ")
     );
     let out = round_trip("long labels", &text);
@@ -351,6 +351,10 @@ fn no_empty_steps_and_long_lists_broken() {
     );
     assert!(
         out.contains("\n[stage.s.labels]\n\"org.example.label-0\" = \"value number 0\"\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("\n[stage.s.healthcheck]\ntest = [\"CMD\", \"/app\", \"health\"]\ninterval = \"30s\"\ntimeout = \"5s\"\nstart-period = \"1m30s\"\nretries = 3\n"),
         "{out}"
     );
     let tags: Vec<String> = (0..8)
