@@ -1,6 +1,7 @@
 //! Printer tests: the round trip over every spec and converted Dockerfile
 //! we have (parse -> print -> parse is the same model and lowers to the
-//! same IR; printing is idempotent), and targeted cases.
+//! same IR; printing is idempotent; the text validates with the JSON
+//! Schema), generated strings, and targeted cases.
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,15 @@ fn round_trip(name: &str, text: &str) -> String {
     }
     let p2 = print(&m2, &PrintOptions::default());
     assert_eq!(p1, p2, "{name}: printing is not idempotent");
+    let schema = super::json_schema();
+    let validator = jsonschema::validator_for(&schema).expect("schema");
+    let value: toml::Value = toml::from_str(&p1).expect("toml");
+    let json = serde_json::to_value(value).expect("json");
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{name}:\n{p1}\n{errors:?}");
     assert_eq!(
         lowered(name, text),
         lowered("printed.toml", &p1),
