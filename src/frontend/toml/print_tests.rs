@@ -576,3 +576,25 @@ fn generated_strings_round_trip() {
         assert_eq!(p2, p3, "round {round}");
     }
 }
+
+#[test]
+fn reprint_prints_a_spec_or_reports_its_errors() {
+    let opts = PrintOptions {
+        header: vec!["Re-printed.".into()],
+        final_image_tags: None,
+    };
+    let text = "# dropped: TOML keeps no comments\n[stage.app]\nsteps = [\n  { run = \"make\" },\n]\nfrom = \"scratch\"\n";
+    let out = super::reprint("strata.toml", text, &opts).expect("valid");
+    assert_eq!(
+        out,
+        "# Re-printed.\nversion = 1\n\n[stage.app]\nfrom = \"scratch\"\nsteps = [{ run = \"make\" }]\n"
+    );
+    let bad = super::reprint("strata.toml", "[stage.app]\nfrom = 1\n", &opts).expect_err("bad");
+    assert!(
+        bad.errors
+            .iter()
+            .any(|e| e.to_string().starts_with("wrong type")),
+        "{bad:?}"
+    );
+    assert!(super::reprint("strata.toml", "[stage", &opts).is_err());
+}
