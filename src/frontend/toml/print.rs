@@ -36,8 +36,9 @@ pub struct PrintOptions {
     pub header: Vec<String>,
     /// `Some(tags)`: the last stage (in file order) is the image the file
     /// builds, as for a Dockerfile: the image table that builds it gets
-    /// these tags (`convert -t`), or one named after the stage is printed
-    /// when there is none. `None`: the images are printed as they are.
+    /// these tags (`convert -t`), or one named after the stage (`NAME-final`
+    /// if an image of another stage has that name) is printed when there is
+    /// none. `None`: the images are printed as they are.
     pub final_image_tags: Option<Vec<String>>,
 }
 
@@ -77,7 +78,14 @@ pub fn print(doc: &Parsed, opts: &PrintOptions) -> String {
     if let Some((last, None, tags)) = final_image
         && !stages.is_empty()
     {
-        out.push_str(&format!("\n[image.{}]\n", key(last)));
+        // Named after the stage, unless an image building another stage
+        // has that name.
+        if images.iter().any(|i| i.name == last) {
+            out.push_str(&format!("\n[image.{}]\n", key(&format!("{last}-final"))));
+            out.push_str(&format!("stage = {}\n", q(last)));
+        } else {
+            out.push_str(&format!("\n[image.{}]\n", key(last)));
+        }
         if !tags.is_empty() {
             out.push_str(&array_key("tags", tags));
         }

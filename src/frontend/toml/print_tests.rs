@@ -342,6 +342,16 @@ fn the_final_image_gets_the_tags() {
         "{out}"
     );
     assert_eq!(out.matches("[image.").count(), 1, "{out}");
+    // The stage's name is taken by an image of another stage.
+    let taken = format!("{text}\n[image.final]\nstage = \"build\"\n");
+    let out = print(&parse_ok("taken", &taken), &opts);
+    assert!(
+        out.ends_with(
+            "\n[image.final-final]\nstage = \"final\"\ntags = [\"app:1\", \"app:latest\"]\n"
+        ),
+        "{out}"
+    );
+    parse_ok("printed", &out);
 }
 
 #[test]
