@@ -23,6 +23,7 @@ use crate::ir::{BaseResolver, BuildGraph, EmptyResolver, SourceFile};
 use checks::BuildChecks;
 
 mod checks;
+pub(crate) mod continuation;
 mod convert;
 pub use convert::ConvertOptions;
 pub mod directives;
@@ -30,7 +31,6 @@ pub mod parser;
 pub mod shell;
 mod template;
 mod to_model;
-mod toml_text;
 
 pub(crate) use to_model::base_triggers;
 

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// A value with its byte range in the source file (a spec or a Dockerfile).
-#[derive(Clone, Debug, Deserialize)]
+/// Compares by value only (as `toml::Spanned` does): where a value was
+/// written never makes two models differ.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(transparent)]
 pub struct Sp<T>(pub Spanned<T>);
 
@@ -54,7 +56,7 @@ impl<T: JsonSchema> JsonSchema for Sp<T> {
 /// Either a string or a `T` (an array or a table): e.g. the shell and exec
 /// forms of a command. Written by hand, not as an untagged enum, so that
 /// spans inside `T` survive and errors name both accepted forms.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum StrOr<T> {
     Str(String),
     Other(T),
@@ -101,7 +103,7 @@ impl<T: JsonSchema> JsonSchema for StrOr<T> {
 }
 
 /// A table of string values in the order written (env, labels).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct OrderedMap(pub Vec<(String, Sp<String>)>);
 
 impl<'de> Deserialize<'de> for OrderedMap {
@@ -177,7 +179,9 @@ pub struct EmptyTable {}
 pub const DOCUMENT_KEYS: &[&str] = &["$schema", "version", "args", "stage", "image"];
 
 /// A stage: where it starts, its steps, and image config set at its end.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+// `==` compares `layout` too (here and in `StepSpec`); `same::same_model`
+// compares documents without it.
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     /// `"scratch"`, a stage of this file, an image in the local store, or a
@@ -241,7 +245,7 @@ pub const STAGE_KEYS: &[&str] = &[
 ];
 
 /// A base that is not a name: exactly one of `oci`, `oci-archive`, `docker-archive`.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FromTable {
     /// An OCI image layout directory.
@@ -257,7 +261,7 @@ pub struct FromTable {
 
 /// One step. Exactly one verb key (`copy`, `add`, `run`, `env`, ...) and
 /// the option keys of that verb.
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StepSpec {
     /// COPY: source paths (context, or `from` stage / `image` root); expanded.
@@ -367,7 +371,7 @@ pub const VERBS: &[(&str, &[&str])] = &[
 ];
 
 /// A RUN mount.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MountSpec {
     /// `bind`, `cache`, `tmpfs`, `secret` or `ssh`.
@@ -462,7 +466,7 @@ pub enum SharingSpec {
 
 /// HEALTHCHECK. `test`: `"NONE"` disables; another string is run by the
 /// shell (`CMD-SHELL`); an array starts with `CMD` or `CMD-SHELL`.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HealthcheckSpec {
     pub test: Sp<StrOr<Vec<String>>>,
@@ -475,7 +479,7 @@ pub struct HealthcheckSpec {
 }
 
 /// An image to produce.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
     /// The stage whose result is the image (default: the stage of the same name).

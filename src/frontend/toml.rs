@@ -6,7 +6,9 @@
 //! - the one lowering, `frontend::lower`, shared with the Dockerfile
 //!   frontend: semantic checks and the IR (strings expanded with
 //!   [`expand`], paths resolved, stages ordered);
-//! - [`json_schema`]: the JSON Schema, generated from the model types.
+//! - [`json_schema`]: the JSON Schema, generated from the model types;
+//! - [`print`]: model -> text ([`text`] writes the TOML values), what
+//!   [`reprint`] and `convert` write.
 //!
 //! The module knows nothing of the file system or the store: base images
 //! are looked up through a [`BaseResolver`]. `spec/README.md` is the
@@ -18,11 +20,16 @@ use crate::ir::{BaseResolver, BuildGraph, SourceFile};
 
 pub(crate) mod expand;
 mod parse;
+mod print;
+#[cfg(test)]
+mod same;
+pub(crate) mod text;
 
 /// The model lives beside the frontends; this is its serde (TOML) face.
 use super::model;
 
 pub use super::LowerOptions;
+pub use print::PrintOptions;
 
 /// Parse + validate + lower. All errors in the file are gathered in one
 /// [`Diagnostics`]; warnings that do not stop the build are in
@@ -43,6 +50,23 @@ pub fn load(
     };
     let graph = super::lower::lower(&parsed, opts, resolver, &mut sink);
     sink.into_result(graph)
+}
+
+/// Parse + print: `text` in the printer's layout ([`print`]). The TOML
+/// parser keeps no comments, so the result has none but `opts.header`.
+/// Fails with the parse errors `load` would report (not the lowering's).
+pub fn reprint(file_name: &str, text: &str, opts: &PrintOptions) -> Result<String, Diagnostics> {
+    let file = SourceFile {
+        name: file_name.to_string(),
+        text: text.to_string(),
+    };
+    let mut sink = Sink::new(&file);
+    let Some(parsed) = parse::parse(text, &mut sink) else {
+        return sink.into_result(String::new());
+    };
+    // A parsed spec is always in the TOML dialect, so it always prints.
+    let out = print::print(&parsed, opts).unwrap_or_default();
+    sink.into_result(out)
 }
 
 /// The draft-07 JSON Schema of the spec, generated from the model types.
@@ -88,5 +112,7 @@ fn drop_null(v: &mut serde_json::Value) {
     }
 }
 
+#[cfg(test)]
+mod print_tests;
 #[cfg(test)]
 mod tests;

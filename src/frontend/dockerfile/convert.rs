@@ -14,12 +14,13 @@ use std::fmt::Write as _;
 use std::ops::Range;
 
 use super::checks::INSTRUCTIONS;
+use super::continuation::{breaks, continuation_pieces};
 use super::parser::{Ast, Node};
 use super::template::{self, Name, literal};
 use super::to_model::heredoc_script;
-use super::toml_text::{continuation_pieces, continued_string, key, list, multiline, q};
 use crate::error::{Diagnostics, SourceDiagnostic};
 use crate::frontend::mount;
+use crate::frontend::toml::text::{continued, key, list, multiline, q};
 use crate::frontend::values::{parse_flag_bool, parse_retries, parse_size};
 use crate::ir::SourceFile;
 
@@ -594,7 +595,8 @@ impl Converter<'_> {
             return multiline(script);
         }
         let source = self.file.text.get(n.span.clone()).unwrap_or("");
-        continued_string(script, &continuation_pieces(source, self.escape))
+        breaks(script, &continuation_pieces(source, self.escape))
+            .and_then(|b| continued(script, &b, "    "))
             .unwrap_or_else(|| q(script))
     }
 

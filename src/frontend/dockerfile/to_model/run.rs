@@ -1,8 +1,8 @@
 //! RUN: the command (heredocs, where continuations were joined), the
 //! network and `--mount` values.
 
+use super::super::continuation::{breaks, continuation_pieces};
 use super::super::parser::{self, Heredoc, Node};
-use super::super::toml_text::continuation_pieces;
 use super::{Flag, ToModel, has_reference};
 use crate::frontend::model::{MountSpec, MountType, Number, SharingSpec, Sp, StepSpec, StrOr};
 use crate::frontend::mount;
@@ -37,25 +37,6 @@ pub(crate) fn heredoc_script(script: &str, heredocs: &[Heredoc]) -> String {
     }
 }
 
-/// Where the parser joined a continued line, as byte offsets in `script`
-/// (the end of the joined logical line).
-fn breaks(source: &str, escape: char, script: &str) -> Vec<usize> {
-    let pieces = continuation_pieces(source, escape);
-    let joined: usize = pieces.iter().map(String::len).sum();
-    let Some(skip) = joined.checked_sub(script.len()) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut at = 0;
-    for p in &pieces {
-        at += p.len();
-        if at > skip && at - skip < script.len() {
-            out.push(at - skip);
-        }
-    }
-    out
-}
-
 impl ToModel<'_, '_> {
     pub(super) fn run(&mut self, n: &Node) -> Option<StepSpec> {
         let span = self.span(n.span.clone());
@@ -66,7 +47,8 @@ impl ToModel<'_, '_> {
             let script = n.args.first().cloned().unwrap_or_default();
             if n.heredocs.is_empty() && self.at.is_none() {
                 let source = self.text().get(n.span.clone()).unwrap_or("");
-                s.layout.breaks = breaks(source, self.escape, &script);
+                s.layout.breaks =
+                    breaks(&script, &continuation_pieces(source, self.escape)).unwrap_or_default();
             }
             StrOr::Str(heredoc_script(&script, &n.heredocs))
         };

@@ -1,6 +1,6 @@
-//! Writing TOML values for `convert`: basic strings, keys, string arrays,
-//! and multi-line strings that keep a RUN's lines as the Dockerfile has
-//! them while parsing back to exactly the same command.
+//! Writing TOML values: basic strings, keys, string arrays, and multi-line
+//! strings (a RUN broken where its source broke it, a heredoc's lines)
+//! that parse back to exactly the same string.
 
 use std::fmt::Write as _;
 
@@ -59,57 +59,39 @@ pub fn key(s: &str) -> String {
 }
 
 /// An array of basic strings on one line.
-pub fn list(v: &[String]) -> String {
+pub fn list<S: AsRef<str>>(v: &[S]) -> String {
     format!(
         "[{}]",
-        v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+        v.iter()
+            .map(|s| q(s.as_ref()))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
-/// The lines of an instruction's logical line as the Dockerfile parser
-/// joins them: the first line from its first non-blank character, each
-/// continuation without its escape and the blanks after it; comment and
-/// blank lines inside the continuation are skipped.
-pub fn continuation_pieces(source: &str, escape: char) -> Vec<String> {
-    let mut pieces = Vec::new();
-    for (i, raw) in source.lines().enumerate() {
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        let raw = if i == 0 { raw.trim_start() } else { raw };
-        if i > 0 && (raw.trim_start().starts_with('#') || raw.trim().is_empty()) {
-            continue;
-        }
-        let t = raw.trim_end_matches([' ', '\t']);
-        match t.strip_suffix(escape) {
-            Some(before) if !before.ends_with(escape) => pieces.push(before.to_string()),
-            _ => {
-                pieces.push(raw.to_string());
-                break;
-            }
-        }
-    }
-    pieces
-}
-
-/// `script` (the end of the logical line joined from `pieces`) as a TOML
-/// multi-line basic string with one line per piece, each line but the last
-/// ending in a backslash. TOML drops the newline and the blanks that follow
-/// such a backslash, so the blanks a piece starts with are written before
-/// the backslash of the line above. `None` when `script` is not the end of
-/// the joined pieces, or has a single piece.
-pub fn continued_string(script: &str, pieces: &[String]) -> Option<String> {
-    let joined: String = pieces.concat();
-    let skip = joined.len().checked_sub(script.len())?;
-    if !joined.ends_with(script) || script.contains(['\n', '\r']) {
+/// `script` as a TOML multi-line basic string broken into lines at the
+/// byte offsets `breaks` (where its source continued the line), each line
+/// but the last ending in a backslash, continuation lines indented by
+/// `indent`. TOML drops the newline and the blanks that follow such a
+/// backslash, so the blanks a piece starts with are written before the
+/// backslash of the line above. `None` when that gives fewer than two
+/// lines, or `script` holds a newline (see [`multiline`]). Offsets that are
+/// not inside `script` on a character boundary are ignored.
+pub fn continued(script: &str, breaks: &[usize], indent: &str) -> Option<String> {
+    if script.contains(['\n', '\r']) {
         return None;
     }
-    // The pieces, cut to the script.
+    let mut cuts: Vec<usize> = breaks
+        .iter()
+        .copied()
+        .filter(|&b| b > 0 && b < script.len() && script.is_char_boundary(b))
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
     let mut lines: Vec<String> = Vec::new();
     let mut at = 0;
-    for p in pieces {
-        let end = at + p.len();
-        if end > skip {
-            lines.push(p[skip.saturating_sub(at)..].to_string());
-        }
+    for end in cuts.into_iter().chain([script.len()]) {
+        lines.push(script[at..end].to_string());
         at = end;
     }
     for i in (1..lines.len()).rev() {
@@ -124,7 +106,8 @@ pub fn continued_string(script: &str, pieces: &[String]) -> Option<String> {
     let mut out = String::from("\"\"\"");
     for (i, l) in lines.iter().enumerate() {
         if i > 0 {
-            out.push_str("\\\n    ");
+            out.push_str("\\\n");
+            out.push_str(indent);
         }
         escape_multi(&mut out, l);
     }
@@ -132,7 +115,8 @@ pub fn continued_string(script: &str, pieces: &[String]) -> Option<String> {
     parses_to(&out, script).then_some(out)
 }
 
-/// `s` as a multi-line basic string (a heredoc's lines as lines).
+/// `s` as a multi-line basic string (a heredoc's lines as lines); a basic
+/// string when that would not read back as `s`.
 pub fn multiline(s: &str) -> String {
     let mut out = String::from("\"\"\"\n");
     escape_multi(&mut out, s);
@@ -141,7 +125,7 @@ pub fn multiline(s: &str) -> String {
 }
 
 /// Does the TOML value `value` read back as `want`?
-fn parses_to(value: &str, want: &str) -> bool {
+pub fn parses_to(value: &str, want: &str) -> bool {
     toml::from_str::<toml::Table>(&format!("v = {value}\n"))
         .ok()
         .and_then(|t| t.get("v").and_then(|v| v.as_str().map(|s| s == want)))
@@ -154,32 +138,30 @@ mod tests {
 
     #[test]
     fn continued_lines_read_back_exactly() {
-        let src = "RUN apt-get update && \\\n    apt-get install -y \\\n  # a comment\n\tcurl  \\  \n    git";
-        let pieces = continuation_pieces(src, '\\');
-        assert_eq!(
-            pieces,
-            [
-                "RUN apt-get update && ",
-                "    apt-get install -y ",
-                "\tcurl  ",
-                "    git"
-            ]
-        );
         let script = "apt-get update &&     apt-get install -y \tcurl      git";
-        let s = continued_string(script, &pieces).expect("multi-line");
+        let breaks = [18, 41, 48];
+        let s = continued(script, &breaks, "    ").expect("multi-line");
         assert_eq!(s.lines().count(), 4, "{s}");
         assert!(s.starts_with("\"\"\"apt-get update &&     \\\n"), "{s}");
+        assert!(s.contains("install -y \t\\\n    curl      \\\n"), "{s}");
         assert!(parses_to(&s, script));
-        assert_eq!(continued_string("x", &["RUN x".to_string()]), None);
-        assert_eq!(continued_string("other", &pieces), None);
+        assert_eq!(continued("x", &[], ""), None);
+        // Breaks outside the string, or only before blanks: one line.
+        assert_eq!(continued("ab", &[0, 2, 7], ""), None);
+        assert_eq!(continued("a   ", &[1], ""), None);
+        // Not a character boundary: ignored.
+        assert_eq!(continued("é", &[1], ""), None);
+        assert_eq!(continued("a\nb", &[1], ""), None);
     }
 
     #[test]
     fn quotes_and_backslashes_survive() {
-        let pieces = ["RUN echo \"a\\\\\" ".to_string(), "'b'\"\"\"".to_string()];
         let script = "echo \"a\\\\\" 'b'\"\"\"";
-        let s = continued_string(script, &pieces).expect("multi-line");
+        let s = continued(script, &[11], "").expect("multi-line");
         assert!(parses_to(&s, script), "{s}");
+        let ends_in_escape = "echo a\\ b\\";
+        let s = continued(ends_in_escape, &[7], "  ").expect("multi-line");
+        assert!(parses_to(&s, ends_in_escape), "{s}");
         let m = multiline("cat <<EOF\nline \"1\"\n\tx\\y\nEOF\n");
         assert!(m.contains("\nline "), "{m}");
         assert!(parses_to(&m, "cat <<EOF\nline \"1\"\n\tx\\y\nEOF\n"));
