@@ -546,3 +546,41 @@ fn everything_ignored_but_a_few_reincluded_paths() {
     let err = run(&tree, &copy(&["node_modules"], "/n")).unwrap_err();
     assert!(err.to_string().contains("line 1 (`*`)"), "{err}");
 }
+
+#[test]
+fn a_single_file_to_a_plain_destination_carries_its_name() {
+    let ctx = context(&["a.txt", "b.txt", "d/link -> ../a.txt"]);
+    let tree = Tree::context(ctx.path(), &ContextOptions::default()).expect("context");
+    let names = |c: &Copy| -> Vec<(String, Option<String>)> {
+        run(&tree, c)
+            .expect("copy")
+            .into_iter()
+            .map(|i| (i.dest, i.name))
+            .collect()
+    };
+    // The build moves it into the destination when that is a directory.
+    assert_eq!(
+        names(&copy(&["a.txt"], "/etc")),
+        [("etc".to_string(), Some("a.txt".to_string()))]
+    );
+    // The name as written, not the symlink's target; a glob's match.
+    assert_eq!(
+        names(&copy(&["d/link"], "/etc")),
+        [("etc".to_string(), Some("link".to_string()))]
+    );
+    assert_eq!(
+        names(&copy(&["a.*"], "/etc")),
+        [("etc".to_string(), Some("a.txt".to_string()))]
+    );
+    // Into a directory already: nothing left to decide.
+    assert!(
+        names(&copy(&["a.txt"], "/etc/"))
+            .iter()
+            .all(|(_, n)| n.is_none())
+    );
+    assert!(
+        names(&copy(&["a.txt", "b.txt"], "/etc"))
+            .iter()
+            .all(|(_, n)| n.is_none())
+    );
+}

@@ -123,7 +123,11 @@ pub(super) fn plan_copy(tree: &Tree, req: &CopyRequest) -> Result<Vec<CopyItem>,
                     sel.logical
                 )));
             }
-            pending.push(tree.pending(&target, &sel.real, &sel.meta)?);
+            let mut p = tree.pending(&target, &sel.real, &sel.meta)?;
+            if !(req.parents || into_dir) {
+                p.item.name = Some(basename(&sel.logical).to_string());
+            }
+            pending.push(p);
         }
     }
 
@@ -154,6 +158,7 @@ fn assemble(pending: Vec<Pending>) -> Result<Vec<Pending>, CopyError> {
                             mode: 0o755,
                             uid: 0,
                             gid: 0,
+                            name: None,
                         },
                         stat: None,
                     });
@@ -412,6 +417,7 @@ impl Tree {
                 mode: meta.mode() & 0o7777,
                 uid: meta.uid(),
                 gid: meta.gid(),
+                name: None,
             },
             stat,
         })

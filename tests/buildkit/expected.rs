@@ -123,17 +123,6 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "copy/file-to-existing-dir",
-        category: Category::KnownGap,
-        reason: "`COPY a.txt /etc` where /etc is a directory: BuildKit copies into it (/etc/a.txt); strata replaces the directory with the file.",
-        diffs: &[
-            "rootfs /etc/a.txt: only in buildkit: file 6 bytes sha256:b6a98d9ce9a2d9149288fa3df42d377c3e42737afdcdaf714e33c0a100b51060 mode 0644 owner 0:0",
-            "rootfs /etc/group: only in buildkit: file 54 bytes sha256:c7e9aeca47c4df4fe6f4280b2b037d8076f5a7798b590e0f79c02ff5e91fb328 mode 0644 owner 0:0",
-            "rootfs /etc/passwd: only in buildkit: file 120 bytes sha256:ed87d933055bd55ac713a30e592fab0e183418ee02a52f42d83d673a07b61755 mode 0644 owner 0:0",
-            "rootfs /etc: buildkit dir mode 0755 owner 0:0 | strata file 6 bytes sha256:b6a98d9ce9a2d9149288fa3df42d377c3e42737afdcdaf714e33c0a100b51060 mode 0644 owner 0:0",
-        ],
-    },
-    Listed {
         case: "copy/from-stage",
         category: Category::KnownGap,
         reason: "`COPY --from` of a directory to a new path: BuildKit creates the destination 0755 root; strata gives it the source directory's mode and owner.",
@@ -176,6 +165,16 @@ pub const LISTED: &[Listed] = &[
             "history[5]: buildkit COPY b.sh ./ | strata COPY b.sh /w/deep/",
             "history[6]: buildkit COPY dir ../up/ | strata COPY dir /w/up/",
             "layers: buildkit 5 | strata 4",
+        ],
+    },
+    Listed {
+        case: "copy/wildcard-several-to-new-name",
+        category: Category::Documented,
+        reason: "The Dockerfile reference (COPY): \"If multiple <src> resources are specified, either directly or due to the use of a wildcard, then <dest> must be a directory, and it must end with a slash /.\" BuildKit copies each match over the previous one, leaving a file with the last match; strata copies all of them into the directory <dest>.",
+        diffs: &[
+            "rootfs /newpath/one.conf: only in strata: file 6 bytes sha256:32924f70ba884272e9cf2366e7002a7338e757de00fce5019df7984fb9bdc17f mode 0644 owner 0:0",
+            "rootfs /newpath/two.conf: only in strata: file 6 bytes sha256:abd3cf614ff183d96eb03e0170d98b9234e15b87551d7903a4efc4e345c21b9f mode 0644 owner 0:0",
+            "rootfs /newpath: buildkit file 6 bytes sha256:abd3cf614ff183d96eb03e0170d98b9234e15b87551d7903a4efc4e345c21b9f mode 0644 owner 0:0 | strata dir mode 0755 owner 0:0",
         ],
     },
     Listed {

@@ -15,6 +15,7 @@ use crate::store::{CacheRecord, Descriptor, Store};
 use super::super::layers::{Results, chain_layers};
 use super::super::plan::{Plan, copy_error, copy_request};
 use super::super::{BuildOptions, step_error};
+use super::dest::{ImageFs, place};
 use super::write_layer_record;
 
 /// The owner `--chown` asks for: numeric ids as written (a lone uid is
@@ -153,7 +154,7 @@ pub(super) fn run_copy(
         Some(p) if !c.link => chain_layers(graph, plan, results, p)?,
         _ => Vec::new(),
     };
-    let dest_root = c.dest.trim_matches('/').to_string();
+    let (items, dest_root) = place_in_parent(store, &lower, items, &c.dest, unpack)?;
     let mut entries: Vec<Entry> = Vec::new();
     let mut extracted = Vec::new(); // keeps the unpacked archives until written
     for it in items {
@@ -247,6 +248,31 @@ pub(super) fn run_copy(
     let record = write_layer_record(store, graph, n, entries, opts);
     drop(extracted);
     record
+}
+
+/// The copy's items where they land in the parent image made of `lower`
+/// (empty for a `link` copy or a first step: nothing to look at), and the
+/// destination root they now have: see [`super::dest`].
+fn place_in_parent(
+    store: &Store,
+    lower: &[(Descriptor, Digest)],
+    items: Vec<CopyItem>,
+    dest: &str,
+    unpack: bool,
+) -> Result<(Vec<CopyItem>, String)> {
+    let dest_root = dest.trim_matches('/').to_string();
+    if lower.is_empty() {
+        return Ok((items, dest_root));
+    }
+    let image = ImageFs::new(store, lower)?;
+    // An ADD archive is unpacked into the destination, never renamed.
+    let keeps_dest = |it: &CopyItem| -> Result<bool> {
+        Ok(match &it.kind {
+            ItemKind::File { path, .. } if unpack => tar_archive(path)?.is_some(),
+            _ => false,
+        })
+    };
+    place(items, &dest_root, &image, keeps_dest)
 }
 
 /// A reader of the tar inside `path` when it is a tar archive (plain, gzip
