@@ -406,15 +406,6 @@ fn drop_known_tree_differences(
             p.truncate(p.rfind('/').unwrap_or(0));
         }
     }
-    // `COPY --from=0 /out/sub /sub-by-index` (a directory to a new path):
-    // BuildKit creates the destination with the source directory's mode
-    // (0750), as strata does; buildah 1.28 creates it 0755.
-    if case == "copy-from"
-        && let (Some(sv), Some(bv)) = (s.get("/sub-by-index"), b.get_mut("/sub-by-index"))
-        && sv.contains("mode 0750")
-    {
-        *bv = bv.replace("mode 0755", "mode 0750");
-    }
 }
 
 /// The differences between the two builds of `case`, one line each.

@@ -123,15 +123,6 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "copy/from-stage",
-        category: Category::KnownGap,
-        reason: "`COPY --from` of a directory to a new path: BuildKit creates the destination 0755 root; strata gives it the source directory's mode and owner.",
-        diffs: &[
-            "rootfs /out-copy: buildkit dir mode 0755 owner 0:0 | strata dir mode 0755 owner 1000:0",
-            "rootfs /sub-only: buildkit dir mode 0755 owner 0:0 | strata dir mode 0750 owner 1000:0",
-        ],
-    },
-    Listed {
         case: "copy/hardlinks-from-context",
         category: Category::KnownGap,
         reason: "Hardlinks in the context: BuildKit keeps them one inode; strata copies two files.",

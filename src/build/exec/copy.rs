@@ -158,6 +158,8 @@ pub(super) fn run_copy(
     let mut entries: Vec<Entry> = Vec::new();
     let mut extracted = Vec::new(); // keeps the unpacked archives until written
     for it in items {
+        // As BuildKit: a directory's own mode and owner are not copied to
+        // the destination its contents go into, nor is --chmod applied.
         let structural = it.kind == ItemKind::Dir && (it.source.is_empty() || it.dest == dest_root);
         if structural {
             let existing = if lower.is_empty() {
@@ -165,22 +167,20 @@ pub(super) fn run_copy(
             } else {
                 oci::lower_dir(store, &lower, &it.dest)?
             };
-            if it.source.is_empty() || existing.is_some() {
-                let (mode, uid, gid) = existing.unwrap_or_else(|| {
-                    let (u, g) = owner.unwrap_or((0, 0));
-                    (0o755, u, g)
-                });
-                entries.push(Entry {
-                    path: it.dest,
-                    kind: EntryKind::Dir,
-                    mode,
-                    uid,
-                    gid,
-                    mtime: opts.epoch,
-                    xattrs: Vec::new(),
-                });
-                continue;
-            }
+            let (mode, uid, gid) = existing.unwrap_or_else(|| {
+                let (u, g) = owner.unwrap_or((0, 0));
+                (0o755, u, g)
+            });
+            entries.push(Entry {
+                path: it.dest,
+                kind: EntryKind::Dir,
+                mode,
+                uid,
+                gid,
+                mtime: opts.epoch,
+                xattrs: Vec::new(),
+            });
+            continue;
         }
         if let (true, ItemKind::File { path, .. }) = (unpack, &it.kind)
             && let Some(reader) = tar_archive(path)?
