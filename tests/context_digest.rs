@@ -137,6 +137,7 @@ fn kinds_and_hash_presence_are_distinguished() {
         uid: 0,
         gid: 0,
         name: None,
+        hardlink_of: None,
     };
     let file = |hash| ItemKind::File {
         path: PathBuf::from("/x"),
@@ -172,6 +173,7 @@ fn encoding_is_pinned() {
             uid: 0,
             gid: 0,
             name: None,
+            hardlink_of: None,
         },
         CopyItem {
             dest: "app/a".to_string(),
@@ -185,6 +187,7 @@ fn encoding_is_pinned() {
             uid: 0,
             gid: 0,
             name: None,
+            hardlink_of: None,
         },
         CopyItem {
             dest: "app/l".to_string(),
@@ -196,6 +199,7 @@ fn encoding_is_pinned() {
             uid: 0,
             gid: 0,
             name: None,
+            hardlink_of: None,
         },
     ];
     assert_eq!(
@@ -204,11 +208,11 @@ fn encoding_is_pinned() {
     );
 }
 
-/// The name a file takes in an existing directory changes what the layer
-/// is, so it changes the digest; absent, it adds nothing (the pinned
-/// encoding above is unchanged).
+/// Hard links and the name a file takes in an existing directory change
+/// what the layer is, so they change the digest; absent, they add nothing
+/// (the pinned encoding above is unchanged).
 #[test]
-fn names_change_the_digest() {
+fn hard_links_and_names_change_the_digest() {
     let file = |dest: &str| CopyItem {
         dest: dest.to_string(),
         source: "x".to_string(),
@@ -221,7 +225,13 @@ fn names_change_the_digest() {
         uid: 0,
         gid: 0,
         name: None,
+        hardlink_of: None,
     };
+    let plain = items_digest(&[file("a"), file("b")]);
+    let mut linked = file("b");
+    linked.hardlink_of = Some("a".to_string());
+    let with_link = items_digest(&[file("a"), linked]);
+    assert_ne!(plain, with_link);
     let mut named = file("etc");
     named.name = Some("a.txt".to_string());
     let mut renamed = file("etc");

@@ -123,14 +123,6 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "copy/hardlinks-from-context",
-        category: Category::KnownGap,
-        reason: "Hardlinks in the context: BuildKit keeps them one inode; strata copies two files.",
-        diffs: &[
-            "rootfs /hard/h2: buildkit file 11 bytes sha256:028d1d55eece761b070d497008da1ef8e0adcd40b26dfae326849aa811605df2 hardlink of /hard/h1 mode 0644 owner 0:0 | strata file 11 bytes sha256:028d1d55eece761b070d497008da1ef8e0adcd40b26dfae326849aa811605df2 mode 0644 owner 0:0",
-        ],
-    },
-    Listed {
         case: "copy/link",
         category: Category::ReferenceTooOld,
         reason: "",

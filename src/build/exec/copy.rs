@@ -325,10 +325,11 @@ fn to_entry(
         None if from_context => (0, 0),
         None => (it.uid, it.gid),
     };
-    let kind = match it.kind {
-        ItemKind::Dir => EntryKind::Dir,
-        ItemKind::File { path, size, .. } => EntryKind::File { source: path, size },
-        ItemKind::Symlink { target } => EntryKind::Symlink { target },
+    let kind = match (it.kind, it.hardlink_of) {
+        (ItemKind::File { .. }, Some(target)) => EntryKind::Hardlink { target },
+        (ItemKind::Dir, _) => EntryKind::Dir,
+        (ItemKind::File { path, size, .. }, None) => EntryKind::File { source: path, size },
+        (ItemKind::Symlink { target }, _) => EntryKind::Symlink { target },
     };
     let mode = match (chmod, &kind) {
         (_, EntryKind::Symlink { .. }) => 0o777,

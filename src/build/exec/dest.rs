@@ -217,6 +217,11 @@ fn rebase(items: &mut Vec<CopyItem>, from: &str, to: &str) {
         if let Some(d) = moved(&it.dest) {
             it.dest = d;
         }
+        if let Some(first) = &it.hardlink_of
+            && let Some(d) = moved(first)
+        {
+            it.hardlink_of = Some(d);
+        }
     }
     // The image's root is not an entry.
     items.retain(|it| !it.dest.is_empty());
@@ -244,6 +249,7 @@ fn complete_ancestors(items: &mut Vec<CopyItem>) {
         uid: 0,
         gid: 0,
         name: None,
+        hardlink_of: None,
     }));
     items.sort_by(|a, b| a.dest.cmp(&b.dest));
 }
@@ -277,6 +283,7 @@ mod tests {
             uid: 0,
             gid: 0,
             name: name.map(str::to_string),
+            hardlink_of: None,
         }
     }
 
@@ -405,12 +412,14 @@ mod tests {
     fn a_directory_copy_through_a_symlink_is_rebased_with_its_parents() {
         let (_t, fs) = image();
         let dir = |d: &str, s: &str| item(d, s, ItemKind::Dir, None);
+        let mut linked = file("abs/new/sub/b", None);
+        linked.hardlink_of = Some("abs/new/a".into());
         let items = vec![
             dir("abs", ""),
             dir("abs/new", "src"),
             file("abs/new/a", None),
             dir("abs/new/sub", "src/sub"),
-            file("abs/new/sub/b", None),
+            linked,
         ];
         let (items, root) = place(items, "abs/new", &fs, |_| Ok(false)).unwrap();
         assert_eq!(root, "real/new");
@@ -424,6 +433,7 @@ mod tests {
                 "real/new/sub/b"
             ]
         );
+        assert_eq!(items[4].hardlink_of.as_deref(), Some("real/new/a"));
         assert_eq!(items[1].source, "src");
         assert_eq!(items[0].source, "");
     }
