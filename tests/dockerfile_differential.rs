@@ -382,7 +382,6 @@ fn drop_buildah_hardlink_loss(s: &mut BTreeMap<String, String>, b: &BTreeMap<Str
 
 /// Known tree differences, each removed explicitly.
 fn drop_known_tree_differences(
-    case: &str,
     text: &str,
     s: &BTreeMap<String, String>,
     b: &mut BTreeMap<String, String>,
@@ -422,7 +421,7 @@ fn differences(case: &str) -> Option<Vec<String>> {
     let mut st = tree(&s_root);
     let mut bt = tree(&b_root);
     drop_buildah_hardlink_loss(&mut st, &bt);
-    drop_known_tree_differences(case, &text, &st, &mut bt);
+    drop_known_tree_differences(&text, &st, &mut bt);
     diffs.extend(diff_trees("strata", &st, "buildah", &bt));
 
     let mut sc = config_fields(&s_config);
