@@ -261,9 +261,8 @@ pub const LISTED: &[Listed] = &[
     Listed {
         case: "run-mount/cache-options",
         category: Category::KnownGap,
-        reason: "Cache mount `mode=0700,uid=1000,gid=1000` is ignored by strata (the directory is 755 0:0). The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
+        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does. (The cache's mode=0700,uid=1000,gid=1000 are honoured.)",
         diffs: &[
-            "rootfs /cache-stat: buildkit file 14 bytes sha256:6a90934d501aec8b1aede67d92da1662e25dda548d3fbb669248fe21fd617c3b mode 0644 owner 0:0 | strata file 8 bytes sha256:dfb954492a0c8cd2a5dbfa52cb208be22141a91a2dd092f298ed3cac8fadcb0f mode 0644 owner 0:0",
             "rootfs /var/cache/x: only in buildkit: dir mode 0755 owner 0:0",
             "rootfs /var/cache: only in buildkit: dir mode 0755 owner 0:0",
             "rootfs /var: only in buildkit: dir mode 0755 owner 0:0",
