@@ -90,6 +90,17 @@ pub struct CopyItem {
     /// Owner as on disk (the build replaces it for context copies).
     pub uid: u32,
     pub gid: u32,
+    /// For the one file a COPY writes to a destination without a trailing
+    /// `/` (`COPY a.txt /etc`): its source name. When the destination is an
+    /// existing directory of the image copied into, the file lands at
+    /// `dest/NAME` instead (as in BuildKit); only the build, which sees that
+    /// image, can decide. None for every other item.
+    pub name: Option<String>,
+    /// The destination of the first item of the same COPY source that is
+    /// the same file on disk (a hard link of it): this one is written as a
+    /// hard link to it, as BuildKit keeps one inode. None when the file is
+    /// not hard linked within the copy.
+    pub hardlink_of: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,8 +241,11 @@ impl Tree {
 const ITEMS_DIGEST_CONTEXT: &str = "strata 2026 context items digest v1";
 
 /// Merkle-style blake3 digest over `items`: one leaf per item in order
-/// (dest, kind, mode, size, content hash, link target), never mtimes, never
-/// uid/gid (the build keys owners separately), never the on-disk path.
+/// (dest, kind, mode, size, content hash, link target, and when set the
+/// name it takes in an existing directory and the item it is a hard link
+/// of), never mtimes, never uid/gid (the build keys owners separately),
+/// never the on-disk path. The optional parts add bytes only when set, so
+/// a list without them digests as it did before they existed.
 pub fn items_digest(items: &[CopyItem]) -> [u8; 32] {
     let mut root = blake3::Hasher::new_derive_key(ITEMS_DIGEST_CONTEXT);
     root.update(&(items.len() as u64).to_le_bytes());
@@ -265,6 +279,14 @@ fn item_leaf(item: &CopyItem) -> blake3::Hash {
             h.update(b"l");
             bytes(&mut h, target.as_bytes());
         }
+    }
+    if let Some(name) = &item.name {
+        h.update(b"n");
+        bytes(&mut h, name.as_bytes());
+    }
+    if let Some(first) = &item.hardlink_of {
+        h.update(b"=");
+        bytes(&mut h, first.as_bytes());
     }
     h.finalize()
 }

@@ -32,3 +32,17 @@ pub use write::{LayerStats, write_layer};
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 /// The tar name of an OCI opaque marker inside a directory.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Whether `meta` (of a path in a tree unpacked with
+/// [`UnpackOptions::overlay_whiteouts`], or an overlay upperdir) is a
+/// whiteout: overlay's 0:0 character device.
+pub fn is_overlay_whiteout(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// Whether the directory `path` (in such a tree) is opaque: it hides what
+/// lower layers hold below it.
+pub fn is_overlay_opaque(path: &std::path::Path) -> std::io::Result<bool> {
+    Ok(sys::lgetxattr(path, "trusted.overlay.opaque")?.is_some_and(|v| v == b"y"))
+}

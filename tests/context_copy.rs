@@ -546,3 +546,82 @@ fn everything_ignored_but_a_few_reincluded_paths() {
     let err = run(&tree, &copy(&["node_modules"], "/n")).unwrap_err();
     assert!(err.to_string().contains("line 1 (`*`)"), "{err}");
 }
+
+#[test]
+fn a_single_file_to_a_plain_destination_carries_its_name() {
+    let ctx = context(&["a.txt", "b.txt", "d/link -> ../a.txt"]);
+    let tree = Tree::context(ctx.path(), &ContextOptions::default()).expect("context");
+    let names = |c: &Copy| -> Vec<(String, Option<String>)> {
+        run(&tree, c)
+            .expect("copy")
+            .into_iter()
+            .map(|i| (i.dest, i.name))
+            .collect()
+    };
+    // The build moves it into the destination when that is a directory.
+    assert_eq!(
+        names(&copy(&["a.txt"], "/etc")),
+        [("etc".to_string(), Some("a.txt".to_string()))]
+    );
+    // The name as written, not the symlink's target; a glob's match.
+    assert_eq!(
+        names(&copy(&["d/link"], "/etc")),
+        [("etc".to_string(), Some("link".to_string()))]
+    );
+    assert_eq!(
+        names(&copy(&["a.*"], "/etc")),
+        [("etc".to_string(), Some("a.txt".to_string()))]
+    );
+    // Into a directory already: nothing left to decide.
+    assert!(
+        names(&copy(&["a.txt"], "/etc/"))
+            .iter()
+            .all(|(_, n)| n.is_none())
+    );
+    assert!(
+        names(&copy(&["a.txt", "b.txt"], "/etc"))
+            .iter()
+            .all(|(_, n)| n.is_none())
+    );
+}
+
+#[test]
+fn hard_links_within_one_source_stay_links() {
+    let ctx = context(&["hard/h1", "hard/sub/", "other"]);
+    let root = ctx.path();
+    fs::hard_link(root.join("hard/h1"), root.join("hard/h2")).unwrap();
+    fs::hard_link(root.join("hard/h1"), root.join("hard/sub/h3")).unwrap();
+    fs::hard_link(root.join("other"), root.join("hard/o")).unwrap();
+    let tree = Tree::context(root, &ContextOptions::default()).expect("context");
+    let links = |c: &Copy| -> Vec<(String, Option<String>)> {
+        run(&tree, c)
+            .expect("copy")
+            .into_iter()
+            .filter(|i| matches!(i.kind, ItemKind::File { .. }))
+            .map(|i| (i.dest, i.hardlink_of))
+            .collect()
+    };
+    let s = |x: &str| x.to_string();
+    // The first in destination order is the file; the others link to it.
+    // `other` is linked only from outside the copied directory.
+    assert_eq!(
+        links(&copy(&["hard"], "/x")),
+        [
+            (s("x/h1"), None),
+            (s("x/h2"), Some(s("x/h1"))),
+            (s("x/o"), None),
+            (s("x/sub/h3"), Some(s("x/h1"))),
+        ]
+    );
+    // Two sources are copied one at a time, as BuildKit does: no links
+    // between them.
+    assert_eq!(
+        links(&copy(&["hard/h1", "hard/h2"], "/y/")),
+        [(s("y/h1"), None), (s("y/h2"), None)]
+    );
+    // One glob is one source.
+    assert_eq!(
+        links(&copy(&["hard/h*"], "/z/")),
+        [(s("z/h1"), None), (s("z/h2"), Some(s("z/h1")))]
+    );
+}

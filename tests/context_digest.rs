@@ -136,6 +136,8 @@ fn kinds_and_hash_presence_are_distinguished() {
         mode: 0o644,
         uid: 0,
         gid: 0,
+        name: None,
+        hardlink_of: None,
     };
     let file = |hash| ItemKind::File {
         path: PathBuf::from("/x"),
@@ -170,6 +172,8 @@ fn encoding_is_pinned() {
             mode: 0o755,
             uid: 0,
             gid: 0,
+            name: None,
+            hardlink_of: None,
         },
         CopyItem {
             dest: "app/a".to_string(),
@@ -182,6 +186,8 @@ fn encoding_is_pinned() {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            name: None,
+            hardlink_of: None,
         },
         CopyItem {
             dest: "app/l".to_string(),
@@ -192,10 +198,49 @@ fn encoding_is_pinned() {
             mode: 0o777,
             uid: 0,
             gid: 0,
+            name: None,
+            hardlink_of: None,
         },
     ];
     assert_eq!(
         hex::encode(items_digest(&list)),
         "d42da9f0d9a38fbb79883c258f86071a98660a7b3333b8821d824e85a4d71fa6"
     );
+}
+
+/// Hard links and the name a file takes in an existing directory change
+/// what the layer is, so they change the digest; absent, they add nothing
+/// (the pinned encoding above is unchanged).
+#[test]
+fn hard_links_and_names_change_the_digest() {
+    let file = |dest: &str| CopyItem {
+        dest: dest.to_string(),
+        source: "x".to_string(),
+        kind: ItemKind::File {
+            path: PathBuf::from("/x"),
+            size: 1,
+            hash: Some(*blake3::hash(b"x").as_bytes()),
+        },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        name: None,
+        hardlink_of: None,
+    };
+    let plain = items_digest(&[file("a"), file("b")]);
+    let mut linked = file("b");
+    linked.hardlink_of = Some("a".to_string());
+    let with_link = items_digest(&[file("a"), linked]);
+    assert_ne!(plain, with_link);
+    let mut named = file("etc");
+    named.name = Some("a.txt".to_string());
+    let mut renamed = file("etc");
+    renamed.name = Some("c.txt".to_string());
+    let digests = [
+        items_digest(&[file("etc")]),
+        items_digest(&[named]),
+        items_digest(&[renamed]),
+    ];
+    assert_ne!(digests[0], digests[1]);
+    assert_ne!(digests[1], digests[2]);
 }

@@ -19,6 +19,7 @@ use super::layers::{NodeResult, Results, layer_of};
 use super::plan::{Plan, PlannedStep, Status};
 
 mod copy;
+mod dest;
 mod mounts;
 mod run;
 mod stubs;

@@ -28,6 +28,9 @@ const MAX_LINKS: usize = 40;
 struct Pending {
     item: CopyItem,
     stat: Option<FileStat>,
+    /// (source pattern index, st_dev, st_ino) of a regular file with more
+    /// than one link: the identity hard links are grouped by.
+    inode: Option<(usize, u64, u64)>,
 }
 
 /// One path a source pattern selected.
@@ -84,9 +87,16 @@ pub(super) fn plan_copy(tree: &Tree, req: &CopyRequest) -> Result<Vec<CopyItem>,
         .trim_start_matches('/')
         .to_string();
 
+    // Each selection with the index of the source pattern that chose it:
+    // hard links are kept within one source, as BuildKit copies each
+    // source on its own.
     let mut selected = Vec::new();
-    for source in req.sources {
-        selected.extend(tree.select(source, req.parents)?);
+    for (i, source) in req.sources.iter().enumerate() {
+        selected.extend(
+            tree.select(source, req.parents)?
+                .into_iter()
+                .map(|s| (s, i)),
+        );
     }
     let into_dir = dest_hint_dir
         || dest.is_empty()
@@ -95,7 +105,8 @@ pub(super) fn plan_copy(tree: &Tree, req: &CopyRequest) -> Result<Vec<CopyItem>,
         || req.sources.len() > 1;
 
     let mut pending = Vec::new();
-    for sel in &selected {
+    for (sel, source_index) in &selected {
+        let first = pending.len();
         if sel.meta.is_dir() {
             let base = if req.parents {
                 join(&dest, &sel.kept)
@@ -123,15 +134,41 @@ pub(super) fn plan_copy(tree: &Tree, req: &CopyRequest) -> Result<Vec<CopyItem>,
                     sel.logical
                 )));
             }
-            pending.push(tree.pending(&target, &sel.real, &sel.meta)?);
+            let mut p = tree.pending(&target, &sel.real, &sel.meta)?;
+            if !(req.parents || into_dir) {
+                p.item.name = Some(basename(&sel.logical).to_string());
+            }
+            pending.push(p);
+        }
+        for p in &mut pending[first..] {
+            if let Some(inode) = &mut p.inode {
+                inode.0 = *source_index;
+            }
         }
     }
 
     let mut items = assemble(pending)?;
+    link_hardlinks(&mut items);
     if req.hash {
         tree.hash_all(&mut items)?;
     }
     Ok(items.into_iter().map(|p| p.item).collect())
+}
+
+/// Marks every file that is the same file on disk as an earlier one (in
+/// destination order) of the same source as a hard link of it.
+fn link_hardlinks(items: &mut [Pending]) {
+    let mut first_of: BTreeMap<(usize, u64, u64), String> = BTreeMap::new();
+    for p in items {
+        if let Some(inode) = p.inode {
+            match first_of.entry(inode) {
+                MapEntry::Vacant(v) => {
+                    v.insert(p.item.dest.clone());
+                }
+                MapEntry::Occupied(o) => p.item.hardlink_of = Some(o.get().clone()),
+            }
+        }
+    }
 }
 
 /// Sorts by destination (a later source wins), adds missing ancestors and
@@ -154,8 +191,11 @@ fn assemble(pending: Vec<Pending>) -> Result<Vec<Pending>, CopyError> {
                             mode: 0o755,
                             uid: 0,
                             gid: 0,
+                            name: None,
+                            hardlink_of: None,
                         },
                         stat: None,
+                        inode: None,
                     });
                 }
                 MapEntry::Occupied(o) if o.get().item.kind != ItemKind::Dir => {
@@ -382,6 +422,7 @@ impl Tree {
     fn pending(&self, dest: &str, real: &str, meta: &fs::Metadata) -> Result<Pending, CopyError> {
         let abs = self.root.join(real);
         let ft = meta.file_type();
+        let mut inode = None;
         let (kind, stat) = if ft.is_dir() {
             (ItemKind::Dir, None)
         } else if ft.is_symlink() {
@@ -395,6 +436,9 @@ impl Tree {
             })?;
             (ItemKind::Symlink { target }, None)
         } else {
+            if meta.nlink() > 1 {
+                inode = Some((0, meta.dev(), meta.ino()));
+            }
             (
                 ItemKind::File {
                     path: abs,
@@ -412,8 +456,11 @@ impl Tree {
                 mode: meta.mode() & 0o7777,
                 uid: meta.uid(),
                 gid: meta.gid(),
+                name: None,
+                hardlink_of: None,
             },
             stat,
+            inode,
         })
     }
 

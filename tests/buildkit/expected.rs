@@ -97,57 +97,11 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "cmd/entrypoint-resets-cmd",
-        category: Category::KnownGap,
-        reason: "As cmd/exec-and-shell.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
-    },
-    Listed {
-        case: "cmd/exec-and-shell",
-        category: Category::KnownGap,
-        reason: "BuildKit 0.8 sets ArgsEscaped true on Linux images when CMD/ENTRYPOINT is set; strata never does.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
-    },
-    Listed {
-        case: "cmd/shell-form-cmd",
-        category: Category::KnownGap,
-        reason: "As cmd/exec-and-shell.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
-    },
-    Listed {
         case: "copy/exclude",
         category: Category::ReferenceTooOld,
         reason: "",
         diffs: &[
             "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: exclude",
-        ],
-    },
-    Listed {
-        case: "copy/file-to-existing-dir",
-        category: Category::KnownGap,
-        reason: "`COPY a.txt /etc` where /etc is a directory: BuildKit copies into it (/etc/a.txt); strata replaces the directory with the file.",
-        diffs: &[
-            "rootfs /etc/a.txt: only in buildkit: file 6 bytes sha256:b6a98d9ce9a2d9149288fa3df42d377c3e42737afdcdaf714e33c0a100b51060 mode 0644 owner 0:0",
-            "rootfs /etc/group: only in buildkit: file 54 bytes sha256:c7e9aeca47c4df4fe6f4280b2b037d8076f5a7798b590e0f79c02ff5e91fb328 mode 0644 owner 0:0",
-            "rootfs /etc/passwd: only in buildkit: file 120 bytes sha256:ed87d933055bd55ac713a30e592fab0e183418ee02a52f42d83d673a07b61755 mode 0644 owner 0:0",
-            "rootfs /etc: buildkit dir mode 0755 owner 0:0 | strata file 6 bytes sha256:b6a98d9ce9a2d9149288fa3df42d377c3e42737afdcdaf714e33c0a100b51060 mode 0644 owner 0:0",
-        ],
-    },
-    Listed {
-        case: "copy/from-stage",
-        category: Category::KnownGap,
-        reason: "`COPY --from` of a directory to a new path: BuildKit creates the destination 0755 root; strata gives it the source directory's mode and owner.",
-        diffs: &[
-            "rootfs /out-copy: buildkit dir mode 0755 owner 0:0 | strata dir mode 0755 owner 1000:0",
-            "rootfs /sub-only: buildkit dir mode 0755 owner 0:0 | strata dir mode 0750 owner 1000:0",
-        ],
-    },
-    Listed {
-        case: "copy/hardlinks-from-context",
-        category: Category::KnownGap,
-        reason: "Hardlinks in the context: BuildKit keeps them one inode; strata copies two files.",
-        diffs: &[
-            "rootfs /hard/h2: buildkit file 11 bytes sha256:028d1d55eece761b070d497008da1ef8e0adcd40b26dfae326849aa811605df2 hardlink of /hard/h1 mode 0644 owner 0:0 | strata file 11 bytes sha256:028d1d55eece761b070d497008da1ef8e0adcd40b26dfae326849aa811605df2 mode 0644 owner 0:0",
         ],
     },
     Listed {
@@ -179,11 +133,20 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
+        case: "copy/wildcard-several-to-new-name",
+        category: Category::Documented,
+        reason: "The Dockerfile reference (COPY): \"If multiple <src> resources are specified, either directly or due to the use of a wildcard, then <dest> must be a directory, and it must end with a slash /.\" BuildKit copies each match over the previous one, leaving a file with the last match; strata copies all of them into the directory <dest>.",
+        diffs: &[
+            "rootfs /newpath/one.conf: only in strata: file 6 bytes sha256:32924f70ba884272e9cf2366e7002a7338e757de00fce5019df7984fb9bdc17f mode 0644 owner 0:0",
+            "rootfs /newpath/two.conf: only in strata: file 6 bytes sha256:abd3cf614ff183d96eb03e0170d98b9234e15b87551d7903a4efc4e345c21b9f mode 0644 owner 0:0",
+            "rootfs /newpath: buildkit file 6 bytes sha256:abd3cf614ff183d96eb03e0170d98b9234e15b87551d7903a4efc4e345c21b9f mode 0644 owner 0:0 | strata dir mode 0755 owner 0:0",
+        ],
+    },
+    Listed {
         case: "findings/1-user-then-workdir",
         category: Category::KnownGap,
-        reason: "Issue 11 finding 1 (fixed: the directory is now created owned by app, so the RUN succeeds). Left: `id` differs because BuildKit gives only the /etc/group memberships as supplementary groups (strata adds the primary group too), and WORKDIR makes a layer in BuildKit.",
+        reason: "Issue 11 finding 1 (fixed: the directory is created owned by app, so the RUN succeeds, and the supplementary groups are BuildKit's). Left: WORKDIR makes a layer in BuildKit (see workdir/creates-and-records).",
         diffs: &[
-            "rootfs /tmp/userwork/ids: buildkit file 45 bytes sha256:319bc776baa9a1d7222cc982ba8304875a60e063eafa76345f76371df3b872df mode 0644 owner 1000:1000 | strata file 55 bytes sha256:e0baf2ad4ece06d50350cb8bd2587267dd94d68d497bebabba186a363ef5fced mode 0644 owner 1000:1000",
             "history[4]: buildkit WORKDIR /tmp/userwork | strata WORKDIR /tmp/userwork [empty layer]",
             "layers: buildkit 3 | strata 2",
         ],
@@ -247,12 +210,6 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "parser/json-escapes",
-        category: Category::KnownGap,
-        reason: "As cmd/exec-and-shell.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
-    },
-    Listed {
         case: "run-mount/bind-context",
         category: Category::KnownGap,
         reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
@@ -279,9 +236,8 @@ pub const LISTED: &[Listed] = &[
     Listed {
         case: "run-mount/cache-options",
         category: Category::KnownGap,
-        reason: "Cache mount `mode=0700,uid=1000,gid=1000` is ignored by strata (the directory is 755 0:0). The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
+        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does. (The cache's mode=0700,uid=1000,gid=1000 are honoured.)",
         diffs: &[
-            "rootfs /cache-stat: buildkit file 14 bytes sha256:6a90934d501aec8b1aede67d92da1662e25dda548d3fbb669248fe21fd617c3b mode 0644 owner 0:0 | strata file 8 bytes sha256:dfb954492a0c8cd2a5dbfa52cb208be22141a91a2dd092f298ed3cac8fadcb0f mode 0644 owner 0:0",
             "rootfs /var/cache/x: only in buildkit: dir mode 0755 owner 0:0",
             "rootfs /var/cache: only in buildkit: dir mode 0755 owner 0:0",
             "rootfs /var: only in buildkit: dir mode 0755 owner 0:0",
@@ -342,17 +298,10 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "shell/change-shell",
-        category: Category::KnownGap,
-        reason: "As cmd/exec-and-shell.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
-    },
-    Listed {
         case: "user/by-id",
         category: Category::KnownGap,
-        reason: "`USER 1000:50`: BuildKit gives no supplementary groups; strata adds groups=50. WORKDIR makes a layer in BuildKit (the directory, owned by 1000:50 in both now).",
+        reason: "WORKDIR makes a layer in BuildKit (the directory, owned by 1000:50 in both); strata makes none (see workdir/creates-and-records). The supplementary groups match (none for `USER uid:gid`).",
         diffs: &[
-            "rootfs /tmp/ids: buildkit file 28 bytes sha256:9a076e794215c964005fcbb71cbbd4744599208b2da3efc9c5c4355098b29f06 mode 0644 owner 1000:50 | strata file 45 bytes sha256:7497db8853aac40660d17ff599ecdaed5b7f28687e1d58ad47e016f7cf5fce55 mode 0644 owner 1000:50",
             "history[4]: buildkit WORKDIR /var/by-id | strata WORKDIR /var/by-id [empty layer]",
             "layers: buildkit 3 | strata 2",
         ],
@@ -360,9 +309,8 @@ pub const LISTED: &[Listed] = &[
     Listed {
         case: "user/by-name-workdir-copy",
         category: Category::KnownGap,
-        reason: "`USER app`: BuildKit's supplementary groups are those /etc/group lists (50); strata adds the primary group too (groups=50,1000). WORKDIR layer as workdir/creates-and-records.",
+        reason: "WORKDIR layer as workdir/creates-and-records; history text of COPY destinations as arg/build-arg-override. The supplementary groups match (those /etc/group lists).",
         diffs: &[
-            "rootfs /home/app/work/ids: buildkit file 45 bytes sha256:319bc776baa9a1d7222cc982ba8304875a60e063eafa76345f76371df3b872df mode 0644 owner 1000:1000 | strata file 55 bytes sha256:e0baf2ad4ece06d50350cb8bd2587267dd94d68d497bebabba186a363ef5fced mode 0644 owner 1000:1000",
             "history[4]: buildkit WORKDIR /home/app/work | strata WORKDIR /home/app/work [empty layer]",
             "history[5]: buildkit COPY a.txt . | strata COPY a.txt /home/app/work/",
             "layers: buildkit 4 | strata 3",

@@ -15,6 +15,7 @@ use crate::store::{CacheRecord, Descriptor, Store};
 use super::super::layers::{Results, chain_layers};
 use super::super::plan::{Plan, copy_error, copy_request};
 use super::super::{BuildOptions, step_error};
+use super::dest::{ImageFs, place};
 use super::write_layer_record;
 
 /// The owner `--chown` asks for: numeric ids as written (a lone uid is
@@ -153,10 +154,12 @@ pub(super) fn run_copy(
         Some(p) if !c.link => chain_layers(graph, plan, results, p)?,
         _ => Vec::new(),
     };
-    let dest_root = c.dest.trim_matches('/').to_string();
+    let (items, dest_root) = place_in_parent(store, &lower, items, &c.dest, unpack)?;
     let mut entries: Vec<Entry> = Vec::new();
     let mut extracted = Vec::new(); // keeps the unpacked archives until written
     for it in items {
+        // As BuildKit: a directory's own mode and owner are not copied to
+        // the destination its contents go into, nor is --chmod applied.
         let structural = it.kind == ItemKind::Dir && (it.source.is_empty() || it.dest == dest_root);
         if structural {
             let existing = if lower.is_empty() {
@@ -164,22 +167,20 @@ pub(super) fn run_copy(
             } else {
                 oci::lower_dir(store, &lower, &it.dest)?
             };
-            if it.source.is_empty() || existing.is_some() {
-                let (mode, uid, gid) = existing.unwrap_or_else(|| {
-                    let (u, g) = owner.unwrap_or((0, 0));
-                    (0o755, u, g)
-                });
-                entries.push(Entry {
-                    path: it.dest,
-                    kind: EntryKind::Dir,
-                    mode,
-                    uid,
-                    gid,
-                    mtime: opts.epoch,
-                    xattrs: Vec::new(),
-                });
-                continue;
-            }
+            let (mode, uid, gid) = existing.unwrap_or_else(|| {
+                let (u, g) = owner.unwrap_or((0, 0));
+                (0o755, u, g)
+            });
+            entries.push(Entry {
+                path: it.dest,
+                kind: EntryKind::Dir,
+                mode,
+                uid,
+                gid,
+                mtime: opts.epoch,
+                xattrs: Vec::new(),
+            });
+            continue;
         }
         if let (true, ItemKind::File { path, .. }) = (unpack, &it.kind)
             && let Some(reader) = tar_archive(path)?
@@ -249,6 +250,31 @@ pub(super) fn run_copy(
     record
 }
 
+/// The copy's items where they land in the parent image made of `lower`
+/// (empty for a `link` copy or a first step: nothing to look at), and the
+/// destination root they now have: see [`super::dest`].
+fn place_in_parent(
+    store: &Store,
+    lower: &[(Descriptor, Digest)],
+    items: Vec<CopyItem>,
+    dest: &str,
+    unpack: bool,
+) -> Result<(Vec<CopyItem>, String)> {
+    let dest_root = dest.trim_matches('/').to_string();
+    if lower.is_empty() {
+        return Ok((items, dest_root));
+    }
+    let image = ImageFs::new(store, lower)?;
+    // An ADD archive is unpacked into the destination, never renamed.
+    let keeps_dest = |it: &CopyItem| -> Result<bool> {
+        Ok(match &it.kind {
+            ItemKind::File { path, .. } if unpack => tar_archive(path)?.is_some(),
+            _ => false,
+        })
+    };
+    place(items, &dest_root, &image, keeps_dest)
+}
+
 /// A reader of the tar inside `path` when it is a tar archive (plain, gzip
 /// or zstd compressed, recognized by content, not name); None otherwise.
 fn tar_archive(path: &Path) -> Result<Option<Box<dyn std::io::Read>>> {
@@ -299,10 +325,11 @@ fn to_entry(
         None if from_context => (0, 0),
         None => (it.uid, it.gid),
     };
-    let kind = match it.kind {
-        ItemKind::Dir => EntryKind::Dir,
-        ItemKind::File { path, size, .. } => EntryKind::File { source: path, size },
-        ItemKind::Symlink { target } => EntryKind::Symlink { target },
+    let kind = match (it.kind, it.hardlink_of) {
+        (ItemKind::File { .. }, Some(target)) => EntryKind::Hardlink { target },
+        (ItemKind::Dir, _) => EntryKind::Dir,
+        (ItemKind::File { path, size, .. }, None) => EntryKind::File { source: path, size },
+        (ItemKind::Symlink { target }, _) => EntryKind::Symlink { target },
     };
     let mode = match (chmod, &kind) {
         (_, EntryKind::Symlink { .. }) => 0o777,

@@ -118,8 +118,13 @@ pub(super) fn run_mount(
             let base = store.root().join("mounts/cache");
             let name = blake3::hash(id.as_bytes()).to_hex().to_string();
             let dir = base.join(&name);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            std::fs::create_dir_all(&base)
+                .map_err(|e| Error::io(format!("creating {}", base.display()), e))?;
+            match std::fs::create_dir(&dir) {
+                Ok(()) => new_cache_dir(&dir, m)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+            }
             let lock_path = base.join(format!("{name}.lock"));
             let lock = std::fs::OpenOptions::new()
                 .create(true)
@@ -145,6 +150,7 @@ pub(super) fn run_mount(
                     Err(_) => {
                         let t = store.temp_dir()?;
                         let p = t.path().to_path_buf();
+                        new_cache_dir(&p, m)?;
                         hold.dirs.push(t);
                         p
                     }
@@ -200,6 +206,20 @@ pub(super) fn run_mount(
             format!("{kind:?} mounts on RUN are not supported yet").to_lowercase(),
         )),
     }
+}
+
+/// A cache directory just made: the mount's `mode` (default 0755), `uid`
+/// and `gid` (default 0), as BuildKit gives a new cache. A cache that
+/// exists keeps what it has.
+fn new_cache_dir(dir: &Path, m: &Mount) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir,
+        std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755) & 0o7777),
+    )
+    .at("setting the mode of", dir)?;
+    std::os::unix::fs::chown(dir, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
+        .map_err(|e| Error::io(format!("setting the owner of {}", dir.display()), e))
 }
 
 /// Writes `items` (context files planned for a bind) under `dir`: files
