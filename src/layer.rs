@@ -24,8 +24,8 @@ mod write;
 
 pub use compression::{Compression, decompress};
 pub use entry::{Entry, EntryKind};
-pub use scan::entries_from_dir;
-pub use unpack::{UnpackOptions, UnpackStats, unpack};
+pub use scan::{Mtimes, entries_from_dir, entries_from_dir_with};
+pub use unpack::{Restamp, UnpackOptions, UnpackStats, unpack};
 pub use write::{LayerStats, write_layer};
 
 /// The tar name prefix of an OCI whiteout file (`dir/.wh.NAME` deletes `NAME`).

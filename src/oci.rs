@@ -74,26 +74,79 @@ fn unpack_layer(store: &Store, l: &Descriptor, dir: &Path, opts: &UnpackOptions)
     Ok(())
 }
 
+/// How a snapshot shows the mtimes of its layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotTimes {
+    /// As the layer tar says (a base image's layers: their mtimes are real,
+    /// and timestamp-checked caches such as `.pyc` files match them).
+    Layer,
+    /// A build step's layer, whose mtimes at or after `epoch` were clamped
+    /// to it: those files get the time the snapshot is made, so a later
+    /// step's make or cargo sees changed sources as newer than what a cache
+    /// mount kept from an earlier build (spec/README.md, "Timestamps").
+    Step { epoch: u64 },
+}
+
 /// The layer unpacked on its own under `snapshots/<diff_id>`, with
 /// whiteouts in overlayfs form, ready to be an overlay lowerdir. Made once:
 /// unpacked into `tmp/`, then renamed into place, so a killed unpack leaves
 /// no half snapshot and two builds making the same one do not collide.
 pub fn layer_snapshot(store: &Store, l: &Descriptor, diff_id: &Digest) -> Result<PathBuf> {
-    let dir = store.root().join("snapshots");
-    let path = dir.join(diff_id.hex());
+    layer_snapshot_with(store, l, diff_id, SnapshotTimes::Layer)
+}
+
+/// [`layer_snapshot`] with the mtimes `times` says (when it has to be made).
+pub fn layer_snapshot_with(
+    store: &Store,
+    l: &Descriptor,
+    diff_id: &Digest,
+    times: SnapshotTimes,
+) -> Result<PathBuf> {
+    let path = snapshot_path(store, diff_id);
     if path.is_dir() {
         return Ok(path);
     }
-    std::fs::create_dir_all(&dir).at("creating", &dir)?;
     let tmp = store.temp_dir()?;
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir(&rootfs).at("creating", &rootfs)?;
+    let restamp = match times {
+        SnapshotTimes::Layer => None,
+        SnapshotTimes::Step { epoch } => Some(layer::Restamp {
+            from: epoch,
+            to: now_secs(),
+        }),
+    };
     let opts = UnpackOptions {
         overlay_whiteouts: true,
+        restamp,
         ..UnpackOptions::for_current_user()
     };
     unpack_layer(store, l, &rootfs, &opts)?;
-    match std::fs::rename(&rootfs, &path) {
+    adopt_snapshot(store, diff_id, &rootfs)
+}
+
+fn snapshot_path(store: &Store, diff_id: &Digest) -> PathBuf {
+    store.root().join("snapshots").join(diff_id.hex())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Makes `dir` (a directory in the store's `tmp/`, holding the layer
+/// `diff_id` in overlay form: a RUN's upper dir, an unpacked layer) the
+/// layer's snapshot by renaming it into place. When another build made
+/// the snapshot meanwhile, that one stays and `dir` is left to its owner.
+pub fn adopt_snapshot(store: &Store, diff_id: &Digest, dir: &Path) -> Result<PathBuf> {
+    let path = snapshot_path(store, diff_id);
+    if path.is_dir() {
+        return Ok(path);
+    }
+    let parent = store.root().join("snapshots");
+    std::fs::create_dir_all(&parent).at("creating", &parent)?;
+    match std::fs::rename(dir, &path) {
         Ok(()) => Ok(path),
         // Another build made it meanwhile.
         Err(_) if path.is_dir() => Ok(path),

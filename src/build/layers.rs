@@ -6,6 +6,7 @@ use petgraph::stable_graph::NodeIndex;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ir::BuildGraph;
+use crate::oci::SnapshotTimes;
 use crate::store::{CacheRecord, Descriptor};
 
 use super::BuildOptions;
@@ -35,9 +36,25 @@ pub(super) fn chain_layers(
     results: &Results,
     node: NodeIndex,
 ) -> Result<Vec<(Descriptor, Digest)>> {
-    let layers = chain_layers_known(graph, plan, results, node)?;
+    Ok(chain_layers_origin(graph, plan, results, node, 0)?
+        .into_iter()
+        .map(|(d, id, _)| (d, id))
+        .collect())
+}
+
+/// [`chain_layers`] with how each layer's snapshot shows its mtimes: a
+/// base's layers as their tars say, the build steps' layers restamped
+/// (`oci::SnapshotTimes`).
+pub(super) fn chain_layers_origin(
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &Results,
+    node: NodeIndex,
+    epoch: u64,
+) -> Result<Vec<(Descriptor, Digest, SnapshotTimes)>> {
+    let layers = chain_layers_known(graph, plan, results, node, epoch)?;
     if let Some(i) = &plan.imports {
-        i.fetch(layers.iter().map(|(d, id)| (d, id)))?; // cache_io: parents of executed steps
+        i.fetch(layers.iter().map(|(d, id, _)| (d, id)))?; // cache_io: parents of executed steps
     }
     Ok(layers)
 }
@@ -47,7 +64,8 @@ fn chain_layers_known(
     plan: &Plan,
     results: &Results,
     node: NodeIndex,
-) -> Result<Vec<(Descriptor, Digest)>> {
+    epoch: u64,
+) -> Result<Vec<(Descriptor, Digest, SnapshotTimes)>> {
     let results = results.lock()?;
     let mut layers = Vec::new();
     for n in graph.chain(node) {
@@ -63,13 +81,14 @@ fn chain_layers_known(
                 .iter()
                 .cloned()
                 .zip(img.config.rootfs.diff_ids.iter().copied())
+                .map(|(d, id)| (d, id, SnapshotTimes::Layer))
                 .collect();
         }
         if let Some(NodeResult {
             layer: Some((d, diff_id)),
         }) = results.get(&n)
         {
-            layers.push((d.clone(), *diff_id));
+            layers.push((d.clone(), *diff_id, SnapshotTimes::Step { epoch }));
         }
     }
     Ok(layers)

@@ -226,7 +226,9 @@ pub(super) fn run_copy(
                     format!("{dir}/{p}")
                 }
             };
-            for mut e in layer::entries_from_dir(tmp.path(), opts.epoch)? {
+            // The archive's mtimes are content: clamped, as a RUN's.
+            let clamp = layer::Mtimes::Clamp(opts.epoch);
+            for mut e in layer::entries_from_dir_with(tmp.path(), clamp)? {
                 e.path = under(&e.path);
                 if let EntryKind::Hardlink { target } = &e.kind {
                     e.kind = EntryKind::Hardlink {
