@@ -13,7 +13,7 @@ type Inode = (u64, u64);
 
 /// Overlay marks a directory that hides its lower content with one of these
 /// set to "y" (`trusted.` as root, `user.` with the `userxattr` option).
-const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+pub(super) const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
 /// Whether an xattr belongs in a layer: `user.*` (but not overlay's own
 /// `user.overlay.*`) and file capabilities. `trusted.*` (overlay's
