@@ -25,7 +25,7 @@ mod sys;
 mod unpack;
 mod write;
 
-pub use compression::{Compression, decompress};
+pub use compression::{Compression, compress_tar, decompress};
 pub use entry::{Entry, EntryKind};
 pub use merge::{MergeStats, merge_paths};
 pub use scan::{Mtimes, entries_from_dir, entries_from_dir_with};

@@ -19,7 +19,9 @@ mod export;
 mod image;
 mod import;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub use config::{ContainerConfig, Empty, HealthConfig, History, ImageConfig, RootFs};
 pub use dirs::{LayerDirs, layer_dirs, lower_dir, save_layer_dirs};
@@ -106,6 +108,16 @@ pub fn layer_snapshot_with(
     if path.is_dir() {
         return Ok(path);
     }
+    // One unpack per layer at a time in this process: a step that needs a
+    // snapshot another thread is making (the prefetch of a base, a
+    // parallel stage) waits for it instead of unpacking it again.
+    let lock = snapshot_lock(diff_id);
+    let _making = lock
+        .lock()
+        .map_err(|_| Error::msg("a snapshot lock is poisoned"))?;
+    if path.is_dir() {
+        return Ok(path);
+    }
     let tmp = store.temp_dir()?;
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir(&rootfs).at("creating", &rootfs)?;
@@ -123,6 +135,21 @@ pub fn layer_snapshot_with(
     };
     unpack_layer(store, l, &rootfs, &opts)?;
     adopt_snapshot(store, diff_id, &rootfs)
+}
+
+/// The lock of one snapshot's making (per diff_id, for this process).
+fn snapshot_lock(diff_id: &Digest) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<Digest, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut map = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(*diff_id).or_default().clone()
+}
+
+/// Whether the layer `diff_id` has its snapshot already.
+pub fn has_snapshot(store: &Store, diff_id: &Digest) -> bool {
+    snapshot_path(store, diff_id).is_dir()
 }
 
 fn snapshot_path(store: &Store, diff_id: &Digest) -> PathBuf {

@@ -72,7 +72,14 @@ pub(super) fn run_node(
     };
     match r {
         Ok(rec) => {
-            store.put_cache(&np.layer_key, &rec)?;
+            // A layer still being compressed gets its record when its
+            // compressed blob is in the store.
+            match (super::compress::active(store), rec.diff_id) {
+                (Some(bg), Some(d)) if bg.owns(&d) => {
+                    bg.record_when_done(np.layer_key, rec.clone())
+                }
+                _ => store.put_cache(&np.layer_key, &rec)?,
+            }
             progress(Event::Finished {
                 id: step.id.clone(),
                 name: step.name.clone(),
@@ -104,21 +111,26 @@ pub(super) fn write_layer_record(
     opts: &BuildOptions,
 ) -> Result<CacheRecord> {
     let dirs = oci::LayerDirs::from_entries(&entries);
-    let mut writer = store.blob_writer()?;
-    let (stats, _) = layer::write_layer(entries, opts.compression, &mut writer)?;
-    let (digest, size) = writer.commit()?;
+    // During a build the layer is compressed beside it (build::compress).
+    let (stats, desc) = match super::compress::active(store) {
+        Some(bg) => bg.write_layer(entries)?,
+        None => {
+            let mut writer = store.blob_writer()?;
+            let (stats, _) = layer::write_layer(entries, opts.compression, &mut writer)?;
+            let (digest, size) = writer.commit()?;
+            let desc = Descriptor {
+                media_type: opts.compression.media_type().to_string(),
+                digest,
+                size,
+                annotations: None,
+                platform: None,
+            };
+            (stats, desc)
+        }
+    };
     oci::save_layer_dirs(store, &stats.diff_id, &dirs)?;
     let mut layers = BTreeMap::new();
-    layers.insert(
-        opts.compression.name().to_string(),
-        Descriptor {
-            media_type: opts.compression.media_type().to_string(),
-            digest,
-            size,
-            annotations: None,
-            platform: None,
-        },
-    );
+    layers.insert(opts.compression.name().to_string(), desc);
     Ok(CacheRecord {
         diff_id: Some(stats.diff_id),
         layers,

@@ -5,12 +5,12 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::ir::BuildGraph;
-use crate::oci::SnapshotTimes;
-use crate::store::{CacheRecord, Descriptor};
+use crate::ir::{BuildGraph, CopyFrom, Op};
+use crate::oci::{self, SnapshotTimes};
+use crate::store::{CacheRecord, Descriptor, Store};
 
 use super::BuildOptions;
-use super::plan::Plan;
+use super::plan::{Plan, Status};
 use super::schedule::Finished;
 
 /// The results of the nodes finished so far.
@@ -92,4 +92,74 @@ fn chain_layers_known(
         }
     }
     Ok(layers)
+}
+
+/// The base layers the steps that will run stack or read (a RUN's parent
+/// chain, a stage copy's source chain, a copy that looks up owners by
+/// name), bottom first per base, without repeats.
+fn base_layers_needed(graph: &BuildGraph, plan: &Plan) -> Vec<(Descriptor, Digest)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for step in plan.steps.iter().filter(|s| s.status == Status::Run) {
+        let n = step.node;
+        let mut from = Vec::new();
+        match &graph.graph[n].op {
+            Op::Run(_) => from.extend(graph.parent(n)),
+            Op::Copy(c) => {
+                if matches!(c.from, CopyFrom::Stage(_)) {
+                    from.extend(graph.sources_of(n));
+                }
+                if c.chown.is_some() {
+                    from.extend(graph.parent(n));
+                }
+            }
+            _ => {}
+        }
+        for node in from {
+            for b in graph.chain(node) {
+                let Some(Some(img)) = plan.bases.get(&b) else {
+                    continue;
+                };
+                for (d, id) in img.layers.iter().zip(&img.config.rootfs.diff_ids) {
+                    if seen.insert(*id) {
+                        out.push((d.clone(), *id));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Makes the snapshots of the base layers the build will need, on up to
+/// `threads` threads of the scope, while the scheduler starts the first
+/// steps: a step that needs one waits only for what is left of its
+/// unpacking (`oci::layer_snapshot` makes each once). Errors are left to
+/// the step that needs the snapshot, which tries again and reports them.
+pub(super) fn prefetch_base_snapshots<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    store: &'s Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    threads: usize,
+) {
+    let queue: Vec<(Descriptor, Digest)> = base_layers_needed(graph, plan)
+        .into_iter()
+        .filter(|(_, id)| !oci::has_snapshot(store, id))
+        .collect();
+    if queue.is_empty() {
+        return;
+    }
+    let n = threads.clamp(1, queue.len());
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(queue.into_iter()));
+    for _ in 0..n {
+        let queue = queue.clone();
+        scope.spawn(move || {
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some((desc, id)) = next else { break };
+                let _ = oci::layer_snapshot(store, &desc, &id);
+            }
+        });
+    }
 }
