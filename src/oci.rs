@@ -134,7 +134,87 @@ pub fn layer_snapshot_with(
         ..UnpackOptions::for_current_user()
     };
     unpack_layer(store, l, &rootfs, &opts)?;
+    if restamp.is_some() {
+        apply_snapshot_times(store, diff_id, &rootfs)?;
+    }
     adopt_snapshot(store, diff_id, &rootfs)
+}
+
+/// The mtimes a copy's files had at their source (context file, or the
+/// source stage's snapshot), by layer path: what its snapshot shows.
+pub fn source_times(entries: &[layer::Entry]) -> Vec<(String, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            layer::EntryKind::File { source, .. } => std::fs::symlink_metadata(source)
+                .ok()
+                .map(|m| (e.path.clone(), m.mtime())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn times_path(store: &Store, diff_id: &Digest) -> PathBuf {
+    store
+        .root()
+        .join("snapshot-times")
+        .join(format!("{}.json", diff_id.hex()))
+}
+
+/// Records the source mtimes of the layer `diff_id`'s files (a copy's),
+/// for when its snapshot is made.
+pub fn save_snapshot_times(store: &Store, diff_id: &Digest, times: &[(String, i64)]) -> Result<()> {
+    let path = times_path(store, diff_id);
+    if path.exists() || has_snapshot(store, diff_id) {
+        return Ok(());
+    }
+    let parent = store.root().join("snapshot-times");
+    std::fs::create_dir_all(&parent).at("creating", &parent)?;
+    let bytes = serde_json::to_vec(times).map_err(|e| Error::msg(e.to_string()))?;
+    store.write_atomic(&path, &bytes)
+}
+
+/// Gives the files of a freshly unpacked step snapshot the mtimes their
+/// sources had, when recorded: a COPY that changed one file of a tree
+/// shows only that file as new to a later make or cargo. Paths come from
+/// strata's own record and are set without following symlinks; a path
+/// that is not a regular file in the snapshot is skipped.
+fn apply_snapshot_times(store: &Store, diff_id: &Digest, rootfs: &Path) -> Result<()> {
+    let Ok(bytes) = std::fs::read(times_path(store, diff_id)) else {
+        return Ok(());
+    };
+    let Ok(times) = serde_json::from_slice::<Vec<(String, i64)>>(&bytes) else {
+        return Ok(());
+    };
+    for (rel, mtime) in times {
+        if rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            continue;
+        }
+        let p = rootfs.join(&rel);
+        // Only a regular file reached through real directories.
+        let mut ok = true;
+        let mut cur = rootfs.to_path_buf();
+        let comps: Vec<&str> = rel.split('/').collect();
+        for c in &comps[..comps.len() - 1] {
+            cur.push(c);
+            if !std::fs::symlink_metadata(&cur).is_ok_and(|m| m.is_dir()) {
+                ok = false;
+                break;
+            }
+        }
+        if !ok || !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
+        if let Ok(f) = std::fs::File::options().write(true).open(&p) {
+            let _ = f.set_modified(t);
+        }
+    }
+    Ok(())
 }
 
 /// The lock of one snapshot's making (per diff_id, for this process).

@@ -112,14 +112,15 @@ fn an_mtime_based_tool_with_a_cache_mount_rebuilds_a_changed_source() {
 [stage.main]
 from = "base"
 steps = [
-  { copy = ["src.txt"], to = "/src/src.txt" },
-  { run = "if [ ! -e /cache/out ] || [ /src/src.txt -nt /cache/out ]; then cp /src/src.txt /cache/out; fi; cp /cache/out /result", mounts = [{ type = "cache", target = "/cache", id = "mtime" }] },
+  { copy = ["src.txt", "other.txt"], to = "/src/" },
+  { run = "if [ ! -e /cache/out ] || [ /src/src.txt -nt /cache/out ]; then cp /src/src.txt /cache/out; fi; cp /cache/out /result; if [ -e /cache/other ] && [ /src/other.txt -nt /cache/other ]; then echo newer > /other-seen; else echo older > /other-seen; fi; cp /src/other.txt /cache/other", mounts = [{ type = "cache", target = "/cache", id = "mtime" }] },
 ]
 "#;
     let Some(ctx) = context(&env, spec, T) else {
         return;
     };
     std::fs::write(ctx.join("src.txt"), "one\n").unwrap();
+    std::fs::write(ctx.join("other.txt"), "unchanged\n").unwrap();
     let Some(root) = build_rootfs(&env, &ctx, "0", T) else {
         return;
     };
@@ -135,6 +136,11 @@ steps = [
         std::fs::read_to_string(root.join("result")).unwrap(),
         "two\n",
         "the changed source must look newer than the cached output"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("other-seen")).unwrap(),
+        "older\n",
+        "a file the copy did not change must not look newer than the cache"
     );
     assert_eq!(
         mtime(&root.join("src/src.txt")),

@@ -111,6 +111,12 @@ pub(super) fn write_layer_record(
     opts: &BuildOptions,
 ) -> Result<CacheRecord> {
     let dirs = oci::LayerDirs::from_entries(&entries);
+    // A copy's snapshot shows each file with its source's mtime (see
+    // oci::SnapshotTimes::Step); a RUN's snapshot is its upper dir.
+    let times = match &graph.graph[n].op {
+        Op::Copy(_) => Some(oci::source_times(&entries)),
+        _ => None,
+    };
     // During a build the layer is compressed beside it (build::compress).
     let (stats, desc) = match super::compress::active(store) {
         Some(bg) => bg.write_layer(entries)?,
@@ -129,6 +135,9 @@ pub(super) fn write_layer_record(
         }
     };
     oci::save_layer_dirs(store, &stats.diff_id, &dirs)?;
+    if let Some(times) = times {
+        oci::save_snapshot_times(store, &stats.diff_id, &times)?;
+    }
     let mut layers = BTreeMap::new();
     layers.insert(opts.compression.name().to_string(), desc);
     Ok(CacheRecord {
