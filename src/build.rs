@@ -17,6 +17,7 @@
 //! | `session` | the order of the phases, pulls |
 
 mod assemble;
+mod compress;
 mod event;
 mod exec;
 mod key;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub mod history;
 
 /// Bumped whenever the meaning of an op or the canonical key encoding changes.
-pub const IR_VERSION: u32 = 2;
+pub const IR_VERSION: u32 = 3;
 
 /// A byte range in one of the graph's source files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,8 @@
 //!   streaming pass that compresses.
 //! * [`entries_from_dir`] reads a directory tree (an overlay upperdir, a test
 //!   fixture) into entries, turning overlay whiteouts into OCI ones.
+//! * [`merge_paths`] writes a few paths of an image, read from its layers'
+//!   snapshots, without laying out the rest.
 //! * [`decompress`] picks a decoder from a layer media type.
 //! * [`unpack`] applies an untrusted layer onto a root directory with OCI
 //!   whiteout semantics and never writes outside that root.
@@ -17,15 +19,17 @@
 
 mod compression;
 mod entry;
+mod merge;
 mod scan;
 mod sys;
 mod unpack;
 mod write;
 
-pub use compression::{Compression, decompress};
+pub use compression::{Compression, compress_tar, decompress};
 pub use entry::{Entry, EntryKind};
-pub use scan::entries_from_dir;
-pub use unpack::{UnpackOptions, UnpackStats, unpack};
+pub use merge::{MergeStats, merge_paths};
+pub use scan::{Mtimes, entries_from_dir, entries_from_dir_with};
+pub use unpack::{Restamp, UnpackOptions, UnpackStats, unpack};
 pub use write::{LayerStats, write_layer};
 
 /// The tar name prefix of an OCI whiteout file (`dir/.wh.NAME` deletes `NAME`).

@@ -73,7 +73,14 @@ pub(super) fn run_node(
     };
     match r {
         Ok(rec) => {
-            store.put_cache(&np.layer_key, &rec)?;
+            // A layer still being compressed gets its record when its
+            // compressed blob is in the store.
+            match (super::compress::active(store), rec.diff_id) {
+                (Some(bg), Some(d)) if bg.owns(&d) => {
+                    bg.record_when_done(np.layer_key, rec.clone())
+                }
+                _ => store.put_cache(&np.layer_key, &rec)?,
+            }
             progress(Event::Finished {
                 id: step.id.clone(),
                 name: step.name.clone(),
@@ -105,21 +112,35 @@ pub(super) fn write_layer_record(
     opts: &BuildOptions,
 ) -> Result<CacheRecord> {
     let dirs = oci::LayerDirs::from_entries(&entries);
-    let mut writer = store.blob_writer()?;
-    let (stats, _) = layer::write_layer(entries, opts.compression, &mut writer)?;
-    let (digest, size) = writer.commit()?;
+    // A copy's snapshot shows each file with its source's mtime (see
+    // oci::SnapshotTimes::Step); a RUN's snapshot is its upper dir.
+    let times = match &graph.graph[n].op {
+        Op::Copy(_) => Some(oci::source_times(&entries)),
+        _ => None,
+    };
+    // During a build the layer is compressed beside it (build::compress).
+    let (stats, desc) = match super::compress::active(store) {
+        Some(bg) => bg.write_layer(entries)?,
+        None => {
+            let mut writer = store.blob_writer()?;
+            let (stats, _) = layer::write_layer(entries, opts.compression, &mut writer)?;
+            let (digest, size) = writer.commit()?;
+            let desc = Descriptor {
+                media_type: opts.compression.media_type().to_string(),
+                digest,
+                size,
+                annotations: None,
+                platform: None,
+            };
+            (stats, desc)
+        }
+    };
     oci::save_layer_dirs(store, &stats.diff_id, &dirs)?;
+    if let Some(times) = times {
+        oci::save_snapshot_times(store, &stats.diff_id, &times)?;
+    }
     let mut layers = BTreeMap::new();
-    layers.insert(
-        opts.compression.name().to_string(),
-        Descriptor {
-            media_type: opts.compression.media_type().to_string(),
-            digest,
-            size,
-            annotations: None,
-            platform: None,
-        },
-    );
+    layers.insert(opts.compression.name().to_string(), desc);
     Ok(CacheRecord {
         diff_id: Some(stats.diff_id),
         layers,

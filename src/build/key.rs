@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(layer, key);
         assert_eq!(
             key.hex(),
-            "d3c191218a2511f82a6f3c4001d72e971a0a89f42520551d8f9d6346c1a43e81"
+            "73531303534cec70a6a82eb535f1a6c93c2ad88ab5a9e0772d50b7dbd8394a8f"
         );
     }
 
@@ -208,7 +208,7 @@ mod tests {
         );
         assert_eq!(
             key.hex(),
-            "7c80ff7bdab5e872c4bfe8b50256d9c9e3fb1043bc8e5955dcdbe8a7a9ae657b"
+            "506eb3e0eb6c61e47ad6745a836439ae254fd13b06ce5ec16f5bfd2357ee6deb"
         );
     }
 
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(a, keys(&base("/srv/b/vendor/base"), &input));
         assert_eq!(
             a.1.hex(),
-            "934785601f7efd2fb3ea2fc7518c24cce7eb2e115c321a5b8aa5b5106c5f789a"
+            "dd3464105dcbe244cb9483dc3ea99daeea734b4ddc582f81f7cfbaac7e8f71b3"
         );
     }
 

@@ -5,11 +5,12 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::ir::BuildGraph;
-use crate::store::{CacheRecord, Descriptor};
+use crate::ir::{BuildGraph, CopyFrom, Op};
+use crate::oci::{self, SnapshotTimes};
+use crate::store::{CacheRecord, Descriptor, Store};
 
 use super::BuildOptions;
-use super::plan::Plan;
+use super::plan::{Plan, Status};
 use super::schedule::Finished;
 
 /// The results of the nodes finished so far.
@@ -35,9 +36,25 @@ pub(super) fn chain_layers(
     results: &Results,
     node: NodeIndex,
 ) -> Result<Vec<(Descriptor, Digest)>> {
-    let layers = chain_layers_known(graph, plan, results, node)?;
+    Ok(chain_layers_origin(graph, plan, results, node, 0)?
+        .into_iter()
+        .map(|(d, id, _)| (d, id))
+        .collect())
+}
+
+/// [`chain_layers`] with how each layer's snapshot shows its mtimes: a
+/// base's layers as their tars say, the build steps' layers restamped
+/// (`oci::SnapshotTimes`).
+pub(super) fn chain_layers_origin(
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &Results,
+    node: NodeIndex,
+    epoch: u64,
+) -> Result<Vec<(Descriptor, Digest, SnapshotTimes)>> {
+    let layers = chain_layers_known(graph, plan, results, node, epoch)?;
     if let Some(i) = &plan.imports {
-        i.fetch(layers.iter().map(|(d, id)| (d, id)))?; // cache_io: parents of executed steps
+        i.fetch(layers.iter().map(|(d, id, _)| (d, id)))?; // cache_io: parents of executed steps
     }
     Ok(layers)
 }
@@ -47,7 +64,8 @@ fn chain_layers_known(
     plan: &Plan,
     results: &Results,
     node: NodeIndex,
-) -> Result<Vec<(Descriptor, Digest)>> {
+    epoch: u64,
+) -> Result<Vec<(Descriptor, Digest, SnapshotTimes)>> {
     let results = results.lock()?;
     let mut layers = Vec::new();
     for n in graph.chain(node) {
@@ -63,14 +81,85 @@ fn chain_layers_known(
                 .iter()
                 .cloned()
                 .zip(img.config.rootfs.diff_ids.iter().copied())
+                .map(|(d, id)| (d, id, SnapshotTimes::Layer))
                 .collect();
         }
         if let Some(NodeResult {
             layer: Some((d, diff_id)),
         }) = results.get(&n)
         {
-            layers.push((d.clone(), *diff_id));
+            layers.push((d.clone(), *diff_id, SnapshotTimes::Step { epoch }));
         }
     }
     Ok(layers)
+}
+
+/// The base layers the steps that will run stack or read (a RUN's parent
+/// chain, a stage copy's source chain, a copy that looks up owners by
+/// name), bottom first per base, without repeats.
+fn base_layers_needed(graph: &BuildGraph, plan: &Plan) -> Vec<(Descriptor, Digest)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for step in plan.steps.iter().filter(|s| s.status == Status::Run) {
+        let n = step.node;
+        let mut from = Vec::new();
+        match &graph.graph[n].op {
+            Op::Run(_) => from.extend(graph.parent(n)),
+            Op::Copy(c) => {
+                if matches!(c.from, CopyFrom::Stage(_)) {
+                    from.extend(graph.sources_of(n));
+                }
+                if c.chown.is_some() {
+                    from.extend(graph.parent(n));
+                }
+            }
+            _ => {}
+        }
+        for node in from {
+            for b in graph.chain(node) {
+                let Some(Some(img)) = plan.bases.get(&b) else {
+                    continue;
+                };
+                for (d, id) in img.layers.iter().zip(&img.config.rootfs.diff_ids) {
+                    if seen.insert(*id) {
+                        out.push((d.clone(), *id));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Makes the snapshots of the base layers the build will need, on up to
+/// `threads` threads of the scope, while the scheduler starts the first
+/// steps: a step that needs one waits only for what is left of its
+/// unpacking (`oci::layer_snapshot` makes each once). Errors are left to
+/// the step that needs the snapshot, which tries again and reports them.
+pub(super) fn prefetch_base_snapshots<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    store: &'s Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    threads: usize,
+) {
+    let queue: Vec<(Descriptor, Digest)> = base_layers_needed(graph, plan)
+        .into_iter()
+        .filter(|(_, id)| !oci::has_snapshot(store, id))
+        .collect();
+    if queue.is_empty() {
+        return;
+    }
+    let n = threads.clamp(1, queue.len());
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(queue.into_iter()));
+    for _ in 0..n {
+        let queue = queue.clone();
+        scope.spawn(move || {
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some((desc, id)) = next else { break };
+                let _ = oci::layer_snapshot(store, &desc, &id);
+            }
+        });
+    }
 }

@@ -211,9 +211,29 @@ pub fn execute(
         d.extend(graph.parent(n));
         d
     };
-    let results = schedule::run(opts.jobs, &order, deps, |n, done| {
-        run_node(store, graph, &plan, steps[&n], done, opts, progress)
-    })?;
+    // Layers are compressed beside the steps (build::compress).
+    let background = super::compress::Background::start(store, opts.compression, opts.jobs);
+    // Base layers are unpacked into snapshots beside the first steps.
+    let results = std::thread::scope(|scope| {
+        super::layers::prefetch_base_snapshots(scope, store, graph, &plan, opts.jobs);
+        schedule::run(opts.jobs, &order, deps, |n, done| {
+            run_node(store, graph, &plan, steps[&n], done, opts, progress)
+        })
+    });
+    let results = match (results, &background) {
+        (Ok(mut r), Some(bg)) => {
+            bg.background().finish(&mut r)?;
+            r
+        }
+        (Ok(r), None) => r,
+        (Err(e), bg) => {
+            if let Some(bg) = bg {
+                let _ = bg.background().finish(&mut Default::default());
+            }
+            return Err(e);
+        }
+    };
+    drop(background);
     let images = write_targets(store, graph, &plan, &results, opts)?;
     store.put_build_record(&plan.record_name, &plan.record_bytes()?)?;
     share_cache(store, graph, &plan, opts)?;

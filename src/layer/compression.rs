@@ -299,6 +299,17 @@ pub fn decompress<'a, R: Read + 'a>(reader: R, media_type: &str) -> Result<Box<d
     })
 }
 
+/// Compresses an uncompressed layer tar read from `tar` into `out` with the
+/// same deterministic encoder [`crate::layer::write_layer`] uses, so the
+/// bytes are those a one-pass write gives.
+pub fn compress_tar<R: Read, W: Write>(mut tar: R, compression: Compression, out: W) -> Result<W> {
+    let mut c =
+        Compressor::new(compression, out).map_err(|e| Error::io("starting compressor", e))?;
+    io::copy(&mut tar, &mut c).map_err(|e| Error::io("compressing a layer", e))?;
+    c.finish()
+        .map_err(|e| Error::io("finishing layer compression", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

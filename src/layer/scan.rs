@@ -13,7 +13,7 @@ type Inode = (u64, u64);
 
 /// Overlay marks a directory that hides its lower content with one of these
 /// set to "y" (`trusted.` as root, `user.` with the `userxattr` option).
-const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+pub(super) const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
 /// Whether an xattr belongs in a layer: `user.*` (but not overlay's own
 /// `user.overlay.*`) and file capabilities. `trusted.*` (overlay's
@@ -23,17 +23,43 @@ fn keep_xattr(name: &str) -> bool {
         || name == "security.capability"
 }
 
+/// The mtimes [`entries_from_dir_with`] gives entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mtimes {
+    /// Every entry gets this mtime.
+    Set(u64),
+    /// An entry keeps its mtime when it is not later than this one (a file
+    /// a package manager unpacked with its packaged mtime), and gets this
+    /// one otherwise (a file written during the build); negative mtimes
+    /// become 0.
+    Clamp(u64),
+}
+
+impl Mtimes {
+    fn of(self, actual: i64) -> u64 {
+        match self {
+            Mtimes::Set(t) => t,
+            Mtimes::Clamp(t) => (actual.max(0) as u64).min(t),
+        }
+    }
+}
+
+/// [`entries_from_dir_with`] with every mtime set to `mtime`.
+pub fn entries_from_dir(root: &Path, mtime: u64) -> Result<Vec<Entry>> {
+    entries_from_dir_with(root, Mtimes::Set(mtime))
+}
+
 /// Reads the tree under `root` (not `root` itself) into entries, in output
 /// order.
 ///
 /// Type, mode, uid/gid, xattrs (`user.*`, `security.capability`), symlink
 /// targets; files that share an inode become hard links to the first of them
-/// in output order; every entry's `mtime` is `mtime`. Overlay whiteouts (0:0
+/// in output order; mtimes follow `mtimes`. Overlay whiteouts (0:0
 /// character devices) become [`EntryKind::Whiteout`]; a directory with the
 /// overlay opaque xattr yields an [`EntryKind::Opaque`] entry as well as its
 /// `Dir`. Sockets are skipped (a tar cannot hold them). Names that are not
 /// UTF-8 are an error.
-pub fn entries_from_dir(root: &Path, mtime: u64) -> Result<Vec<Entry>> {
+pub fn entries_from_dir_with(root: &Path, mtimes: Mtimes) -> Result<Vec<Entry>> {
     // (tar name, entry, (dev, inode) if it may be hard linked)
     let mut out: Vec<(String, Entry, Option<Inode>)> = Vec::new();
     let walker = walkdir::WalkDir::new(root)
@@ -118,7 +144,7 @@ pub fn entries_from_dir(root: &Path, mtime: u64) -> Result<Vec<Entry>> {
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
             gid: meta.gid(),
-            mtime,
+            mtime: mtimes.of(meta.mtime()),
             xattrs,
         };
         out.push((entry.tar_name()?, entry, inode));
@@ -129,7 +155,7 @@ pub fn entries_from_dir(root: &Path, mtime: u64) -> Result<Vec<Entry>> {
                 mode: 0o644,
                 uid: 0,
                 gid: 0,
-                mtime,
+                mtime: mtimes.of(0),
                 xattrs: Vec::new(),
             };
             out.push((marker.tar_name()?, marker, None));
@@ -205,5 +231,29 @@ mod tests {
             ]
         );
         assert!(entries.iter().all(|e| e.mtime == 42));
+    }
+
+    fn set_mtime(p: &Path, secs: i64) {
+        let f = std::fs::File::options().write(true).open(p).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64))
+            .unwrap();
+    }
+
+    #[test]
+    fn clamp_keeps_older_mtimes_and_lowers_newer_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::write(r.join("old"), b"packaged").unwrap();
+        std::fs::write(r.join("new"), b"written now").unwrap();
+        std::fs::write(r.join("at"), b"at the epoch").unwrap();
+        set_mtime(&r.join("old"), 1_000);
+        set_mtime(&r.join("at"), 5_000);
+        let epoch = 5_000;
+        let entries = entries_from_dir_with(r, Mtimes::Clamp(epoch)).unwrap();
+        let got: Vec<(&str, u64)> = entries.iter().map(|e| (e.path.as_str(), e.mtime)).collect();
+        assert_eq!(got, [("at", 5_000), ("new", 5_000), ("old", 1_000)]);
+        // With the default epoch 0 everything is 0, as before.
+        let zero = entries_from_dir_with(r, Mtimes::Clamp(0)).unwrap();
+        assert!(zero.iter().all(|e| e.mtime == 0));
     }
 }

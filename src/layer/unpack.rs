@@ -52,6 +52,19 @@ pub struct UnpackOptions {
     /// namespace), instead of deleting lower content (there is none). Needs
     /// root, or root in a user namespace.
     pub overlay_whiteouts: bool,
+    /// Entries whose tar mtime is at or after `from` get the mtime `to`
+    /// instead: a build step's snapshot shows the files a step wrote (whose
+    /// real mtimes the layer clamped to the epoch) with the time the
+    /// snapshot was made, so mtime-based tools in later steps see changed
+    /// files as new (see spec/README.md, "Timestamps").
+    pub restamp: Option<Restamp>,
+}
+
+/// See [`UnpackOptions::restamp`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restamp {
+    pub from: u64,
+    pub to: u64,
 }
 
 impl UnpackOptions {
@@ -63,6 +76,7 @@ impl UnpackOptions {
             allow_devices: root,
             preserve_owners: root,
             overlay_whiteouts: false,
+            restamp: None,
         }
     }
 }
@@ -284,7 +298,12 @@ impl Unpacker {
                 )));
             }
         };
-        let meta = read_meta(e).map_err(|err| bad(err.to_string()))?;
+        let mut meta = read_meta(e).map_err(|err| bad(err.to_string()))?;
+        if let Some(r) = self.opts.restamp
+            && meta.mtime >= r.from
+        {
+            meta.mtime = r.to;
+        }
         self.stats.entries += 1;
 
         let Some((base, parent)) = comps.split_last() else {

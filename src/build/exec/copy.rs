@@ -12,7 +12,7 @@ use crate::layer::{self, Compression, Entry, EntryKind};
 use crate::oci;
 use crate::store::{CacheRecord, Descriptor, Store};
 
-use super::super::layers::{Results, chain_layers};
+use super::super::layers::{Results, chain_layers, chain_layers_origin};
 use super::super::plan::{Plan, copy_error, copy_request};
 use super::super::{BuildOptions, step_error};
 use super::dest::{ImageFs, place};
@@ -114,28 +114,7 @@ pub(super) fn run_copy(
     let items = match &c.from {
         CopyFrom::Context => np.items.clone().unwrap_or_default(),
         CopyFrom::Stage(_) | CopyFrom::Image(_) => {
-            let layers = match &c.from {
-                CopyFrom::Image(r) => {
-                    oci::resolve_base(
-                        store,
-                        &BaseRef::Image {
-                            reference: r.clone(),
-                        },
-                    )?
-                    .layers
-                }
-                _ => {
-                    let src = graph.sources_of(n).into_iter().next().ok_or_else(|| {
-                        Error::msg("internal: copy from a stage without a source edge")
-                    })?;
-                    chain_layers(graph, plan, results, src)?
-                        .into_iter()
-                        .map(|(d, _)| d)
-                        .collect()
-                }
-            };
-            let dir = store.temp_dir()?;
-            oci::unpack_image(store, &layers, dir.path())?;
+            let dir = source_files(store, graph, plan, n, c, results, opts.epoch)?;
             let tree = Tree::rootfs(dir.path());
             let items = tree
                 .plan_copy(&copy_request(c, false))
@@ -227,7 +206,9 @@ pub(super) fn run_copy(
                     format!("{dir}/{p}")
                 }
             };
-            for mut e in layer::entries_from_dir(tmp.path(), opts.epoch)? {
+            // The archive's mtimes are content: clamped, as a RUN's.
+            let clamp = layer::Mtimes::Clamp(opts.epoch);
+            for mut e in layer::entries_from_dir_with(tmp.path(), clamp)? {
                 e.path = under(&e.path);
                 if let EntryKind::Hardlink { target } = &e.kind {
                     e.kind = EntryKind::Hardlink {
@@ -273,6 +254,57 @@ fn place_in_parent(
         })
     };
     place(items, &dest_root, &image, keeps_dest)
+}
+
+/// The files a copy from a stage or an image reads, and only those: the
+/// source paths (their literal part, for globs) with their subtrees,
+/// merged from the layers' snapshots into a temp dir (files hard linked),
+/// for `Tree::rootfs` to plan the copy over. A layer without a snapshot is
+/// unpacked into one first, once per store.
+fn source_files(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    n: NodeIndex,
+    c: &CopyOp,
+    results: &Results,
+    epoch: u64,
+) -> Result<tempfile::TempDir> {
+    let layers: Vec<(Descriptor, Digest, oci::SnapshotTimes)> = match &c.from {
+        CopyFrom::Image(r) => {
+            let img = oci::resolve_base(
+                store,
+                &BaseRef::Image {
+                    reference: r.clone(),
+                },
+            )?;
+            if img.layers.len() != img.config.rootfs.diff_ids.len() {
+                return Err(Error::corrupt(
+                    format!("image {}", img.manifest.digest),
+                    "the config's diff_ids do not match the manifest's layers",
+                ));
+            }
+            img.layers
+                .into_iter()
+                .zip(img.config.rootfs.diff_ids)
+                .map(|(d, id)| (d, id, oci::SnapshotTimes::Layer))
+                .collect()
+        }
+        _ => {
+            let src =
+                graph.sources_of(n).into_iter().next().ok_or_else(|| {
+                    Error::msg("internal: copy from a stage without a source edge")
+                })?;
+            chain_layers_origin(graph, plan, results, src, epoch)?
+        }
+    };
+    let mut snapshots = Vec::with_capacity(layers.len());
+    for (desc, diff_id, times) in &layers {
+        snapshots.push(oci::layer_snapshot_with(store, desc, diff_id, *times)?);
+    }
+    let dir = store.temp_dir()?;
+    layer::merge_paths(&snapshots, &c.sources, dir.path())?;
+    Ok(dir)
 }
 
 /// A reader of the tar inside `path` when it is a tar archive (plain, gzip

@@ -168,7 +168,7 @@ pub(super) fn run_mount(
             let items =
                 bind.ok_or_else(|| Error::msg("internal: a context bind was not planned"))?;
             let dir = store.temp_dir()?;
-            materialize(items, dir.path())?;
+            materialize(items, dir.path(), m.readonly)?;
             let root = dir.path().join(BIND_DEST.trim_matches('/'));
             let source = bind_root(items, &root, &bind_source(m));
             hold.dirs.push(dir);
@@ -224,9 +224,12 @@ fn new_cache_dir(dir: &Path, m: &Mount) -> Result<()> {
 
 /// Writes `items` (context files planned for a bind) under `dir`: files
 /// copied with their modes, directories, symlinks; owned by root, like
-/// context files a COPY writes.
-fn materialize(items: &[CopyItem], dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+/// context files a COPY writes. For a read-only bind, a file that already
+/// has the mode and owner the step must see is hard linked instead of
+/// copied (the mount cannot write, chmod or chown it, and nothing below
+/// changes its metadata), so a big local package repository costs no copy.
+fn materialize(items: &[CopyItem], dir: &Path, readonly: bool) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     for it in items {
         let p = dir.join(it.dest.trim_start_matches('/'));
         match &it.kind {
@@ -234,6 +237,16 @@ fn materialize(items: &[CopyItem], dir: &Path) -> Result<()> {
             ItemKind::File { path, .. } => {
                 if let Some(parent) = p.parent() {
                     std::fs::create_dir_all(parent).at("creating", parent)?;
+                }
+                let linkable = readonly
+                    && std::fs::symlink_metadata(path).is_ok_and(|m| {
+                        m.is_file()
+                            && m.uid() == 0
+                            && m.gid() == 0
+                            && m.mode() & 0o7777 == it.mode & 0o7777
+                    });
+                if linkable && std::fs::hard_link(path, &p).is_ok() {
+                    continue;
                 }
                 std::fs::copy(path, &p).at("copying", path)?;
             }

@@ -12,7 +12,7 @@ use crate::sandbox::{self, SandboxSpec, Stream};
 use crate::store::{CacheRecord, Store};
 
 use super::super::event::{Event, Progress, now};
-use super::super::layers::{Results, chain_layers};
+use super::super::layers::{Results, chain_layers_origin};
 use super::super::plan::{Plan, PlannedStep};
 use super::super::{BuildOptions, step_error};
 use super::mounts::{MountHold, run_mount, secret_mount};
@@ -94,14 +94,14 @@ pub(super) fn run_run(
         .parent(n)
         .ok_or_else(|| Error::msg("internal: RUN without a parent"))?;
     let mut lowerdirs = Vec::new();
-    for (desc, diff_id) in chain_layers(graph, plan, results, parent)? {
-        lowerdirs.push(oci::layer_snapshot(store, &desc, &diff_id)?);
+    for (desc, diff_id, times) in chain_layers_origin(graph, plan, results, parent, opts.epoch)? {
+        lowerdirs.push(oci::layer_snapshot_with(store, &desc, &diff_id, times)?);
     }
     lowerdirs.reverse(); // overlay wants the top layer first
     let stubs = super::stubs::missing(&lowerdirs);
     let mut mounts = Vec::new();
     let mut hold = MountHold::default();
-    let mut env = r.env.clone();
+    let mut env = run_env(&r.env, opts.epoch);
     // Secrets live in a private temp dir outside the store (tmpfs when the
     // host has /dev/shm) for this step only.
     let secret_dir = tempfile::Builder::new()
@@ -194,7 +194,9 @@ pub(super) fn run_run(
     // The overlay work dir holds a root-only dir; it is not part of the diff.
     let _ = std::fs::remove_dir_all(&ovl_work);
     super::stubs::add(&upper, &stubs)?;
-    let entries = layer::entries_from_dir(&upper, opts.epoch)?;
+    // Files the command wrote get the epoch; older ones (a package's files)
+    // keep their mtimes.
+    let entries = layer::entries_from_dir_with(&upper, layer::Mtimes::Clamp(opts.epoch))?;
     if entries.is_empty() {
         return Ok(CacheRecord {
             diff_id: None,
@@ -203,5 +205,44 @@ pub(super) fn run_run(
             size: 0,
         });
     }
-    write_layer_record(store, graph, n, entries, opts)
+    let rec = write_layer_record(store, graph, n, entries, opts)?;
+    // The upper dir is the layer in overlay form: it becomes the snapshot
+    // the next step stacks, with the mtimes the command gave its files.
+    if let Some(diff_id) = &rec.diff_id {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755));
+        oci::adopt_snapshot(store, diff_id, &upper)?;
+    }
+    Ok(rec)
+}
+
+/// The environment of a RUN: its own, plus `SOURCE_DATE_EPOCH` (the build's
+/// epoch) unless it sets that itself, so that toolchains write reproducible
+/// output (Python then writes hash-checked `.pyc` files, which stay valid
+/// whatever the files' mtimes).
+pub(super) fn run_env(env: &[(String, String)], epoch: u64) -> Vec<(String, String)> {
+    let mut env = env.to_vec();
+    if !env.iter().any(|(k, _)| k == "SOURCE_DATE_EPOCH") {
+        env.push(("SOURCE_DATE_EPOCH".to_string(), epoch.to_string()));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_env;
+
+    #[test]
+    fn source_date_epoch_is_exported_unless_set() {
+        let env = vec![("PATH".to_string(), "/bin".to_string())];
+        assert_eq!(
+            run_env(&env, 1700000000),
+            [
+                ("PATH".to_string(), "/bin".to_string()),
+                ("SOURCE_DATE_EPOCH".to_string(), "1700000000".to_string())
+            ]
+        );
+        let own = vec![("SOURCE_DATE_EPOCH".to_string(), "5".to_string())];
+        assert_eq!(run_env(&own, 0), own);
+    }
 }

@@ -1,0 +1,365 @@
+//! Layer compression beside the build, off the critical path.
+//!
+//! While a build runs, a step writes its layer as an uncompressed tar blob
+//! (its digest is the diff_id, known at once) and finishes; the steps after
+//! it stack its snapshot, never its blob. The blob is compressed here, on a
+//! few background threads at a lower CPU priority, into the compressed blob
+//! the image references; the step's cache record is written when that blob
+//! is in the store (a record never names a missing blob). Before the build
+//! assembles its images, [`Background::finish`] waits for every layer the
+//! build wrote and swaps in the compressed descriptors, so the manifest,
+//! the digest strata prints and what a push or an export sends are one and
+//! the same. The compressor is the one a one-pass write uses: the bytes,
+//! and so the digests, do not depend on whether a layer was compressed here
+//! or in line.
+//!
+//! A build registers its `Background` for its store for as long as it runs
+//! ([`Background::start`]); [`active`] finds it from a step, which keeps
+//! step signatures unchanged. Without one (`--compression none`, `strata
+//! run --commit`) layers are written in one pass, in line, as before.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+use petgraph::stable_graph::NodeIndex;
+
+use crate::digest::{CacheKey, Digest};
+use crate::error::{Error, Result};
+use crate::layer::{self, Compression};
+use crate::store::{CacheRecord, Descriptor, Store};
+
+use super::layers::NodeResult;
+
+/// The media type of an uncompressed layer blob.
+const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// The compressions of one build's layers.
+pub(super) struct Background {
+    store: Store,
+    compression: Compression,
+    threads: usize,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Digest>,
+    running: usize,
+    /// diff_id -> the compressed blob (or why it could not be made).
+    done: HashMap<Digest, std::result::Result<Descriptor, String>>,
+    /// Layers submitted and not done yet.
+    pending: HashSet<Digest>,
+    /// Cache records to write once their layer is compressed.
+    records: HashMap<Digest, Vec<(CacheKey, CacheRecord)>>,
+    /// Uncompressed blobs this build created (removed at the end).
+    created: Vec<Digest>,
+    /// The first error writing a cache record.
+    record_error: Option<String>,
+}
+
+fn registry() -> MutexGuard<'static, HashMap<PathBuf, Arc<Background>>> {
+    static ACTIVE: OnceLock<Mutex<HashMap<PathBuf, Arc<Background>>>> = OnceLock::new();
+    ACTIVE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The background compression of the build running on `store`, if any.
+pub(super) fn active(store: &Store) -> Option<Arc<Background>> {
+    registry().get(store.root()).cloned()
+}
+
+/// Unregisters a build's [`Background`] when the build ends.
+pub(super) struct Registration {
+    root: PathBuf,
+    bg: Arc<Background>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut r = registry();
+        if r.get(&self.root).is_some_and(|b| Arc::ptr_eq(b, &self.bg)) {
+            r.remove(&self.root);
+        }
+    }
+}
+
+impl Registration {
+    pub(super) fn background(&self) -> &Arc<Background> {
+        &self.bg
+    }
+}
+
+impl Background {
+    /// Registers background compression for a build on `store` (None for
+    /// `Compression::None`: there is nothing to do beside the build, and
+    /// when another build of this process already compresses for this
+    /// store: this one then writes in line).
+    pub(super) fn start(
+        store: &Store,
+        compression: Compression,
+        threads: usize,
+    ) -> Option<Registration> {
+        if compression == Compression::None {
+            return None;
+        }
+        let mut r = registry();
+        if r.contains_key(store.root()) {
+            return None;
+        }
+        let bg = Arc::new(Background {
+            store: store.clone(),
+            compression,
+            threads: threads.max(1),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        r.insert(store.root().to_path_buf(), bg.clone());
+        Some(Registration {
+            root: store.root().to_path_buf(),
+            bg,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `entries` as an uncompressed layer blob and queues its
+    /// compression; returns the record of the step as it stands during
+    /// the build (the uncompressed blob under the build's compression
+    /// name, which [`Background::finish`] replaces).
+    pub(super) fn write_layer(
+        self: &Arc<Self>,
+        entries: Vec<layer::Entry>,
+    ) -> Result<(layer::LayerStats, Descriptor)> {
+        let mut writer = self.store.blob_writer()?;
+        let (stats, _) = layer::write_layer(entries, Compression::None, &mut writer)?;
+        let existed = self.store.has_blob(&stats.diff_id);
+        let (digest, size) = writer.commit()?;
+        if digest != stats.diff_id {
+            return Err(Error::msg(
+                "internal: an uncompressed layer's digest is not its diff_id",
+            ));
+        }
+        let desc = Descriptor {
+            media_type: TAR.to_string(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        };
+        let start = {
+            let mut st = self.lock();
+            if !existed {
+                st.created.push(digest);
+            }
+            if st.done.contains_key(&digest) || !st.pending.insert(digest) {
+                false
+            } else {
+                st.queue.push_back(digest);
+                if st.running < self.threads {
+                    st.running += 1;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if start {
+            let bg = self.clone();
+            std::thread::Builder::new()
+                .name("strata-compress".into())
+                .spawn(move || bg.work())
+                .map_err(|e| Error::io("starting a compression thread", e))?;
+        }
+        Ok((stats, desc))
+    }
+
+    /// Whether `diff_id` is a layer this build compresses.
+    pub(super) fn owns(&self, diff_id: &Digest) -> bool {
+        let st = self.lock();
+        st.pending.contains(diff_id) || st.done.contains_key(diff_id)
+    }
+
+    /// Files `rec` under `key` once its layer is compressed (at once if it
+    /// is), with the compressed blob in place of the uncompressed one.
+    pub(super) fn record_when_done(&self, key: CacheKey, rec: CacheRecord) {
+        let Some(diff_id) = rec.diff_id else { return };
+        let mut st = self.lock();
+        match st.done.get(&diff_id).cloned() {
+            Some(Ok(desc)) => {
+                drop(st);
+                self.put_record(key, rec, desc);
+            }
+            Some(Err(_)) => {} // finish() reports it
+            None => st.records.entry(diff_id).or_default().push((key, rec)),
+        }
+    }
+
+    fn put_record(&self, key: CacheKey, mut rec: CacheRecord, desc: Descriptor) {
+        rec.layers = [(self.compression.name().to_string(), desc)].into();
+        if let Err(e) = self.store.put_cache(&key, &rec) {
+            self.lock().record_error.get_or_insert(e.to_string());
+        }
+    }
+
+    fn work(self: Arc<Self>) {
+        // Below the steps: compression takes the cores they leave idle.
+        // SAFETY: setpriority on this thread's own id has no preconditions.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+        }
+        loop {
+            let next = {
+                let mut st = self.lock();
+                match st.queue.pop_front() {
+                    Some(d) => d,
+                    None => {
+                        st.running -= 1;
+                        return;
+                    }
+                }
+            };
+            let result = self.compress(&next).map_err(|e| e.to_string());
+            let records = {
+                let mut st = self.lock();
+                st.pending.remove(&next);
+                st.done.insert(next, result.clone());
+                st.records.remove(&next).unwrap_or_default()
+            };
+            if let Ok(desc) = &result {
+                for (key, rec) in records {
+                    self.put_record(key, rec, desc.clone());
+                }
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    fn compress(&self, diff_id: &Digest) -> Result<Descriptor> {
+        let tar = std::io::BufReader::with_capacity(1 << 17, self.store.open_blob(diff_id)?);
+        let writer = layer::compress_tar(tar, self.compression, self.store.blob_writer()?)?;
+        let (digest, size) = writer.commit()?;
+        Ok(Descriptor {
+            media_type: self.compression.media_type().to_string(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        })
+    }
+
+    /// Waits for every layer this build submitted, writes their cache
+    /// records, puts the compressed descriptors into `results` and removes
+    /// the uncompressed blobs this build created. Also called after a
+    /// failed build (with no results), so that no compression outlives it.
+    pub(super) fn finish(&self, results: &mut HashMap<NodeIndex, NodeResult>) -> Result<()> {
+        let mut st = self.lock();
+        while !st.pending.is_empty() {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let done = st.done.clone();
+        let created = std::mem::take(&mut st.created);
+        let record_error = st.record_error.take();
+        drop(st);
+        for r in results.values_mut() {
+            let Some((desc, diff_id)) = &mut r.layer else {
+                continue;
+            };
+            if desc.media_type != TAR || desc.digest != *diff_id {
+                continue;
+            }
+            match done.get(diff_id) {
+                Some(Ok(c)) => *desc = c.clone(),
+                Some(Err(e)) => {
+                    return Err(Error::msg(format!("compressing layer {diff_id}: {e}")));
+                }
+                None => {}
+            }
+        }
+        if let Some(e) = record_error {
+            return Err(Error::msg(format!("writing a cache record: {e}")));
+        }
+        for d in created {
+            if done.get(&d).is_some_and(|r| r.is_ok()) {
+                let _ = self.store.remove_blob(&d);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &std::path::Path) -> Vec<layer::Entry> {
+        layer::entries_from_dir(dir, 0).unwrap()
+    }
+
+    #[test]
+    fn a_layer_compressed_beside_the_build_is_the_one_a_one_pass_write_gives() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = tmp.path().join("files");
+        std::fs::create_dir_all(files.join("d")).unwrap();
+        for i in 0..50 {
+            std::fs::write(
+                files.join(format!("d/f{i}")),
+                format!("content {i}\n").repeat(100),
+            )
+            .unwrap();
+        }
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        // In line, as without a build.
+        let mut w = store.blob_writer().unwrap();
+        let (stats, _) = layer::write_layer(entries(&files), Compression::Gzip, &mut w).unwrap();
+        let (inline, _) = w.commit().unwrap();
+
+        let other = Store::open(&tmp.path().join("store2")).unwrap();
+        let reg = Background::start(&other, Compression::Gzip, 2).unwrap();
+        assert!(active(&other).is_some());
+        let bg = reg.background().clone();
+        let (bstats, desc) = bg.write_layer(entries(&files)).unwrap();
+        assert_eq!(bstats.diff_id, stats.diff_id);
+        assert_eq!(
+            (desc.media_type.as_str(), desc.digest),
+            (TAR, stats.diff_id)
+        );
+        assert!(bg.owns(&stats.diff_id));
+        let key = CacheKey([7; 32]);
+        let rec = CacheRecord {
+            diff_id: Some(stats.diff_id),
+            layers: [("gzip".to_string(), desc.clone())].into(),
+            created_by: "test".into(),
+            size: stats.uncompressed_size,
+        };
+        bg.record_when_done(key, rec);
+        let mut results = HashMap::new();
+        results.insert(
+            NodeIndex::new(0),
+            NodeResult {
+                layer: Some((desc, stats.diff_id)),
+            },
+        );
+        bg.finish(&mut results).unwrap();
+        let (d, _) = results[&NodeIndex::new(0)].layer.clone().unwrap();
+        assert_eq!(d.digest, inline, "same compressed bytes as in line");
+        assert_eq!(d.media_type, Compression::Gzip.media_type());
+        assert!(other.has_blob(&inline));
+        assert!(
+            !other.has_blob(&stats.diff_id),
+            "the uncompressed blob is removed"
+        );
+        let stored = other.get_cache(&key).unwrap().unwrap();
+        assert_eq!(
+            stored.layers["gzip"].digest, inline,
+            "the record names the gzip blob"
+        );
+        drop(reg);
+        assert!(active(&other).is_none());
+    }
+}
