@@ -113,10 +113,20 @@ impl<'a> Session<'a> {
         for r in &refs {
             let reference = Reference::parse(r)
                 .map_err(|e| self.at_image(r, format!("image reference `{r}`: {e}")))?;
+            let had = matches!(self.store.resolve(r), Ok(Some(_)));
             let opts =
                 registry::Options::from_env(reference.registry.as_deref().unwrap_or("docker.io"));
-            registry::pull(self.store, &reference, &opts, progress)
-                .map_err(|e| self.at_image(r, format!("cannot pull {r}: {e}")))?;
+            registry::pull(self.store, &reference, &opts, progress).map_err(|e| {
+                let message = if had {
+                    format!("cannot pull {r} again (--pull): {e}")
+                } else {
+                    format!(
+                        "image {r} is not in the store and pulling it failed: {e}\n\
+                         (build it first, `strata pull` it, or `strata load` it from an archive)"
+                    )
+                };
+                self.at_image(r, message)
+            })?;
         }
         if !refs.is_empty() {
             let (graph, unpulled) = lower_spec(self.store, &self.spec, &self.lower)?;

@@ -206,7 +206,7 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     let mut session = load_session(&store, &path, lower)?;
     // --dry-run never touches the network: an unpulled base fails to plan.
     if !args.dry_run {
-        let view = TransferView::new(progress_mode(args.progress), args.quiet || !args.pull);
+        let view = TransferView::new(progress_mode(args.progress), args.quiet);
         let sink = |p: Progress| view.event(p);
         let pulled = session.pull(args.pull, &sink);
         view.finish();
