@@ -266,14 +266,27 @@ enum CompressionArg {
     None,
 }
 
+/// `--frontend`: how to read the spec file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FrontendArg {
+    /// A strata spec.
+    Toml,
+    /// A Dockerfile.
+    Dockerfile,
+}
+
 #[derive(clap::Args, Debug)]
 struct BuildArgs {
     /// Build context directory.
     #[arg(default_value = ".")]
     context: PathBuf,
-    /// Spec file (default: CONTEXT/strata.toml).
+    /// Spec file: `*.toml` is a strata spec, any other file a Dockerfile
+    /// (default: the context's strata.toml, Containerfile or Dockerfile).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Read the spec file as this, whatever its name.
+    #[arg(long, value_enum, value_name = "toml|dockerfile")]
+    frontend: Option<FrontendArg>,
     /// Name and tag the image (`name:tag`); repeatable.
     #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
     tags: Vec<String>,
@@ -340,6 +353,9 @@ struct GraphArgs {
     context: PathBuf,
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Read the spec file as this, whatever its name.
+    #[arg(long, value_enum, value_name = "toml|dockerfile")]
+    frontend: Option<FrontendArg>,
     #[arg(long = "target", value_name = "NAME")]
     targets: Vec<String>,
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
@@ -453,7 +469,8 @@ fn read_spec(path: &Path) -> std::result::Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             CliError::Usage(format!(
-                "no spec at {} (pass -f FILE, or run in a directory with a strata.toml)",
+                "no spec at {} (pass -f FILE, or run in a directory with a strata.toml, \
+                 Containerfile or Dockerfile)",
                 path.display()
             ))
         } else {

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::build::{Event, Output, Session, SpecFile, Status};
+use crate::build::{
+    DEFAULT_SPEC_NAMES, Event, Frontend, Output, Session, SpecFile, Status, default_spec,
+};
 use crate::error::Error;
 use crate::layer::Compression;
 use crate::oci::OutputKind;
@@ -15,7 +17,8 @@ use crate::store::Store;
 use super::progress::{Renderer, TransferView, progress_mode};
 use super::table::{graph_dot, graph_text};
 use super::{
-    BuildArgs, Cli, CliError, CompressionArg, GraphArgs, GraphFormat, open_store, read_spec,
+    BuildArgs, Cli, CliError, CompressionArg, FrontendArg, GraphArgs, GraphFormat, open_store,
+    read_spec,
 };
 
 pub(super) fn parse_build_args(
@@ -41,22 +44,30 @@ pub(super) fn parse_build_args(
     Ok(out)
 }
 
-fn spec_path(context: &Path, file: &Option<PathBuf>) -> PathBuf {
-    match file {
+/// The spec file and its frontend: `-f FILE` (by its name, or as
+/// `--frontend` says), else the first of strata.toml, Containerfile and
+/// Dockerfile in the context.
+fn spec_path(
+    context: &Path,
+    file: &Option<PathBuf>,
+    frontend: Option<FrontendArg>,
+) -> std::result::Result<(PathBuf, Frontend), CliError> {
+    let path = match file {
         Some(f) => f.clone(),
-        None => default_spec(context),
-    }
-}
-
-/// `CONTEXT/strata.toml`, or `CONTEXT/Dockerfile` when only that exists.
-fn default_spec(context: &Path) -> PathBuf {
-    let toml = context.join("strata.toml");
-    let dockerfile = context.join("Dockerfile");
-    if !toml.exists() && dockerfile.exists() {
-        dockerfile
-    } else {
-        toml
-    }
+        None => default_spec(context).ok_or_else(|| {
+            CliError::Usage(format!(
+                "no spec in {}: looked for {} (pass -f FILE)",
+                context.display(),
+                DEFAULT_SPEC_NAMES.join(", ")
+            ))
+        })?,
+    };
+    let frontend = match frontend {
+        Some(FrontendArg::Toml) => Frontend::Toml,
+        Some(FrontendArg::Dockerfile) => Frontend::Dockerfile,
+        None => Frontend::for_path(&path),
+    };
+    Ok((path, frontend))
 }
 
 fn parse_output(s: &str) -> std::result::Result<Output, CliError> {
@@ -160,12 +171,13 @@ fn compression(c: CompressionArg) -> Compression {
 /// Reads the spec and lowers it (bases from the store only).
 fn load_session<'a>(
     store: &'a Store,
-    path: &Path,
+    (path, frontend): (PathBuf, Frontend),
     lower: LowerOptions,
 ) -> std::result::Result<Session<'a>, CliError> {
     let spec = SpecFile {
-        path: path.to_path_buf(),
-        text: read_spec(path)?,
+        text: read_spec(&path)?,
+        path,
+        frontend,
     };
     Ok(Session::load(store, spec, lower)?)
 }
@@ -197,13 +209,13 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     let epoch = source_date_epoch()?;
     let store = open_store(cli)?;
     let _lock = store.lock_shared()?;
-    let path = spec_path(&args.context, &args.file);
+    let path = spec_path(&args.context, &args.file, args.frontend)?;
     let lower = LowerOptions {
         build_args,
         targets: args.targets.clone(),
         tags: args.tags.clone(),
     };
-    let mut session = load_session(&store, &path, lower)?;
+    let mut session = load_session(&store, path, lower)?;
     // --dry-run never touches the network: an unpulled base fails to plan.
     if !args.dry_run {
         let view = TransferView::new(progress_mode(args.progress), args.quiet);
@@ -292,7 +304,7 @@ fn print_plan(plan: &crate::build::Plan) {
 
 pub(super) fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), CliError> {
     let store = open_store(cli)?;
-    let path = spec_path(&args.context, &args.file);
+    let path = spec_path(&args.context, &args.file, args.frontend)?;
     let lower = LowerOptions {
         build_args: parse_build_args(&args.build_args)?,
         targets: args.targets.clone(),
@@ -300,7 +312,7 @@ pub(super) fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), 
     };
     // Never touches the network: an unpulled base is shown with its
     // config unknown, and said so.
-    let session = load_session(&store, &path, lower)?;
+    let session = load_session(&store, path, lower)?;
     for r in session.unpulled() {
         eprintln!(
             "warning: {r} is not in the store, so its config (env, user, workdir) is not known here; `strata pull {r}` fetches it"
