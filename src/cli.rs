@@ -1,12 +1,33 @@
 //! The command line: parses flags, calls the library, renders results.
 //!
 //! The only module that prints or picks exit codes: 0 success, 1 a build or
-//! input error, 2 a usage error (bad flags).
+//! input error, 2 a usage error (bad flags), 130 interrupted (Ctrl-C or
+//! SIGTERM). The container verbs (`run`, `exec`, `start`) end with the
+//! command's status, else as Docker's: 125 strata's own failure, 126 the
+//! command cannot be executed, 127 it was not found. A closed output pipe
+//! ends strata quietly (see `cli/pipe.rs`).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// `println!` that ends strata quietly on a closed pipe (see `cli::pipe`).
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::pipe::stdout(format_args!($($t)*), true) };
+}
+/// `print!`, as [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::pipe::stdout(format_args!($($t)*), false) };
+}
+/// `eprintln!`, as [`outln!`].
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::cli::pipe::stderr(format_args!($($t)*), true) };
+}
+/// `eprint!`, as [`outln!`].
+macro_rules! err {
+    ($($t:tt)*) => { $crate::cli::pipe::stderr(format_args!($($t)*), false) };
+}
 
 use crate::error::{Error, Result};
 use crate::images;
@@ -17,6 +38,7 @@ use crate::store::Store;
 
 mod build;
 mod login;
+mod pipe;
 mod progress;
 mod table;
 
@@ -384,7 +406,7 @@ pub fn main() -> i32 {
         Command::Schema => {
             // Byte-identical to the checked-in schema/strata.schema.json.
             let s = serde_json::to_string_pretty(&spec::json_schema()).unwrap_or_default();
-            println!("{s}");
+            outln!("{s}");
             Ok(())
         }
         Command::Images(args) => cmd_images(&cli, args),
@@ -399,13 +421,21 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(()) => 0,
-        Err(CliError::Exit(code)) => code,
+        Err(CliError::Exit(code)) if !build::interrupted() => code,
+        Err(CliError::Exit(_)) => {
+            errln!("interrupted");
+            130
+        }
         Err(CliError::Usage(m)) => {
-            eprintln!("error: {m}");
+            errln!("error: {m}");
             2
         }
+        Err(CliError::Failed(_)) if build::interrupted() => {
+            errln!("interrupted");
+            130
+        }
         Err(CliError::Failed(e)) => {
-            eprintln!("{}", render_error(&e));
+            errln!("{}", render_error(&e));
             1
         }
     }
@@ -432,11 +462,31 @@ pub fn render_error(e: &Error) -> String {
         miette::GraphicalTheme::unicode_nocolor()
     };
     let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
-    let mut out = String::new();
-    if handler.render_report(&mut out, e).is_err() {
-        out = e.to_string();
+    let render = |d: &dyn miette::Diagnostic| {
+        let mut out = String::new();
+        if handler.render_report(&mut out, d).is_err() {
+            out = d.to_string();
+        }
+        out
+    };
+    // Each problem of a file with its own header, not under a summary
+    // header (miette would print `× FILE: N errors`, then `Error:` each).
+    match e {
+        Error::Diagnostics(d) if !d.errors.is_empty() => {
+            let mut out: String = d
+                .errors
+                .iter()
+                .map(|x| render(x))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if d.errors.len() > 1 {
+                out.push_str(&d.summary);
+                out.push('\n');
+            }
+            out
+        }
+        _ => render(e),
     }
-    out
 }
 
 fn open_store(cli: &Cli) -> Result<Store> {
@@ -453,13 +503,13 @@ fn cmd_convert(args: &ConvertArgs) -> std::result::Result<(), CliError> {
     let (toml, warnings) = crate::frontend::dockerfile::convert_with(&name, &text, &opts)
         .map_err(|d| CliError::Failed(d.into()))?;
     for w in warnings {
-        eprintln!("{}", render_error(&Error::from(w)));
+        errln!("{}", render_error(&Error::from(w)));
     }
     match &args.output {
         Some(out) => std::fs::write(out, toml)
             .map_err(|e| CliError::Failed(Error::io(format!("writing {}", out.display()), e))),
         None => {
-            print!("{toml}");
+            out!("{toml}");
             Ok(())
         }
     }
@@ -505,9 +555,9 @@ fn cmd_push(cli: &Cli, args: &PushArgs) -> std::result::Result<(), CliError> {
     let report = report?;
     let digest = report.digest.map(|d| d.to_string()).unwrap_or_default();
     if args.quiet {
-        println!("{digest}");
+        outln!("{digest}");
     } else {
-        println!(
+        outln!(
             "pushed {} {digest} ({} uploaded, {} already present, {} mounted)",
             dest.normalized(),
             report.uploaded,
@@ -532,9 +582,9 @@ fn cmd_pull(cli: &Cli, args: &PullArgs) -> std::result::Result<(), CliError> {
     view.finish();
     let image = image?;
     if args.quiet {
-        println!("{}", image.manifest.digest);
+        outln!("{}", image.manifest.digest);
     } else {
-        println!(
+        outln!(
             "pulled {} {} ({})",
             reference.normalized(),
             image.manifest.digest,
@@ -551,7 +601,7 @@ fn cmd_images(cli: &Cli, args: &ImagesArgs) -> std::result::Result<(), CliError>
     if args.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for r in rows.iter().filter(|r| seen.insert(r.id)) {
-            println!("{}", images::short_id(&r.id));
+            outln!("{}", images::short_id(&r.id));
         }
         return Ok(());
     }
@@ -577,7 +627,7 @@ fn cmd_images(cli: &Cli, args: &ImagesArgs) -> std::result::Result<(), CliError>
             v
         })
         .collect();
-    print!("{}", table(&header, &cells));
+    out!("{}", table(&header, &cells));
     Ok(())
 }
 
@@ -592,20 +642,20 @@ fn cmd_rmi(cli: &Cli, args: &RmiArgs) -> std::result::Result<(), CliError> {
     let store = open_store(cli)?;
     let report = images::rmi(&store, &args.images, args.force)?;
     for t in &report.untagged {
-        println!("Untagged: {t}");
+        outln!("Untagged: {t}");
     }
     for d in &report.deleted {
-        println!("Deleted: {d}");
+        outln!("Deleted: {d}");
     }
     for d in report
         .blobs_removed
         .iter()
         .filter(|d| !report.deleted.contains(d))
     {
-        println!("Deleted: {d}");
+        outln!("Deleted: {d}");
     }
     if report.deferred {
-        eprintln!(
+        errln!(
             "note: another strata process (a build, push or pull) is using the store; run `strata prune` later to reclaim the blobs"
         );
     }
@@ -624,7 +674,7 @@ fn cmd_history(cli: &Cli, args: &HistoryArgs) -> std::result::Result<(), CliErro
     };
     if args.quiet {
         for r in &rows {
-            println!("{}", id(r));
+            outln!("{}", id(r));
         }
         return Ok(());
     }
@@ -646,7 +696,7 @@ fn cmd_history(cli: &Cli, args: &HistoryArgs) -> std::result::Result<(), CliErro
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
@@ -656,8 +706,25 @@ fn cmd_history(cli: &Cli, args: &HistoryArgs) -> std::result::Result<(), CliErro
     Ok(())
 }
 
+/// A container verb's failure before its command ran: the error, then
+/// Docker's status for it (125, 126 or 127).
+fn container_failure(e: Error) -> CliError {
+    if build::interrupted() {
+        return CliError::Failed(e);
+    }
+    errln!("{}", render_error(&e));
+    CliError::Exit(crate::container::failure_status(&e))
+}
+
 fn cmd_run(cli: &Cli, args: &RunArgs) -> std::result::Result<(), CliError> {
     install_interrupt_handler();
+    cmd_run_inner(cli, args).map_err(|e| match e {
+        CliError::Failed(e) => container_failure(e),
+        other => other,
+    })
+}
+
+fn cmd_run_inner(cli: &Cli, args: &RunArgs) -> std::result::Result<(), CliError> {
     let store = open_store(cli)?;
     let _lock = store.lock_shared()?;
     let (img, _) = images::resolve(&store, &args.image)?;
@@ -677,7 +744,7 @@ fn cmd_run(cli: &Cli, args: &RunArgs) -> std::result::Result<(), CliError> {
         },
     )?;
     if let (Some(m), Some(name)) = (&outcome.committed, &args.commit) {
-        eprintln!("committed {name} {}", m.digest);
+        errln!("committed {name} {}", m.digest);
     }
     match outcome.exit_code {
         0 => Ok(()),
@@ -696,7 +763,7 @@ fn cmd_inspect(cli: &Cli, args: &InspectArgs) -> std::result::Result<(), CliErro
     }
     let text = serde_json::to_string_pretty(&docs)
         .map_err(|e| Error::msg(format!("encoding JSON: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -713,7 +780,7 @@ fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
         } else {
             "every blob, snapshot and temporary file nothing uses"
         };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        err!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -724,7 +791,7 @@ fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
     let lock = match store.try_lock_exclusive()? {
         Some(l) => l,
         None => {
-            eprintln!("waiting for running builds, pushes and pulls to finish...");
+            errln!("waiting for running builds, pushes and pulls to finish...");
             store.lock_exclusive()?
         }
     };
@@ -744,7 +811,7 @@ fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
         "Removed"
     };
     for c in &report.classes {
-        println!(
+        outln!(
             "{verb} {} {}: {}",
             c.items.len(),
             c.name,
@@ -753,9 +820,9 @@ fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
     }
     let total = images::human_size(report.total());
     if args.dry_run {
-        println!("Total reclaimable space: {total}");
+        outln!("Total reclaimable space: {total}");
     } else {
-        println!("Total reclaimed space: {total}");
+        outln!("Total reclaimed space: {total}");
     }
     Ok(())
 }
@@ -814,10 +881,10 @@ fn cmd_load(cli: &Cli, args: &LoadArgs) -> std::result::Result<(), CliError> {
     if !args.quiet {
         for l in &loaded {
             if l.names.is_empty() {
-                println!("Loaded image ID: {}", l.config_digest);
+                outln!("Loaded image ID: {}", l.config_digest);
             }
             for n in &l.names {
-                println!("Loaded image: {n}");
+                outln!("Loaded image: {n}");
             }
         }
     }

@@ -38,6 +38,28 @@ pub struct RunOutcome {
     pub committed: Option<Descriptor>,
 }
 
+/// Docker's exit status for a container that did not run its command: 127
+/// when the command was not found, 126 when it exists but cannot be
+/// executed, 125 for every other failure (strata's own). Read from the
+/// sandbox's exec error, the one place these are told apart.
+pub fn failure_status(e: &Error) -> i32 {
+    let m = e.to_string();
+    let exec = m.contains("sandbox: exec ");
+    if m.contains("executable file not found in $PATH")
+        || (exec && m.contains("No such file or directory"))
+    {
+        127
+    } else if exec
+        && ["Permission denied", "Exec format error", "Is a directory"]
+            .iter()
+            .any(|w| m.contains(w))
+    {
+        126
+    } else {
+        125
+    }
+}
+
 /// The argv the container runs: Entrypoint + (the given command or Cmd).
 pub fn argv(image: &Image, command: &[String]) -> Vec<String> {
     let c = &image.config.config;

@@ -147,3 +147,42 @@ fn commit_turns_the_containers_changes_into_one_layer() {
         vec!["app/", "app/.wh.hello.sh", "app/new.txt", "data/"]
     );
 }
+
+/// Docker's statuses: the command's own, 127 not found, 126 not
+/// executable, 125 strata's failure, 130 with "interrupted" on Ctrl-C.
+#[test]
+fn run_exit_statuses_are_dockers() {
+    const T: &str = "run_exit_statuses_are_dockers";
+    let env = TestEnv::new();
+    if !built_hello(&env, T) {
+        return;
+    }
+    let status = |args: &[&str]| {
+        let out = run(env.strata("root").arg("run").args(args));
+        (out.code, out.stderr)
+    };
+    assert_eq!(status(&["example/hello", "sh", "-c", "exit 3"]).0, 3);
+    let (code, err) = status(&["example/hello", "no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(status(&["example/hello", "/no/such/file"]).0, 127);
+    let (code, err) = status(&["example/hello", "/etc"]);
+    assert_eq!(code, 126, "{err}");
+    let (code, err) = status(&["no-such-image:1"]);
+    assert_eq!(code, 125, "{err}");
+
+    // SIGINT while the command runs.
+    let child = env
+        .strata("root")
+        .args(["run", "example/hello", "sh", "-c", "while :; do :; done"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: plain system call on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), "interrupted");
+}

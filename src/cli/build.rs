@@ -148,9 +148,18 @@ fn source_date_epoch() -> std::result::Result<u64, CliError> {
 /// mounts go with them); the build then fails like any failed step, after
 /// finished steps are stored. A second signal ends the process at once.
 extern "C" fn on_interrupt(sig: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     crate::sandbox::kill_all();
     // SAFETY: resetting a handler is async-signal-safe.
     unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// Set by the first Ctrl-C / SIGTERM: the command then ends with
+/// "interrupted" and status 130, whatever failed because of it.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(super) fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 pub(super) fn install_interrupt_handler() {
@@ -271,17 +280,28 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     }
     for img in &report.images {
         if args.quiet {
-            println!("{}", img.manifest.digest);
+            outln!("{}", img.manifest.digest);
+        } else if img.names.is_empty() {
+            outln!(
+                "built {} (untagged) {}",
+                target_label(&img.target),
+                img.manifest.digest
+            );
         } else {
-            let names = if img.names.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", img.names.join(" "))
-            };
-            println!("{} {}{}", img.target, img.manifest.digest, names);
+            outln!("built {} {}", img.names.join(", "), img.manifest.digest);
         }
     }
     Ok(())
+}
+
+/// A build target as a person reads it: Dockerfile stages without a name
+/// are numbered (`stage 0`), named targets keep their name.
+fn target_label(target: &str) -> String {
+    if target.bytes().all(|b| b.is_ascii_digit()) {
+        format!("stage {target}")
+    } else {
+        target.to_string()
+    }
 }
 
 /// `--dry-run`: what is cached, what would run and why.
@@ -314,7 +334,7 @@ pub(super) fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), 
     // config unknown, and said so.
     let session = load_session(&store, path, lower)?;
     for r in session.unpulled() {
-        eprintln!(
+        errln!(
             "warning: {r} is not in the store, so its config (env, user, workdir) is not known here; `strata pull {r}` fetches it"
         );
     }
@@ -322,6 +342,6 @@ pub(super) fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), 
         GraphFormat::Text => graph_text(session.graph()),
         GraphFormat::Dot => graph_dot(session.graph()),
     };
-    print!("{text}");
+    out!("{text}");
     Ok(())
 }
