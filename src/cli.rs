@@ -37,6 +37,7 @@ use crate::spec;
 use crate::store::Store;
 
 mod build;
+mod container;
 mod login;
 mod pipe;
 mod progress;
@@ -87,8 +88,22 @@ enum Command {
     Save(SaveArgs),
     /// Load images from a docker-archive or oci-archive.
     Load(LoadArgs),
-    /// Run a command in a container of an image (exit status: the command's).
-    Run(RunArgs),
+    /// Run a command in a new container of an image (exit status: the command's).
+    Run(container::RunArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Print a container's output.
+    Logs(container::LogsArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL).
+    Stop(container::StopArgs),
+    /// Send a signal to running containers.
+    Kill(container::KillArgs),
+    /// Remove containers.
+    Rm(container::RmArgs),
+    /// Run a command in a running container.
+    Exec(container::ExecArgs),
+    /// Start stopped containers again.
+    Start(container::StartArgs),
     /// Push an image from the store to a registry.
     Push(PushArgs),
     /// Log in to a registry (credentials go where `docker login` keeps them).
@@ -99,36 +114,6 @@ enum Command {
     Pull(PullArgs),
     /// Convert a Dockerfile to a strata.toml.
     Convert(ConvertArgs),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum NetworkArg {
-    Host,
-    None,
-}
-
-#[derive(clap::Args, Debug)]
-struct RunArgs {
-    /// Set an environment variable (`KEY=VALUE`, or `KEY` to pass yours).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
-    workdir: Option<String>,
-    /// User (name or id, `user[:group]`) inside the container.
-    #[arg(short = 'u', long = "user", value_name = "USER")]
-    user: Option<String>,
-    /// Network: the host's, or none (only loopback).
-    #[arg(long, value_enum, default_value = "host")]
-    network: NetworkArg,
-    /// Keep the container's changes as a new image named NAME.
-    #[arg(long, value_name = "NAME")]
-    commit: Option<String>,
-    /// Image name, ID or digest.
-    image: String,
-    /// Command and arguments (default: the image's Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -417,7 +402,14 @@ pub fn main() -> i32 {
         Command::Prune(args) => cmd_prune(&cli, args),
         Command::Save(args) => cmd_save(&cli, args),
         Command::Load(args) => cmd_load(&cli, args),
-        Command::Run(args) => cmd_run(&cli, args),
+        Command::Run(args) => container::cmd_run(&cli, args),
+        Command::Ps(args) => container::cmd_ps(&cli, args),
+        Command::Logs(args) => container::cmd_logs(&cli, args),
+        Command::Stop(args) => container::cmd_stop(&cli, args),
+        Command::Kill(args) => container::cmd_kill(&cli, args),
+        Command::Rm(args) => container::cmd_rm(&cli, args),
+        Command::Exec(args) => container::cmd_exec(&cli, args),
+        Command::Start(args) => container::cmd_start(&cli, args),
     };
     match result {
         Ok(()) => 0,
@@ -704,52 +696,6 @@ fn cmd_history(cli: &Cli, args: &HistoryArgs) -> std::result::Result<(), CliErro
         )
     );
     Ok(())
-}
-
-/// A container verb's failure before its command ran: the error, then
-/// Docker's status for it (125, 126 or 127).
-fn container_failure(e: Error) -> CliError {
-    if build::interrupted() {
-        return CliError::Failed(e);
-    }
-    errln!("{}", render_error(&e));
-    CliError::Exit(crate::container::failure_status(&e))
-}
-
-fn cmd_run(cli: &Cli, args: &RunArgs) -> std::result::Result<(), CliError> {
-    install_interrupt_handler();
-    cmd_run_inner(cli, args).map_err(|e| match e {
-        CliError::Failed(e) => container_failure(e),
-        other => other,
-    })
-}
-
-fn cmd_run_inner(cli: &Cli, args: &RunArgs) -> std::result::Result<(), CliError> {
-    let store = open_store(cli)?;
-    let _lock = store.lock_shared()?;
-    let (img, _) = images::resolve(&store, &args.image)?;
-    let outcome = crate::container::run(
-        &store,
-        &img.image,
-        &crate::container::RunOptions {
-            command: args.command.clone(),
-            env: args.env.clone(),
-            workdir: args.workdir.clone(),
-            user: args.user.clone(),
-            network: match args.network {
-                NetworkArg::Host => crate::ir::Network::Host,
-                NetworkArg::None => crate::ir::Network::None,
-            },
-            commit: args.commit.clone(),
-        },
-    )?;
-    if let (Some(m), Some(name)) = (&outcome.committed, &args.commit) {
-        errln!("committed {name} {}", m.digest);
-    }
-    match outcome.exit_code {
-        0 => Ok(()),
-        code => Err(CliError::Exit(code)),
-    }
 }
 
 fn cmd_inspect(cli: &Cli, args: &InspectArgs) -> std::result::Result<(), CliError> {

@@ -3,5 +3,9 @@ fn main() {
     if std::env::args_os().nth(1).as_deref() == Some(strata::sandbox::HELPER_ARG.as_ref()) {
         strata::sandbox::helper_main();
     }
+    // A detached container's supervisor (`strata run -d`) is this binary too.
+    if std::env::args_os().nth(1).as_deref() == Some(strata::container::SUPERVISE_ARG.as_ref()) {
+        strata::container::supervise_main();
+    }
     std::process::exit(strata::cli::main());
 }

@@ -56,6 +56,8 @@ pub fn resolve_user(
     user::resolve(Some(spec), passwd, group).map(|u| (u.uid, u.gid))
 }
 
+pub use helper::DEFAULT_PATH;
+
 /// The first argument that makes the strata binary act as the helper.
 pub const HELPER_ARG: &str = "__strata-sandbox";
 
@@ -223,6 +225,17 @@ fn check(spec: &SandboxSpec) -> Result<()> {
 /// they come; returns the exit code (128+signal when killed). `Err` only
 /// for sandbox set-up failures.
 pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32> {
+    run_observed(spec, output, &mut |_| {})
+}
+
+/// [`run`], calling `started` with the helper's pid (also its process
+/// group) once it is spawned: a container supervisor records it so that
+/// `strata stop`/`kill`/`exec` can find the container.
+pub fn run_observed(
+    spec: &SandboxSpec,
+    output: &mut dyn FnMut(Stream, &[u8]),
+    started: &mut dyn FnMut(i32),
+) -> Result<i32> {
     check(spec)?;
     if KILLED.load(Ordering::SeqCst) {
         return Err(Error::msg("sandbox: interrupted"));
@@ -267,6 +280,7 @@ pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<
         unsafe { libc::kill(-pid, libc::SIGKILL) };
     }
 
+    started(pid);
     let guard = KillOnDrop(pid);
     let result = talk(&mut child, &request, output);
     if result.is_ok() {
