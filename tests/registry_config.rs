@@ -263,6 +263,27 @@ fn a_build_pulls_a_docker_hub_base_through_the_mirror_on_first_use() {
     assert_eq!(reg.count(&manifests), 1, "the stored base is used");
     build(&["--pull"]);
     assert_eq!(reg.count(&manifests), 2, "--pull asks again");
+    // Inspect shows where the image came from and went, as docker does.
+    let repo_digests = |name: &str| -> Vec<String> {
+        let out = run_ok(env.strata("store").args(["inspect", name]));
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v[0]["RepoDigests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    let pulled = repo_digests("debian:bookworm");
+    assert_eq!(pulled.len(), 1, "{pulled:?}");
+    assert!(pulled[0].starts_with("debian@sha256:"), "{pulled:?}");
+    let out = run_ok(env.strata("seed").args(["inspect", "seed:1"]));
+    assert!(
+        out.stdout
+            .contains(&format!("{host}/hub/library/debian@sha256:")),
+        "{}",
+        out.stdout
+    );
     // `run` and `tag` take the same names.
     run_ok(
         env.strata("store")
