@@ -114,6 +114,68 @@ enum Command {
     Pull(PullArgs),
     /// Convert a Dockerfile to a strata.toml.
     Convert(ConvertArgs),
+    /// Docker's grouped image verbs: `strata image ls|tag|inspect|...`.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Docker's grouped container verbs: `strata container ls|rm|...`.
+    Container {
+        #[command(subcommand)]
+        command: ContainerCommand,
+    },
+}
+
+/// `strata image VERB`: the same commands as the top-level verbs.
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// List images (`strata images`).
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Build an image (`strata build`).
+    Build(BuildArgs),
+    /// Name an image (`strata tag`).
+    Tag(TagArgs),
+    /// Show images as JSON (`strata inspect`).
+    Inspect(InspectArgs),
+    /// Show an image's history (`strata history`).
+    History(HistoryArgs),
+    /// Push an image (`strata push`).
+    Push(PushArgs),
+    /// Pull an image (`strata pull`).
+    Pull(PullArgs),
+    /// Remove images (`strata rmi`).
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Remove what nothing uses (`strata prune`).
+    Prune(PruneArgs),
+    /// Write images to an archive (`strata save`).
+    Save(SaveArgs),
+    /// Load images from an archive (`strata load`).
+    Load(LoadArgs),
+}
+
+/// `strata container VERB`: the same commands as the top-level verbs.
+#[derive(Subcommand, Debug)]
+enum ContainerCommand {
+    /// List containers (`strata ps`).
+    #[command(visible_aliases = ["list", "ps"])]
+    Ls(container::PsArgs),
+    /// Run a new container (`strata run`).
+    Run(container::RunArgs),
+    /// Print a container's output (`strata logs`).
+    Logs(container::LogsArgs),
+    /// Stop containers (`strata stop`).
+    Stop(container::StopArgs),
+    /// Signal containers (`strata kill`).
+    Kill(container::KillArgs),
+    /// Remove containers (`strata rm`).
+    #[command(visible_alias = "remove")]
+    Rm(container::RmArgs),
+    /// Run a command in a running container (`strata exec`).
+    Exec(container::ExecArgs),
+    /// Start stopped containers (`strata start`).
+    Start(container::StartArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -410,6 +472,29 @@ pub fn main() -> i32 {
         Command::Rm(args) => container::cmd_rm(&cli, args),
         Command::Exec(args) => container::cmd_exec(&cli, args),
         Command::Start(args) => container::cmd_start(&cli, args),
+        Command::Image { command } => match command {
+            ImageCommand::Ls(args) => cmd_images(&cli, args),
+            ImageCommand::Build(args) => cmd_build(&cli, args),
+            ImageCommand::Tag(args) => cmd_tag(&cli, args),
+            ImageCommand::Inspect(args) => cmd_inspect(&cli, args),
+            ImageCommand::History(args) => cmd_history(&cli, args),
+            ImageCommand::Push(args) => cmd_push(&cli, args),
+            ImageCommand::Pull(args) => cmd_pull(&cli, args),
+            ImageCommand::Rm(args) => cmd_rmi(&cli, args),
+            ImageCommand::Prune(args) => cmd_prune(&cli, args),
+            ImageCommand::Save(args) => cmd_save(&cli, args),
+            ImageCommand::Load(args) => cmd_load(&cli, args),
+        },
+        Command::Container { command } => match command {
+            ContainerCommand::Ls(args) => container::cmd_ps(&cli, args),
+            ContainerCommand::Run(args) => container::cmd_run(&cli, args),
+            ContainerCommand::Logs(args) => container::cmd_logs(&cli, args),
+            ContainerCommand::Stop(args) => container::cmd_stop(&cli, args),
+            ContainerCommand::Kill(args) => container::cmd_kill(&cli, args),
+            ContainerCommand::Rm(args) => container::cmd_rm(&cli, args),
+            ContainerCommand::Exec(args) => container::cmd_exec(&cli, args),
+            ContainerCommand::Start(args) => container::cmd_start(&cli, args),
+        },
     };
     match result {
         Ok(()) => 0,

@@ -499,3 +499,51 @@ fn save_then_load_gives_the_same_manifest_digest() {
         .args(["load", "-i", env.path("junk.tar").to_str().unwrap()]));
     assert_eq!(bad.code, 1);
 }
+
+/// Docker's grouped verbs are the same commands as the top-level ones.
+#[test]
+fn image_and_container_groups_are_aliases() {
+    let env = TestEnv::new();
+    let ctx = env.write_tree(
+        "ctx",
+        &[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "a\n")],
+    );
+    run_ok(
+        env.strata("root")
+            .arg("image")
+            .arg("build")
+            .arg(&ctx)
+            .args(["-t", "grp/app:1", "--progress", "plain"]),
+    );
+    run_ok(
+        env.strata("root")
+            .args(["image", "tag", "grp/app:1", "grp/app:2"]),
+    );
+    let images = strata_ok(&env, "root", &["images"]);
+    assert!(
+        images
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["grp/app", "2"])),
+        "{images}"
+    );
+    assert_eq!(strata_ok(&env, "root", &["image", "ls"]), images);
+    assert_eq!(strata_ok(&env, "root", &["image", "list"]), images);
+    assert_eq!(
+        strata_ok(&env, "root", &["image", "inspect", "grp/app:1"]),
+        strata_ok(&env, "root", &["inspect", "grp/app:1"])
+    );
+    assert_eq!(
+        strata_ok(&env, "root", &["image", "history", "grp/app:1"]),
+        strata_ok(&env, "root", &["history", "grp/app:1"])
+    );
+    let rm = strata_ok(&env, "root", &["image", "rm", "grp/app:2"]);
+    assert!(rm.contains("Untagged: grp/app:2"), "{rm}");
+    assert_eq!(
+        strata_ok(&env, "root", &["container", "ls", "-a"]),
+        strata_ok(&env, "root", &["ps", "-a"])
+    );
+    assert_eq!(
+        strata_ok(&env, "root", &["container", "ps"]),
+        strata_ok(&env, "root", &["ps"])
+    );
+}
