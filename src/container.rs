@@ -17,6 +17,7 @@
 mod exec;
 mod state;
 mod supervise;
+mod tty;
 
 use std::io::Write;
 
@@ -50,6 +51,10 @@ pub struct RunOptions {
     pub name: Option<String>,
     /// Remove the container when its command ends.
     pub auto_remove: bool,
+    /// The command reads our stdin (`-i`).
+    pub interactive: bool,
+    /// The command runs on a new terminal (`-t`) relayed to ours.
+    pub tty: bool,
     /// Tag the image made of the container's changes with this name.
     pub commit: Option<String>,
 }
@@ -233,11 +238,67 @@ pub fn run_container(
     c: &Container,
     output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<i32> {
-    let me = std::process::id() as i32;
-    let mut log = std::fs::OpenOptions::new()
+    let mut log = open_log(c)?;
+    run_recorded(store, c, &mut |spec, started| {
+        sandbox::run_observed(
+            spec,
+            &mut |stream, bytes| {
+                let _ = log.write_all(bytes);
+                output(stream, bytes);
+            },
+            started,
+        )
+    })
+}
+
+/// [`run_container`] with the command on a new pty (`tty`, `-it`; its
+/// output also kept in the log) or on our own stdin, stdout and stderr
+/// (`-i` alone; not logged).
+pub fn run_container_attached(store: &Store, c: &Container, tty: bool) -> Result<i32> {
+    if tty {
+        let log = open_log(c)?;
+        let pty = tty::Pty::open()?;
+        return run_recorded(store, c, &mut |spec, started| {
+            let io = pty.attach(log.try_clone().ok())?;
+            sandbox::run_attached(spec, io, started)
+        });
+    }
+    run_recorded(store, c, &mut |spec, started| {
+        let dup = |fd: i32| {
+            // SAFETY: duplicating one of our standard fds.
+            let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+            if new < 0 {
+                return Err(Error::io(
+                    "duplicating stdio",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            // SAFETY: a fresh fd we own.
+            Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(new) })
+        };
+        let io = sandbox::Attached {
+            stdin: dup(0)?,
+            stdout: dup(1)?,
+            stderr: dup(2)?,
+            tty: false,
+        };
+        sandbox::run_attached(spec, io, started)
+    })
+}
+
+fn open_log(c: &Container) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .append(true)
         .open(c.log_path())
-        .map_err(|e| Error::io(format!("opening {}", c.log_path().display()), e))?;
+        .map_err(|e| Error::io(format!("opening {}", c.log_path().display()), e))
+}
+
+type Launch<'a> = dyn FnMut(&SandboxSpec, &mut dyn FnMut(i32)) -> Result<i32> + 'a;
+
+/// Records `c` as running under our pid, runs it with `launch`, records
+/// how it ended.
+fn run_recorded(store: &Store, c: &Container, launch: &mut Launch<'_>) -> Result<i32> {
+    let me = std::process::id() as i32;
     c.update(|s| {
         s.status = Status::Running;
         s.supervisor = Some(me);
@@ -249,16 +310,9 @@ pub fn run_container(
         s.finished = None;
     })?;
     let result = sandbox_spec(store, c).and_then(|spec| {
-        sandbox::run_observed(
-            &spec,
-            &mut |stream, bytes| {
-                let _ = log.write_all(bytes);
-                output(stream, bytes);
-            },
-            &mut |pid| {
-                let _ = c.update(|s| s.sandbox = Some(pid));
-            },
-        )
+        launch(&spec, &mut |pid| {
+            let _ = c.update(|s| s.sandbox = Some(pid));
+        })
     });
     c.update(|s| {
         s.status = Status::Exited;
@@ -288,12 +342,16 @@ pub fn run(
     let c = create(store, image, image_name, opts)?;
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    let result = run_container(store, &c, &mut |stream, bytes| {
-        let _ = match stream {
-            Stream::Stdout => out.write_all(bytes).and_then(|_| out.flush()),
-            Stream::Stderr => err.write_all(bytes),
-        };
-    });
+    let result = if opts.interactive || opts.tty {
+        run_container_attached(store, &c, opts.tty)
+    } else {
+        run_container(store, &c, &mut |stream, bytes| {
+            let _ = match stream {
+                Stream::Stdout => out.write_all(bytes).and_then(|_| out.flush()),
+                Stream::Stderr => err.write_all(bytes),
+            };
+        })
+    };
     let outcome = result.and_then(|exit_code| {
         let committed = match &opts.commit {
             Some(name) => Some(commit(store, image, &c.upper(), &c.config.argv, name)?),

@@ -472,3 +472,52 @@ fn run_flags_rm_entrypoint_volume_and_start_again() {
         ["1", "2", "3"]
     );
 }
+
+/// `run -it` under a terminal (`script` gives strata one): what is typed
+/// reaches the container's shell, its output comes back, its status is
+/// strata's; the window size is the terminal's.
+#[test]
+fn run_it_gives_the_command_a_terminal() {
+    const T: &str = "run_it_gives_the_command_a_terminal";
+    let env = TestEnv::new();
+    if !have_tool("script", T) || !built_hello(&env, T) {
+        return;
+    }
+    let strata = format!(
+        "{} --root {}",
+        env!("CARGO_BIN_EXE_strata"),
+        env.path("root").display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{strata} run -it --rm example/hello sh"),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"echo h''i; exit 3\n").unwrap();
+        // Keep stdin open until the shell has exited.
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    // `h''i` typed, `hi` printed: the shell ran it.
+    assert!(stdout.lines().any(|l| l.trim_end() == "hi"), "{stdout:?}");
+
+    let out = run(std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty cols 123 rows 45; {strata} run -t --rm example/hello sh -c 'stty size'"),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null()));
+    assert!(out.stdout.contains("45 123"), "{:?}", out.stdout);
+}

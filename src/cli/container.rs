@@ -38,10 +38,11 @@ pub(super) struct RunArgs {
     /// Bind a host path: `HOST:CONTAINER[:ro]`; repeatable.
     #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
     volumes: Vec<String>,
-    /// Keep stdin open (not supported yet).
+    /// Give the command strata's stdin.
     #[arg(short = 'i', long)]
     interactive: bool,
-    /// Allocate a terminal (not supported yet).
+    /// Run the command on a new terminal relayed to strata's (with its
+    /// window size; Ctrl-C goes to the command). Implies -i.
     #[arg(short = 't', long)]
     tty: bool,
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to pass yours).
@@ -167,10 +168,10 @@ pub(super) fn cmd_run(cli: &Cli, args: &RunArgs) -> CliResult {
 }
 
 fn run(cli: &Cli, args: &RunArgs) -> CliResult {
-    if args.interactive || args.tty {
+    if args.detach && (args.interactive || args.tty) {
         return Err(CliError::Usage(
-            "run -i/-t (an interactive terminal) is not supported yet; start the container \
-             with -d and use `strata exec -it CONTAINER sh`"
+            "-d cannot be used with -i/-t (attaching to a detached container later is not \
+             supported; use `strata exec -it CONTAINER sh`)"
                 .into(),
         ));
     }
@@ -196,6 +197,8 @@ fn run(cli: &Cli, args: &RunArgs) -> CliResult {
         volumes,
         name: args.name.clone(),
         auto_remove: args.rm,
+        interactive: args.interactive,
+        tty: args.tty,
         commit: args.commit.clone(),
     };
     if args.detach {
