@@ -380,7 +380,19 @@ fn exec_runs_in_the_container_with_its_status() {
     assert_eq!(out.code, 5);
     let out = run(env.strata("root").args(["exec", "box", "no-such-command"]));
     assert_eq!(out.code, 127, "{}", out.stderr);
-    run_ok(env.strata("root").args(["stop", "-t", "1", "box"]));
+    // `kill` sends SIGKILL by default: status 137.
+    run_ok(env.strata("root").args(["kill", "box"]));
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = row(&ps(&env, true), "box").unwrap().to_string();
+        if status.contains("Exited") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(status.contains("Exited (137)"), "{status}");
+    let out = run(env.strata("root").args(["kill", "-s", "NOPE", "box"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
     let out = run(env.strata("root").args(["exec", "box", "echo"]));
     assert_eq!(out.code, 125);
     assert!(out.stderr.contains("not running"), "{}", out.stderr);
