@@ -881,7 +881,10 @@ fn cmd_save(cli: &Cli, args: &SaveArgs) -> std::result::Result<(), CliError> {
             let mut out = std::io::stdout().lock();
             std::io::copy(&mut src, &mut out)
                 .and_then(|_| out.flush())
-                .map_err(|e| Error::io("writing the archive to standard output", e))?;
+                .map_err(|e| {
+                    pipe::check(&e);
+                    Error::io("writing the archive to standard output", e)
+                })?;
         }
     }
     Ok(())

@@ -330,27 +330,22 @@ fn run_recorded(store: &Store, c: &Container, launch: &mut Launch<'_>) -> Result
 }
 
 /// `strata run` in the foreground: a new container of `image`, its output
-/// on ours; kept afterwards (for `start`, `logs`, `rm`) unless
+/// given to `output` (unless it is interactive: then on our terminal or
+/// stdio); kept afterwards (for `start`, `logs`, `rm`) unless
 /// `auto_remove`.
 pub fn run(
     store: &Store,
     image: &Image,
     image_name: &str,
     opts: &RunOptions,
+    output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<RunOutcome> {
     sandbox::available().map_err(|why| Error::msg(format!("cannot run containers here: {why}")))?;
     let c = create(store, image, image_name, opts)?;
-    let mut out = std::io::stdout();
-    let mut err = std::io::stderr();
     let result = if opts.interactive || opts.tty {
         run_container_attached(store, &c, opts.tty)
     } else {
-        run_container(store, &c, &mut |stream, bytes| {
-            let _ = match stream {
-                Stream::Stdout => out.write_all(bytes).and_then(|_| out.flush()),
-                Stream::Stderr => err.write_all(bytes),
-            };
-        })
+        run_container(store, &c, output)
     };
     let outcome = result.and_then(|exit_code| {
         let committed = match &opts.commit {

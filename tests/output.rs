@@ -217,3 +217,21 @@ fn images_shows_an_epoch_image_as_its_date() {
     let row = out.stdout.lines().find(|l| l.starts_with("new ")).unwrap();
     assert!(row.contains("2 hours ago"), "{}", out.stdout);
 }
+
+/// `strata run IMAGE yes-like | head -1`: the container ends with strata.
+#[test]
+fn a_closed_pipe_ends_a_container_at_once() {
+    let t = "a_closed_pipe_ends_a_container_at_once";
+    let env = TestEnv::new();
+    if !hello(&env, t) {
+        return;
+    }
+    let started = Instant::now();
+    let out = run(Command::new("sh").arg("-c").arg(format!(
+        "{} run --rm example/hello sh -c 'while :; do echo y; done' | head -1",
+        strata_cmd(&env)
+    )));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(out.stdout, "y\n");
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}

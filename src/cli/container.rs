@@ -207,13 +207,28 @@ fn run(cli: &Cli, args: &RunArgs) -> CliResult {
         outln!("{}", c.config.id);
         return Ok(());
     }
-    let outcome = container::run(&store, &img.image, &args.image, &opts)?;
+    let outcome = container::run(&store, &img.image, &args.image, &opts, &mut relay)?;
     if let (Some(m), Some(name)) = (&outcome.committed, &args.commit) {
         errln!("committed {name} {}", m.digest);
     }
     match outcome.exit_code {
         0 => Ok(()),
         code => Err(CliError::Exit(code)),
+    }
+}
+
+/// A container's output chunk onto ours; a closed pipe (`strata run IMG
+/// yes | head -1`) ends strata and the container (see `cli/pipe.rs`).
+fn relay(stream: crate::sandbox::Stream, bytes: &[u8]) {
+    let r = match stream {
+        crate::sandbox::Stream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|_| out.flush())
+        }
+        crate::sandbox::Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+    };
+    if let Err(e) = r {
+        super::pipe::check(&e);
     }
 }
 
@@ -461,15 +476,8 @@ pub(super) fn cmd_start(cli: &Cli, args: &StartArgs) -> CliResult {
                 "container {name} is already running"
             )));
         }
-        let mut out = std::io::stdout();
-        let mut err = std::io::stderr();
-        let code = container::run_container(&store, &c, &mut |s, b| {
-            let _ = match s {
-                crate::sandbox::Stream::Stdout => out.write_all(b).and_then(|_| out.flush()),
-                crate::sandbox::Stream::Stderr => err.write_all(b),
-            };
-        })
-        .map_err(|e| container_failure(e.into()))?;
+        let code = container::run_container(&store, &c, &mut relay)
+            .map_err(|e| container_failure(e.into()))?;
         return match code {
             0 => Ok(()),
             code => Err(CliError::Exit(code)),

@@ -239,7 +239,7 @@ mod tests {
         // Past a year: the date, so an image at SOURCE_DATE_EPOCH 0 says 1970.
         assert_eq!(ago(Some(0), 1_780_000_000), "1970-01-01");
         assert_eq!(ago(Some(1_700_000_000), 1_780_000_000), "2023-11-14");
-        assert_eq!(ago(Some(1_779_000_000), 1_780_000_000), "1 week ago");
+        assert_eq!(ago(Some(1_779_000_000), 1_780_000_000), "11 days ago");
     }
 
     #[test]
