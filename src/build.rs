@@ -36,7 +36,7 @@ pub use options::{BuildOptions, SecretSource, spec_id};
 pub use output::{BuildReport, BuiltImage, Output, metadata};
 pub use plan::{Plan, PlannedStep, Status, plan};
 pub use resolve::{StoreResolver, absolute_base, absolutize, base_info, registry_images};
-pub use session::{Session, SpecFile, dockerignore_for, execute, is_dockerfile};
+pub use session::{DEFAULT_SPEC_NAMES, Frontend, Session, SpecFile, default_spec, execute};
 
 use petgraph::stable_graph::NodeIndex;
 

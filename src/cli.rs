@@ -1,12 +1,33 @@
 //! The command line: parses flags, calls the library, renders results.
 //!
 //! The only module that prints or picks exit codes: 0 success, 1 a build or
-//! input error, 2 a usage error (bad flags).
+//! input error, 2 a usage error (bad flags), 130 interrupted (Ctrl-C or
+//! SIGTERM). The container verbs (`run`, `exec`, `start`) end with the
+//! command's status, else as Docker's: 125 strata's own failure, 126 the
+//! command cannot be executed, 127 it was not found. A closed output pipe
+//! ends strata quietly (see `cli/pipe.rs`).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// `println!` that ends strata quietly on a closed pipe (see `cli::pipe`).
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::pipe::stdout(format_args!($($t)*), true) };
+}
+/// `print!`, as [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::pipe::stdout(format_args!($($t)*), false) };
+}
+/// `eprintln!`, as [`outln!`].
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::cli::pipe::stderr(format_args!($($t)*), true) };
+}
+/// `eprint!`, as [`outln!`].
+macro_rules! err {
+    ($($t:tt)*) => { $crate::cli::pipe::stderr(format_args!($($t)*), false) };
+}
 
 use crate::error::{Error, Result};
 use crate::images;
@@ -16,7 +37,9 @@ use crate::spec;
 use crate::store::Store;
 
 mod build;
+mod container;
 mod login;
+mod pipe;
 mod progress;
 mod table;
 
@@ -65,8 +88,22 @@ enum Command {
     Save(SaveArgs),
     /// Load images from a docker-archive or oci-archive.
     Load(LoadArgs),
-    /// Run a command in a container of an image (exit status: the command's).
-    Run(RunArgs),
+    /// Run a command in a new container of an image (exit status: the command's).
+    Run(container::RunArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Print a container's output.
+    Logs(container::LogsArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL).
+    Stop(container::StopArgs),
+    /// Send a signal to running containers.
+    Kill(container::KillArgs),
+    /// Remove containers.
+    Rm(container::RmArgs),
+    /// Run a command in a running container.
+    Exec(container::ExecArgs),
+    /// Start stopped containers again.
+    Start(container::StartArgs),
     /// Push an image from the store to a registry.
     Push(PushArgs),
     /// Log in to a registry (credentials go where `docker login` keeps them).
@@ -77,36 +114,68 @@ enum Command {
     Pull(PullArgs),
     /// Convert a Dockerfile to a strata.toml.
     Convert(ConvertArgs),
+    /// Docker's grouped image verbs: `strata image ls|tag|inspect|...`.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Docker's grouped container verbs: `strata container ls|rm|...`.
+    Container {
+        #[command(subcommand)]
+        command: ContainerCommand,
+    },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum NetworkArg {
-    Host,
-    None,
+/// `strata image VERB`: the same commands as the top-level verbs.
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// List images (`strata images`).
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Build an image (`strata build`).
+    Build(BuildArgs),
+    /// Name an image (`strata tag`).
+    Tag(TagArgs),
+    /// Show images as JSON (`strata inspect`).
+    Inspect(InspectArgs),
+    /// Show an image's history (`strata history`).
+    History(HistoryArgs),
+    /// Push an image (`strata push`).
+    Push(PushArgs),
+    /// Pull an image (`strata pull`).
+    Pull(PullArgs),
+    /// Remove images (`strata rmi`).
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Remove what nothing uses (`strata prune`).
+    Prune(PruneArgs),
+    /// Write images to an archive (`strata save`).
+    Save(SaveArgs),
+    /// Load images from an archive (`strata load`).
+    Load(LoadArgs),
 }
 
-#[derive(clap::Args, Debug)]
-struct RunArgs {
-    /// Set an environment variable (`KEY=VALUE`, or `KEY` to pass yours).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
-    workdir: Option<String>,
-    /// User (name or id, `user[:group]`) inside the container.
-    #[arg(short = 'u', long = "user", value_name = "USER")]
-    user: Option<String>,
-    /// Network: the host's, or none (only loopback).
-    #[arg(long, value_enum, default_value = "host")]
-    network: NetworkArg,
-    /// Keep the container's changes as a new image named NAME.
-    #[arg(long, value_name = "NAME")]
-    commit: Option<String>,
-    /// Image name, ID or digest.
-    image: String,
-    /// Command and arguments (default: the image's Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+/// `strata container VERB`: the same commands as the top-level verbs.
+#[derive(Subcommand, Debug)]
+enum ContainerCommand {
+    /// List containers (`strata ps`).
+    #[command(visible_aliases = ["list", "ps"])]
+    Ls(container::PsArgs),
+    /// Run a new container (`strata run`).
+    Run(container::RunArgs),
+    /// Print a container's output (`strata logs`).
+    Logs(container::LogsArgs),
+    /// Stop containers (`strata stop`).
+    Stop(container::StopArgs),
+    /// Signal containers (`strata kill`).
+    Kill(container::KillArgs),
+    /// Remove containers (`strata rm`).
+    #[command(visible_alias = "remove")]
+    Rm(container::RmArgs),
+    /// Run a command in a running container (`strata exec`).
+    Exec(container::ExecArgs),
+    /// Start stopped containers (`strata start`).
+    Start(container::StartArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -266,14 +335,27 @@ enum CompressionArg {
     None,
 }
 
+/// `--frontend`: how to read the spec file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FrontendArg {
+    /// A strata spec.
+    Toml,
+    /// A Dockerfile.
+    Dockerfile,
+}
+
 #[derive(clap::Args, Debug)]
 struct BuildArgs {
     /// Build context directory.
     #[arg(default_value = ".")]
     context: PathBuf,
-    /// Spec file (default: CONTEXT/strata.toml).
+    /// Spec file: `*.toml` is a strata spec, any other file a Dockerfile
+    /// (default: the context's strata.toml, Containerfile or Dockerfile).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Read the spec file as this, whatever its name.
+    #[arg(long, value_enum, value_name = "toml|dockerfile")]
+    frontend: Option<FrontendArg>,
     /// Name and tag the image (`name:tag`); repeatable.
     #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
     tags: Vec<String>,
@@ -340,6 +422,9 @@ struct GraphArgs {
     context: PathBuf,
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Read the spec file as this, whatever its name.
+    #[arg(long, value_enum, value_name = "toml|dockerfile")]
+    frontend: Option<FrontendArg>,
     #[arg(long = "target", value_name = "NAME")]
     targets: Vec<String>,
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
@@ -368,7 +453,7 @@ pub fn main() -> i32 {
         Command::Schema => {
             // Byte-identical to the checked-in schema/strata.schema.json.
             let s = serde_json::to_string_pretty(&spec::json_schema()).unwrap_or_default();
-            println!("{s}");
+            outln!("{s}");
             Ok(())
         }
         Command::Images(args) => cmd_images(&cli, args),
@@ -379,17 +464,55 @@ pub fn main() -> i32 {
         Command::Prune(args) => cmd_prune(&cli, args),
         Command::Save(args) => cmd_save(&cli, args),
         Command::Load(args) => cmd_load(&cli, args),
-        Command::Run(args) => cmd_run(&cli, args),
+        Command::Run(args) => container::cmd_run(&cli, args),
+        Command::Ps(args) => container::cmd_ps(&cli, args),
+        Command::Logs(args) => container::cmd_logs(&cli, args),
+        Command::Stop(args) => container::cmd_stop(&cli, args),
+        Command::Kill(args) => container::cmd_kill(&cli, args),
+        Command::Rm(args) => container::cmd_rm(&cli, args),
+        Command::Exec(args) => container::cmd_exec(&cli, args),
+        Command::Start(args) => container::cmd_start(&cli, args),
+        Command::Image { command } => match command {
+            ImageCommand::Ls(args) => cmd_images(&cli, args),
+            ImageCommand::Build(args) => cmd_build(&cli, args),
+            ImageCommand::Tag(args) => cmd_tag(&cli, args),
+            ImageCommand::Inspect(args) => cmd_inspect(&cli, args),
+            ImageCommand::History(args) => cmd_history(&cli, args),
+            ImageCommand::Push(args) => cmd_push(&cli, args),
+            ImageCommand::Pull(args) => cmd_pull(&cli, args),
+            ImageCommand::Rm(args) => cmd_rmi(&cli, args),
+            ImageCommand::Prune(args) => cmd_prune(&cli, args),
+            ImageCommand::Save(args) => cmd_save(&cli, args),
+            ImageCommand::Load(args) => cmd_load(&cli, args),
+        },
+        Command::Container { command } => match command {
+            ContainerCommand::Ls(args) => container::cmd_ps(&cli, args),
+            ContainerCommand::Run(args) => container::cmd_run(&cli, args),
+            ContainerCommand::Logs(args) => container::cmd_logs(&cli, args),
+            ContainerCommand::Stop(args) => container::cmd_stop(&cli, args),
+            ContainerCommand::Kill(args) => container::cmd_kill(&cli, args),
+            ContainerCommand::Rm(args) => container::cmd_rm(&cli, args),
+            ContainerCommand::Exec(args) => container::cmd_exec(&cli, args),
+            ContainerCommand::Start(args) => container::cmd_start(&cli, args),
+        },
     };
     match result {
         Ok(()) => 0,
-        Err(CliError::Exit(code)) => code,
+        Err(CliError::Exit(code)) if !build::interrupted() => code,
+        Err(CliError::Exit(_)) => {
+            errln!("interrupted");
+            130
+        }
         Err(CliError::Usage(m)) => {
-            eprintln!("error: {m}");
+            errln!("error: {m}");
             2
         }
+        Err(CliError::Failed(_)) if build::interrupted() => {
+            errln!("interrupted");
+            130
+        }
         Err(CliError::Failed(e)) => {
-            eprintln!("{}", render_error(&e));
+            errln!("{}", render_error(&e));
             1
         }
     }
@@ -416,11 +539,31 @@ pub fn render_error(e: &Error) -> String {
         miette::GraphicalTheme::unicode_nocolor()
     };
     let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
-    let mut out = String::new();
-    if handler.render_report(&mut out, e).is_err() {
-        out = e.to_string();
+    let render = |d: &dyn miette::Diagnostic| {
+        let mut out = String::new();
+        if handler.render_report(&mut out, d).is_err() {
+            out = d.to_string();
+        }
+        out
+    };
+    // Each problem of a file with its own header, not under a summary
+    // header (miette would print `× FILE: N errors`, then `Error:` each).
+    match e {
+        Error::Diagnostics(d) if !d.errors.is_empty() => {
+            let mut out: String = d
+                .errors
+                .iter()
+                .map(|x| render(x))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if d.errors.len() > 1 {
+                out.push_str(&d.summary);
+                out.push('\n');
+            }
+            out
+        }
+        _ => render(e),
     }
-    out
 }
 
 fn open_store(cli: &Cli) -> Result<Store> {
@@ -437,13 +580,13 @@ fn cmd_convert(args: &ConvertArgs) -> std::result::Result<(), CliError> {
     let (toml, warnings) = crate::frontend::dockerfile::convert_with(&name, &text, &opts)
         .map_err(|d| CliError::Failed(d.into()))?;
     for w in warnings {
-        eprintln!("{}", render_error(&Error::from(w)));
+        errln!("{}", render_error(&Error::from(w)));
     }
     match &args.output {
         Some(out) => std::fs::write(out, toml)
             .map_err(|e| CliError::Failed(Error::io(format!("writing {}", out.display()), e))),
         None => {
-            print!("{toml}");
+            out!("{toml}");
             Ok(())
         }
     }
@@ -453,7 +596,8 @@ fn read_spec(path: &Path) -> std::result::Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             CliError::Usage(format!(
-                "no spec at {} (pass -f FILE, or run in a directory with a strata.toml)",
+                "no spec at {} (pass -f FILE, or run in a directory with a strata.toml, \
+                 Containerfile or Dockerfile)",
                 path.display()
             ))
         } else {
@@ -488,9 +632,9 @@ fn cmd_push(cli: &Cli, args: &PushArgs) -> std::result::Result<(), CliError> {
     let report = report?;
     let digest = report.digest.map(|d| d.to_string()).unwrap_or_default();
     if args.quiet {
-        println!("{digest}");
+        outln!("{digest}");
     } else {
-        println!(
+        outln!(
             "pushed {} {digest} ({} uploaded, {} already present, {} mounted)",
             dest.normalized(),
             report.uploaded,
@@ -515,9 +659,9 @@ fn cmd_pull(cli: &Cli, args: &PullArgs) -> std::result::Result<(), CliError> {
     view.finish();
     let image = image?;
     if args.quiet {
-        println!("{}", image.manifest.digest);
+        outln!("{}", image.manifest.digest);
     } else {
-        println!(
+        outln!(
             "pulled {} {} ({})",
             reference.normalized(),
             image.manifest.digest,
@@ -534,7 +678,7 @@ fn cmd_images(cli: &Cli, args: &ImagesArgs) -> std::result::Result<(), CliError>
     if args.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for r in rows.iter().filter(|r| seen.insert(r.id)) {
-            println!("{}", images::short_id(&r.id));
+            outln!("{}", images::short_id(&r.id));
         }
         return Ok(());
     }
@@ -560,7 +704,7 @@ fn cmd_images(cli: &Cli, args: &ImagesArgs) -> std::result::Result<(), CliError>
             v
         })
         .collect();
-    print!("{}", table(&header, &cells));
+    out!("{}", table(&header, &cells));
     Ok(())
 }
 
@@ -575,20 +719,20 @@ fn cmd_rmi(cli: &Cli, args: &RmiArgs) -> std::result::Result<(), CliError> {
     let store = open_store(cli)?;
     let report = images::rmi(&store, &args.images, args.force)?;
     for t in &report.untagged {
-        println!("Untagged: {t}");
+        outln!("Untagged: {t}");
     }
     for d in &report.deleted {
-        println!("Deleted: {d}");
+        outln!("Deleted: {d}");
     }
     for d in report
         .blobs_removed
         .iter()
         .filter(|d| !report.deleted.contains(d))
     {
-        println!("Deleted: {d}");
+        outln!("Deleted: {d}");
     }
     if report.deferred {
-        eprintln!(
+        errln!(
             "note: another strata process (a build, push or pull) is using the store; run `strata prune` later to reclaim the blobs"
         );
     }
@@ -607,7 +751,7 @@ fn cmd_history(cli: &Cli, args: &HistoryArgs) -> std::result::Result<(), CliErro
     };
     if args.quiet {
         for r in &rows {
-            println!("{}", id(r));
+            outln!("{}", id(r));
         }
         return Ok(());
     }
@@ -629,7 +773,7 @@ fn cmd_history(cli: &Cli, args: &HistoryArgs) -> std::result::Result<(), CliErro
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
@@ -637,35 +781,6 @@ fn cmd_history(cli: &Cli, args: &HistoryArgs) -> std::result::Result<(), CliErro
         )
     );
     Ok(())
-}
-
-fn cmd_run(cli: &Cli, args: &RunArgs) -> std::result::Result<(), CliError> {
-    install_interrupt_handler();
-    let store = open_store(cli)?;
-    let _lock = store.lock_shared()?;
-    let (img, _) = images::resolve(&store, &args.image)?;
-    let outcome = crate::container::run(
-        &store,
-        &img.image,
-        &crate::container::RunOptions {
-            command: args.command.clone(),
-            env: args.env.clone(),
-            workdir: args.workdir.clone(),
-            user: args.user.clone(),
-            network: match args.network {
-                NetworkArg::Host => crate::ir::Network::Host,
-                NetworkArg::None => crate::ir::Network::None,
-            },
-            commit: args.commit.clone(),
-        },
-    )?;
-    if let (Some(m), Some(name)) = (&outcome.committed, &args.commit) {
-        eprintln!("committed {name} {}", m.digest);
-    }
-    match outcome.exit_code {
-        0 => Ok(()),
-        code => Err(CliError::Exit(code)),
-    }
 }
 
 fn cmd_inspect(cli: &Cli, args: &InspectArgs) -> std::result::Result<(), CliError> {
@@ -679,7 +794,7 @@ fn cmd_inspect(cli: &Cli, args: &InspectArgs) -> std::result::Result<(), CliErro
     }
     let text = serde_json::to_string_pretty(&docs)
         .map_err(|e| Error::msg(format!("encoding JSON: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -696,7 +811,7 @@ fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
         } else {
             "every blob, snapshot and temporary file nothing uses"
         };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        err!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -707,7 +822,7 @@ fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
     let lock = match store.try_lock_exclusive()? {
         Some(l) => l,
         None => {
-            eprintln!("waiting for running builds, pushes and pulls to finish...");
+            errln!("waiting for running builds, pushes and pulls to finish...");
             store.lock_exclusive()?
         }
     };
@@ -727,7 +842,7 @@ fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
         "Removed"
     };
     for c in &report.classes {
-        println!(
+        outln!(
             "{verb} {} {}: {}",
             c.items.len(),
             c.name,
@@ -736,9 +851,9 @@ fn cmd_prune(cli: &Cli, args: &PruneArgs) -> std::result::Result<(), CliError> {
     }
     let total = images::human_size(report.total());
     if args.dry_run {
-        println!("Total reclaimable space: {total}");
+        outln!("Total reclaimable space: {total}");
     } else {
-        println!("Total reclaimed space: {total}");
+        outln!("Total reclaimed space: {total}");
     }
     Ok(())
 }
@@ -766,7 +881,10 @@ fn cmd_save(cli: &Cli, args: &SaveArgs) -> std::result::Result<(), CliError> {
             let mut out = std::io::stdout().lock();
             std::io::copy(&mut src, &mut out)
                 .and_then(|_| out.flush())
-                .map_err(|e| Error::io("writing the archive to standard output", e))?;
+                .map_err(|e| {
+                    pipe::check(&e);
+                    Error::io("writing the archive to standard output", e)
+                })?;
         }
     }
     Ok(())
@@ -797,10 +915,10 @@ fn cmd_load(cli: &Cli, args: &LoadArgs) -> std::result::Result<(), CliError> {
     if !args.quiet {
         for l in &loaded {
             if l.names.is_empty() {
-                println!("Loaded image ID: {}", l.config_digest);
+                outln!("Loaded image ID: {}", l.config_digest);
             }
             for n in &l.names {
-                println!("Loaded image: {n}");
+                outln!("Loaded image: {n}");
             }
         }
     }

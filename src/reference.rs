@@ -136,6 +136,32 @@ impl Reference {
     }
 }
 
+/// Registry hosts that all mean Docker Hub.
+const HUB_HOSTS: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+
+impl Reference {
+    /// The name as Docker shows it and as the store keeps it: Docker Hub's
+    /// host and its `library/` namespace dropped (`docker.io/library/debian`,
+    /// `library/debian` and `debian` are one image, `debian:latest`), other
+    /// registries kept; `:latest` added as in [`Reference::normalized`].
+    pub fn familiar(&self) -> String {
+        let hub = self
+            .registry
+            .as_deref()
+            .is_none_or(|r| HUB_HOSTS.contains(&r));
+        let mut r = self.clone();
+        if hub {
+            r.registry = None;
+            if let Some(rest) = r.repository.strip_prefix("library/")
+                && !rest.contains('/')
+            {
+                r.repository = rest.to_string();
+            }
+        }
+        r.normalized()
+    }
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.normalized())
@@ -213,6 +239,28 @@ mod tests {
         for c in cases {
             assert!(Reference::parse(c).is_err(), "{c:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn familiar_names_fold_docker_hub_spellings() {
+        let f = |s: &str| Reference::parse(s).expect(s).familiar();
+        for hub in [
+            "debian",
+            "library/debian",
+            "docker.io/debian",
+            "docker.io/library/debian",
+            "index.docker.io/library/debian:latest",
+            "registry-1.docker.io/debian",
+        ] {
+            assert_eq!(f(hub), "debian:latest", "{hub}");
+        }
+        assert_eq!(f("docker.io/user/app:2"), "user/app:2");
+        assert_eq!(f("user/app"), "user/app:latest");
+        // `library/` is only Hub's official namespace one level deep.
+        assert_eq!(f("library/a/b"), "library/a/b:latest");
+        assert_eq!(f("quay.io/library/debian"), "quay.io/library/debian:latest");
+        assert_eq!(f("localhost:5000/x:1"), "localhost:5000/x:1");
+        assert_eq!(f(&format!("docker.io/library/x@{D}")), format!("x@{D}"));
     }
 
     #[test]

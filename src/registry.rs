@@ -21,6 +21,7 @@ pub mod auth;
 pub mod client;
 pub mod conf;
 pub mod login;
+pub mod repo_digests;
 pub mod sources;
 
 use std::fs::File;
@@ -335,6 +336,8 @@ fn pull_from(
         digest: fetched.digest,
         media_type: fetched.media_type.clone(),
     });
+    // What the registry serves under the name: the index, for a multi-platform image.
+    let top = fetched.digest;
     let mut depth = 0;
     while media_type::is_index(&fetched.media_type) {
         depth += 1;
@@ -386,6 +389,11 @@ fn pull_from(
     let mut image = load_image(store, &digest)?;
     image.manifest.media_type = fetched.media_type.clone();
     store.set_tag(&reference.normalized(), &image.manifest)?;
+    repo_digests::record(
+        store,
+        &image.manifest.digest,
+        repo_digests::repo_digest(reference, &top),
+    )?;
     let digests: Vec<Digest> = blobs.iter().map(|d| d.digest).collect();
     sources::record(store, &remote.registry, repo, &digests)?;
     Ok(image)
@@ -538,6 +546,11 @@ pub fn push(
         .into_inner()
         .map_err(|_| Error::msg("a transfer thread panicked"))?;
     report.digest = Some(desc.digest);
+    repo_digests::record(
+        store,
+        &desc.digest,
+        repo_digests::repo_digest(dest, &desc.digest),
+    )?;
     Ok(report)
 }
 

@@ -56,6 +56,8 @@ pub fn resolve_user(
     user::resolve(Some(spec), passwd, group).map(|u| (u.uid, u.gid))
 }
 
+pub use helper::DEFAULT_PATH;
+
 /// The first argument that makes the strata binary act as the helper.
 pub const HELPER_ARG: &str = "__strata-sandbox";
 
@@ -109,6 +111,13 @@ struct Request {
     spec: SandboxSpec,
     /// An empty host dir the helper mounts its scratch tmpfs on.
     scratch: PathBuf,
+    /// The command gets the caller's stdin, stdout and stderr (see
+    /// [`run_attached`]) instead of /dev/null and pipes.
+    #[serde(default)]
+    attached: bool,
+    /// Stdin is a terminal the command takes as its controlling one.
+    #[serde(default)]
+    tty: bool,
 }
 
 static HELPER_EXE: OnceLock<PathBuf> = OnceLock::new();
@@ -231,6 +240,17 @@ fn check(spec: &SandboxSpec) -> Result<()> {
 /// they come; returns the exit code (128+signal when killed). `Err` only
 /// for sandbox set-up failures.
 pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32> {
+    run_observed(spec, output, &mut |_| {})
+}
+
+/// [`run`], calling `started` with the helper's pid (also its process
+/// group) once it is spawned: a container supervisor records it so that
+/// `strata stop`/`kill`/`exec` can find the container.
+pub fn run_observed(
+    spec: &SandboxSpec,
+    output: &mut dyn FnMut(Stream, &[u8]),
+    started: &mut dyn FnMut(i32),
+) -> Result<i32> {
     check(spec)?;
     if KILLED.load(Ordering::SeqCst) {
         return Err(Error::msg("sandbox: interrupted"));
@@ -242,6 +262,8 @@ pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<
     let request = serde_json::to_vec(&Request {
         spec: absolute_paths(spec)?,
         scratch: scratch.path().to_path_buf(),
+        attached: false,
+        tty: false,
     })
     .map_err(|e| Error::msg(format!("sandbox: encoding the spec: {e}")))?;
 
@@ -275,6 +297,7 @@ pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<
         unsafe { libc::kill(-pid, libc::SIGKILL) };
     }
 
+    started(pid);
     let guard = KillOnDrop(pid);
     let result = talk(&mut child, &request, output);
     if result.is_ok() {
@@ -293,7 +316,88 @@ pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<
         .ctx(|| "waiting for the sandbox helper".to_string());
     result?;
     let status = status?;
+    finish(status, status_r)
+}
 
+/// The command's standard streams for [`run_attached`].
+pub struct Attached {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// `stdin` is a terminal (a pty's slave): the command makes it its
+    /// controlling terminal in a new session.
+    pub tty: bool,
+}
+
+/// Runs `spec.argv` with `io` as its stdin, stdout and stderr (an
+/// interactive container: a pty, or the caller's own streams), calling
+/// `started` with the helper's pid; returns the exit code as [`run`] does.
+pub fn run_attached(spec: &SandboxSpec, io: Attached, started: &mut dyn FnMut(i32)) -> Result<i32> {
+    check(spec)?;
+    if KILLED.load(Ordering::SeqCst) {
+        return Err(Error::msg("sandbox: interrupted"));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("strata-sandbox-")
+        .tempdir()
+        .ctx(|| "creating the sandbox scratch dir".to_string())?;
+    let request = serde_json::to_vec(&Request {
+        spec: absolute_paths(spec)?,
+        scratch: scratch.path().to_path_buf(),
+        attached: true,
+        tty: io.tty,
+    })
+    .map_err(|e| Error::msg(format!("sandbox: encoding the spec: {e}")))?;
+    let (status_r, status_w) = status_pipe().ctx(|| "creating the status pipe".to_string())?;
+    let (spec_r, spec_w) = status_pipe().ctx(|| "creating the spec pipe".to_string())?;
+    let (status_fd, spec_fd) = (status_w.as_raw_fd(), spec_r.as_raw_fd());
+    let mut cmd = Command::new(helper_exe());
+    cmd.arg(HELPER_ARG)
+        .arg(status_fd.to_string())
+        .arg(spec_fd.to_string())
+        .stdin(Stdio::from(io.stdin))
+        .stdout(Stdio::from(io.stdout))
+        .stderr(Stdio::from(io.stderr))
+        .process_group(0);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            sys::set_cloexec(status_fd, false)?;
+            sys::set_cloexec(spec_fd, false)?;
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .ctx(|| format!("starting the sandbox helper {}", helper_exe().display()))?;
+    drop((status_w, spec_r));
+    let pid = child.id() as i32;
+    let slot = register(pid);
+    if KILLED.load(Ordering::SeqCst) {
+        // SAFETY: plain system call on our own child.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    started(pid);
+    let guard = KillOnDrop(pid);
+    // A spec larger than the pipe buffer must not block us before the wait.
+    let writer = std::thread::spawn(move || {
+        let _ = std::fs::File::from(spec_w).write_all(&request);
+    });
+    wait_exited_no_reap(pid);
+    std::mem::forget(guard);
+    if let Some(i) = slot {
+        RUNNING[i].store(0, Ordering::SeqCst);
+    }
+    let status = child
+        .wait()
+        .ctx(|| "waiting for the sandbox helper".to_string())?;
+    let _ = writer.join();
+    finish(status, status_r)
+}
+
+/// The command's exit code from the helper's status and report.
+fn finish(status: std::process::ExitStatus, status_r: OwnedFd) -> Result<i32> {
     let mut report = Vec::new();
     let _ = std::fs::File::from(status_r).read_to_end(&mut report);
     let (started, message) = match report.split_first() {

@@ -637,9 +637,14 @@ fn remove_optional(p: &Path) -> Result<bool> {
     }
 }
 
-/// Adds `:latest` to a reference that has neither a tag nor a digest
-/// (`busybox` -> `busybox:latest`; `host:5000/x` -> `host:5000/x:latest`).
+/// The name the store keeps a tag under: `:latest` added to a reference
+/// that has neither a tag nor a digest (`busybox` -> `busybox:latest`;
+/// `host:5000/x` -> `host:5000/x:latest`), and Docker Hub's spellings
+/// folded to Docker's short form (`docker.io/library/debian` -> `debian:latest`).
 pub fn normalize_reference(name: &str) -> String {
+    if let Ok(r) = crate::reference::Reference::parse(name) {
+        return r.familiar();
+    }
     let last = name.rsplit('/').next().unwrap_or(name);
     if last.contains(':') || name.contains('@') {
         name.to_string()
@@ -685,6 +690,11 @@ mod tests {
         assert_eq!(normalize_reference("host:5000/x:2"), "host:5000/x:2");
         let pinned = format!("x@{}", Digest::of(b""));
         assert_eq!(normalize_reference(&pinned), pinned);
+        assert_eq!(
+            normalize_reference("docker.io/library/busybox"),
+            "busybox:latest"
+        );
+        assert_eq!(normalize_reference("docker.io/u/app:1"), "u/app:1");
     }
 
     #[test]

@@ -147,3 +147,389 @@ fn commit_turns_the_containers_changes_into_one_layer() {
         vec!["app/", "app/.wh.hello.sh", "app/new.txt", "data/"]
     );
 }
+
+/// Docker's statuses: the command's own, 127 not found, 126 not
+/// executable, 125 strata's failure, 130 with "interrupted" on Ctrl-C.
+#[test]
+fn run_exit_statuses_are_dockers() {
+    const T: &str = "run_exit_statuses_are_dockers";
+    let env = TestEnv::new();
+    if !built_hello(&env, T) {
+        return;
+    }
+    let status = |args: &[&str]| {
+        let out = run(env.strata("root").arg("run").args(args));
+        (out.code, out.stderr)
+    };
+    assert_eq!(status(&["example/hello", "sh", "-c", "exit 3"]).0, 3);
+    let (code, err) = status(&["example/hello", "no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(status(&["example/hello", "/no/such/file"]).0, 127);
+    let (code, err) = status(&["example/hello", "/etc"]);
+    assert_eq!(code, 126, "{err}");
+    let (code, err) = status(&["no-such-image:1"]);
+    assert_eq!(code, 125, "{err}");
+
+    // SIGINT while the command runs.
+    let child = env
+        .strata("root")
+        .args(["run", "example/hello", "sh", "-c", "while :; do :; done"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: plain system call on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), "interrupted");
+}
+
+/// Removes the named containers (running or not) when dropped, so a failed
+/// assertion leaves no supervisor behind.
+struct Cleanup<'a>(&'a TestEnv, Vec<&'static str>);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for name in &self.1 {
+            let _ = run(self.0.strata("root").args(["rm", "-f", name]));
+        }
+    }
+}
+
+/// A shell loop that keeps a container running for up to a minute.
+const FOREVER: &str = "i=0; while [ $i -lt 600 ]; do busybox sleep 0.1; i=$((i+1)); done";
+
+fn ps(env: &TestEnv, all: bool) -> String {
+    let mut c = env.strata("root");
+    c.arg("ps");
+    if all {
+        c.arg("-a");
+    }
+    run_ok(&mut c).stdout
+}
+
+fn row<'a>(ps: &'a str, name: &str) -> Option<&'a str> {
+    ps.lines()
+        .find(|l| l.split_whitespace().last() == Some(name))
+}
+
+#[test]
+fn detached_containers_are_listed_logged_stopped_and_removed() {
+    const T: &str = "detached_containers_are_listed_logged_stopped_and_removed";
+    let env = TestEnv::new();
+    if !built_hello(&env, T) {
+        return;
+    }
+    let _clean = Cleanup(&env, vec!["web"]);
+    let script = format!("echo started; echo oops >&2; {FOREVER}");
+    let out = run_ok(env.strata("root").args([
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "example/hello",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    let id = out.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{}", out.stdout);
+    let listed = ps(&env, false);
+    let r = row(&listed, "web").unwrap_or_else(|| panic!("{listed}"));
+    assert!(r.starts_with(&id[..12]) && r.contains("Up "), "{listed}");
+    // The output is kept; stderr too.
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = run_ok(env.strata("root").args(["logs", "web"])).stdout;
+        if logs.contains("oops") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        logs.contains("started\n") && logs.contains("oops\n"),
+        "{logs}"
+    );
+    // A running container is not removed without -f.
+    let rm = run(env.strata("root").args(["rm", "web"]));
+    assert!(!rm.ok && rm.stderr.contains("running"), "{}", rm.stderr);
+    let started = std::time::Instant::now();
+    let stop = run_ok(env.strata("root").args(["stop", &id[..12]]));
+    assert_eq!(stop.stdout.trim(), &id[..12]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    assert!(row(&ps(&env, false), "web").is_none());
+    let all = ps(&env, true);
+    let r = row(&all, "web").unwrap_or_else(|| panic!("{all}"));
+    assert!(r.contains("Exited (143)"), "SIGTERM ends sh: {all}");
+    run_ok(env.strata("root").args(["rm", "web"]));
+    assert!(row(&ps(&env, true), "web").is_none());
+    let gone = run(env.strata("root").args(["logs", "web"]));
+    assert!(gone.stderr.contains("no such container"), "{}", gone.stderr);
+}
+
+#[test]
+fn logs_follow_ends_when_the_container_does() {
+    const T: &str = "logs_follow_ends_when_the_container_does";
+    let env = TestEnv::new();
+    if !built_hello(&env, T) {
+        return;
+    }
+    let _clean = Cleanup(&env, vec!["counter"]);
+    run_ok(env.strata("root").args([
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "example/hello",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo n$i; busybox sleep 0.3; done",
+    ]));
+    let out = run_ok(env.strata("root").args(["logs", "-f", "counter"]));
+    assert_eq!(out.stdout, "n1\nn2\nn3\n");
+    assert!(
+        row(&ps(&env, true), "counter")
+            .unwrap()
+            .contains("Exited (0)")
+    );
+}
+
+/// Each container writes to its own copy-on-write layer: two of one image
+/// at the same time do not see each other's files, and the image is
+/// unchanged for a third.
+#[test]
+fn two_containers_of_one_image_do_not_share_writes() {
+    const T: &str = "two_containers_of_one_image_do_not_share_writes";
+    let env = TestEnv::new();
+    if !built_hello(&env, T) {
+        return;
+    }
+    let _clean = Cleanup(&env, vec!["one", "two"]);
+    for name in ["one", "two"] {
+        let script = format!("echo {name} > /app/mark; touch /app/only-{name}; {FOREVER}");
+        run_ok(env.strata("root").args([
+            "run",
+            "-d",
+            "--name",
+            name,
+            "example/hello",
+            "sh",
+            "-c",
+            &script,
+        ]));
+    }
+    for name in ["one", "two"] {
+        let mut seen = String::new();
+        for _ in 0..100 {
+            let out = run(env.strata("root").args(["exec", name, "cat", "/app/mark"]));
+            seen = out.stdout;
+            if !seen.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(seen, format!("{name}\n"));
+        let ls = run_ok(env.strata("root").args(["exec", name, "ls", "/app"])).stdout;
+        assert_eq!(ls, format!("hello.sh\nmark\nonly-{name}\n"));
+    }
+    let fresh = run_ok(
+        env.strata("root")
+            .args(["run", "--rm", "example/hello", "ls", "/app"]),
+    );
+    assert_eq!(fresh.stdout, "hello.sh\n");
+}
+
+#[test]
+fn exec_runs_in_the_container_with_its_status() {
+    const T: &str = "exec_runs_in_the_container_with_its_status";
+    let env = TestEnv::new();
+    if !built_hello(&env, T) {
+        return;
+    }
+    let _clean = Cleanup(&env, vec!["box"]);
+    run_ok(env.strata("root").args([
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "-e",
+        "WHO=box",
+        "-w",
+        "/tmp",
+        "example/hello",
+        "sh",
+        "-c",
+        FOREVER,
+    ]));
+    let out = run_ok(env.strata("root").args([
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "echo $WHO $(pwd) $(hostname); cat /proc/1/cmdline | tr '\\0' ' '",
+    ]));
+    assert!(out.stdout.starts_with("box /tmp "), "{}", out.stdout);
+    // Inside the container's pid namespace: pid 1 is its init.
+    assert!(out.stdout.contains("__strata-sandbox"), "{}", out.stdout);
+    let out = run(env
+        .strata("root")
+        .args(["exec", "box", "sh", "-c", "exit 5"]));
+    assert_eq!(out.code, 5);
+    let out = run(env.strata("root").args(["exec", "box", "no-such-command"]));
+    assert_eq!(out.code, 127, "{}", out.stderr);
+    // `kill` sends SIGKILL by default: status 137.
+    run_ok(env.strata("root").args(["kill", "box"]));
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = row(&ps(&env, true), "box").unwrap().to_string();
+        if status.contains("Exited") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(status.contains("Exited (137)"), "{status}");
+    let out = run(env.strata("root").args(["kill", "-s", "NOPE", "box"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = run(env.strata("root").args(["exec", "box", "echo"]));
+    assert_eq!(out.code, 125);
+    assert!(out.stderr.contains("not running"), "{}", out.stderr);
+}
+
+#[test]
+fn run_flags_rm_entrypoint_volume_and_start_again() {
+    const T: &str = "run_flags_rm_entrypoint_volume_and_start_again";
+    let env = TestEnv::new();
+    if !built_hello(&env, T) {
+        return;
+    }
+    let _clean = Cleanup(&env, vec!["kept", "counted"]);
+    // A foreground run is kept (as docker keeps it) unless --rm.
+    run_ok(
+        env.strata("root")
+            .args(["run", "--name", "kept", "example/hello", "echo"]),
+    );
+    assert!(row(&ps(&env, true), "kept").unwrap().contains("Exited (0)"));
+    run_ok(
+        env.strata("root")
+            .args(["run", "--rm", "--name", "gone", "example/hello", "echo"]),
+    );
+    assert!(row(&ps(&env, true), "gone").is_none());
+    let dup = run(env
+        .strata("root")
+        .args(["run", "--name", "kept", "example/hello", "echo"]));
+    assert_eq!(dup.code, 125);
+    assert!(dup.stderr.contains("already in use"), "{}", dup.stderr);
+
+    // --entrypoint replaces the entrypoint; the arguments follow it.
+    let out = run_ok(env.strata("root").args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        "example/hello",
+        "via",
+        "entrypoint",
+    ]));
+    assert_eq!(out.stdout, "via entrypoint\n");
+
+    // -v: a read-only and a writable bind of host directories.
+    let ro = env.write_tree("ro", &[("f", "from host\n")]);
+    let rw = env.write_tree("rw", &[("keep", "")]);
+    let out = run(env.strata("root").args([
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/in:ro", ro.display()),
+        "-v",
+        &format!("{}:/out", rw.display()),
+        "example/hello",
+        "sh",
+        "-c",
+        "cat /in/f; echo x > /in/g || echo ro-refused; echo written > /out/new",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.starts_with("from host\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("ro-refused"), "{}", out.stdout);
+    assert!(!ro.join("g").exists());
+    assert_eq!(
+        std::fs::read_to_string(rw.join("new")).unwrap(),
+        "written\n"
+    );
+    let bad = run(env
+        .strata("root")
+        .args(["run", "-v", "named:/x", "example/hello", "echo"]));
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+
+    // `start` runs a stopped container again over its own kept layer.
+    let count = "echo x >> /app/count; wc -l < /app/count";
+    let first = run_ok(env.strata("root").args([
+        "run",
+        "--name",
+        "counted",
+        "example/hello",
+        "sh",
+        "-c",
+        count,
+    ]));
+    assert_eq!(first.stdout.trim(), "1");
+    let again = run_ok(env.strata("root").args(["start", "-a", "counted"]));
+    assert_eq!(again.stdout.trim(), "2");
+    run_ok(env.strata("root").args(["start", "counted"]));
+    let logs = run_ok(env.strata("root").args(["logs", "-f", "counted"]));
+    assert_eq!(
+        logs.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
+}
+
+/// `run -it` under a terminal (`script` gives strata one): what is typed
+/// reaches the container's shell, its output comes back, its status is
+/// strata's; the window size is the terminal's.
+#[test]
+fn run_it_gives_the_command_a_terminal() {
+    const T: &str = "run_it_gives_the_command_a_terminal";
+    let env = TestEnv::new();
+    if !have_tool("script", T) || !built_hello(&env, T) {
+        return;
+    }
+    let strata = format!(
+        "{} --root {}",
+        env!("CARGO_BIN_EXE_strata"),
+        env.path("root").display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{strata} run -it --rm example/hello sh"),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"echo h''i; exit 3\n").unwrap();
+        // Keep stdin open until the shell has exited.
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    // `h''i` typed, `hi` printed: the shell ran it.
+    assert!(stdout.lines().any(|l| l.trim_end() == "hi"), "{stdout:?}");
+
+    let out = run(std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty cols 123 rows 45; {strata} run -t --rm example/hello sh -c 'stty size'"),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null()));
+    assert!(out.stdout.contains("45 123"), "{:?}", out.stdout);
+}

@@ -186,3 +186,141 @@ fn docker_hub_names_are_pulled_from_the_configured_mirror() {
     assert!(out.stderr.contains("blocked"), "{}", out.stderr);
     assert_eq!(reg.count(&["GET /v2/"]), before);
 }
+
+/// `FROM debian:bookworm` in a Dockerfile is Docker Hub's
+/// `library/debian`: a build pulls it on first use through the mirror,
+/// later builds use the stored copy (any spelling of the name), and
+/// `--pull` asks the registry again.
+#[test]
+fn a_build_pulls_a_docker_hub_base_through_the_mirror_on_first_use() {
+    let t = "a_build_pulls_a_docker_hub_base_through_the_mirror_on_first_use";
+    let env = TestEnv::new();
+    let Some(reg) = Registry::start(&env, t) else {
+        return;
+    };
+    let host = reg.host();
+    small_image(&env, "seed", "seed:1");
+    run_ok(env.strata("seed").args([
+        "push",
+        "seed:1",
+        &format!("{host}/hub/library/debian:bookworm"),
+        "--progress",
+        "plain",
+    ]));
+    let conf = env.path("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"docker.io\"\n\n\
+             [[registry.mirror]]\nlocation = \"{host}/hub\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+    let ctx = env.write_tree(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM debian:bookworm\nCOPY b.txt /b.txt\n"),
+            ("b.txt", "b\n"),
+        ],
+    );
+    let manifests = ["GET /v2/hub/library/debian/manifests/bookworm"];
+    let build = |extra: &[&str]| {
+        run_ok(
+            env.strata("store")
+                .arg("build")
+                .arg(&ctx)
+                .args(["--progress", "plain", "-t", "app:1"])
+                .args(extra)
+                .env("STRATA_REGISTRIES_CONF", &conf),
+        )
+    };
+    let first = build(&[]);
+    assert_eq!(reg.count(&manifests), 1, "pulled once:\n{}", first.stderr);
+    assert!(first.stdout.contains("app:1"), "{}", first.stdout);
+    let images = run_ok(env.strata("store").arg("images"));
+    assert!(
+        images
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("debian ") && l.contains("bookworm")),
+        "{}",
+        images.stdout
+    );
+    // Stored: no request, whichever Hub spelling names it.
+    build(&[]);
+    let spec = "[stage.s]\nfrom = \"docker.io/library/debian:bookworm\"\n\
+                steps = [{ copy = [\"b.txt\"], to = \"/c.txt\" }]\n\n[image.s]\nstage = \"s\"\n";
+    std::fs::write(ctx.join("strata.toml"), spec).unwrap();
+    run_ok(
+        env.strata("store")
+            .arg("build")
+            .arg(&ctx)
+            .args(["-f"])
+            .arg(ctx.join("strata.toml"))
+            .args(["--progress", "plain"])
+            .env("STRATA_REGISTRIES_CONF", &conf),
+    );
+    assert_eq!(reg.count(&manifests), 1, "the stored base is used");
+    build(&["--pull"]);
+    assert_eq!(reg.count(&manifests), 2, "--pull asks again");
+    // Inspect shows where the image came from and went, as docker does.
+    let repo_digests = |name: &str| -> Vec<String> {
+        let out = run_ok(env.strata("store").args(["inspect", name]));
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v[0]["RepoDigests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    let pulled = repo_digests("debian:bookworm");
+    assert_eq!(pulled.len(), 1, "{pulled:?}");
+    assert!(pulled[0].starts_with("debian@sha256:"), "{pulled:?}");
+    let out = run_ok(env.strata("seed").args(["inspect", "seed:1"]));
+    assert!(
+        out.stdout
+            .contains(&format!("{host}/hub/library/debian@sha256:")),
+        "{}",
+        out.stdout
+    );
+    // `run` and `tag` take the same names.
+    run_ok(
+        env.strata("store")
+            .args(["tag", "library/debian:bookworm", "mine:1"]),
+    );
+    let inspect = run_ok(env.strata("store").args(["inspect", "mine:1"]));
+    assert!(inspect.stdout.contains("mine:1"), "{}", inspect.stdout);
+}
+
+/// A base that is neither stored nor pullable fails with one message that
+/// says how to get it.
+#[test]
+fn a_missing_base_says_how_to_get_it() {
+    let t = "a_missing_base_says_how_to_get_it";
+    let env = TestEnv::new();
+    let Some(reg) = Registry::start(&env, t) else {
+        return;
+    };
+    let conf = env.path("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"docker.io\"\n\n\
+             [[registry.mirror]]\nlocation = \"{}/hub\"\ninsecure = true\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let ctx = env.write_tree("ctx", &[("Dockerfile", "FROM nosuch:1\n")]);
+    let out = run(env
+        .strata("store")
+        .arg("build")
+        .arg(&ctx)
+        .args(["--progress", "plain"])
+        .env("STRATA_REGISTRIES_CONF", &conf));
+    assert!(!out.ok);
+    for want in ["nosuch:1", "strata pull", "strata load"] {
+        assert!(out.stderr.contains(want), "{want}:\n{}", out.stderr);
+    }
+}

@@ -125,12 +125,20 @@ pub fn base_info(config: &ImageConfig) -> BaseInfo {
     }
 }
 
-/// A registry image the store has no tag for (so a build pulls it).
+/// An image name the store has no tag for, so a build pulls it. As with
+/// Docker, any valid name may be pulled: `debian:bookworm` is Docker Hub's
+/// `library/debian` (or whatever `registries.conf` makes of an unqualified
+/// name), `host:5000/app` that registry's.
 pub fn is_unpulled(store: &Store, reference: &str) -> bool {
-    crate::registry::names_registry(reference) && matches!(store.resolve(reference), Ok(None))
+    pullable(reference) && matches!(store.resolve(reference), Ok(None))
 }
 
-/// The registry references a graph builds on (bases and copies from
+/// A name a registry could serve (a valid reference).
+fn pullable(reference: &str) -> bool {
+    crate::reference::Reference::parse(reference).is_ok()
+}
+
+/// The image names a graph builds on (bases and copies from
 /// images), each once, in node order.
 pub fn registry_images(graph: &BuildGraph) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -146,7 +154,7 @@ pub fn registry_images(graph: &BuildGraph) -> Vec<String> {
             },
             _ => continue,
         };
-        if crate::registry::names_registry(r) && !out.contains(r) {
+        if pullable(r) && !out.contains(r) {
             out.push(r.clone());
         }
     }

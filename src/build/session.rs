@@ -26,17 +26,56 @@ use super::plan::{Plan, plan};
 use super::resolve::{StoreResolver, absolutize, is_unpulled, registry_images};
 use super::{BuildOptions, schedule, step_error};
 
+/// Which frontend reads a spec file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frontend {
+    /// A strata spec (`strata.toml`).
+    Toml,
+    /// A Dockerfile (or Containerfile, or any other name).
+    Dockerfile,
+}
+
+impl Frontend {
+    /// By file name, as BuildKit takes `-f`: `*.toml` is a strata spec,
+    /// every other file (`Dockerfile`, `Dockerfile.*`, `*.dockerfile`,
+    /// `Containerfile`, any name) a Dockerfile.
+    pub fn for_path(path: &Path) -> Frontend {
+        let toml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+        if toml {
+            Frontend::Toml
+        } else {
+            Frontend::Dockerfile
+        }
+    }
+}
+
+/// The files a context is searched for when no `-f` is given, in order.
+pub const DEFAULT_SPEC_NAMES: [&str; 3] = ["strata.toml", "Containerfile", "Dockerfile"];
+
+/// The spec of a context without `-f`: the first of [`DEFAULT_SPEC_NAMES`]
+/// that exists there, or `None`.
+pub fn default_spec(context: &Path) -> Option<PathBuf> {
+    DEFAULT_SPEC_NAMES
+        .iter()
+        .map(|n| context.join(n))
+        .find(|p| p.is_file())
+}
+
 /// A spec file as read.
 #[derive(Clone, Debug)]
 pub struct SpecFile {
     pub path: PathBuf,
     pub text: String,
+    pub frontend: Frontend,
 }
 
 impl SpecFile {
-    /// Is it a Dockerfile (by its file name)?
+    /// Is it read as a Dockerfile?
     pub fn is_dockerfile(&self) -> bool {
-        is_dockerfile(&self.path)
+        self.frontend == Frontend::Dockerfile
     }
 
     /// The directory relative base paths are resolved against.
@@ -46,24 +85,17 @@ impl SpecFile {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("."))
     }
-}
 
-/// Is `path` a Dockerfile (by its file name)?
-pub fn is_dockerfile(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(crate::dockerfile::is_dockerfile_name)
-}
-
-/// `NAME.dockerignore` next to a Dockerfile `NAME`, when it exists.
-pub fn dockerignore_for(path: &Path) -> Option<PathBuf> {
-    if !is_dockerfile(path) {
-        return None;
+    /// `NAME.dockerignore` next to a Dockerfile `NAME`, when it exists.
+    pub fn dockerignore(&self) -> Option<PathBuf> {
+        if !self.is_dockerfile() {
+            return None;
+        }
+        let mut name = self.path.file_name()?.to_os_string();
+        name.push(".dockerignore");
+        let p = self.path.with_file_name(name);
+        p.exists().then_some(p)
     }
-    let mut name = path.file_name()?.to_os_string();
-    name.push(".dockerignore");
-    let p = path.with_file_name(name);
-    p.exists().then_some(p)
 }
 
 /// One build of one spec against one store.
@@ -113,10 +145,20 @@ impl<'a> Session<'a> {
         for r in &refs {
             let reference = Reference::parse(r)
                 .map_err(|e| self.at_image(r, format!("image reference `{r}`: {e}")))?;
+            let had = matches!(self.store.resolve(r), Ok(Some(_)));
             let opts =
                 registry::Options::from_env(reference.registry.as_deref().unwrap_or("docker.io"));
-            registry::pull(self.store, &reference, &opts, progress)
-                .map_err(|e| self.at_image(r, format!("cannot pull {r}: {e}")))?;
+            registry::pull(self.store, &reference, &opts, progress).map_err(|e| {
+                let message = if had {
+                    format!("cannot pull {r} again (--pull): {e}")
+                } else {
+                    format!(
+                        "image {r} is not in the store and pulling it failed: {e}\n\
+                         (build it first, `strata pull` it, or `strata load` it from an archive)"
+                    )
+                };
+                self.at_image(r, message)
+            })?;
         }
         if !refs.is_empty() {
             let (graph, unpulled) = lower_spec(self.store, &self.spec, &self.lower)?;
@@ -145,7 +187,7 @@ impl<'a> Session<'a> {
         BuildOptions::new(
             context_dir,
             super::spec_id(&self.spec.path),
-            dockerignore_for(&self.spec.path),
+            self.spec.dockerignore(),
         )
     }
 

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::build::{Event, Output, Session, SpecFile, Status};
+use crate::build::{
+    DEFAULT_SPEC_NAMES, Event, Frontend, Output, Session, SpecFile, Status, default_spec,
+};
 use crate::error::Error;
 use crate::layer::Compression;
 use crate::oci::OutputKind;
@@ -15,7 +17,8 @@ use crate::store::Store;
 use super::progress::{Renderer, TransferView, progress_mode};
 use super::table::{graph_dot, graph_text};
 use super::{
-    BuildArgs, Cli, CliError, CompressionArg, GraphArgs, GraphFormat, open_store, read_spec,
+    BuildArgs, Cli, CliError, CompressionArg, FrontendArg, GraphArgs, GraphFormat, open_store,
+    read_spec,
 };
 
 pub(super) fn parse_build_args(
@@ -41,22 +44,30 @@ pub(super) fn parse_build_args(
     Ok(out)
 }
 
-fn spec_path(context: &Path, file: &Option<PathBuf>) -> PathBuf {
-    match file {
+/// The spec file and its frontend: `-f FILE` (by its name, or as
+/// `--frontend` says), else the first of strata.toml, Containerfile and
+/// Dockerfile in the context.
+fn spec_path(
+    context: &Path,
+    file: &Option<PathBuf>,
+    frontend: Option<FrontendArg>,
+) -> std::result::Result<(PathBuf, Frontend), CliError> {
+    let path = match file {
         Some(f) => f.clone(),
-        None => default_spec(context),
-    }
-}
-
-/// `CONTEXT/strata.toml`, or `CONTEXT/Dockerfile` when only that exists.
-fn default_spec(context: &Path) -> PathBuf {
-    let toml = context.join("strata.toml");
-    let dockerfile = context.join("Dockerfile");
-    if !toml.exists() && dockerfile.exists() {
-        dockerfile
-    } else {
-        toml
-    }
+        None => default_spec(context).ok_or_else(|| {
+            CliError::Usage(format!(
+                "no spec in {}: looked for {} (pass -f FILE)",
+                context.display(),
+                DEFAULT_SPEC_NAMES.join(", ")
+            ))
+        })?,
+    };
+    let frontend = match frontend {
+        Some(FrontendArg::Toml) => Frontend::Toml,
+        Some(FrontendArg::Dockerfile) => Frontend::Dockerfile,
+        None => Frontend::for_path(&path),
+    };
+    Ok((path, frontend))
 }
 
 fn parse_output(s: &str) -> std::result::Result<Output, CliError> {
@@ -137,9 +148,18 @@ fn source_date_epoch() -> std::result::Result<u64, CliError> {
 /// mounts go with them); the build then fails like any failed step, after
 /// finished steps are stored. A second signal ends the process at once.
 extern "C" fn on_interrupt(sig: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     crate::sandbox::kill_all();
     // SAFETY: resetting a handler is async-signal-safe.
     unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// Set by the first Ctrl-C / SIGTERM: the command then ends with
+/// "interrupted" and status 130, whatever failed because of it.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(super) fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 pub(super) fn install_interrupt_handler() {
@@ -160,12 +180,13 @@ fn compression(c: CompressionArg) -> Compression {
 /// Reads the spec and lowers it (bases from the store only).
 fn load_session<'a>(
     store: &'a Store,
-    path: &Path,
+    (path, frontend): (PathBuf, Frontend),
     lower: LowerOptions,
 ) -> std::result::Result<Session<'a>, CliError> {
     let spec = SpecFile {
-        path: path.to_path_buf(),
-        text: read_spec(path)?,
+        text: read_spec(&path)?,
+        path,
+        frontend,
     };
     Ok(Session::load(store, spec, lower)?)
 }
@@ -197,16 +218,16 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     let epoch = source_date_epoch()?;
     let store = open_store(cli)?;
     let _lock = store.lock_shared()?;
-    let path = spec_path(&args.context, &args.file);
+    let path = spec_path(&args.context, &args.file, args.frontend)?;
     let lower = LowerOptions {
         build_args,
         targets: args.targets.clone(),
         tags: args.tags.clone(),
     };
-    let mut session = load_session(&store, &path, lower)?;
+    let mut session = load_session(&store, path, lower)?;
     // --dry-run never touches the network: an unpulled base fails to plan.
     if !args.dry_run {
-        let view = TransferView::new(progress_mode(args.progress), args.quiet || !args.pull);
+        let view = TransferView::new(progress_mode(args.progress), args.quiet);
         let sink = |p: Progress| view.event(p);
         let pulled = session.pull(args.pull, &sink);
         view.finish();
@@ -259,17 +280,28 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     }
     for img in &report.images {
         if args.quiet {
-            println!("{}", img.manifest.digest);
+            outln!("{}", img.manifest.digest);
+        } else if img.names.is_empty() {
+            outln!(
+                "built {} (untagged) {}",
+                target_label(&img.target),
+                img.manifest.digest
+            );
         } else {
-            let names = if img.names.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", img.names.join(" "))
-            };
-            println!("{} {}{}", img.target, img.manifest.digest, names);
+            outln!("built {} {}", img.names.join(", "), img.manifest.digest);
         }
     }
     Ok(())
+}
+
+/// A build target as a person reads it: Dockerfile stages without a name
+/// are numbered (`stage 0`), named targets keep their name.
+fn target_label(target: &str) -> String {
+    if target.bytes().all(|b| b.is_ascii_digit()) {
+        format!("stage {target}")
+    } else {
+        target.to_string()
+    }
 }
 
 /// `--dry-run`: what is cached, what would run and why.
@@ -292,7 +324,7 @@ fn print_plan(plan: &crate::build::Plan) {
 
 pub(super) fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), CliError> {
     let store = open_store(cli)?;
-    let path = spec_path(&args.context, &args.file);
+    let path = spec_path(&args.context, &args.file, args.frontend)?;
     let lower = LowerOptions {
         build_args: parse_build_args(&args.build_args)?,
         targets: args.targets.clone(),
@@ -300,9 +332,9 @@ pub(super) fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), 
     };
     // Never touches the network: an unpulled base is shown with its
     // config unknown, and said so.
-    let session = load_session(&store, &path, lower)?;
+    let session = load_session(&store, path, lower)?;
     for r in session.unpulled() {
-        eprintln!(
+        errln!(
             "warning: {r} is not in the store, so its config (env, user, workdir) is not known here; `strata pull {r}` fetches it"
         );
     }
@@ -310,6 +342,6 @@ pub(super) fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), 
         GraphFormat::Text => graph_text(session.graph()),
         GraphFormat::Dot => graph_dot(session.graph()),
     };
-    print!("{text}");
+    out!("{text}");
     Ok(())
 }

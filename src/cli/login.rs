@@ -83,7 +83,7 @@ fn prompt_hidden(label: &str) -> Result<String, CliError> {
     let line = prompt(label);
     if have {
         unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
-        eprintln!();
+        errln!("");
     }
     line
 }
@@ -108,7 +108,7 @@ pub(super) fn cmd_login(args: &LoginArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Failed(Error::io("reading the password from stdin", e)))?;
         s.trim_end_matches(['\r', '\n']).to_string()
     } else if let Some(p) = &args.password {
-        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        errln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
         p.clone()
     } else if tty {
         prompt_hidden("Password: ")?
@@ -131,13 +131,13 @@ pub(super) fn cmd_login(args: &LoginArgs) -> Result<(), CliError> {
     login::verify(&registry, &creds, &opts)?;
     let path = config_path()?;
     match login::save(&path, &registry, &creds)? {
-        Stored::File => eprintln!(
+        Stored::File => errln!(
             "WARNING! Your password will be stored unencrypted in {}.",
             path.display()
         ),
-        Stored::Helper(h) => eprintln!("Credentials stored with docker-credential-{h}."),
+        Stored::Helper(h) => errln!("Credentials stored with docker-credential-{h}."),
     }
-    println!("Login Succeeded");
+    outln!("Login Succeeded");
     Ok(())
 }
 
@@ -145,9 +145,9 @@ pub(super) fn cmd_logout(args: &LogoutArgs) -> Result<(), CliError> {
     let registry = registry_name(&args.registry);
     let path = config_path()?;
     if login::erase(&path, &registry)? {
-        println!("Removing login credentials for {registry}");
+        outln!("Removing login credentials for {registry}");
     } else {
-        println!("Not logged in to {registry}");
+        outln!("Not logged in to {registry}");
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! (bars on a terminal, lines otherwise, JSON lines with `--progress json`).
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -50,10 +50,11 @@ impl Console {
 
     fn line(&self, s: String) {
         match &self.multi {
-            Some(m) => {
-                let _ = m.println(s);
-            }
-            None => eprintln!("{s}"),
+            // Bars cleared, a whole line ended with a newline, bars drawn
+            // again: a recorded terminal (`script`, tmux) reads line by line
+            // (indicatif's own println pads to the width without one).
+            Some(m) => m.suspend(|| errln!("{s}")),
+            None => errln!("{s}"),
         }
     }
 }
@@ -94,7 +95,7 @@ impl TransferView {
                     "digest": digest, "mediaType": media_type
                 }),
             };
-            eprintln!("{v}");
+            errln!("{v}");
             return;
         }
         match p {
@@ -177,8 +178,7 @@ impl Renderer {
     pub(super) fn event(&self, e: Event) {
         if self.mode == ProgressMode::Json {
             if let Ok(s) = serde_json::to_string(&e) {
-                let mut err = std::io::stderr().lock();
-                let _ = writeln!(err, "{s}");
+                errln!("{s}");
             }
             return;
         }

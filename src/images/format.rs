@@ -91,9 +91,20 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
-/// `N units ago` for a Unix time, relative to `now`; `N/A` when unknown.
+/// Older than this, a time is shown as its date.
+const RELATIVE_FOR: i64 = 365 * 86_400;
+
+/// When an image or step was made, as `images` and `history` show it:
+/// `N units ago` within the last year, else the date (`YYYY-MM-DD`, UTC);
+/// `N/A` when unknown. A reproducible build stamps the image with
+/// `SOURCE_DATE_EPOCH` (0 unless set), so its image shows `1970-01-01`, the
+/// time it claims, rather than a vague `56 years ago`.
 pub fn ago(created: Option<i64>, now: i64) -> String {
     match created {
+        Some(t) if now.saturating_sub(t) >= RELATIVE_FOR => {
+            let rfc = crate::build::rfc3339(t.max(0) as u64);
+            rfc[..10].to_string()
+        }
         Some(t) => format!(
             "{} ago",
             human_duration(now.saturating_sub(t).max(0) as u64)
@@ -225,6 +236,10 @@ mod tests {
         assert_eq!(ago(Some(100), 160), "About a minute ago");
         assert_eq!(ago(Some(200), 100), "Less than a second ago");
         assert_eq!(ago(None, 100), "N/A");
+        // Past a year: the date, so an image at SOURCE_DATE_EPOCH 0 says 1970.
+        assert_eq!(ago(Some(0), 1_780_000_000), "1970-01-01");
+        assert_eq!(ago(Some(1_700_000_000), 1_780_000_000), "2023-11-14");
+        assert_eq!(ago(Some(1_779_000_000), 1_780_000_000), "11 days ago");
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub fn inspect(store: &Store, img: &StoredImage, all: &[StoredImage]) -> Result<
         .and_then(|v| v.get("comment")?.as_str().map(str::to_string))
         .unwrap_or_default();
     let mut repo_tags: Vec<String> = Vec::new();
+    let same: Vec<crate::digest::Digest> = all
+        .iter()
+        .filter(|o| o.id() == img.id())
+        .map(|o| o.image.manifest.digest)
+        .chain([img.image.manifest.digest])
+        .collect();
     for other in all.iter().filter(|o| o.id() == img.id()) {
         for t in &other.tags {
             if !repo_tags.contains(t) {
@@ -72,7 +78,7 @@ pub fn inspect(store: &Store, img: &StoredImage, all: &[StoredImage]) -> Result<
     Ok(InspectImage {
         id: img.id().to_string(),
         repo_tags,
-        repo_digests: Vec::new(),
+        repo_digests: crate::registry::repo_digests::of(store, &same),
         parent: String::new(),
         comment,
         created: c.created.clone().unwrap_or_default(),

@@ -38,8 +38,9 @@ pub fn resolve_base(store: &Store, base: &BaseRef) -> Result<Image> {
                  graph never touch the network; or run `strata pull {reference}`)"
             ))),
             None => Err(Error::msg(format!(
-                "image {reference} not found in the local store; build it first, or use it \
-                 from an OCI layout, oci-archive or docker-archive"
+                "image {reference} not found in the local store; a build pulls it (--dry-run \
+                 and graph never touch the network), or run `strata pull {reference}`, \
+                 `strata load` an archive of it, or build it first"
             ))),
         },
         BaseRef::OciLayout { path, reference } => {

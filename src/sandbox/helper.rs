@@ -103,9 +103,14 @@ pub fn main() -> ! {
             std::process::exit(2);
         }
     };
+    // `attached`: the spec comes on this fd, stdin stays the caller's.
+    let spec_fd: Option<RawFd> = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .filter(|&fd| fd > 2);
     // The command inherits only stdio; the status fd closes on a successful exec.
     sys::cloexec_from_3();
-    let code = match outer(status_fd) {
+    let code = match outer(status_fd, spec_fd) {
         Ok(code) => code,
         Err(e) => {
             sys::write_all_fd(status_fd, e.as_bytes());
@@ -115,18 +120,27 @@ pub fn main() -> ! {
     std::process::exit(code);
 }
 
-fn read_request() -> SysResult<Request> {
+fn read_request(spec_fd: Option<RawFd>) -> SysResult<Request> {
     let mut buf = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("reading the sandbox spec: {e}"))?;
+    let read = match spec_fd {
+        Some(fd) => {
+            use std::os::fd::FromRawFd;
+            // SAFETY: the caller passed us this fd for the spec; we own it now.
+            let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+            f.read_to_end(&mut buf)
+        }
+        None => std::io::stdin().read_to_end(&mut buf),
+    };
+    read.map_err(|e| format!("reading the sandbox spec: {e}"))?;
     serde_json::from_slice(&buf).map_err(|e| format!("decoding the sandbox spec: {e}"))
 }
 
 /// The helper outside the new pid namespace: unshare, fork init, wait.
-fn outer(status_fd: RawFd) -> SysResult<i32> {
-    let req = read_request()?;
-    sys::stdin_from_dev_null()?;
+fn outer(status_fd: RawFd, spec_fd: Option<RawFd>) -> SysResult<i32> {
+    let req = read_request(spec_fd)?;
+    if !req.attached {
+        sys::stdin_from_dev_null()?;
+    }
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if req.spec.network == Network::None {
@@ -391,12 +405,35 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
         return Err(sys::os_err("fork"));
     }
     if child == 0 {
+        if req.tty
+            && let Err(e) = take_terminal()
+        {
+            sys::write_all_fd(status_fd, e.as_bytes());
+            // SAFETY: leave the forked child without unwinding.
+            unsafe { libc::_exit(125) };
+        }
         let err = exec_command(&who, &cwd_c, &argv, &envp, &path_var, &old);
         sys::write_all_fd(status_fd, err.as_bytes());
         // SAFETY: leave the forked child without unwinding.
         unsafe { libc::_exit(127) };
     }
     Ok(reap_until(child, &set))
+}
+
+/// In the forked command process of an attached sandbox with a terminal:
+/// a new session whose controlling terminal is stdin (the pty), so the
+/// command is its foreground job (Ctrl-C, window size reach it).
+fn take_terminal() -> SysResult<()> {
+    // SAFETY: plain system calls.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(sys::os_err("setsid"));
+        }
+        if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            return Err(sys::os_err("making the terminal the controlling one"));
+        }
+    }
+    Ok(())
 }
 
 /// In the forked command process: drop privileges, chdir, exec. Returns only
