@@ -264,3 +264,26 @@ fn convert_splits_mount_fields_as_build_does() {
     let g2 = spec::load("converted.toml", &toml, &opts, &EmptyResolver).expect("load toml");
     assert_eq!(comparable(&g1), comparable(&g2), "{toml}");
 }
+
+/// A name the file does not define may come from the base image: the
+/// conversion keeps the reference (`ENV PATH=/opt/bin:$PATH`), and a
+/// pattern operator applies to the base's value when there is one.
+#[test]
+fn convert_keeps_references_the_base_image_may_define() {
+    let text = "FROM busybox\nENV PATH=/opt/bin:$PATH FIRST=${PATH%%:*}\n";
+    let (toml, _) = dockerfile::convert("Dockerfile", text).expect("convert");
+    assert!(toml.contains("/opt/bin:${PATH:-}"), "{toml}");
+    struct WithPath;
+    impl strata::ir::BaseResolver for WithPath {
+        fn resolve(&self, _: &strata::ir::BaseRef) -> Result<strata::ir::BaseInfo, String> {
+            Ok(strata::ir::BaseInfo {
+                env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+                ..Default::default()
+            })
+        }
+    }
+    let opts = LowerOptions::default();
+    let g1 = dockerfile::load("Dockerfile", text, &opts, &WithPath).expect("load");
+    let g2 = spec::load("converted.toml", &toml, &opts, &WithPath).expect("load toml");
+    assert_eq!(comparable(&g1), comparable(&g2), "{toml}");
+}

@@ -59,7 +59,8 @@ fn template(word: &str, escape: char, scope: Scope) -> Result<(String, Vec<Strin
         } else if scope.known.contains(n) {
             Name::Known
         } else {
-            Name::Unset
+            // The base image's env, or nothing.
+            Name::Maybe
         }
     };
     template::template(word, escape, &name).map(|t| (t.text, t.hidden))
