@@ -255,7 +255,8 @@ pub(super) fn cmd_ps(cli: &Cli, args: &PsArgs) -> CliResult {
     let now = images::now_unix();
     let mut rows = Vec::new();
     for c in container::list(&store)? {
-        let s = c.state()?;
+        // One being removed right now has no state any more.
+        let Ok(s) = c.state() else { continue };
         if args.all || s.status == Status::Running {
             rows.push((c, s));
         }
