@@ -269,8 +269,9 @@ pub const LISTED: &[Listed] = &[
     Listed {
         case: "run/env-and-args",
         category: Category::KnownGap,
-        reason: "History text: BuildKit prefixes RUN with the build args in scope (`|N K=V`), writes ARG with its declared default and keeps COPY/ADD destinations as written; the IR does not carry these yet (see src/ir/history.rs).",
+        reason: "History text: BuildKit prefixes RUN with the build args in scope (`|N K=V`), writes ARG with its declared default and keeps COPY/ADD destinations as written; the IR does not carry these yet (see src/ir/history.rs). /env.txt: strata exports SOURCE_DATE_EPOCH=0 (the build's epoch) into every RUN on purpose (spec/README.md, Timestamps); BuildKit does only when it is given as a build arg.",
         diffs: &[
+            "rootfs /env.txt: buildkit file 113 bytes sha256:bb05353f8818db5ef635c528d4eebdfd433c7bab1e5b483302e21f6ef00821ba mode 0644 owner 0:0 | strata file 133 bytes sha256:c285455389c0802ba4d88c696f27befbc48389585dd630387ab2168e589b1d22 mode 0644 owner 0:0",
             "history[5]: buildkit RUN |1 A=from-arg /bin/sh -c echo \"$A $E\" > /vals && env | sort | grep -v '^HOSTNAME=' > /env.txt | strata RUN /bin/sh -c echo \"$A $E\" > /vals && env | sort | grep -v '^HOSTNAME=' > /env.txt",
         ],
     },
