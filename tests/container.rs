@@ -5,28 +5,11 @@ mod common;
 
 use common::*;
 
-fn built_hello(env: &TestEnv, test: &str) -> bool {
-    if !is_root() {
-        eprintln!("SKIP {test}: containers need root");
-        return false;
-    }
-    let Some(ctx) = example(env, "hello", test) else {
-        return false;
-    };
-    run_ok(
-        env.strata("root")
-            .arg("build")
-            .arg(&ctx)
-            .args(["--progress", "plain"]),
-    );
-    true
-}
-
 #[test]
 fn run_prints_the_example_output_and_returns_its_status() {
     const T: &str = "run_prints_the_example_output_and_returns_its_status";
     let env = TestEnv::new();
-    if !built_hello(&env, T) {
+    if !built_hello(&env, T, "containers") {
         return;
     }
     let out = run_ok(env.strata("root").args(["run", "example/hello:latest"]));
@@ -79,7 +62,7 @@ fn run_prints_the_example_output_and_returns_its_status() {
 fn commit_turns_the_containers_changes_into_one_layer() {
     const T: &str = "commit_turns_the_containers_changes_into_one_layer";
     let env = TestEnv::new();
-    if !built_hello(&env, T) {
+    if !built_hello(&env, T, "containers") {
         return;
     }
     let out = run(env.strata("root").args([
@@ -154,7 +137,7 @@ fn commit_turns_the_containers_changes_into_one_layer() {
 fn run_exit_statuses_are_dockers() {
     const T: &str = "run_exit_statuses_are_dockers";
     let env = TestEnv::new();
-    if !built_hello(&env, T) {
+    if !built_hello(&env, T, "containers") {
         return;
     }
     let status = |args: &[&str]| {
@@ -220,7 +203,7 @@ fn row<'a>(ps: &'a str, name: &str) -> Option<&'a str> {
 fn detached_containers_are_listed_logged_stopped_and_removed() {
     const T: &str = "detached_containers_are_listed_logged_stopped_and_removed";
     let env = TestEnv::new();
-    if !built_hello(&env, T) {
+    if !built_hello(&env, T, "containers") {
         return;
     }
     let _clean = Cleanup(&env, vec!["web"]);
@@ -274,7 +257,7 @@ fn detached_containers_are_listed_logged_stopped_and_removed() {
 fn logs_follow_ends_when_the_container_does() {
     const T: &str = "logs_follow_ends_when_the_container_does";
     let env = TestEnv::new();
-    if !built_hello(&env, T) {
+    if !built_hello(&env, T, "containers") {
         return;
     }
     let _clean = Cleanup(&env, vec!["counter"]);
@@ -304,7 +287,7 @@ fn logs_follow_ends_when_the_container_does() {
 fn two_containers_of_one_image_do_not_share_writes() {
     const T: &str = "two_containers_of_one_image_do_not_share_writes";
     let env = TestEnv::new();
-    if !built_hello(&env, T) {
+    if !built_hello(&env, T, "containers") {
         return;
     }
     let _clean = Cleanup(&env, vec!["one", "two"]);
@@ -346,7 +329,7 @@ fn two_containers_of_one_image_do_not_share_writes() {
 fn exec_runs_in_the_container_with_its_status() {
     const T: &str = "exec_runs_in_the_container_with_its_status";
     let env = TestEnv::new();
-    if !built_hello(&env, T) {
+    if !built_hello(&env, T, "containers") {
         return;
     }
     let _clean = Cleanup(&env, vec!["box"]);
@@ -402,7 +385,7 @@ fn exec_runs_in_the_container_with_its_status() {
 fn run_flags_rm_entrypoint_volume_and_start_again() {
     const T: &str = "run_flags_rm_entrypoint_volume_and_start_again";
     let env = TestEnv::new();
-    if !built_hello(&env, T) {
+    if !built_hello(&env, T, "containers") {
         return;
     }
     let _clean = Cleanup(&env, vec!["kept", "counted"]);
@@ -492,7 +475,7 @@ fn run_flags_rm_entrypoint_volume_and_start_again() {
 fn run_it_gives_the_command_a_terminal() {
     const T: &str = "run_it_gives_the_command_a_terminal";
     let env = TestEnv::new();
-    if !have_tool("script", T) || !built_hello(&env, T) {
+    if !have_tool("script", T) || !built_hello(&env, T, "containers") {
         return;
     }
     let strata = format!(

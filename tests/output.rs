@@ -10,25 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The hello example (busybox) built into `root`; false (skipped) without
-/// root or a static busybox.
-fn hello(env: &TestEnv, test: &str) -> bool {
-    if !is_root() {
-        eprintln!("SKIP {test}: RUN steps need root");
-        return false;
-    }
-    let Some(ctx) = example(env, "hello", test) else {
-        return false;
-    };
-    run_ok(
-        env.strata("root")
-            .arg("build")
-            .arg(&ctx)
-            .args(["--progress", "plain"]),
-    );
-    true
-}
-
 fn strata_cmd(env: &TestEnv) -> String {
     format!(
         "{} --root {}",
@@ -44,7 +25,7 @@ fn strata_cmd(env: &TestEnv) -> String {
 fn a_closed_pipe_ends_a_build_at_once_and_quietly() {
     let t = "a_closed_pipe_ends_a_build_at_once_and_quietly";
     let env = TestEnv::new();
-    if !hello(&env, t) {
+    if !built_hello(&env, t, "RUN steps") {
         return;
     }
     let ctx = env.write_tree(
@@ -223,7 +204,7 @@ fn images_shows_an_epoch_image_as_its_date() {
 fn a_closed_pipe_ends_a_container_at_once() {
     let t = "a_closed_pipe_ends_a_container_at_once";
     let env = TestEnv::new();
-    if !hello(&env, t) {
+    if !built_hello(&env, t, "RUN steps") {
         return;
     }
     let started = Instant::now();

@@ -160,6 +160,25 @@ pub fn example(env: &TestEnv, name: &str, test: &str) -> Option<PathBuf> {
     Some(dst)
 }
 
+/// The hello example (busybox) built into the store `root`; false (with a
+/// SKIP line naming `why`) without root or a static busybox.
+pub fn built_hello(env: &TestEnv, test: &str, why: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIP {test}: {why} need root");
+        return false;
+    }
+    let Some(ctx) = example(env, "hello", test) else {
+        return false;
+    };
+    run_ok(
+        env.strata("root")
+            .arg("build")
+            .arg(&ctx)
+            .args(["--progress", "plain"]),
+    );
+    true
+}
+
 pub fn metadata(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("metadata file")).expect("metadata json")
 }
