@@ -85,39 +85,51 @@ impl ImageFs {
             Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
         };
         for dir in &self.layers {
-            let abs = dir.join(path);
-            if let Some(m) = stat(&abs)? {
-                let ft = m.file_type();
-                return Ok(if layer::is_overlay_whiteout(&m) {
-                    Found::Missing
-                } else if ft.is_dir() {
-                    Found::Dir
-                } else if ft.is_symlink() {
-                    let t = std::fs::read_link(&abs)
-                        .map_err(|e| Error::io(format!("reading link {}", abs.display()), e))?;
-                    Found::Symlink(t.to_string_lossy().into_owned())
-                } else {
-                    Found::Other
-                });
-            }
-            // Does this layer hide the lower ones at an ancestor?
-            let mut anc = path;
-            while let Some((parent, _)) = anc.rsplit_once('/') {
-                anc = parent;
+            // The ancestors first, shortest first, without following any
+            // link: a symlink in a lower layer under a directory of an upper
+            // one must never be followed on the host (the image decides
+            // nothing outside its snapshots).
+            let mut opaque_above = false;
+            let mut here = true;
+            let mut at = 0;
+            while let Some(i) = path[at..].find('/') {
+                let anc = &path[..at + i];
+                at += i + 1;
                 let p = dir.join(anc);
                 match stat(&p)? {
                     Some(m) if m.is_dir() => {
-                        let opaque = layer::is_overlay_opaque(&p).map_err(|e| {
+                        opaque_above |= layer::is_overlay_opaque(&p).map_err(|e| {
                             Error::io(format!("reading xattrs of {}", p.display()), e)
                         })?;
-                        if opaque {
-                            return Ok(Found::Missing);
-                        }
                     }
                     // A whiteout or a non-directory replaces the ancestor.
                     Some(_) => return Ok(Found::Missing),
-                    None => {}
+                    None => {
+                        here = false;
+                        break;
+                    }
                 }
+            }
+            if here {
+                let abs = dir.join(path);
+                if let Some(m) = stat(&abs)? {
+                    let ft = m.file_type();
+                    return Ok(if layer::is_overlay_whiteout(&m) {
+                        Found::Missing
+                    } else if ft.is_dir() {
+                        Found::Dir
+                    } else if ft.is_symlink() {
+                        let t = std::fs::read_link(&abs)
+                            .map_err(|e| Error::io(format!("reading link {}", abs.display()), e))?;
+                        Found::Symlink(t.to_string_lossy().into_owned())
+                    } else {
+                        Found::Other
+                    });
+                }
+            }
+            // An opaque ancestor in this layer hides the lower ones.
+            if opaque_above {
+                return Ok(Found::Missing);
             }
         }
         Ok(Found::Missing)
@@ -380,6 +392,23 @@ mod tests {
         if opaque {
             assert_eq!(fs.resolve("opq/old").unwrap().1, Found::Missing);
         }
+    }
+
+    #[test]
+    fn a_lower_symlink_under_an_upper_directory_is_never_followed_on_the_host() {
+        let t = tempfile::tempdir().unwrap();
+        let (host, lower, upper) = (
+            t.path().join("host"),
+            t.path().join("lower"),
+            t.path().join("upper"),
+        );
+        mkdir(&host, "x");
+        mkdir(&lower, "");
+        symlink(&host, lower.join("etc")).unwrap();
+        mkdir(&upper, "etc");
+        let fs = ImageFs::from_dirs(vec![lower, upper]);
+        assert!(matches!(fs.lookup("etc/x").unwrap(), Found::Missing));
+        assert!(matches!(fs.resolve("etc/x").unwrap().1, Found::Missing));
     }
 
     #[test]
