@@ -75,6 +75,14 @@ const BUILDAH_QUIRKS: &[(&str, &str)] = &[
         "hardlinks",
         "/d/hard/lone-link: hard links [\"/d/hard/lone\"] vs [] (strata vs buildah)",
     ),
+    // `USER app`: buildah 1.28 adds the primary group to the supplementary
+    // groups; BuildKit (runc's user lookup) gives only the /etc/group
+    // entries that list the user, and strata follows BuildKit (the BuildKit
+    // differential's user/by-name-workdir-copy checks it).
+    (
+        "user-groups",
+        "/d/ids/app: content Some(\"\\\"uid=1000(app) gid=1000(app) groups=50(staff)\\\\n\\\"\") vs Some(\"\\\"uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\\\\n\\\"\") (strata vs buildah)",
+    ),
 ];
 
 fn spec_dir() -> PathBuf {

@@ -9,8 +9,10 @@
 pub struct ExecUser {
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups: the primary gid first (as Docker and buildah
-    /// set them), then every group that lists the user as a member.
+    /// Supplementary groups, as BuildKit (runc's user lookup) sets them:
+    /// the `/etc/group` entries that list the user's name, in file order,
+    /// and only when the spec names no group and the user has a passwd
+    /// entry. Never the primary group unless a group entry lists the user.
     pub groups: Vec<u32>,
     /// Home directory from passwd, when the user has an entry.
     pub home: Option<String>,
@@ -70,8 +72,9 @@ fn group_entries(text: &str) -> impl Iterator<Item = GroupEntry<'_>> {
 /// Resolves `spec` (`user[:group]`, names or numeric ids; `None` = root).
 ///
 /// A numeric user without a passwd entry gets gid 0, like Docker. A group
-/// named explicitly replaces the passwd primary group; supplementary groups
-/// are the `/etc/group` entries listing the user's name.
+/// named explicitly replaces the passwd primary group, and then there are
+/// no supplementary groups; otherwise they are the `/etc/group` entries
+/// listing the user's name (see [`ExecUser::groups`]).
 pub fn resolve(spec: Option<&str>, passwd: &str, group: &str) -> Result<ExecUser, String> {
     let spec = spec.map(str::trim).filter(|s| !s.is_empty());
     let (user_part, group_part) = match spec {
@@ -123,14 +126,13 @@ pub fn resolve(spec: Option<&str>, passwd: &str, group: &str) -> Result<ExecUser
         };
     }
 
-    let mut groups: Vec<u32> = vec![gid];
-    if let Some(name) = name {
-        for e in group_entries(group) {
-            if e.members.contains(&name) && e.gid != gid && !groups.contains(&e.gid) {
-                groups.push(e.gid);
-            }
-        }
-    }
+    let groups: Vec<u32> = match (group_part, name) {
+        (None, Some(name)) => group_entries(group)
+            .filter(|e| e.members.contains(&name))
+            .map(|e| e.gid)
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(ExecUser {
         uid,
         gid,
@@ -158,7 +160,7 @@ mod tests {
     fn default_is_root() {
         let u = resolve(None, PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (0, 0));
-        assert_eq!(u.groups, vec![0, 10]);
+        assert_eq!(u.groups, vec![10]);
         assert_eq!(u.home.as_deref(), Some("/root"));
     }
 
@@ -166,7 +168,12 @@ mod tests {
     fn name_resolves_uid_gid_and_supplementary_groups() {
         let u = resolve(Some("app"), PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1000));
-        assert_eq!(u.groups, vec![1000, 10, 29]);
+        assert_eq!(u.groups, vec![10, 29]);
+        // By uid: the same passwd entry, so the same groups.
+        assert_eq!(
+            resolve(Some("1000"), PASSWD, GROUP).unwrap().groups,
+            vec![10, 29]
+        );
         assert_eq!(u.home.as_deref(), Some("/home/app"));
     }
 
@@ -174,16 +181,18 @@ mod tests {
     fn explicit_group_by_name_and_id() {
         let u = resolve(Some("app:wheel"), PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 10));
-        assert_eq!(u.groups, vec![10, 29]);
+        // An explicit group: no supplementary groups (BuildKit, runc).
+        assert_eq!(u.groups, Vec::<u32>::new());
         let u = resolve(Some("1000:42"), PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 42));
+        assert_eq!(u.groups, Vec::<u32>::new());
     }
 
     #[test]
     fn numeric_user_without_entry_gets_gid_zero() {
         let u = resolve(Some("4242"), PASSWD, "").unwrap();
         assert_eq!((u.uid, u.gid), (4242, 0));
-        assert_eq!(u.groups, vec![0]);
+        assert_eq!(u.groups, Vec::<u32>::new());
         assert_eq!(u.home, None);
     }
 

@@ -163,9 +163,8 @@ pub const LISTED: &[Listed] = &[
     Listed {
         case: "findings/1-user-then-workdir",
         category: Category::KnownGap,
-        reason: "Issue 11 finding 1 (fixed: the directory is now created owned by app, so the RUN succeeds). Left: `id` differs because BuildKit gives only the /etc/group memberships as supplementary groups (strata adds the primary group too), and WORKDIR makes a layer in BuildKit.",
+        reason: "Issue 11 finding 1 (fixed: the directory is created owned by app, so the RUN succeeds, and the supplementary groups are BuildKit's). Left: WORKDIR makes a layer in BuildKit (see workdir/creates-and-records).",
         diffs: &[
-            "rootfs /tmp/userwork/ids: buildkit file 45 bytes sha256:319bc776baa9a1d7222cc982ba8304875a60e063eafa76345f76371df3b872df mode 0644 owner 1000:1000 | strata file 55 bytes sha256:e0baf2ad4ece06d50350cb8bd2587267dd94d68d497bebabba186a363ef5fced mode 0644 owner 1000:1000",
             "history[4]: buildkit WORKDIR /tmp/userwork | strata WORKDIR /tmp/userwork [empty layer]",
             "layers: buildkit 3 | strata 2",
         ],
@@ -331,9 +330,8 @@ pub const LISTED: &[Listed] = &[
     Listed {
         case: "user/by-id",
         category: Category::KnownGap,
-        reason: "`USER 1000:50`: BuildKit gives no supplementary groups; strata adds groups=50. WORKDIR makes a layer in BuildKit (the directory, owned by 1000:50 in both now).",
+        reason: "WORKDIR makes a layer in BuildKit (the directory, owned by 1000:50 in both); strata makes none (see workdir/creates-and-records). The supplementary groups match (none for `USER uid:gid`).",
         diffs: &[
-            "rootfs /tmp/ids: buildkit file 28 bytes sha256:9a076e794215c964005fcbb71cbbd4744599208b2da3efc9c5c4355098b29f06 mode 0644 owner 1000:50 | strata file 45 bytes sha256:7497db8853aac40660d17ff599ecdaed5b7f28687e1d58ad47e016f7cf5fce55 mode 0644 owner 1000:50",
             "history[4]: buildkit WORKDIR /var/by-id | strata WORKDIR /var/by-id [empty layer]",
             "layers: buildkit 3 | strata 2",
         ],
@@ -341,9 +339,8 @@ pub const LISTED: &[Listed] = &[
     Listed {
         case: "user/by-name-workdir-copy",
         category: Category::KnownGap,
-        reason: "`USER app`: BuildKit's supplementary groups are those /etc/group lists (50); strata adds the primary group too (groups=50,1000). WORKDIR layer as workdir/creates-and-records.",
+        reason: "WORKDIR layer as workdir/creates-and-records; history text of COPY destinations as arg/build-arg-override. The supplementary groups match (those /etc/group lists).",
         diffs: &[
-            "rootfs /home/app/work/ids: buildkit file 45 bytes sha256:319bc776baa9a1d7222cc982ba8304875a60e063eafa76345f76371df3b872df mode 0644 owner 1000:1000 | strata file 55 bytes sha256:e0baf2ad4ece06d50350cb8bd2587267dd94d68d497bebabba186a363ef5fced mode 0644 owner 1000:1000",
             "history[4]: buildkit WORKDIR /home/app/work | strata WORKDIR /home/app/work [empty layer]",
             "history[5]: buildkit COPY a.txt . | strata COPY a.txt /home/app/work/",
             "layers: buildkit 4 | strata 3",
