@@ -155,6 +155,11 @@ pub(super) fn assemble(
             }
             Op::Meta(m) => {
                 config.apply(m);
+                if let MetaOp::Cmd(_) = m {
+                    // As BuildKit's Dockerfile frontend (dispatchCmd), on
+                    // Linux too; ENTRYPOINT leaves it as it is.
+                    config.config.args_escaped = Some(true);
+                }
                 config.history.extend(history(graph, n, opts, true));
             }
             Op::Copy(_) | Op::Run(_) => {

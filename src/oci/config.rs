@@ -67,6 +67,11 @@ pub struct ContainerConfig {
     pub on_build: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<Vec<String>>,
+    /// Docker's `ArgsEscaped` (deprecated in the OCI spec, meaningful on
+    /// Windows only). BuildKit sets it true at every CMD instruction, on
+    /// every platform, and it stays through later steps and child images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_escaped: Option<bool>,
 }
 
 /// Docker's `Healthcheck` (durations in nanoseconds). `Test = ["NONE"]`

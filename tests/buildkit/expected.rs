@@ -97,24 +97,6 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "cmd/entrypoint-resets-cmd",
-        category: Category::KnownGap,
-        reason: "As cmd/exec-and-shell.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
-    },
-    Listed {
-        case: "cmd/exec-and-shell",
-        category: Category::KnownGap,
-        reason: "BuildKit 0.8 sets ArgsEscaped true on Linux images when CMD/ENTRYPOINT is set; strata never does.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
-    },
-    Listed {
-        case: "cmd/shell-form-cmd",
-        category: Category::KnownGap,
-        reason: "As cmd/exec-and-shell.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
-    },
-    Listed {
         case: "copy/exclude",
         category: Category::ReferenceTooOld,
         reason: "",
@@ -228,12 +210,6 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "parser/json-escapes",
-        category: Category::KnownGap,
-        reason: "As cmd/exec-and-shell.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
-    },
-    Listed {
         case: "run-mount/bind-context",
         category: Category::KnownGap,
         reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
@@ -320,12 +296,6 @@ pub const LISTED: &[Listed] = &[
             "history[4]: buildkit RUN /bin/sh -c echo nothing > /dev/null | strata RUN /bin/sh -c echo nothing > /dev/null [empty layer]",
             "layers: buildkit 3 | strata 1",
         ],
-    },
-    Listed {
-        case: "shell/change-shell",
-        category: Category::KnownGap,
-        reason: "As cmd/exec-and-shell.",
-        diffs: &["config ArgsEscaped: buildkit true | strata unset"],
     },
     Listed {
         case: "user/by-id",
