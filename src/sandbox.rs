@@ -251,21 +251,7 @@ pub fn run_observed(
     output: &mut dyn FnMut(Stream, &[u8]),
     started: &mut dyn FnMut(i32),
 ) -> Result<i32> {
-    check(spec)?;
-    if KILLED.load(Ordering::SeqCst) {
-        return Err(Error::msg("sandbox: interrupted"));
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix("strata-sandbox-")
-        .tempdir()
-        .ctx(|| "creating the sandbox scratch dir".to_string())?;
-    let request = serde_json::to_vec(&Request {
-        spec: absolute_paths(spec)?,
-        scratch: scratch.path().to_path_buf(),
-        attached: false,
-        tty: false,
-    })
-    .map_err(|e| Error::msg(format!("sandbox: encoding the spec: {e}")))?;
+    let (_scratch, request) = request(spec, false, false)?;
 
     let (status_r, status_w) = status_pipe().ctx(|| "creating the status pipe".to_string())?;
     let status_fd = status_w.as_raw_fd();
@@ -286,17 +272,9 @@ pub fn run_observed(
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .ctx(|| format!("starting the sandbox helper {}", helper_exe().display()))?;
+    let (mut child, slot) = spawn_registered(&mut cmd)?;
     drop(status_w);
     let pid = child.id() as i32;
-    let slot = register(pid);
-    if KILLED.load(Ordering::SeqCst) {
-        // SAFETY: plain system call on our own child.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-    }
-
     started(pid);
     let guard = KillOnDrop(pid);
     let result = talk(&mut child, &request, output);
@@ -306,14 +284,7 @@ pub fn run_observed(
         drop(guard);
     }
 
-    // Leave the registry before reaping, so kill_all never hits a reused pid.
-    wait_exited_no_reap(pid);
-    if let Some(i) = slot {
-        RUNNING[i].store(0, Ordering::SeqCst);
-    }
-    let status = child
-        .wait()
-        .ctx(|| "waiting for the sandbox helper".to_string());
+    let status = reap(&mut child, slot);
     result?;
     let status = status?;
     finish(status, status_r)
@@ -333,21 +304,7 @@ pub struct Attached {
 /// interactive container: a pty, or the caller's own streams), calling
 /// `started` with the helper's pid; returns the exit code as [`run`] does.
 pub fn run_attached(spec: &SandboxSpec, io: Attached, started: &mut dyn FnMut(i32)) -> Result<i32> {
-    check(spec)?;
-    if KILLED.load(Ordering::SeqCst) {
-        return Err(Error::msg("sandbox: interrupted"));
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix("strata-sandbox-")
-        .tempdir()
-        .ctx(|| "creating the sandbox scratch dir".to_string())?;
-    let request = serde_json::to_vec(&Request {
-        spec: absolute_paths(spec)?,
-        scratch: scratch.path().to_path_buf(),
-        attached: true,
-        tty: io.tty,
-    })
-    .map_err(|e| Error::msg(format!("sandbox: encoding the spec: {e}")))?;
+    let (_scratch, request) = request(spec, true, io.tty)?;
     let (status_r, status_w) = status_pipe().ctx(|| "creating the status pipe".to_string())?;
     let (spec_r, spec_w) = status_pipe().ctx(|| "creating the spec pipe".to_string())?;
     let (status_fd, spec_fd) = (status_w.as_raw_fd(), spec_r.as_raw_fd());
@@ -368,32 +325,67 @@ pub fn run_attached(spec: &SandboxSpec, io: Attached, started: &mut dyn FnMut(i3
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .ctx(|| format!("starting the sandbox helper {}", helper_exe().display()))?;
+    let (mut child, slot) = spawn_registered(&mut cmd)?;
     drop((status_w, spec_r));
     let pid = child.id() as i32;
-    let slot = register(pid);
-    if KILLED.load(Ordering::SeqCst) {
-        // SAFETY: plain system call on our own child.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-    }
     started(pid);
     let guard = KillOnDrop(pid);
     // A spec larger than the pipe buffer must not block us before the wait.
     let writer = std::thread::spawn(move || {
         let _ = std::fs::File::from(spec_w).write_all(&request);
     });
-    wait_exited_no_reap(pid);
     std::mem::forget(guard);
+    let status = reap(&mut child, slot)?;
+    let _ = writer.join();
+    finish(status, status_r)
+}
+
+/// The checked spec as the helper reads it, with the scratch dir it names
+/// (kept alive by the caller until the helper is done).
+fn request(spec: &SandboxSpec, attached: bool, tty: bool) -> Result<(tempfile::TempDir, Vec<u8>)> {
+    check(spec)?;
+    if KILLED.load(Ordering::SeqCst) {
+        return Err(Error::msg("sandbox: interrupted"));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("strata-sandbox-")
+        .tempdir()
+        .ctx(|| "creating the sandbox scratch dir".to_string())?;
+    let request = serde_json::to_vec(&Request {
+        spec: absolute_paths(spec)?,
+        scratch: scratch.path().to_path_buf(),
+        attached,
+        tty,
+    })
+    .map_err(|e| Error::msg(format!("sandbox: encoding the spec: {e}")))?;
+    Ok((scratch, request))
+}
+
+/// Spawns the helper and registers its process group for [`kill_all`];
+/// a helper spawned after `kill_all` is killed at once.
+fn spawn_registered(cmd: &mut Command) -> Result<(std::process::Child, Option<usize>)> {
+    let child = cmd
+        .spawn()
+        .ctx(|| format!("starting the sandbox helper {}", helper_exe().display()))?;
+    let pid = child.id() as i32;
+    let slot = register(pid);
+    if KILLED.load(Ordering::SeqCst) {
+        // SAFETY: plain system call on our own child.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    Ok((child, slot))
+}
+
+/// Waits for the helper, leaving the registry before reaping it, so
+/// [`kill_all`] never hits a reused pid.
+fn reap(child: &mut std::process::Child, slot: Option<usize>) -> Result<std::process::ExitStatus> {
+    wait_exited_no_reap(child.id() as i32);
     if let Some(i) = slot {
         RUNNING[i].store(0, Ordering::SeqCst);
     }
-    let status = child
+    child
         .wait()
-        .ctx(|| "waiting for the sandbox helper".to_string())?;
-    let _ = writer.join();
-    finish(status, status_r)
+        .ctx(|| "waiting for the sandbox helper".to_string())
 }
 
 /// The command's exit code from the helper's status and report.
