@@ -24,6 +24,29 @@ pub mod login;
 pub mod repo_digests;
 pub mod sources;
 
+/// Where the store keeps what it learned from registries (blob sources,
+/// RepoDigests).
+fn state_dir(store: &Store) -> std::path::PathBuf {
+    store.root().join("registry")
+}
+
+/// The registry state dir, created, and its `NAME.lock` held exclusively
+/// (a read-modify-write of `NAME.json` is safe under it).
+fn lock_state(store: &Store, name: &str) -> Result<(std::path::PathBuf, File)> {
+    use crate::error::IoContext;
+    let d = state_dir(store);
+    std::fs::create_dir_all(&d).at("creating", &d)?;
+    let lock_path = d.join(format!("{name}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .at("opening", &lock_path)?;
+    lock.lock().at("locking", &lock_path)?;
+    Ok((d, lock))
+}
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::sync::Mutex;

@@ -5,11 +5,10 @@
 //! repo digests, most recent first.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::path::PathBuf;
+use std::fs;
 
 use crate::digest::Digest;
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::reference::Reference;
 use crate::store::{Store, to_json};
 
@@ -18,13 +17,9 @@ const MAX_PER_IMAGE: usize = 16;
 
 type Table = BTreeMap<Digest, Vec<String>>;
 
-fn dir(store: &Store) -> PathBuf {
-    store.root().join("registry")
-}
-
 fn load(store: &Store) -> Table {
     // Damaged or missing: nothing known (it is only shown, never trusted).
-    fs::read(dir(store).join("repo-digests.json"))
+    fs::read(super::state_dir(store).join("repo-digests.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
@@ -44,16 +39,7 @@ pub fn repo_digest(reference: &Reference, remote: &Digest) -> String {
 
 /// Records that the stored manifest `local` is `entry` on a registry.
 pub fn record(store: &Store, local: &Digest, entry: String) -> Result<()> {
-    let d = dir(store);
-    fs::create_dir_all(&d).at("creating", &d)?;
-    let lock_path = d.join("repo-digests.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .at("opening", &lock_path)?;
-    lock.lock().at("locking", &lock_path)?;
+    let (d, lock) = super::lock_state(store, "repo-digests")?;
     let mut t = load(store);
     let list = t.entry(*local).or_default();
     list.retain(|e| *e != entry);

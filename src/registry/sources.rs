@@ -5,13 +5,12 @@
 //! hint: a wrong entry costs one refused mount request.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::path::PathBuf;
+use std::fs;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::store::{Store, to_json};
 
 /// Repositories remembered per blob and registry.
@@ -25,13 +24,9 @@ struct Sources {
     registries: BTreeMap<String, BTreeMap<Digest, Vec<String>>>,
 }
 
-fn dir(store: &Store) -> PathBuf {
-    store.root().join("registry")
-}
-
 fn load(store: &Store) -> Sources {
     // A damaged hint file is ignored, never fatal.
-    fs::read(dir(store).join("sources.json"))
+    fs::read(super::state_dir(store).join("sources.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
@@ -52,16 +47,7 @@ pub fn record(store: &Store, registry: &str, repo: &str, digests: &[Digest]) -> 
     if digests.is_empty() {
         return Ok(());
     }
-    let d = dir(store);
-    fs::create_dir_all(&d).at("creating", &d)?;
-    let lock_path = d.join("sources.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .at("opening", &lock_path)?;
-    lock.lock().at("locking", &lock_path)?;
+    let (d, lock) = super::lock_state(store, "sources")?;
     let mut s = load(store);
     let blobs = s.registries.entry(registry.to_string()).or_default();
     for digest in digests {
