@@ -29,6 +29,8 @@
 
 mod common;
 
+#[path = "buildkit/cases.rs"]
+mod cases;
 #[path = "buildkit/expected.rs"]
 mod expected;
 #[path = "buildkit/setup.rs"]
@@ -40,72 +42,15 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use cases::{Options, all_cases, cases_dir, options};
 use common::dockerd::Dockerd;
 use common::image_tree::{self, diff_trees, tree};
-use common::{busybox, have_tool, run};
+use common::{busybox, have_tool, run, run_ok};
 use expected::{Category, LISTED};
 use serde_json::Value;
+use setup::BASE;
 
 const TEST: &str = "buildkit_differential";
-const BASE: &str = "localhost/bkbase:1";
-
-fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/buildkit")
-}
-
-/// Every case, as "SECTION/NAME", sorted.
-fn all_cases() -> Vec<String> {
-    let mut out = Vec::new();
-    for section in std::fs::read_dir(cases_dir())
-        .expect("tests/buildkit")
-        .flatten()
-    {
-        if !section.path().is_dir() {
-            continue;
-        }
-        for f in std::fs::read_dir(section.path())
-            .expect("section")
-            .flatten()
-        {
-            let name = f.file_name().to_string_lossy().to_string();
-            if let Some(stem) = name.strip_suffix(".Dockerfile") {
-                out.push(format!("{}/{stem}", section.file_name().to_string_lossy()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The options a case's leading comments give.
-#[derive(Default)]
-struct Options {
-    target: Option<String>,
-    build_args: Vec<String>,
-    context: Option<String>,
-    secrets: Vec<String>,
-    expect_error: bool,
-}
-
-fn options(text: &str) -> Options {
-    let mut o = Options::default();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("# bkdiff-") else {
-            continue;
-        };
-        let (k, v) = rest.split_once(':').expect("`# bkdiff-KEY: VALUE`");
-        let v = v.trim().to_string();
-        match k {
-            "target" => o.target = Some(v),
-            "build-arg" => o.build_args.push(v),
-            "context" => o.context = Some(v),
-            "secret" => o.secrets.push(v),
-            "expect" if v == "error" => o.expect_error = true,
-            _ => panic!("unknown case option `{line}`"),
-        }
-    }
-    o
-}
 
 /// What one tool made of a case.
 struct Built {
@@ -137,7 +82,7 @@ impl Harness {
     }
 
     fn secret_file(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("secret-{id}"))
+        setup::secret_file(&self.dir, id)
     }
 
     /// docker build + docker save; Err(last error lines) when it fails.
@@ -446,6 +391,57 @@ fn compare(docker: &Built, strata: &Built) -> Vec<String> {
     diffs
 }
 
+/// Writes the cases' inputs, builds the base with strata and loads it into
+/// dockerd; both must then hold the same image config.
+fn prepare(h: &Harness, bb: &Path) {
+    setup::write_inputs(&h.dir, bb);
+    let base = h.dir.join("base");
+    must(
+        h.strata()
+            .arg("build")
+            .arg(&base)
+            .arg("-f")
+            .arg(base.join("Dockerfile"))
+            .args(["--progress", "plain", "-t", BASE]),
+    );
+    let archive = h.dir.join("base.tar");
+    must(h.strata().args(["save", "-o"]).arg(&archive).arg(BASE));
+    let load = run(h.dockerd.docker().args(["load", "-i"]).arg(&archive));
+    assert!(
+        load.ok,
+        "docker load of strata's base failed: {}\n{}\ndockerd log:\n{}",
+        load.stdout,
+        load.stderr,
+        h.dockerd.log()
+    );
+    // docker's image ID is the config digest: the same image in both.
+    let dir = h.dir.join("base-archive");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    must(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .arg("-xf")
+            .arg(&archive)
+            .arg("manifest.json"),
+    );
+    let manifest = read_json(&dir.join("manifest.json"));
+    let config = manifest[0]["Config"].as_str().expect("Config");
+    let hex = config
+        .trim_start_matches("blobs/sha256/")
+        .trim_end_matches(".json");
+    let id = run_ok(
+        h.dockerd
+            .docker()
+            .args(["image", "inspect", "--format", "{{.Id}}", BASE]),
+    );
+    assert_eq!(
+        id.stdout.trim(),
+        format!("sha256:{hex}"),
+        "base image ID in dockerd"
+    );
+}
+
 /// The outcome of one case: its difference lines (empty: identical).
 fn run_case(h: &Harness, case: &str) -> Vec<String> {
     let file = cases_dir().join(format!("{case}.Dockerfile"));
@@ -523,7 +519,7 @@ fn buildkit_differential() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let h = Harness { dir, dockerd };
-    setup::prepare(&h, &bb);
+    prepare(&h, &bb);
 
     let filter: Vec<String> = std::env::var("BKDIFF_CASES")
         .map(|v| v.split(',').map(str::to_string).collect())

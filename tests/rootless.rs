@@ -3,7 +3,11 @@
 //! its own users (`useradd`), so it needs root; it skips with a visible
 //! message where it cannot run (not root, no newuidmap, no useradd).
 
+#[path = "buildkit/cases.rs"]
+mod cases;
 mod common;
+#[path = "buildkit/setup.rs"]
+mod setup;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -146,31 +150,24 @@ impl Setup {
 
     fn build(&self, user: Option<&str>, store: &str, ctx: &Path) -> String {
         let secret = format!("id=tok,src={}", self.secret.display());
-        let out = self.strata(
-            user,
-            store,
-            &[
-                "build",
-                ctx.to_str().unwrap(),
-                "--progress",
-                "plain",
-                "--secret",
-                &secret,
-                "-t",
-                "rl/test",
-            ],
-        );
-        assert!(
-            out.ok,
-            "build as {user:?} failed:\n{}\n{}",
-            out.stdout, out.stderr
-        );
+        let args = [ctx.to_str().unwrap(), "--secret", &secret, "-t", "rl/test"];
+        self.try_build(user, store, &args)
+            .unwrap_or_else(|e| panic!("build as {user:?} failed:\n{e}"))
+    }
+
+    /// `strata build ARGS --progress plain`: the image digest, or the output.
+    fn try_build(&self, user: Option<&str>, store: &str, args: &[&str]) -> Result<String, String> {
+        let mut all = vec!["build", "--progress", "plain"];
+        all.extend_from_slice(args);
+        let out = self.strata(user, store, &all);
         let digest = out
             .stdout
             .split_whitespace()
-            .find(|w| w.starts_with("sha256:"))
-            .unwrap_or_else(|| panic!("no digest in {:?}", out.stdout));
-        digest.to_string()
+            .find(|w| w.starts_with("sha256:"));
+        match digest {
+            Some(d) if out.ok => Ok(d.to_string()),
+            _ => Err(format!("{}\n{}", out.stdout, out.stderr)),
+        }
     }
 }
 
@@ -278,4 +275,84 @@ fn without_subordinate_ids_run_says_what_to_add() {
     // Nothing half-built is tagged.
     let out = s.strata(Some(NO_RANGES), "noranges-store", &["images"]);
     assert!(!out.stdout.contains("rl/test"), "{}", out.stdout);
+}
+
+/// Every BuildKit differential Dockerfile (`tests/buildkit/**`) built as
+/// root and rootless, from the same inputs: the same digest, or the same
+/// refusal.
+#[test]
+fn rootless_buildkit_cases_match_root() {
+    let test = "rootless_buildkit_cases_match_root";
+    let Some(s) = setup(test) else { return };
+    let Some(bb) = busybox(test) else { return };
+    let dir = s.env.path("bk");
+    setup::write_inputs(&dir, &bb);
+    // The cases' own copies, next to their inputs; given to the user, so
+    // that it reads them with their modes unchanged.
+    let cases = cases::all_cases();
+    for case in &cases {
+        let to = dir.join("cases").join(format!("{case}.Dockerfile"));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(cases::cases_dir().join(format!("{case}.Dockerfile")), to).unwrap();
+    }
+    let ok = Command::new("chown")
+        .args(["-R", USER])
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown -R {USER}");
+    let base = dir.join("base");
+    let base_file = base.join("Dockerfile");
+    let base_args = [
+        base.to_str().unwrap(),
+        "-f",
+        base_file.to_str().unwrap(),
+        "-t",
+        setup::BASE,
+    ];
+    let root = s.try_build(None, "root-store", &base_args).unwrap();
+    let user = s.try_build(Some(USER), "user-store", &base_args).unwrap();
+    assert_eq!(user, root, "the cases' base");
+
+    let mut differ = Vec::new();
+    let mut built = 0;
+    for case in &cases {
+        let file = dir.join("cases").join(format!("{case}.Dockerfile"));
+        let o = cases::options(&std::fs::read_to_string(&file).unwrap());
+        if o.expect_error {
+            continue;
+        }
+        let ctx = dir.join(o.context.as_deref().unwrap_or("ctx"));
+        let mut args: Vec<String> = vec![ctx.display().to_string(), "-f".into()];
+        args.push(file.display().to_string());
+        if let Some(t) = &o.target {
+            args.extend(["--target".into(), t.clone()]);
+        }
+        for a in &o.build_args {
+            args.extend(["--build-arg".into(), a.clone()]);
+        }
+        for id in &o.secrets {
+            let src = setup::secret_file(&dir, id);
+            args.extend(["--secret".into(), format!("id={id},src={}", src.display())]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (root, user) = std::thread::scope(|t| {
+            let r = t.spawn(|| s.try_build(None, "root-store", &args));
+            let u = s.try_build(Some(USER), "user-store", &args);
+            (r.join().unwrap(), u)
+        });
+        match (&root, &user) {
+            (Ok(r), Ok(u)) if r == u => built += 1,
+            (Err(_), Err(_)) => {}
+            _ => differ.push(format!("{case}:\n  root: {root:?}\n  rootless: {user:?}")),
+        }
+    }
+    eprintln!("{built} BuildKit differential cases: the same digest rootless and as root");
+    assert!(built >= 60, "only {built} cases built");
+    assert!(
+        differ.is_empty(),
+        "rootless differs from root:\n{}",
+        differ.join("\n")
+    );
 }

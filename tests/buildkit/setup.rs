@@ -1,12 +1,11 @@
 //! The inputs every BuildKit differential case shares: the build contexts,
-//! a secret, and the busybox base, built once by strata and loaded into
-//! dockerd from `strata save`, so both tools start from the same image.
+//! a secret, and the context of the busybox base every case starts from.
+//! No daemon is needed to make them (the rootless check uses them too).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{BASE, Harness, must, read_json};
 use crate::common::run_ok;
 
 fn write(path: &Path, content: &str, mode: u32) {
@@ -20,7 +19,7 @@ fn chmod(path: &Path, mode: u32) {
 }
 
 fn tar(args: &[&str], cwd: &Path) {
-    must(Command::new("tar").current_dir(cwd).args(args));
+    run_ok(Command::new("tar").current_dir(cwd).args(args));
 }
 
 /// `ctx`: the context most cases use.
@@ -118,56 +117,19 @@ fn base_context(dir: &Path, bb: &Path) {
     );
 }
 
-/// Writes the contexts and the secret, builds the base with strata and
-/// loads it into dockerd; both must then hold the same image config.
-pub fn prepare(h: &Harness, bb: &Path) {
-    shared_context(&h.dir);
-    ignore_context(&h.dir);
-    write(&h.secret_file("s"), "the secret\n", 0o600);
-    base_context(&h.dir, bb);
-    let base = h.dir.join("base");
-    must(
-        h.strata()
-            .arg("build")
-            .arg(&base)
-            .arg("-f")
-            .arg(base.join("Dockerfile"))
-            .args(["--progress", "plain", "-t", BASE]),
-    );
-    let archive = h.dir.join("base.tar");
-    must(h.strata().args(["save", "-o"]).arg(&archive).arg(BASE));
-    let load = crate::common::run(h.dockerd.docker().args(["load", "-i"]).arg(&archive));
-    assert!(
-        load.ok,
-        "docker load of strata's base failed: {}\n{}\ndockerd log:\n{}",
-        load.stdout,
-        load.stderr,
-        h.dockerd.log()
-    );
-    // docker's image ID is the config digest: the same image in both.
-    let dir = h.dir.join("base-archive");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    must(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&dir)
-            .arg("-xf")
-            .arg(&archive)
-            .arg("manifest.json"),
-    );
-    let manifest = read_json(&dir.join("manifest.json"));
-    let config = manifest[0]["Config"].as_str().expect("Config");
-    let hex = config
-        .trim_start_matches("blobs/sha256/")
-        .trim_end_matches(".json");
-    let id = run_ok(
-        h.dockerd
-            .docker()
-            .args(["image", "inspect", "--format", "{{.Id}}", BASE]),
-    );
-    assert_eq!(
-        id.stdout.trim(),
-        format!("sha256:{hex}"),
-        "base image ID in dockerd"
-    );
+/// The tag of the base every case starts from.
+pub const BASE: &str = "localhost/bkbase:1";
+
+/// Where the secret `id` is (its content is known: "the secret\n").
+pub fn secret_file(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("secret-{id}"))
+}
+
+/// Writes every context under `dir` (`ctx`, `ignore`, ...), the secret,
+/// and `base/`, the context of the base (build it with `base/Dockerfile`).
+pub fn write_inputs(dir: &Path, bb: &Path) {
+    shared_context(dir);
+    ignore_context(dir);
+    write(&secret_file(dir, "s"), "the secret\n", 0o600);
+    base_context(dir, bb);
 }
