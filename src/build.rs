@@ -11,13 +11,16 @@
 //! | `plan` | the plan, sealed before execution: nothing runs while planning |
 //! | `schedule` | the generic dependency-counting runner |
 //! | `exec` | COPY, RUN, mounts: the only side effects |
+//! | `emulation` | RUN steps of other architectures: the binfmt_misc check |
 //! | `layers` | layer chains of a node |
 //! | `assemble` | image config, history, tags |
 //! | `output` | exports, metadata, the shared cache |
+//! | `platforms` | several target platforms: per-platform graphs merged, shared steps once |
 //! | `session` | the order of the phases, pulls |
 
 mod assemble;
 mod compress;
+mod emulation;
 mod event;
 mod exec;
 mod key;
@@ -25,6 +28,7 @@ mod layers;
 mod options;
 mod output;
 mod plan;
+mod platforms;
 mod record;
 mod resolve;
 mod schedule;

@@ -67,7 +67,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Build images from a spec.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Print the build graph of a spec.
     Graph(GraphArgs),
     /// Print the JSON Schema of strata.toml.
@@ -133,7 +133,7 @@ enum ImageCommand {
     #[command(visible_alias = "list")]
     Ls(ImagesArgs),
     /// Build an image (`strata build`).
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Name an image (`strata tag`).
     Tag(TagArgs),
     /// Show images as JSON (`strata inspect`).
@@ -299,12 +299,37 @@ struct PullArgs {
     /// Use plain HTTP (no TLS) for this registry.
     #[arg(long)]
     insecure: bool,
+    /// The platform to pull from a multi-platform image (default: this
+    /// machine's), e.g. `linux/arm64`.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform_arg)]
+    platform: Option<crate::store::Platform>,
     /// Progress output.
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressMode,
     /// Print only the manifest digest.
     #[arg(short, long)]
     quiet: bool,
+}
+
+fn parse_platform_arg(s: &str) -> std::result::Result<crate::store::Platform, String> {
+    crate::oci::parse_platform(s)
+}
+
+/// `--platform A,B`: the platforms, in order.
+#[derive(Clone, Debug)]
+struct PlatformList(Vec<crate::store::Platform>);
+
+/// Comma-separated platforms, each once.
+fn parse_platforms_arg(s: &str) -> std::result::Result<PlatformList, String> {
+    let mut out: Vec<crate::store::Platform> = Vec::new();
+    for p in s.split(',') {
+        let p = crate::oci::parse_platform(p)?;
+        if out.contains(&p) {
+            return Err(format!("{p} is named twice"));
+        }
+        out.push(p);
+    }
+    Ok(PlatformList(out))
 }
 
 #[derive(clap::Args, Debug)]
@@ -365,6 +390,11 @@ struct BuildArgs {
     /// Set a build arg (`KEY=VALUE`, or `KEY` to take it from the environment).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     build_args: Vec<String>,
+    /// Build for these platforms (default: this machine's), e.g.
+    /// `linux/arm64` or `linux/amd64,linux/arm64` (an index of both); RUN
+    /// steps of another architecture run through qemu-user (binfmt_misc).
+    #[arg(long, value_name = "OS/ARCH[,...]", value_parser = parse_platforms_arg)]
+    platform: Option<PlatformList>,
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
@@ -429,6 +459,8 @@ struct GraphArgs {
     targets: Vec<String>,
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     build_args: Vec<String>,
+    #[arg(long, value_name = "OS/ARCH[,...]", value_parser = parse_platforms_arg)]
+    platform: Option<PlatformList>,
     #[arg(long, value_enum, default_value = "text")]
     format: GraphFormat,
 }
@@ -651,6 +683,7 @@ fn cmd_pull(cli: &Cli, args: &PullArgs) -> std::result::Result<(), CliError> {
     let _lock = store.lock_shared()?;
     let opts = registry::Options {
         insecure: args.insecure,
+        platform: args.platform.clone(),
         ..registry::Options::default()
     };
     let view = TransferView::new(progress_mode(args.progress), args.quiet);

@@ -34,4 +34,10 @@ pub struct LowerOptions {
     pub targets: Vec<String>,
     /// `-t NAME:TAG`, added to the single target (an error with several).
     pub tags: Vec<String>,
+    /// `--platform`: the platform to build for (`None`: this host's). It
+    /// is the TARGET* args, and the platform of every stage that names none.
+    pub platform: Option<crate::store::Platform>,
+    /// `--platform` with several: the build session lowers the spec once
+    /// per platform (`platform` set to each) and merges the graphs.
+    pub platforms: Vec<crate::store::Platform>,
 }

@@ -57,13 +57,19 @@ impl StoredImage {
     }
 }
 
-/// Every image named by `index.json`, one per manifest, in index order.
-/// Entries that are indexes (multi-platform) are not images and are skipped.
+/// Every image named by `index.json`, one per manifest, in index order. A
+/// tag of a multi-platform index shows as this host's image of it (or
+/// its first, when it has none for this host).
 pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
     let mut out: Vec<StoredImage> = Vec::new();
     let mut pos: BTreeMap<Digest, usize> = BTreeMap::new();
-    for entry in store.index_entries()? {
-        if !media_type::is_manifest(&entry.media_type) {
+    for mut entry in store.index_entries()? {
+        if media_type::is_index(&entry.media_type) {
+            match host_entry(store, &entry.digest)? {
+                Some(child) => entry.digest = child.digest,
+                None => continue,
+            }
+        } else if !media_type::is_manifest(&entry.media_type) {
             continue;
         }
         let i = match pos.get(&entry.digest) {
@@ -83,6 +89,18 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
         }
     }
     Ok(out)
+}
+
+/// The image an index has for this host, else its first.
+fn host_entry(store: &Store, index: &Digest) -> Result<Option<Descriptor>> {
+    let bytes = store.read_blob(index)?;
+    let idx: crate::store::ImageIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::corrupt(format!("index {index}"), e.to_string()))?;
+    let host = oci::host_platform();
+    let pick = oci::pick_platform(&idx.manifests, &host).or(idx.manifests.first());
+    Ok(pick
+        .filter(|d| media_type::is_manifest(&d.media_type))
+        .cloned())
 }
 
 /// Images whose manifests are in the store but not in `index.json` (base

@@ -290,6 +290,10 @@ pub struct Target {
     pub node: NodeIndex,
     /// `name:tag` references to tag the result with.
     pub tags: Vec<String>,
+    /// The platform it is built for, in a build for several (targets of
+    /// one name then make one index); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 /// The IR. Built by a frontend, then only read.
@@ -515,7 +519,9 @@ impl BaseInfo {
 /// store; tests supply a fixed table.
 pub trait BaseResolver {
     /// `Err` is a user-facing message (e.g. "image `x` is not in the store").
-    fn resolve(&self, base: &BaseRef) -> Result<BaseInfo, String>;
+    /// `platform`: the stage's (`os/arch[/variant]`, normalized), or `None`
+    /// for this host's.
+    fn resolve(&self, base: &BaseRef, platform: Option<&str>) -> Result<BaseInfo, String>;
 }
 
 /// A resolver that knows no images: `scratch` is itself, every other base
@@ -523,7 +529,7 @@ pub trait BaseResolver {
 pub struct EmptyResolver;
 
 impl BaseResolver for EmptyResolver {
-    fn resolve(&self, base: &BaseRef) -> Result<BaseInfo, String> {
+    fn resolve(&self, base: &BaseRef, _platform: Option<&str>) -> Result<BaseInfo, String> {
         Ok(match base {
             BaseRef::Scratch => BaseInfo::scratch(),
             _ => BaseInfo::default(),

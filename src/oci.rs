@@ -18,6 +18,7 @@ mod dirs;
 mod export;
 mod image;
 mod import;
+mod platform;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,32 +27,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub use config::{ContainerConfig, Empty, HealthConfig, History, ImageConfig, RootFs};
 pub use dirs::{LayerDirs, layer_dirs, lower_dir, save_layer_dirs};
 pub use export::{ExportImage, OutputKind, export};
-pub use image::{Image, Manifest, load_image, write_image};
-pub use import::resolve_base;
+pub use image::{Image, Manifest, load_image, write_image, write_index};
+pub use import::{resolve_base, resolve_base_for};
+pub use platform::{
+    host_platform, index_platforms, parse_platform, pick_platform, platform_matches,
+};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::layer::{self, UnpackOptions};
-use crate::store::{Descriptor, Platform, Store};
-
-/// The platform of this machine in OCI terms (`linux`, `amd64`/`arm64`/...).
-pub fn host_platform() -> Platform {
-    let (architecture, variant) = match std::env::consts::ARCH {
-        "x86_64" => ("amd64", None),
-        "x86" => ("386", None),
-        "aarch64" => ("arm64", None),
-        "arm" => ("arm", Some("v7")),
-        "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
-        "loongarch64" => ("loong64", None),
-        "mips64" if cfg!(target_endian = "little") => ("mips64le", None),
-        other => (other, None),
-    };
-    Platform {
-        architecture: architecture.to_string(),
-        os: "linux".to_string(),
-        variant: variant.map(str::to_string),
-    }
-}
+use crate::store::{Descriptor, Store};
 
 /// Unpacks `layers` in order into `dir` (whiteouts applied by `layer`).
 /// Owners and device nodes are kept only when running as root.

@@ -57,7 +57,9 @@ pub use conf::RegistriesConf;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::{Image, Manifest, host_platform, load_image};
+use crate::oci::{
+    Image, Manifest, host_platform, index_platforms, load_image, pick_platform, platform_matches,
+};
 use crate::reference::Reference;
 use crate::store::{Descriptor, ImageIndex, Platform, Store, media_type};
 
@@ -70,6 +72,9 @@ pub struct Options {
     pub chunk_size: usize,
     /// Blobs transferred at the same time.
     pub jobs: usize,
+    /// The platform to pull from an index (`None`: this host's); an image
+    /// that is not an index must then be of this platform.
+    pub platform: Option<Platform>,
 }
 
 impl Default for Options {
@@ -78,6 +83,7 @@ impl Default for Options {
             insecure: false,
             chunk_size: 16 << 20,
             jobs: 4,
+            platform: None,
         }
     }
 }
@@ -188,37 +194,6 @@ pub fn pull_base(store: &Store, reference: &str) -> Result<Image> {
         .map_err(|e| Error::msg(format!("image reference `{reference}`: {e}")))?;
     let opts = Options::from_env(r.registry.as_deref().unwrap_or("docker.io"));
     pull(store, &r, &opts, &no_progress)
-}
-
-/// The platform entry of an index for this host (exact variant preferred).
-fn pick_platform(entries: &[Descriptor]) -> Option<&Descriptor> {
-    let host = host_platform();
-    let same = |d: &&Descriptor| {
-        d.platform
-            .as_ref()
-            .is_some_and(|p| p.os == host.os && p.architecture == host.architecture)
-    };
-    entries
-        .iter()
-        .filter(same)
-        .find(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.variant == host.variant)
-        })
-        .or_else(|| entries.iter().find(same))
-}
-
-fn platforms(entries: &[Descriptor]) -> String {
-    let v: Vec<String> = entries
-        .iter()
-        .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
-        .collect();
-    if v.is_empty() {
-        "none named".into()
-    } else {
-        v.join(", ")
-    }
 }
 
 fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
@@ -361,6 +336,7 @@ fn pull_from(
     });
     // What the registry serves under the name: the index, for a multi-platform image.
     let top = fetched.digest;
+    let want = opts.platform.clone().unwrap_or_else(host_platform);
     let mut depth = 0;
     while media_type::is_index(&fetched.media_type) {
         depth += 1;
@@ -372,12 +348,11 @@ fn pull_from(
         }
         let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
             .map_err(|e| Error::corrupt(format!("index {}", fetched.digest), e.to_string()))?;
-        let entry = pick_platform(&index.manifests).ok_or_else(|| {
+        let entry = pick_platform(&index.manifests, &want).ok_or_else(|| {
             Error::msg(format!(
-                "{} has no image for {} (it has: {})",
+                "{} has no image for {want} (it has: {})",
                 reference.normalized(),
-                host_platform(),
-                platforms(&index.manifests)
+                index_platforms(&index.manifests)
             ))
         })?;
         let child = client.get_manifest(repo, &entry.digest.to_string())?;
@@ -411,6 +386,13 @@ fn pull_from(
     let digest = store.put_blob(&fetched.bytes)?;
     let mut image = load_image(store, &digest)?;
     image.manifest.media_type = fetched.media_type.clone();
+    if opts.platform.is_some() && !platform_matches(&want, &image.platform()) {
+        return Err(Error::msg(format!(
+            "{} is an image for {}, not for the platform asked for ({want})",
+            reference.normalized(),
+            image.platform()
+        )));
+    }
     store.set_tag(&reference.normalized(), &image.manifest)?;
     repo_digests::record(
         store,
@@ -738,32 +720,6 @@ mod tests {
         assert!(!names_registry("busybox:1"));
         assert!(!names_registry("library/busybox"));
         assert!(!names_registry("Not A Ref"));
-    }
-
-    #[test]
-    fn platform_pick_prefers_host() {
-        let host = host_platform();
-        let mk = |arch: &str, variant: Option<&str>| {
-            let mut d = Descriptor::new(media_type::OCI_MANIFEST, Digest::of(arch.as_bytes()), 1);
-            d.platform = Some(Platform {
-                architecture: arch.into(),
-                os: "linux".into(),
-                variant: variant.map(str::to_string),
-            });
-            d
-        };
-        let other = if host.architecture == "s390x" {
-            "riscv64"
-        } else {
-            "s390x"
-        };
-        let entries = vec![
-            mk(other, None),
-            mk(&host.architecture, host.variant.as_deref()),
-        ];
-        assert_eq!(pick_platform(&entries), Some(&entries[1]));
-        assert_eq!(pick_platform(&entries[..1]), None);
-        assert!(platforms(&entries).contains(&format!("linux/{other}")));
     }
 
     #[test]

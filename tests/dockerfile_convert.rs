@@ -275,7 +275,11 @@ fn convert_keeps_references_the_base_image_may_define() {
     assert!(toml.contains("/opt/bin:${PATH:-}"), "{toml}");
     struct WithPath;
     impl strata::ir::BaseResolver for WithPath {
-        fn resolve(&self, _: &strata::ir::BaseRef) -> Result<strata::ir::BaseInfo, String> {
+        fn resolve(
+            &self,
+            _: &strata::ir::BaseRef,
+            _: Option<&str>,
+        ) -> Result<strata::ir::BaseInfo, String> {
             Ok(strata::ir::BaseInfo {
                 env: vec![("PATH".into(), "/usr/bin:/bin".into())],
                 ..Default::default()

@@ -11,7 +11,7 @@ use strata::ir::{
 /// Every image but scratch has this env.
 struct WithEnv;
 impl BaseResolver for WithEnv {
-    fn resolve(&self, base: &BaseRef) -> Result<BaseInfo, String> {
+    fn resolve(&self, base: &BaseRef, _platform: Option<&str>) -> Result<BaseInfo, String> {
         if matches!(base, BaseRef::Scratch) {
             return Ok(BaseInfo::default());
         }

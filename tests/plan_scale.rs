@@ -40,6 +40,7 @@ fn env_graph(n: usize) -> BuildGraph {
         stage: "s".into(),
         node: last,
         tags: vec![],
+        platform: None,
     });
     g
 }

@@ -193,10 +193,16 @@ fn rootless_build_run_and_prune_match_root() {
     let Some(s) = setup(test) else { return };
     let root_digest = s.build(None, "root-store", &s.ctx);
     let user_digest = s.build(Some(USER), "user-store", &s.ctx);
-    assert_eq!(
-        user_digest, root_digest,
-        "a rootless build must give the root build's digest"
-    );
+    if user_digest != root_digest {
+        // What differs, for the failure message: configs and layer digests.
+        let show = |user, store| s.strata(user, store, &["inspect", "rl/test"]).stdout;
+        panic!(
+            "a rootless build must give the root build's digest: {user_digest} vs {root_digest}\n\
+             root:\n{}\nrootless:\n{}",
+            show(None, "root-store"),
+            show(Some(USER), "user-store")
+        );
+    }
     // The store holds files of subordinate ids (the chown'ed /x)...
     let store = s.env.path("user-store");
     let uid = uid_of(USER);

@@ -23,26 +23,55 @@ pub(super) fn write_targets(
     results: &HashMap<NodeIndex, NodeResult>,
     opts: &BuildOptions,
 ) -> Result<Vec<BuiltImage>> {
+    // Targets of one name, one per platform in a build for several.
+    let mut groups: Vec<(&str, Vec<&Target>)> = Vec::new();
+    for t in graph
+        .targets
+        .iter()
+        .filter(|t| plan.targets.contains(&t.node))
+    {
+        match groups.iter_mut().find(|(name, _)| *name == t.name) {
+            Some((_, g)) => g.push(t),
+            None => groups.push((&t.name, vec![t])),
+        }
+    }
     let mut images = Vec::new();
-    for t in &graph.targets {
-        if !plan.targets.contains(&t.node) {
-            continue;
+    for (_, group) in groups {
+        let mut manifests = Vec::with_capacity(group.len());
+        for t in &group {
+            let (config, layers) = assemble(graph, plan, results, t, opts)?;
+            if let Some(i) = &opts.cache_from {
+                // cache_io: imported layers the image needs
+                i.fetch(layers.iter().zip(&config.rootfs.diff_ids))?;
+            }
+            manifests.push(oci::write_image(store, &config, &layers)?);
         }
-        let (config, layers) = assemble(graph, plan, results, t, opts)?;
-        if let Some(i) = &opts.cache_from {
-            // cache_io: imported layers the image needs
-            i.fetch(layers.iter().zip(&config.rootfs.diff_ids))?;
-        }
-        let manifest = oci::write_image(store, &config, &layers)?;
+        let t = group[0];
+        let (manifest, config_digest) = match manifests.as_slice() {
+            [one] => {
+                let config = oci::load_image(store, &one.digest)?.config_digest;
+                (one.clone(), config)
+            }
+            // An index has no config: its digest is its ID.
+            several => {
+                let index = oci::write_index(store, several)?;
+                let digest = index.digest;
+                (index, digest)
+            }
+        };
         for name in &t.tags {
             store.set_tag(name, &manifest)?;
         }
-        let config_digest = oci::load_image(store, &manifest.digest)?.config_digest;
         images.push(BuiltImage {
             target: t.name.clone(),
             manifest,
             config_digest,
             names: t.tags.clone(),
+            platforms: if manifests.len() > 1 {
+                manifests
+            } else {
+                Vec::new()
+            },
         });
     }
     Ok(images)

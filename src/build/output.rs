@@ -21,8 +21,11 @@ use super::plan::{Plan, PlannedStep, Status};
 pub struct BuiltImage {
     pub target: String,
     pub manifest: Descriptor,
+    /// The config's digest (the image ID); an index's own digest.
     pub config_digest: Digest,
     pub names: Vec<String>,
+    /// In a build for several platforms, `manifest` is an index of these.
+    pub platforms: Vec<Descriptor>,
 }
 
 /// What a build did.

@@ -95,7 +95,9 @@ pub(super) struct NodePlan {
     pub(super) inputs: StepInputs,
 }
 
-/// Step ids: `stage/N`, N counting the stage's own steps from 0.
+/// Step ids: `stage/N`, N counting the stage's own steps from 0; the
+/// stage as the step names it (in a build for several platforms, a step of
+/// one platform only says which).
 pub(super) fn step_ids(graph: &BuildGraph) -> HashMap<NodeIndex, String> {
     let mut ids = HashMap::new();
     for stage in &graph.stages {
@@ -104,7 +106,7 @@ pub(super) fn step_ids(graph: &BuildGraph) -> HashMap<NodeIndex, String> {
         let start = chain.iter().position(|n| *n == first).unwrap_or(0);
         for (i, n) in chain[start..].iter().enumerate() {
             ids.entry(*n)
-                .or_insert_with(|| format!("{}/{}", stage.name, i));
+                .or_insert_with(|| format!("{}/{}", graph.graph[*n].stage, i));
         }
     }
     for n in graph.graph.node_indices() {
@@ -173,10 +175,10 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
         let mut binds = Vec::new();
         match &step.op {
             Op::Base(b) => match &b.base {
-                BaseRef::Scratch => {
+                BaseRef::Scratch if b.platform.is_none() => {
                     bases.insert(n, None);
                 }
-                other => match oci::resolve_base(store, other) {
+                other => match base_for(store, other, b.platform.as_deref()) {
                     Ok(img) => {
                         input.image = Some(img.manifest.digest);
                         recorded
@@ -390,6 +392,16 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
 }
 
 /// Several errors become one `Diagnostics` when they all have spans.
+/// A stage's base on its platform (`None`: any image, this host's from an
+/// index); `scratch` on a platform is the empty image of it.
+fn base_for(store: &Store, base: &BaseRef, platform: Option<&str>) -> Result<oci::Image> {
+    let want = platform
+        .map(oci::parse_platform)
+        .transpose()
+        .map_err(Error::msg)?;
+    oci::resolve_base_for(store, base, want.as_ref())
+}
+
 fn gather(graph: &BuildGraph, errors: Vec<Error>) -> Error {
     let mut diags = Vec::new();
     let mut others = Vec::new();

@@ -18,7 +18,7 @@ pub struct StoreResolver<'a> {
     /// Relative base paths (`from = { oci = "dir" }`) are relative to this.
     pub spec_dir: PathBuf,
     /// Bases resolved so far (a spec names few).
-    cache: Mutex<Vec<(BaseRef, std::result::Result<BaseInfo, String>)>>,
+    cache: Mutex<Vec<(Based, std::result::Result<BaseInfo, String>)>>,
     unpulled: Mutex<Vec<String>>,
 }
 
@@ -74,18 +74,29 @@ pub fn absolutize(graph: &mut BuildGraph, spec_dir: &Path) {
     }
 }
 
+/// A base on a platform (`None`: the host's).
+type Based = (BaseRef, Option<String>);
+
 impl BaseResolver for StoreResolver<'_> {
-    fn resolve(&self, base: &BaseRef) -> std::result::Result<BaseInfo, String> {
+    fn resolve(
+        &self,
+        base: &BaseRef,
+        platform: Option<&str>,
+    ) -> std::result::Result<BaseInfo, String> {
         if *base == BaseRef::Scratch {
             return Ok(BaseInfo::scratch());
         }
-        let base = absolute_base(base, &self.spec_dir);
+        let want = platform.map(oci::parse_platform).transpose()?;
+        let based = (
+            absolute_base(base, &self.spec_dir),
+            platform.map(str::to_string),
+        );
         let known =
-            |c: &Vec<(BaseRef, _)>| c.iter().find(|(b, _)| *b == base).map(|(_, r)| r).cloned();
+            |c: &Vec<(Based, _)>| c.iter().find(|(b, _)| *b == based).map(|(_, r)| r).cloned();
         if let Some(r) = self.cache.lock().ok().and_then(|c| known(&c)) {
             return r;
         }
-        let r = match &base {
+        let r = match &based.0 {
             BaseRef::Image { reference } if is_unpulled(self.store, reference) => {
                 if let Ok(mut u) = self.unpulled.lock()
                     && !u.contains(reference)
@@ -94,12 +105,12 @@ impl BaseResolver for StoreResolver<'_> {
                 }
                 Ok(BaseInfo::default())
             }
-            _ => oci::resolve_base(self.store, &base)
+            base => oci::resolve_base_for(self.store, base, want.as_ref())
                 .map(|img| base_info(&img.config))
                 .map_err(|e| e.to_string()),
         };
         if let Ok(mut c) = self.cache.lock() {
-            c.push((base, r.clone()));
+            c.push((based, r.clone()));
         }
         r
     }

@@ -13,10 +13,11 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::error::{Error, Result};
 use crate::ir::{BaseRef, BuildGraph, CopyFrom, Op};
+use crate::oci;
 use crate::reference::Reference;
 use crate::registry::{self, ProgressSink};
 use crate::spec::LowerOptions;
-use crate::store::Store;
+use crate::store::{Platform, Store};
 
 use super::assemble::write_targets;
 use super::event::{Event, Progress};
@@ -138,16 +139,23 @@ impl<'a> Session<'a> {
     /// registry image with `always`, so a moved tag is seen), then lowers
     /// again if anything was pulled. Returns how many were pulled.
     pub fn pull(&mut self, always: bool, progress: ProgressSink) -> Result<usize> {
-        let refs: Vec<String> = registry_images(&self.graph)
+        let refs: Vec<(String, Option<Platform>)> = registry_images(&self.graph)
             .into_iter()
-            .filter(|r| always || is_unpulled(self.store, r))
+            .map(|r| {
+                let p = self.platform_of(&r);
+                (r, p)
+            })
+            .filter(|(r, p)| {
+                always || is_unpulled(self.store, r) || !has_platform(self.store, r, p)
+            })
             .collect();
-        for r in &refs {
+        for (r, platform) in &refs {
             let reference = Reference::parse(r)
                 .map_err(|e| self.at_image(r, format!("image reference `{r}`: {e}")))?;
             let had = matches!(self.store.resolve(r), Ok(Some(_)));
-            let opts =
+            let mut opts =
                 registry::Options::from_env(reference.registry.as_deref().unwrap_or("docker.io"));
+            opts.platform = platform.clone();
             registry::pull(self.store, &reference, &opts, progress).map_err(|e| {
                 let message = if had {
                     format!("cannot pull {r} again (--pull): {e}")
@@ -166,6 +174,21 @@ impl<'a> Session<'a> {
             self.unpulled = unpulled;
         }
         Ok(refs.len())
+    }
+
+    /// The platform image `r` is wanted for: that of the first stage based
+    /// on it, else the build's (`None`: this host's).
+    fn platform_of(&self, r: &str) -> Option<Platform> {
+        let stage = self.graph.graph.node_indices().find_map(|n| match &self.graph.graph[n].op {
+            Op::Base(b) if matches!(&b.base, BaseRef::Image { reference } if reference == r) => {
+                Some(b.platform.clone())
+            }
+            _ => None,
+        });
+        match stage.flatten() {
+            Some(p) => oci::parse_platform(&p).ok(),
+            None => self.lower.platform.clone(),
+        }
     }
 
     /// An error at the first step naming image `r`.
@@ -212,7 +235,50 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Whether the store's image `r` is of `platform` (or is an index, which
+/// resolution picks from); `None` takes any.
+fn has_platform(store: &Store, r: &str, platform: &Option<Platform>) -> bool {
+    let Some(want) = platform else { return true };
+    match store.resolve(r) {
+        Ok(Some(d)) if crate::store::media_type::is_index(&d.media_type) => true,
+        Ok(Some(d)) => oci::load_image(store, &d.digest)
+            .is_ok_and(|img| oci::platform_matches(want, &img.platform())),
+        _ => false,
+    }
+}
+
+/// Lowers the spec for its platform, or once per platform of several and
+/// merges the graphs (build::platforms).
 fn lower_spec(
+    store: &Store,
+    spec: &SpecFile,
+    lower: &LowerOptions,
+) -> Result<(BuildGraph, Vec<String>)> {
+    if lower.platforms.len() < 2 {
+        let mut one = lower.clone();
+        one.platform = lower.platforms.first().cloned().or(one.platform);
+        return lower_one(store, spec, &one);
+    }
+    let mut graphs = Vec::new();
+    let mut unpulled: Vec<String> = Vec::new();
+    for p in &lower.platforms {
+        let one = LowerOptions {
+            platform: Some(p.clone()),
+            platforms: Vec::new(),
+            ..lower.clone()
+        };
+        let (g, u) = lower_one(store, spec, &one)?;
+        for r in u {
+            if !unpulled.contains(&r) {
+                unpulled.push(r);
+            }
+        }
+        graphs.push((p.to_string(), g));
+    }
+    Ok((super::platforms::merge(graphs)?, unpulled))
+}
+
+fn lower_one(
     store: &Store,
     spec: &SpecFile,
     lower: &LowerOptions,
@@ -240,6 +306,7 @@ pub fn execute(
     opts: &BuildOptions,
     progress: Progress,
 ) -> Result<BuildReport> {
+    super::emulation::check(graph, &plan)?;
     progress(Event::Plan {
         steps: plan.steps.len(),
         cached: plan.hits(),

@@ -223,6 +223,8 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
         build_args,
         targets: args.targets.clone(),
         tags: args.tags.clone(),
+        platform: None,
+        platforms: args.platform.clone().map(|p| p.0).unwrap_or_default(),
     };
     let mut session = load_session(&store, path, lower)?;
     // --dry-run never touches the network: an unpulled base fails to plan.
@@ -329,6 +331,8 @@ pub(super) fn cmd_graph(cli: &Cli, args: &GraphArgs) -> std::result::Result<(), 
         build_args: parse_build_args(&args.build_args)?,
         targets: args.targets.clone(),
         tags: Vec::new(),
+        platform: None,
+        platforms: args.platform.clone().map(|p| p.0).unwrap_or_default(),
     };
     // Never touches the network: an unpulled base is shown with its
     // config unknown, and said so.

@@ -26,8 +26,8 @@ use crate::frontend::mount;
 use crate::frontend::state::{State, order, span_of};
 use crate::frontend::tags::cli_tags;
 use crate::frontend::values::{
-    is_arg_name, is_healthcheck_test, is_platform, is_signal, normalize_port, parse_chown,
-    parse_duration, parse_network, parse_octal, parse_size, resolve_dest, resolve_path,
+    is_arg_name, is_healthcheck_test, is_signal, normalize_port, parse_chown, parse_duration,
+    parse_network, parse_octal, parse_size, resolve_dest, resolve_path,
 };
 use crate::frontend::vars::{lookup, platform_args, run_env};
 use crate::ir::{
@@ -97,7 +97,7 @@ pub fn lower<'f>(
         stage_first: None,
         dialect: parsed.dialect.clone(),
         platform: if parsed.dialect.platform_args {
-            platform_args()
+            platform_args(opts.platform.as_ref())
         } else {
             Vec::new()
         },
@@ -499,21 +499,26 @@ impl Lowerer<'_, '_> {
         let mut triggers = Vec::new();
         let mut state = match start {
             Start::Base(base, span) => {
-                let platform = spec.platform.as_ref().and_then(|p| {
-                    let v = self.expand_global(p)?;
-                    if is_platform(&v) {
-                        Some(v)
-                    } else {
-                        self.error_help(
-                            p.span(),
-                            format!("bad platform `{v}`"),
-                            "expected os/arch[/variant]",
-                            "e.g. \"linux/amd64\" or \"linux/arm64/v8\"",
-                        );
-                        None
+                let platform = match &spec.platform {
+                    Some(p) => {
+                        self.expand_global(p)
+                            .and_then(|v| match crate::oci::parse_platform(&v) {
+                                Ok(p) => Some(p.to_string()),
+                                Err(_) => {
+                                    self.error_help(
+                                        p.span(),
+                                        format!("bad platform `{v}`"),
+                                        "expected os/arch[/variant]",
+                                        "e.g. \"linux/amd64\" or \"linux/arm64/v8\"",
+                                    );
+                                    None
+                                }
+                            })
                     }
-                });
-                let info = match self.resolver.resolve(base) {
+                    // A stage that names no platform is built for the target.
+                    None => self.opts.platform.as_ref().map(|p| p.to_string()),
+                };
+                let info = match self.resolver.resolve(base, platform.as_deref()) {
                     Ok(info) => info,
                     Err(msg) => {
                         self.error(span.clone(), msg, "base image");

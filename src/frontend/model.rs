@@ -188,7 +188,8 @@ pub struct StageSpec {
     /// table naming an OCI layout, OCI archive or docker archive (expanded
     /// with the global args).
     pub from: Sp<StrOr<FromTable>>,
-    /// `os/arch[/variant]` of the base.
+    /// `os/arch[/variant]` of the base (default: the build's `--platform`,
+    /// else the host's); a foreign architecture's RUN steps use qemu-user.
     pub platform: Option<Sp<String>>,
     /// Global args this stage brings into scope for `run` environments.
     pub args: Option<Vec<Sp<String>>>,

@@ -135,17 +135,6 @@ pub fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
-/// `os/arch[/variant]`: lower-case letters and digits (`_` in the arch).
-pub fn is_platform(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('/').collect();
-    (2..=3).contains(&parts.len())
-        && parts.iter().enumerate().all(|(i, p)| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || (i == 1 && c == '_'))
-        })
-}
-
 /// A signal name (`SIGTERM`, `TERM`, `RTMIN+1`) or a number of at most two digits.
 pub fn is_signal(s: &str) -> bool {
     if s.is_empty() {
@@ -259,10 +248,6 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(is_platform("linux/amd64"));
-        assert!(is_platform("linux/arm64/v8"));
-        assert!(!is_platform("linux"));
-        assert!(!is_platform("Linux/amd64"));
         assert!(is_signal("SIGTERM") && is_signal("9") && is_signal("RTMIN+1"));
         assert!(!is_signal("sigterm") && !is_signal("123") && !is_signal(""));
         assert!(is_arg_name("_A1") && !is_arg_name("1A") && !is_arg_name("A-B"));

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use crate::store::Platform;
+
 /// Names in first-set order; setting a name again replaces its value in place.
 #[derive(Clone, Debug)]
 pub struct Vars<V> {
@@ -91,31 +93,21 @@ pub fn lookup(env: &Env, args: &Args, name: &str) -> Option<Option<String>> {
     args.get(name).cloned()
 }
 
-/// `(name, value)` of the platform args BuildKit predefines, for this host.
-pub fn platform_args() -> Vec<(String, String)> {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
-    };
-    let platform = format!("linux/{arch}");
-    [
-        ("BUILDPLATFORM", platform.as_str()),
-        ("BUILDOS", "linux"),
-        ("BUILDARCH", arch),
-        ("BUILDVARIANT", ""),
-        ("TARGETPLATFORM", platform.as_str()),
-        ("TARGETOS", "linux"),
-        ("TARGETARCH", arch),
-        ("TARGETVARIANT", ""),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+/// `(name, value)` of the platform args BuildKit predefines: BUILD* this
+/// host, TARGET* `target` (`None`: this host too).
+pub fn platform_args(target: Option<&Platform>) -> Vec<(String, String)> {
+    let host = crate::oci::host_platform();
+    let mut out = Vec::new();
+    for (side, p) in [("BUILD", &host), ("TARGET", target.unwrap_or(&host))] {
+        out.push((format!("{side}PLATFORM"), p.to_string()));
+        out.push((format!("{side}OS"), p.os.clone()));
+        out.push((format!("{side}ARCH"), p.architecture.clone()));
+        out.push((
+            format!("{side}VARIANT"),
+            p.variant.clone().unwrap_or_default(),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

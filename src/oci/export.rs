@@ -37,20 +37,41 @@ pub struct ExportImage {
 }
 
 /// Exports `images` (already in the store) as `kind` to `dest`.
+/// An index (a multi-platform image) goes with every manifest it lists;
+/// a docker archive, which holds one platform's image, refuses it.
 pub fn export(store: &Store, images: &[ExportImage], kind: OutputKind, dest: &Path) -> Result<()> {
-    let loaded = images
-        .iter()
-        .map(|img| {
-            let bytes = store.read_blob(&img.manifest.digest)?;
-            let m = parse_manifest(&bytes, &format!("manifest {}", img.manifest.digest))?;
-            Ok((img, m))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let mut blobs = BTreeSet::new();
-    for (img, m) in &loaded {
+    let mut loaded = Vec::new();
+    for img in images {
         blobs.insert(img.manifest.digest);
+        let bytes = store.read_blob(&img.manifest.digest)?;
+        if media_type::is_index(&img.manifest.media_type) {
+            if kind == OutputKind::Docker {
+                return Err(Error::msg(format!(
+                    "{} is a multi-platform index, which a docker archive cannot hold; \
+                     use type=oci or type=oci-archive",
+                    img.names
+                        .first()
+                        .map_or(img.manifest.digest.to_string(), String::clone)
+                )));
+            }
+            let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::corrupt(format!("index {}", img.manifest.digest), e.to_string())
+            })?;
+            for entry in &index.manifests {
+                blobs.insert(entry.digest);
+                let child = store.read_blob(&entry.digest)?;
+                let m = parse_manifest(&child, &format!("manifest {}", entry.digest))?;
+                blobs.insert(m.config.digest);
+                blobs.extend(m.layers.iter().map(|l| l.digest));
+            }
+            loaded.push((img, None));
+            continue;
+        }
+        let m = parse_manifest(&bytes, &format!("manifest {}", img.manifest.digest))?;
         blobs.insert(m.config.digest);
         blobs.extend(m.layers.iter().map(|l| l.digest));
+        loaded.push((img, Some(m)));
     }
     for d in &blobs {
         if !store.has_blob(d) {
@@ -75,7 +96,7 @@ pub fn export(store: &Store, images: &[ExportImage], kind: OutputKind, dest: &Pa
 }
 
 /// Adds every image under each of its names (or once, unnamed).
-fn build_index(mut index: ImageIndex, images: &[(&ExportImage, Manifest)]) -> ImageIndex {
+fn build_index(mut index: ImageIndex, images: &[(&ExportImage, Option<Manifest>)]) -> ImageIndex {
     for (img, _) in images {
         if img.names.is_empty() {
             let present = index
@@ -101,7 +122,7 @@ fn layout_file() -> OciLayoutFile {
 
 fn export_layout(
     store: &Store,
-    images: &[(&ExportImage, Manifest)],
+    images: &[(&ExportImage, Option<Manifest>)],
     blobs: &BTreeSet<Digest>,
     dest: &Path,
 ) -> Result<()> {
@@ -222,9 +243,10 @@ fn blob_member(d: &Digest) -> String {
     format!("blobs/sha256/{}", d.hex())
 }
 
-fn docker_manifest(images: &[(&ExportImage, Manifest)]) -> Result<Vec<u8>> {
+fn docker_manifest(images: &[(&ExportImage, Option<Manifest>)]) -> Result<Vec<u8>> {
     let entries: Vec<DockerManifestEntry> = images
         .iter()
+        .filter_map(|(img, m)| Some((img, m.as_ref()?)))
         .map(|(img, m)| DockerManifestEntry {
             config: blob_member(&m.config.digest),
             repo_tags: if img.names.is_empty() {
@@ -239,10 +261,12 @@ fn docker_manifest(images: &[(&ExportImage, Manifest)]) -> Result<Vec<u8>> {
 }
 
 /// The legacy `repositories` file: repo -> tag -> top layer id.
-fn docker_repositories(images: &[(&ExportImage, Manifest)]) -> Result<Vec<u8>> {
+fn docker_repositories(images: &[(&ExportImage, Option<Manifest>)]) -> Result<Vec<u8>> {
     let mut repos: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (img, m) in images {
-        let Some(top) = m.layers.last() else { continue };
+        let Some(top) = m.as_ref().and_then(|m| m.layers.last()) else {
+            continue;
+        };
         for n in &img.names {
             let n = normalize_reference(n);
             if n.contains('@') {

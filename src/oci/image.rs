@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::store::{Descriptor, Platform, Store, media_type, to_json};
+use crate::store::{Descriptor, ImageIndex, Platform, Store, media_type, to_json};
 
 use super::ImageConfig;
 
@@ -93,6 +93,21 @@ pub(crate) fn write_manifest(
     let mut desc = Descriptor::new(media_type::OCI_MANIFEST, digest, bytes.len() as u64);
     desc.platform = Some(platform);
     Ok(desc)
+}
+
+/// Writes an OCI image index of `manifests` (each with its platform).
+pub fn write_index(store: &Store, manifests: &[Descriptor]) -> Result<Descriptor> {
+    let index = ImageIndex {
+        manifests: manifests.to_vec(),
+        ..ImageIndex::default()
+    };
+    let bytes = to_json(&index)?;
+    let digest = store.put_blob(&bytes)?;
+    Ok(Descriptor::new(
+        media_type::OCI_INDEX,
+        digest,
+        bytes.len() as u64,
+    ))
 }
 
 /// Parses and checks a manifest blob already read from `what`.

@@ -12,36 +12,63 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::ir::BaseRef;
 use crate::store::{
-    Descriptor, ImageIndex, MAX_SMALL_BLOB, OciLayoutFile, Store, media_type, normalize_reference,
-    parse_json,
+    Descriptor, ImageIndex, MAX_SMALL_BLOB, OciLayoutFile, Platform, Store, media_type,
+    normalize_reference, parse_json,
 };
 
 use super::archive::{member_path, resolve_link};
 use super::image::{parse_manifest, platform_of, write_manifest};
-use super::{Image, ImageConfig, host_platform, load_image, write_image};
+use super::{
+    Image, ImageConfig, host_platform, index_platforms, load_image, pick_platform,
+    platform_matches, write_image,
+};
 
 /// Imports the base image `base` into the store (blobs copied and verified)
 /// and returns it. `Scratch` gives the empty image of the host platform.
 /// Never touches the network: a registry image must have been pulled.
 pub fn resolve_base(store: &Store, base: &BaseRef) -> Result<Image> {
-    match base {
+    resolve_base_for(store, base, None)
+}
+
+/// [`resolve_base`] for a platform: `Scratch` is the empty image of it, an
+/// index gives its entry, and an image of another platform is an error.
+/// `None`: any image, and this host's entry of an index.
+pub fn resolve_base_for(store: &Store, base: &BaseRef, want: Option<&Platform>) -> Result<Image> {
+    let image = match base {
         BaseRef::Scratch => {
-            let m = write_image(store, &ImageConfig::scratch(None), &[])?;
-            load_image(store, &m.digest)
+            let mut config = ImageConfig::scratch(None);
+            if let Some(p) = want {
+                config.architecture = p.architecture.clone();
+                config.os = p.os.clone();
+                config.variant = p.variant.clone();
+            }
+            let m = write_image(store, &config, &[])?;
+            return load_image(store, &m.digest);
         }
         BaseRef::Image { reference } => match store.resolve(reference)? {
-            Some(d) => load_image(store, &d.digest),
+            Some(d) if media_type::is_index(&d.media_type) => {
+                let src = StoreBlobs {
+                    store,
+                    archive: Path::new(reference),
+                };
+                import_descriptor(store, &src, &d, Path::new(reference), want, 0)?
+            }
+            Some(d) => load_image(store, &d.digest)?,
             // Pulling is the build session's explicit step, never a side
             // effect of resolving.
-            None if crate::registry::names_registry(reference) => Err(Error::msg(format!(
-                "image {reference} is not in the store yet (a build pulls it; --dry-run and \
-                 graph never touch the network; or run `strata pull {reference}`)"
-            ))),
-            None => Err(Error::msg(format!(
-                "image {reference} not found in the local store; a build pulls it (--dry-run \
-                 and graph never touch the network), or run `strata pull {reference}`, \
-                 `strata load` an archive of it, or build it first"
-            ))),
+            None if crate::registry::names_registry(reference) => {
+                return Err(Error::msg(format!(
+                    "image {reference} is not in the store yet (a build pulls it; --dry-run and \
+                     graph never touch the network; or run `strata pull {reference}`)"
+                )));
+            }
+            None => {
+                return Err(Error::msg(format!(
+                    "image {reference} not found in the local store; a build pulls it (--dry-run \
+                     and graph never touch the network), or run `strata pull {reference}`, \
+                     `strata load` an archive of it, or build it first"
+                )));
+            }
         },
         BaseRef::OciLayout { path, reference } => {
             let layout = read_layout_file(&path.join("oci-layout"))?;
@@ -49,7 +76,7 @@ pub fn resolve_base(store: &Store, base: &BaseRef) -> Result<Image> {
             let ip = path.join("index.json");
             let index: ImageIndex = parse_json(&read_small_file(&ip)?, &ip)?;
             let src = DirBlobs { dir: path.clone() };
-            import_from_index(store, &src, &index, reference.as_deref(), path)
+            import_from_index(store, &src, &index, reference.as_deref(), path, want)?
         }
         BaseRef::OciArchive { path, reference } => {
             let index = import_archive_blobs(store, path)?;
@@ -57,11 +84,18 @@ pub fn resolve_base(store: &Store, base: &BaseRef) -> Result<Image> {
                 store,
                 archive: path,
             };
-            import_from_index(store, &src, &index, reference.as_deref(), path)
+            import_from_index(store, &src, &index, reference.as_deref(), path, want)?
         }
         BaseRef::DockerArchive { path, reference } => {
-            import_docker_archive(store, path, reference.as_deref())
+            import_docker_archive(store, path, reference.as_deref())?
         }
+    };
+    match want {
+        Some(p) if !platform_matches(p, &image.platform()) => Err(Error::msg(format!(
+            "the image is for {}, not for {p}, the platform asked for",
+            image.platform()
+        ))),
+        _ => Ok(image),
     }
 }
 
@@ -174,7 +208,10 @@ fn import_from_index(
     index: &ImageIndex,
     reference: Option<&str>,
     origin: &Path,
+    want: Option<&Platform>,
 ) -> Result<Image> {
+    let host = host_platform();
+    let want_or_host = want.unwrap_or(&host);
     let names = || {
         let v: Vec<&str> = index
             .manifests
@@ -211,36 +248,16 @@ fn import_from_index(
                 )));
             }
             [only] => only,
-            many => pick_platform(many).ok_or_else(|| {
+            many => pick_platform(many, want_or_host).ok_or_else(|| {
                 Error::msg(format!(
-                    "{} holds several images and none for {}; name one ({})",
+                    "{} holds several images and none for {want_or_host}; name one ({})",
                     origin.display(),
-                    host_platform(),
                     names()
                 ))
             })?,
         },
     };
-    import_descriptor(store, src, desc, origin, 0)
-}
-
-/// The entry for the host platform (an exact variant match preferred).
-fn pick_platform(entries: &[Descriptor]) -> Option<&Descriptor> {
-    let host = host_platform();
-    let same_arch = |d: &&Descriptor| {
-        d.platform
-            .as_ref()
-            .is_some_and(|p| p.os == host.os && p.architecture == host.architecture)
-    };
-    entries
-        .iter()
-        .filter(same_arch)
-        .find(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.variant == host.variant)
-        })
-        .or_else(|| entries.iter().find(same_arch))
+    import_descriptor(store, src, desc, origin, want, 0)
 }
 
 fn import_descriptor(
@@ -248,6 +265,7 @@ fn import_descriptor(
     src: &dyn BlobSource,
     desc: &Descriptor,
     origin: &Path,
+    want: Option<&Platform>,
     depth: u32,
 ) -> Result<Image> {
     if media_type::is_index(&desc.media_type) {
@@ -260,15 +278,17 @@ fn import_descriptor(
         let bytes = src.read_small(&desc.digest)?;
         let index: ImageIndex = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt(format!("index {}", desc.digest), e.to_string()))?;
-        let entry = pick_platform(&index.manifests).ok_or_else(|| {
+        let host = host_platform();
+        let want_or_host = want.unwrap_or(&host);
+        let entry = pick_platform(&index.manifests, want_or_host).ok_or_else(|| {
             Error::msg(format!(
-                "no image for {} in {} (index {})",
-                host_platform(),
+                "no image for {want_or_host} in {} (index {}; it has: {})",
                 origin.display(),
-                desc.digest
+                desc.digest,
+                index_platforms(&index.manifests)
             ))
         })?;
-        return import_descriptor(store, src, entry, origin, depth + 1);
+        return import_descriptor(store, src, entry, origin, want, depth + 1);
     }
     if !media_type::is_manifest(&desc.media_type) {
         return Err(Error::Unsupported(format!(

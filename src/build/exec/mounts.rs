@@ -182,9 +182,14 @@ pub(super) fn run_mount(
             // A stage's filesystem, unpacked for this step; writes to a
             // read-write bind are thrown away, as in Docker.
             let from = m.from.clone().unwrap_or_default();
-            let node = graph
-                .stage(&from)
+            // The stage of that name this step reads (in a build for
+            // several platforms, each has its own).
+            let sources = graph.sources_of(n);
+            let named = || graph.stages.iter().filter(|s| s.name == from);
+            let node = named()
                 .map(|s| s.last)
+                .find(|l| sources.contains(l))
+                .or_else(|| named().map(|s| s.last).next())
                 .ok_or_else(|| fail(format!("unknown stage `{from}` in a bind mount")))?;
             let layers: Vec<Descriptor> = chain_layers(graph, plan, results, node)?
                 .into_iter()

@@ -434,7 +434,7 @@ impl Converter<'_> {
                         }
                     }
                     let name = w.split_once('=').map_or(w.as_str(), |(k, _)| k);
-                    if crate::frontend::vars::platform_args()
+                    if crate::frontend::vars::platform_args(None)
                         .iter()
                         .any(|(k, _)| k == name)
                     {

@@ -313,7 +313,7 @@ impl ToModel<'_, '_> {
     /// `--from`, a mount's `from`.
     fn tg(&mut self, n: &Node, word: &str) -> Option<String> {
         let globals = std::mem::take(&mut self.globals);
-        let platform = platform_args();
+        let platform = platform_args(None);
         let scope = |name: &str| {
             if globals.contains(name) || platform.iter().any(|(k, _)| k == name) {
                 Name::Known

@@ -137,6 +137,7 @@ impl Lowerer<'_, '_> {
                 stage: self.stages[stage].name.clone(),
                 node,
                 tags,
+                platform: None,
             });
         }
     }

@@ -1,0 +1,388 @@
+//! Building for another platform (issue 14): `--platform` and `FROM
+//! --platform`, RUN steps of another architecture through qemu-user
+//! (binfmt_misc), BuildKit's platform args, and pulling one platform of a
+//! multi-platform index that buildah made. Needs the arm64 busybox and the
+//! qemu-aarch64 handler that `scripts/foreign-arch.sh` sets up; skips with
+//! a visible message without them.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::registry::Registry;
+use common::*;
+
+/// Where `scripts/foreign-arch.sh` unpacks Debian's busybox-static:arm64.
+const ARM64_BUSYBOX: &str = "/var/cache/strata-test/arm64/bin/busybox";
+
+/// The arm64 busybox and a working qemu-aarch64 handler, or a SKIP line.
+fn arm64(test: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(ARM64_BUSYBOX);
+    if !p.exists() {
+        eprintln!("SKIP {test}: no arm64 busybox at {ARM64_BUSYBOX} (run scripts/foreign-arch.sh)");
+        return None;
+    }
+    let handler = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64");
+    let ok = handler.is_ok_and(|h| {
+        h.starts_with("enabled")
+            && h.lines()
+                .any(|l| l.starts_with("flags:") && l.contains('F'))
+    });
+    if !ok {
+        eprintln!(
+            "SKIP {test}: no enabled qemu-aarch64 binfmt_misc handler with the F flag (run scripts/foreign-arch.sh)"
+        );
+        return None;
+    }
+    Some(p)
+}
+
+/// This machine's `uname -m`.
+fn host_machine() -> String {
+    let out = run_ok(Command::new("uname").arg("-m"));
+    out.stdout.trim().to_string()
+}
+
+/// A context with both busyboxes and `dockerfile`.
+fn context(env: &TestEnv, dockerfile: &str, host_bb: &PathBuf, arm_bb: &PathBuf) -> PathBuf {
+    let ctx = env.write_tree("ctx", &[("Dockerfile", dockerfile)]);
+    std::fs::copy(host_bb, ctx.join("busybox-host")).unwrap();
+    std::fs::copy(arm_bb, ctx.join("busybox-arm64")).unwrap();
+    ctx
+}
+
+fn built_digest(out: &Output) -> String {
+    out.stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no digest in {}", out.stdout))
+        .to_string()
+}
+
+/// `strata inspect IMAGE` as JSON.
+fn inspect(env: &TestEnv, image: &str) -> serde_json::Value {
+    let out = run_ok(env.strata("root").args(["inspect", image]));
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("inspect JSON");
+    match v {
+        serde_json::Value::Array(mut a) => a.remove(0),
+        v => v,
+    }
+}
+
+fn cat(env: &TestEnv, image: &str, files: &[&str]) -> String {
+    let mut args = vec!["run", image, "cat"];
+    args.extend_from_slice(files);
+    run_ok(env.strata("root").args(&args)).stdout
+}
+
+const CROSS: &str = r#"FROM --platform=$BUILDPLATFORM scratch AS builder
+COPY busybox-host /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ARG TARGETARCH
+ARG BUILDPLATFORM
+RUN uname -m > /built-on && echo "$TARGETARCH from $BUILDPLATFORM" > /for
+
+FROM scratch
+COPY busybox-arm64 /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY --from=builder /built-on /for /
+RUN uname -m > /runs-on
+"#;
+
+/// `--platform linux/arm64`: the image is arm64, its RUN steps ran on
+/// aarch64 through qemu, and a `$BUILDPLATFORM` builder stage ran natively
+/// with the TARGET* args of arm64 (the cross-compilation pattern).
+#[test]
+fn build_for_arm64_runs_foreign_steps_through_qemu() {
+    let test = "build_for_arm64_runs_foreign_steps_through_qemu";
+    let Some(arm_bb) = arm64(test) else { return };
+    let Some(host_bb) = busybox(test) else { return };
+    let env = TestEnv::new();
+    let ctx = context(&env, CROSS, &host_bb, &arm_bb);
+    let build = |platform: &str, tag: &str| {
+        let mut c = env.strata("root");
+        c.arg("build")
+            .arg(&ctx)
+            .args(["--progress", "plain", "-t", tag]);
+        if !platform.is_empty() {
+            c.args(["--platform", platform]);
+        }
+        run_ok(&mut c)
+    };
+    let out = build("linux/arm64", "mp/cross:arm64");
+    let digest = built_digest(&out);
+    let img = inspect(&env, "mp/cross:arm64");
+    assert_eq!(img["Architecture"], "arm64", "{img}");
+    assert_eq!(img["Os"], "linux", "{img}");
+    let seen = cat(&env, "mp/cross:arm64", &["/built-on", "/for", "/runs-on"]);
+    let host = host_machine();
+    let host_platform = format!(
+        "linux/{}",
+        match host.as_str() {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        }
+    );
+    assert_eq!(
+        seen,
+        format!("{host}\narm64 from {host_platform}\naarch64\n"),
+        "the builder runs natively, the final stage on aarch64"
+    );
+
+    // The same inputs: every step cached, the same digest.
+    let again = build("linux/arm64", "mp/cross:arm64");
+    assert!(again.stderr.contains(" 0 to run"), "{}", again.stderr);
+    assert_eq!(built_digest(&again), digest);
+
+    // For this host instead: the builder's steps before `ARG TARGETARCH`
+    // are shared (the platform is in a key only where it changes a
+    // result); the image is another one, of this host's architecture.
+    let native = build("", "mp/cross:native");
+    assert!(
+        native
+            .stderr
+            .contains(r#"CACHED RUN ["/bin/busybox","--install","-s","/bin"]"#),
+        "{}",
+        native.stderr
+    );
+    assert_ne!(built_digest(&native), digest);
+    let img = inspect(&env, "mp/cross:native");
+    assert_ne!(img["Architecture"], "arm64", "{img}");
+}
+
+/// `FROM --platform=linux/arm64 scratch` without `--platform`: that stage
+/// is arm64; a bad platform is an error at its span.
+#[test]
+fn from_platform_makes_the_stage_foreign() {
+    let test = "from_platform_makes_the_stage_foreign";
+    let Some(arm_bb) = arm64(test) else { return };
+    let Some(host_bb) = busybox(test) else { return };
+    let env = TestEnv::new();
+    let df = "FROM --platform=linux/aarch64 scratch\nCOPY busybox-arm64 /bin/busybox\nRUN [\"/bin/busybox\", \"uname\", \"-m\"]\n";
+    let ctx = context(&env, df, &host_bb, &arm_bb);
+    let out = run_ok(
+        env.strata("root")
+            .arg("build")
+            .arg(&ctx)
+            .args(["-t", "mp/from:1"]),
+    );
+    built_digest(&out);
+    assert_eq!(inspect(&env, "mp/from:1")["Architecture"], "arm64");
+
+    std::fs::write(ctx.join("Dockerfile"), "FROM --platform=linux/ scratch\n").unwrap();
+    let out = run(env.strata("root").arg("build").arg(&ctx));
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("bad platform `linux/`") && out.stderr.contains("Dockerfile:1"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// An index made by buildah from two strata images: `pull` takes this
+/// host's entry, `pull --platform linux/arm64` the arm64 one, and a stage
+/// `FROM --platform=linux/arm64` of the index builds on the arm64 image.
+#[test]
+fn pull_and_build_pick_the_platform_from_an_index() {
+    let test = "pull_and_build_pick_the_platform_from_an_index";
+    let Some(arm_bb) = arm64(test) else { return };
+    let Some(host_bb) = busybox(test) else { return };
+    if !have_tool("buildah", test) {
+        return;
+    }
+    let env = TestEnv::new();
+    let Some(reg) = Registry::start(&env, test) else {
+        return;
+    };
+    let df = "FROM scratch\nCOPY busybox-host /bin/busybox\n";
+    let ctx = context(&env, df, &host_bb, &arm_bb);
+    run_ok(
+        env.strata("root")
+            .arg("build")
+            .arg(&ctx)
+            .args(["-t", "mp/base:host"]),
+    );
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM --platform=linux/arm64 scratch\nCOPY busybox-arm64 /bin/busybox\n",
+    )
+    .unwrap();
+    run_ok(
+        env.strata("root")
+            .arg("build")
+            .arg(&ctx)
+            .args(["-t", "mp/base:arm64"]),
+    );
+    let host = reg.host();
+    for t in ["host", "arm64"] {
+        run_ok(env.strata("root").args([
+            "push",
+            &format!("mp/base:{t}"),
+            &format!("{host}/mp/base:{t}"),
+        ]));
+    }
+    // buildah, in storage of its own, makes and pushes the index.
+    let buildah = |args: &[&str]| {
+        let mut c = Command::new("buildah");
+        c.arg("--root")
+            .arg(env.path("buildah-root"))
+            .arg("--runroot")
+            .arg(env.path("buildah-run"))
+            .args(args);
+        run_ok(&mut c)
+    };
+    buildah(&["manifest", "create", "mp-index"]);
+    for t in ["host", "arm64"] {
+        buildah(&[
+            "manifest",
+            "add",
+            "--tls-verify=false",
+            "mp-index",
+            &format!("docker://{host}/mp/base:{t}"),
+        ]);
+    }
+    buildah(&[
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        "mp-index",
+        &format!("docker://{host}/mp/base:multi"),
+    ]);
+    let multi = format!("{host}/mp/base:multi");
+    let out = run_ok(
+        env.strata("pulled")
+            .args(["pull", &multi, "--progress", "plain"]),
+    );
+    assert!(!out.stdout.contains("linux/arm64"), "{}", out.stdout);
+    let out = run_ok(env.strata("pulled").args([
+        "pull",
+        "--platform",
+        "linux/arm64",
+        &multi,
+        "--progress",
+        "plain",
+    ]));
+    assert!(out.stdout.contains("(linux/arm64)"), "{}", out.stdout);
+
+    // A build pulls the stage's platform from the index.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM --platform=linux/arm64 {multi}\nRUN [\"/bin/busybox\", \"uname\", \"-m\"]\n"),
+    )
+    .unwrap();
+    let out = run_ok(env.strata("fresh").arg("build").arg(&ctx).args([
+        "--progress",
+        "plain",
+        "-t",
+        "mp/on-index:1",
+    ]));
+    assert!(out.stderr.contains("aarch64"), "{}", out.stderr);
+    let out = run_ok(env.strata("fresh").args(["inspect", "mp/on-index:1"]));
+    assert!(
+        out.stdout.contains("\"Architecture\": \"arm64\""),
+        "{}",
+        out.stdout
+    );
+}
+
+const TWO: &str = r#"FROM --platform=$BUILDPLATFORM scratch AS builder
+COPY busybox-host /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN echo built once > /once
+ARG TARGETARCH
+RUN echo "for $TARGETARCH" > /for
+
+FROM scratch
+ARG TARGETARCH
+COPY busybox-${TARGETARCH} /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY --from=builder /once /for /
+RUN uname -m > /runs-on
+"#;
+
+/// `--platform linux/amd64,linux/arm64`: one index of two images, each
+/// of its platform (skopeo reads it); the `$BUILDPLATFORM` builder's
+/// shared steps run once for both (json progress shows each once); a
+/// rebuild is all cache hits; `-o type=oci` keeps the index.
+#[test]
+fn two_platforms_make_one_index_and_share_the_builder() {
+    let test = "two_platforms_make_one_index_and_share_the_builder";
+    let Some(arm_bb) = arm64(test) else { return };
+    let Some(host_bb) = busybox(test) else { return };
+    if host_machine() != "x86_64" || !have_tool("skopeo", test) {
+        eprintln!("SKIP {test}: needs an x86_64 host and skopeo");
+        return;
+    }
+    let env = TestEnv::new();
+    let ctx = context(&env, TWO, &host_bb, &arm_bb);
+    std::fs::copy(&host_bb, ctx.join("busybox-amd64")).unwrap();
+    let layout = env.path("out");
+    let build = || {
+        run_ok(env.strata("root").arg("build").arg(&ctx).args([
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--progress",
+            "json",
+            "-t",
+            "mp/two:1",
+            "-o",
+            &format!("type=oci,dest={}", layout.display()),
+        ]))
+    };
+    let out = build();
+    let started = |text: &str, what: &str| {
+        text.lines()
+            .filter(|l| l.contains("\"started\"") && l.contains(what))
+            .count()
+    };
+    assert_eq!(started(&out.stderr, "built once"), 1, "{}", out.stderr);
+    assert_eq!(started(&out.stderr, "uname -m"), 2, "{}", out.stderr);
+    let digest = built_digest(&out);
+
+    // skopeo: an OCI index with both platforms, each an image of its own.
+    let raw = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}:mp/two:1", layout.display()),
+    ]));
+    let index: serde_json::Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{}", raw.stdout);
+    for arch in ["amd64", "arm64"] {
+        let cfg = run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--config",
+            "--override-arch",
+            arch,
+            &format!("oci:{}:mp/two:1", layout.display()),
+        ]));
+        assert!(
+            cfg.stdout
+                .contains(&format!("\"architecture\": \"{arch}\"")),
+            "{}",
+            cfg.stdout
+        );
+    }
+    // The tag names the index; `run` takes this host's image from it.
+    assert_eq!(
+        cat(&env, "mp/two:1", &["/once", "/for", "/runs-on"]),
+        "built once\nfor amd64\nx86_64\n"
+    );
+
+    // A rebuild: every step a cache hit, the same index.
+    let again = build();
+    assert_eq!(started(&again.stderr, "RUN"), 0, "{}", again.stderr);
+    assert_eq!(built_digest(&again), digest);
+}
