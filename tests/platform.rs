@@ -385,4 +385,47 @@ fn two_platforms_make_one_index_and_share_the_builder() {
     let again = build();
     assert_eq!(started(&again.stderr, "RUN"), 0, "{}", again.stderr);
     assert_eq!(built_digest(&again), digest);
+
+    // Pushed, the registry serves the index; buildah reads both entries.
+    let Some(reg) = Registry::start(&env, test) else {
+        return;
+    };
+    let dest = format!("{}/mp/two:1", reg.host());
+    let out = run_ok(env.strata("root").args(["push", "mp/two:1", &dest]));
+    assert!(out.stdout.contains(&digest), "{}", out.stdout);
+    if !have_tool("buildah", test) {
+        return;
+    }
+    let conf = env.path("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let out = run_ok(
+        Command::new("buildah")
+            .arg("--root")
+            .arg(env.path("buildah-root"))
+            .arg("--runroot")
+            .arg(env.path("buildah-run"))
+            .arg("--registries-conf")
+            .arg(&conf)
+            .args(["manifest", "inspect", &dest]),
+    );
+    let listed: serde_json::Value = serde_json::from_str(&out.stdout).expect("buildah JSON");
+    let platforms: Vec<String> = listed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{}/{}", m["platform"]["os"], m["platform"]["architecture"]))
+        .collect();
+    assert_eq!(
+        platforms,
+        [r#""linux"/"amd64""#, r#""linux"/"arm64""#],
+        "{}",
+        out.stdout
+    );
 }
