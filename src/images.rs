@@ -38,6 +38,9 @@ pub struct StoredImage {
     pub image: Image,
     /// Normalized tags pointing at this manifest, in index order.
     pub tags: Vec<String>,
+    /// When a tag names a multi-platform index of which this is this
+    /// host's image: every platform of the index (`linux/arm64`, ...).
+    pub platforms: Vec<String>,
 }
 
 impl StoredImage {
@@ -64,9 +67,13 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
     let mut out: Vec<StoredImage> = Vec::new();
     let mut pos: BTreeMap<Digest, usize> = BTreeMap::new();
     for mut entry in store.index_entries()? {
+        let mut platforms = Vec::new();
         if media_type::is_index(&entry.media_type) {
             match host_entry(store, &entry.digest)? {
-                Some(child) => entry.digest = child.digest,
+                Some((child, all)) => {
+                    entry.digest = child.digest;
+                    platforms = all;
+                }
                 None => continue,
             }
         } else if !media_type::is_manifest(&entry.media_type) {
@@ -79,6 +86,7 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
                 out.push(StoredImage {
                     image,
                     tags: Vec::new(),
+                    platforms: Vec::new(),
                 });
                 pos.insert(entry.digest, out.len() - 1);
                 out.len() - 1
@@ -87,20 +95,29 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
         if let Some(name) = entry.ref_name() {
             out[i].tags.push(name.to_string());
         }
+        if out[i].platforms.is_empty() {
+            out[i].platforms = platforms;
+        }
     }
     Ok(out)
 }
 
-/// The image an index has for this host, else its first.
-fn host_entry(store: &Store, index: &Digest) -> Result<Option<Descriptor>> {
+/// The image an index has for this host (else its first), and the
+/// platforms of all its images.
+fn host_entry(store: &Store, index: &Digest) -> Result<Option<(Descriptor, Vec<String>)>> {
     let bytes = store.read_blob(index)?;
     let idx: crate::store::ImageIndex = serde_json::from_slice(&bytes)
         .map_err(|e| Error::corrupt(format!("index {index}"), e.to_string()))?;
     let host = oci::host_platform();
     let pick = oci::pick_platform(&idx.manifests, &host).or(idx.manifests.first());
+    let platforms = idx
+        .manifests
+        .iter()
+        .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+        .collect();
     Ok(pick
         .filter(|d| media_type::is_manifest(&d.media_type))
-        .cloned())
+        .map(|d| (d.clone(), platforms)))
 }
 
 /// Images whose manifests are in the store but not in `index.json` (base
@@ -132,6 +149,7 @@ pub fn untagged_images(store: &Store) -> Result<Vec<StoredImage>> {
             out.push(StoredImage {
                 image,
                 tags: Vec::new(),
+                platforms: Vec::new(),
             });
         }
     }

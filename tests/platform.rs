@@ -381,6 +381,25 @@ fn two_platforms_make_one_index_and_share_the_builder() {
         "built once\nfor amd64\nx86_64\n"
     );
 
+    // inspect names the platforms; save --format oci and load keep the
+    // index (in another store).
+    let img = inspect(&env, "mp/two:1");
+    assert_eq!(
+        img["Platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"]),
+        "{img}"
+    );
+    let archive = env.path("two.tar");
+    run_ok(
+        env.strata("root")
+            .args(["save", "--format", "oci", "-o"])
+            .arg(&archive)
+            .arg("mp/two:1"),
+    );
+    run_ok(env.strata("loaded").args(["load", "-i"]).arg(&archive));
+    let out = run_ok(env.strata("loaded").args(["inspect", "mp/two:1"]));
+    assert!(out.stdout.contains("linux/arm64"), "{}", out.stdout);
+
     // A rebuild: every step a cache hit, the same index.
     let again = build();
     assert_eq!(started(&again.stderr, "RUN"), 0, "{}", again.stderr);

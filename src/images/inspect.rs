@@ -32,6 +32,10 @@ pub struct InspectImage {
     #[serde(rename = "RootFS")]
     pub root_fs: InspectRootFs,
     pub metadata: InspectMetadata,
+    /// A tag of a multi-platform index: its platforms (this is this
+    /// host's image of it). Not in docker's document.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -95,5 +99,6 @@ pub fn inspect(store: &Store, img: &StoredImage, all: &[StoredImage]) -> Result<
         metadata: InspectMetadata {
             last_tag_time: "0001-01-01T00:00:00Z".to_string(),
         },
+        platforms: img.platforms.clone(),
     })
 }

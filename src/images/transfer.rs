@@ -23,6 +23,15 @@ pub fn save(store: &Store, names: &[String], kind: OutputKind, dest: &Path) -> R
     for n in names {
         let (img, how) = resolve(store, n)?;
         let mut manifest = img.image.manifest.clone();
+        // A tag of a multi-platform index saves the index (and every
+        // image of it), except to a docker archive: this host's image.
+        if let Matched::Tag(t) = &how
+            && kind != OutputKind::Docker
+            && let Some(d) = store.resolve(t)?
+            && media_type::is_index(&d.media_type)
+        {
+            manifest = d;
+        }
         manifest.annotations = None;
         let i = match images
             .iter()
@@ -169,9 +178,34 @@ fn load_oci(store: &Store, path: PathBuf, index: &ImageIndex) -> Result<Vec<Load
             checked_load(store, &entry.digest)?
         };
         imported = true;
-        record(store, &mut out, image, name)?;
+        record(store, &mut out, image, name.clone())?;
+        // A named index whose images all came with the archive stays an
+        // index (its tag names it, as it was saved).
+        if let Some(n) = name
+            && media_type::is_index(&entry.media_type)
+            && index_complete(store, &entry.digest)?
+        {
+            let mut desc = entry.clone();
+            desc.annotations = None;
+            store.set_tag(&crate::store::normalize_reference(&n), &desc)?;
+        }
     }
     Ok(out)
+}
+
+/// Whether the store holds an index's blob and every blob of its images.
+fn index_complete(store: &Store, index: &Digest) -> Result<bool> {
+    if !store.has_blob(index) {
+        return Ok(false);
+    }
+    let idx: ImageIndex = serde_json::from_slice(&store.read_blob(index)?)
+        .map_err(|e| Error::corrupt(format!("index {index}"), e.to_string()))?;
+    for m in &idx.manifests {
+        if !media_type::is_manifest(&m.media_type) || checked_load(store, &m.digest).is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// For an unnamed entry among several: import through a named sibling (or
