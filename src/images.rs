@@ -102,14 +102,21 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
     Ok(out)
 }
 
-/// The image an index has for this host (else its first), and the
-/// platforms of all its images.
+/// The image an index has for this host (else its first the store holds),
+/// and the platforms of all its images.
 fn host_entry(store: &Store, index: &Digest) -> Result<Option<(Descriptor, Vec<String>)>> {
     let bytes = store.read_blob(index)?;
     let idx: crate::store::ImageIndex = serde_json::from_slice(&bytes)
         .map_err(|e| Error::corrupt(format!("index {index}"), e.to_string()))?;
+    // A pulled index holds only the images pulled for it.
+    let present: Vec<Descriptor> = idx
+        .manifests
+        .iter()
+        .filter(|d| store.has_blob(&d.digest))
+        .cloned()
+        .collect();
     let host = oci::host_platform();
-    let pick = oci::pick_platform(&idx.manifests, &host).or(idx.manifests.first());
+    let pick = oci::pick_platform(&present, &host).or(present.first());
     let platforms = idx
         .manifests
         .iter()

@@ -52,7 +52,7 @@ use std::io::{self, Read, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use client::{Client, MAX_MANIFEST};
+pub use client::{Client, FetchedManifest, MAX_MANIFEST};
 pub use conf::RegistriesConf;
 
 use crate::digest::Digest;
@@ -75,6 +75,9 @@ pub struct Options {
     /// The platform to pull from an index (`None`: this host's); an image
     /// that is not an index must then be of this platform.
     pub platform: Option<Platform>,
+    /// Further platforms to pull from an index; the tag then names the
+    /// index (with the images of these platforms in the store).
+    pub also: Vec<Platform>,
 }
 
 impl Default for Options {
@@ -84,6 +87,7 @@ impl Default for Options {
             chunk_size: 16 << 20,
             jobs: 4,
             platform: None,
+            also: Vec::new(),
         }
     }
 }
@@ -337,6 +341,9 @@ fn pull_from(
     // What the registry serves under the name: the index, for a multi-platform image.
     let top = fetched.digest;
     let want = opts.platform.clone().unwrap_or_else(host_platform);
+    // The index the tag keeps when several platforms are wanted.
+    let mut kept_index = None;
+    let mut blobs = Vec::new();
     let mut depth = 0;
     while media_type::is_index(&fetched.media_type) {
         depth += 1;
@@ -348,44 +355,27 @@ fn pull_from(
         }
         let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
             .map_err(|e| Error::corrupt(format!("index {}", fetched.digest), e.to_string()))?;
-        let entry = pick_platform(&index.manifests, &want).ok_or_else(|| {
-            Error::msg(format!(
-                "{} has no image for {want} (it has: {})",
-                reference.normalized(),
-                index_platforms(&index.manifests)
-            ))
-        })?;
-        let child = client.get_manifest(repo, &entry.digest.to_string())?;
-        if child.digest != entry.digest {
-            return Err(Error::corrupt(
-                format!("manifest {}", entry.digest),
-                format!("content has digest {}", child.digest),
-            ));
+        let pick = |p: &Platform| {
+            pick_platform(&index.manifests, p).ok_or_else(|| {
+                Error::msg(format!(
+                    "{} has no image for {p} (it has: {})",
+                    reference.normalized(),
+                    index_platforms(&index.manifests)
+                ))
+            })
+        };
+        let entry = pick(&want)?;
+        if depth == 1 && !opts.also.is_empty() {
+            for p in &opts.also {
+                let other = child_manifest(&client, repo, reference, pick(p)?, progress)?;
+                blobs.extend(fetch_image(&client, store, repo, &other, opts, progress)?.1);
+            }
+            kept_index = Some(fetched.clone());
         }
-        progress(Progress::Manifest {
-            reference: format!("{}@{}", reference.normalized(), child.digest),
-            digest: child.digest,
-            media_type: child.media_type.clone(),
-        });
-        fetched = child;
+        fetched = child_manifest(&client, repo, reference, entry, progress)?;
     }
-    if !media_type::is_manifest(&fetched.media_type) {
-        return Err(Error::Unsupported(format!(
-            "pulling `{}` ({})",
-            fetched.media_type,
-            reference.normalized()
-        )));
-    }
-    let what = format!("manifest {}", fetched.digest);
-    let m = parse_manifest(&fetched.bytes, &what)?;
-    let mut blobs = vec![m.config.clone()];
-    blobs.extend(m.layers.iter().cloned());
-    parallel(&blobs, opts.jobs, |d| {
-        download(&client, store, repo, d, progress)
-    })?;
-    let digest = store.put_blob(&fetched.bytes)?;
-    let mut image = load_image(store, &digest)?;
-    image.manifest.media_type = fetched.media_type.clone();
+    let (image, own) = fetch_image(&client, store, repo, &fetched, opts, progress)?;
+    blobs.extend(own);
     if opts.platform.is_some() && !platform_matches(&want, &image.platform()) {
         return Err(Error::msg(format!(
             "{} is an image for {}, not for the platform asked for ({want})",
@@ -393,15 +383,73 @@ fn pull_from(
             image.platform()
         )));
     }
-    store.set_tag(&reference.normalized(), &image.manifest)?;
+    match kept_index {
+        Some(index) => {
+            let digest = store.put_blob(&index.bytes)?;
+            let desc = Descriptor::new(index.media_type, digest, index.bytes.len() as u64);
+            store.set_tag(&reference.normalized(), &desc)?;
+        }
+        None => store.set_tag(&reference.normalized(), &image.manifest)?,
+    }
     repo_digests::record(
         store,
         &image.manifest.digest,
         repo_digests::repo_digest(reference, &top),
     )?;
-    let digests: Vec<Digest> = blobs.iter().map(|d| d.digest).collect();
-    sources::record(store, &remote.registry, repo, &digests)?;
+    sources::record(store, &remote.registry, repo, &blobs)?;
     Ok(image)
+}
+
+/// The manifest an index entry names, verified.
+fn child_manifest(
+    client: &Client,
+    repo: &str,
+    reference: &Reference,
+    entry: &Descriptor,
+    progress: ProgressSink,
+) -> Result<FetchedManifest> {
+    let child = client.get_manifest(repo, &entry.digest.to_string())?;
+    if child.digest != entry.digest {
+        return Err(Error::corrupt(
+            format!("manifest {}", entry.digest),
+            format!("content has digest {}", child.digest),
+        ));
+    }
+    progress(Progress::Manifest {
+        reference: format!("{}@{}", reference.normalized(), child.digest),
+        digest: child.digest,
+        media_type: child.media_type.clone(),
+    });
+    Ok(child)
+}
+
+/// Downloads a manifest's config and layers and stores the manifest: the
+/// image, and the blobs it needs.
+fn fetch_image(
+    client: &Client,
+    store: &Store,
+    repo: &str,
+    fetched: &FetchedManifest,
+    opts: &Options,
+    progress: ProgressSink,
+) -> Result<(Image, Vec<Digest>)> {
+    if !media_type::is_manifest(&fetched.media_type) {
+        return Err(Error::Unsupported(format!(
+            "pulling `{}` ({})",
+            fetched.media_type, fetched.digest
+        )));
+    }
+    let what = format!("manifest {}", fetched.digest);
+    let m = parse_manifest(&fetched.bytes, &what)?;
+    let mut blobs = vec![m.config.clone()];
+    blobs.extend(m.layers.iter().cloned());
+    parallel(&blobs, opts.jobs, |d| {
+        download(client, store, repo, d, progress)
+    })?;
+    let digest = store.put_blob(&fetched.bytes)?;
+    let mut image = load_image(store, &digest)?;
+    image.manifest.media_type = fetched.media_type.clone();
+    Ok((image, blobs.iter().map(|d| d.digest).collect()))
 }
 
 fn download(

@@ -286,6 +286,50 @@ fn pull_and_build_pick_the_platform_from_an_index() {
         "{}",
         out.stdout
     );
+
+    // A build for both platforms pulls both images of the index (the tag
+    // keeps it) and builds each platform's image on its own.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {multi}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox uname -m > /m\"]\n"
+        ),
+    )
+    .unwrap();
+    let layout = env.path("both");
+    run_ok(env.strata("both").arg("build").arg(&ctx).args([
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        "mp/both:1",
+        "-o",
+        &format!("type=oci,dest={}", layout.display()),
+    ]));
+    let out = run_ok(env.strata("both").args(["inspect", &multi]));
+    assert!(
+        out.stdout.contains("linux/arm64"),
+        "the pulled tag keeps the index: {}",
+        out.stdout
+    );
+    for (arch, machine) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let image = env.path(&format!("one-{arch}"));
+        run_ok(Command::new("skopeo").args([
+            "copy",
+            "--override-arch",
+            arch,
+            &format!("oci:{}:mp/both:1", layout.display()),
+            &format!("oci:{}:x", image.display()),
+        ]));
+        let bundle = env.path(&format!("bundle-{arch}"));
+        run_ok(
+            Command::new("umoci")
+                .args(["unpack", "--rootless", "--image"])
+                .arg(format!("{}:x", image.display()))
+                .arg(&bundle),
+        );
+        let m = std::fs::read_to_string(bundle.join("rootfs/m")).unwrap();
+        assert_eq!(m, format!("{machine}\n"), "{arch}");
+    }
 }
 
 const TWO: &str = r#"FROM --platform=$BUILDPLATFORM scratch AS builder

@@ -139,23 +139,27 @@ impl<'a> Session<'a> {
     /// registry image with `always`, so a moved tag is seen), then lowers
     /// again if anything was pulled. Returns how many were pulled.
     pub fn pull(&mut self, always: bool, progress: ProgressSink) -> Result<usize> {
-        let refs: Vec<(String, Option<Platform>)> = registry_images(&self.graph)
+        let refs: Vec<(String, Vec<Option<Platform>>)> = registry_images(&self.graph)
             .into_iter()
             .map(|r| {
-                let p = self.platform_of(&r);
+                let p = self.platforms_of(&r);
                 (r, p)
             })
-            .filter(|(r, p)| {
-                always || is_unpulled(self.store, r) || !has_platform(self.store, r, p)
+            .filter(|(r, ps)| {
+                always
+                    || is_unpulled(self.store, r)
+                    || ps.iter().any(|p| !has_platform(self.store, r, p))
             })
             .collect();
-        for (r, platform) in &refs {
+        for (r, platforms) in &refs {
             let reference = Reference::parse(r)
                 .map_err(|e| self.at_image(r, format!("image reference `{r}`: {e}")))?;
             let had = matches!(self.store.resolve(r), Ok(Some(_)));
             let mut opts =
                 registry::Options::from_env(reference.registry.as_deref().unwrap_or("docker.io"));
-            opts.platform = platform.clone();
+            // Several platforms: the tag keeps the index, with each image.
+            opts.platform = platforms[0].clone();
+            opts.also = platforms[1..].iter().flatten().cloned().collect();
             registry::pull(self.store, &reference, &opts, progress).map_err(|e| {
                 let message = if had {
                     format!("cannot pull {r} again (--pull): {e}")
@@ -176,19 +180,30 @@ impl<'a> Session<'a> {
         Ok(refs.len())
     }
 
-    /// The platform image `r` is wanted for: that of the first stage based
-    /// on it, else the build's (`None`: this host's).
-    fn platform_of(&self, r: &str) -> Option<Platform> {
-        let stage = self.graph.graph.node_indices().find_map(|n| match &self.graph.graph[n].op {
-            Op::Base(b) if matches!(&b.base, BaseRef::Image { reference } if reference == r) => {
-                Some(b.platform.clone())
+    /// The platforms image `r` is wanted for, each once: those of the
+    /// stages based on it (a stage that names none: the build's; `None`:
+    /// this host's, unchecked).
+    fn platforms_of(&self, r: &str) -> Vec<Option<Platform>> {
+        let mut out: Vec<Option<Platform>> = Vec::new();
+        for n in self.graph.graph.node_indices() {
+            let Op::Base(b) = &self.graph.graph[n].op else {
+                continue;
+            };
+            if !matches!(&b.base, BaseRef::Image { reference } if reference == r) {
+                continue;
             }
-            _ => None,
-        });
-        match stage.flatten() {
-            Some(p) => oci::parse_platform(&p).ok(),
-            None => self.lower.platform.clone(),
+            let p = match &b.platform {
+                Some(p) => oci::parse_platform(p).ok(),
+                None => self.lower.platform.clone(),
+            };
+            if !out.contains(&p) {
+                out.push(p);
+            }
         }
+        if out.is_empty() {
+            out.push(self.lower.platform.clone());
+        }
+        out
     }
 
     /// An error at the first step naming image `r`.

@@ -26,6 +26,7 @@ pub const MAX_MANIFEST: u64 = 4 << 20;
 const MAX_SMALL_BODY: u64 = 1 << 20;
 
 /// What a manifest GET returned, its digest verified against the header.
+#[derive(Clone)]
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     pub media_type: String,
