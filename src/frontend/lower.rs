@@ -73,7 +73,10 @@ pub struct Lowerer<'a, 'f> {
     /// The first node the stage being lowered added.
     stage_first: Option<NodeIndex>,
     dialect: Dialect,
-    /// BuildKit's predefined args, when the dialect has them.
+    /// BuildKit's predefined platform args (`BUILDPLATFORM`, `TARGETARCH`,
+    /// ...): both formats have them, seen where the global args are seen
+    /// (stage `from`, copy/mount `from`, tags) and taken by a stage `arg`
+    /// (or `args` entry) that names one.
     platform: Vec<(String, String)>,
 }
 
@@ -96,11 +99,7 @@ pub fn lower<'f>(
         ends: vec![None; parsed.stages.len()],
         stage_first: None,
         dialect: parsed.dialect.clone(),
-        platform: if parsed.dialect.platform_args {
-            platform_args()
-        } else {
-            Vec::new()
-        },
+        platform: platform_args(),
     };
     l.globals(parsed);
     l.stage_names();
@@ -153,7 +152,7 @@ impl Lowerer<'_, '_> {
                 continue;
             }
             let default = match &a.default {
-                Some(d) if self.dialect.expanded_arg_defaults => {
+                Some(d) if a.expand => {
                     let globals = &self.globals;
                     let lookup =
                         |n: &str| globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
@@ -201,7 +200,7 @@ impl Lowerer<'_, '_> {
         self.stages.iter().position(|s| s.name == name)
     }
 
-    /// A global arg, then (in a dialect that has them) a predefined one.
+    /// A global arg, then a predefined one.
     fn lookup_global(&self, name: &str) -> Option<Option<String>> {
         lookup_in(&self.globals, &self.platform, name)
     }
@@ -520,7 +519,7 @@ impl Lowerer<'_, '_> {
                         Default::default()
                     }
                 };
-                if self.dialect.base_onbuild {
+                if spec.base_onbuild == Some(true) {
                     let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
                     triggers = crate::frontend::dockerfile::base_triggers(
                         &info.onbuild,
@@ -530,7 +529,7 @@ impl Lowerer<'_, '_> {
                     );
                 } else if !info.onbuild.is_empty() {
                     self.graph.warnings.push(format!(
-                        "stage {name}: the base image has ONBUILD instructions, which strata.toml specs do not run (and the image does not keep them); write them as steps"
+                        "stage {name}: the base image has ONBUILD instructions, which this stage does not run (and the image does not keep them); set `base-onbuild = true` to run them first, as a Dockerfile FROM does, or write them as steps"
                     ));
                 }
                 let mut state = State::from_base(info);

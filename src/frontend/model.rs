@@ -162,13 +162,29 @@ pub struct Document {
     pub image: Option<std::collections::BTreeMap<String, ImageSpec>>,
 }
 
-/// The value of a global arg: a default string, or `{}` for "declared, no default".
+/// The value of a global arg: a default string (literal), `{}` for
+/// "declared, no default", or `{ default = "...", expand = true }` for a
+/// default expanded with the global args declared before it.
 #[derive(JsonSchema)]
 #[schemars(untagged)]
 #[allow(dead_code)]
 pub enum ArgDefault {
     Default(String),
     NoDefault(EmptyTable),
+    Expanded(ExpandedDefault),
+}
+
+/// `{ default = "${A}-x", expand = true }`: the default is expanded (with
+/// the `[args]` before this one, after `--build-arg`), as a Dockerfile
+/// expands `ARG B=${A}-x`.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ExpandedDefault {
+    /// The default, a template.
+    pub default: String,
+    /// Must be `true` (a literal default is written as a plain string).
+    pub expand: bool,
 }
 
 #[derive(JsonSchema)]
@@ -210,6 +226,11 @@ pub struct StageSpec {
     pub healthcheck: Option<Sp<HealthcheckSpec>>,
     /// Dockerfile instructions for images built from this one.
     pub onbuild: Option<Vec<Sp<String>>>,
+    /// Run the base image's ONBUILD triggers before the steps, as a
+    /// Dockerfile `FROM` does (default false: a warning says they do not
+    /// run). Only for a stage that starts from an image.
+    #[serde(rename = "base-onbuild")]
+    pub base_onbuild: Option<bool>,
     /// How the source laid this stage out; for printing only.
     #[allow(dead_code)] // read by the TOML printer (issue 9, in progress)
     #[serde(skip)]
@@ -242,6 +263,7 @@ pub const STAGE_KEYS: &[&str] = &[
     "stopsignal",
     "healthcheck",
     "onbuild",
+    "base-onbuild",
 ];
 
 /// A base that is not a name: exactly one of `oci`, `oci-archive`, `docker-archive`.
@@ -496,8 +518,12 @@ pub const IMAGE_KEYS: &[&str] = &["stage", "tags"];
 pub struct ArgDecl {
     pub name: String,
     pub span: Range<usize>,
-    /// Literal, or a template when [`Dialect::expanded_arg_defaults`].
+    /// Literal, or a template when `expand`.
     pub default: Option<String>,
+    /// The default is a template, expanded with the global args declared
+    /// before it (a Dockerfile's `ARG B=${A}`; `{ default = "...",
+    /// expand = true }` in `[args]`).
+    pub expand: bool,
     /// Where the default is written (the name's span when there is none).
     pub default_span: Range<usize>,
 }
@@ -531,23 +557,14 @@ pub struct Parsed {
 
 /// Where the source formats mean different things and no single value
 /// can say it: the rules of the whole file. The default is `strata.toml`'s;
-/// a Dockerfile sets them all (BuildKit's meaning).
+/// a Dockerfile sets them all (BuildKit's meaning). `convert` rewrites a
+/// Dockerfile's model into the default dialect (`frontend::normalize`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dialect {
     /// A step sees a global arg only when its stage declares it (a
     /// Dockerfile `ARG NAME` in the stage); otherwise it expands as
     /// unset. In a TOML spec every step sees every global arg.
     pub scoped_globals: bool,
-    /// BuildKit's predefined platform args (`BUILDPLATFORM`,
-    /// `TARGETARCH`, ...) exist: stage `from` and copy/mount `from` see
-    /// them, and a stage `arg` without a default takes their value.
-    pub platform_args: bool,
-    /// Global arg defaults are templates, expanded with the global args
-    /// declared before them (in a TOML spec they are literal).
-    pub expanded_arg_defaults: bool,
-    /// A stage that starts from an image runs the image's ONBUILD
-    /// triggers first (in a TOML spec a warning says they do not run).
-    pub base_onbuild: bool,
     /// `copy` `image` may name a stage of this file once expanded (a
     /// Dockerfile `--from=$X` is a stage or an image).
     pub image_may_name_stage: bool,

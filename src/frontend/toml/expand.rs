@@ -93,6 +93,159 @@ fn expand_depth(s: &str, lookup: &Lookup, depth: usize) -> Result<String, Expand
     Ok(out)
 }
 
+/// `s` with every reference to a name that `unset` says is unset replaced
+/// by what it expands to (the operators' meaning for an unset name, from
+/// the same evaluator), every other reference kept as written: what a
+/// template means where those names are not defined, whatever the others
+/// are. The names replaced are added to `used`. An error where the result
+/// depends on the value of a name that is kept (`${U/$P/r}` with `U`
+/// unset) or where the expansion itself fails (`${U?}`).
+pub fn resolve_unset(
+    s: &str,
+    unset: &dyn Fn(&str) -> bool,
+    used: &mut Vec<String>,
+) -> Result<String, ExpandError> {
+    resolve_depth(s, unset, used, 0)
+}
+
+fn resolve_depth(
+    s: &str,
+    unset: &dyn Fn(&str) -> bool,
+    used: &mut Vec<String>,
+    depth: usize,
+) -> Result<String, ExpandError> {
+    if depth > MAX_DEPTH {
+        return fail(
+            format!("expansions nest deeper than {MAX_DEPTH} levels"),
+            0..s.len(),
+        );
+    }
+    let note = |name: &str, used: &mut Vec<String>| {
+        if !used.iter().any(|u| u == name) {
+            used.push(name.to_string());
+        }
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut pos = 0;
+    while let Some(i) = s[pos..].find('$') {
+        let at = pos + i;
+        out.push_str(&s[pos..at]);
+        let after = &s[at + 1..];
+        if after.starts_with('$') {
+            out.push_str("$$");
+            pos = at + 2;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = closing_brace(body) else {
+                return fail("unterminated `${`: missing `}`".into(), at..s.len());
+            };
+            let body = &body[..end];
+            let n = name_len(body);
+            let (name, rest) = body.split_at(n);
+            if n == 0 || !unset(name) {
+                // Kept: only the references in its words may change.
+                out.push_str("${");
+                out.push_str(name);
+                out.push_str(&resolve_depth(rest, unset, used, depth + 1)?);
+                out.push('}');
+            } else {
+                note(name, used);
+                out.push_str(&unset_value(name, rest, unset, used, depth).map_err(|e| {
+                    ExpandError {
+                        message: e.message,
+                        range: at..at + 3 + end,
+                    }
+                })?);
+            }
+            pos = at + 3 + end;
+        } else {
+            let n = name_len(after);
+            if n > 0 && unset(&after[..n]) {
+                note(&after[..n], used);
+            } else {
+                out.push_str(&s[at..at + 1 + n]);
+            }
+            // (A lone `$` is kept for the lowering to report.)
+            pos = at + 1 + n;
+        }
+    }
+    out.push_str(&s[pos..]);
+    Ok(out)
+}
+
+/// What `${name<rest>}` gives when `name` is unset, as a template.
+fn unset_value(
+    name: &str,
+    rest: &str,
+    unset: &dyn Fn(&str) -> bool,
+    used: &mut Vec<String>,
+    depth: usize,
+) -> Result<String, ExpandError> {
+    let colon = rest.starts_with(':');
+    let op = &rest[usize::from(colon)..];
+    let Some(c) = op.chars().next() else {
+        return Ok(String::new());
+    };
+    let doubled = !colon && matches!(c, '#' | '%' | '/') && op[1..].starts_with(c);
+    let word = &op[1 + usize::from(doubled)..];
+    let literal = |w: &str| -> Result<String, ExpandError> {
+        expand(w, &|_| None).map_err(|_| ExpandError {
+            message: format!(
+                "`${{{name}{rest}}}` depends on a variable while `{name}` is unset here"
+            ),
+            range: 0..0,
+        })
+    };
+    let fails = |e: String| ExpandError {
+        message: e,
+        range: 0..0,
+    };
+    let m = match c {
+        // The word, or nothing: decided by `name` alone.
+        '-' | '+' | '?' => {
+            if !uses_word(c, colon, None) {
+                return Ok(String::new());
+            }
+            if c == '?' {
+                let word = literal(word).unwrap_or_else(|_| word.to_string());
+                let m = Modifier::Required { colon, word: &word };
+                return apply(name, None, m).map_err(fails);
+            }
+            return resolve_depth(word, unset, used, depth + 1);
+        }
+        '#' | '%' if !colon => Modifier::RemovePrefix {
+            longest: doubled,
+            pattern: "",
+        },
+        '/' if !colon => {
+            let Some(end) = pattern_end(word) else {
+                return fail(
+                    format!(
+                        "`${{{name}{rest}}}` needs a `/` between the pattern and the replacement"
+                    ),
+                    0..0,
+                );
+            };
+            let pattern = literal(&word[..end])?;
+            // The empty value matches the pattern or not; the replacement
+            // (a template) is all that is left when it does.
+            let m = Modifier::Replace {
+                all: doubled,
+                pattern: &pattern,
+                replacement: "\u{0}",
+            };
+            return if apply(name, None, m).map_err(fails)? == "\u{0}" {
+                resolve_depth(&word[end + 1..], unset, used, depth + 1)
+            } else {
+                Ok(String::new())
+            };
+        }
+        _ => {
+            return fail(format!("unsupported expansion `${{{name}{rest}}}`"), 0..0);
+        }
+    };
+    apply(name, None, m).map_err(fails)
+}
+
 /// Byte length of the variable name at the start of `s`.
 fn name_len(s: &str) -> usize {
     let mut n = 0;

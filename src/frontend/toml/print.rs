@@ -108,9 +108,11 @@ fn arg(out: &mut String, a: &ArgDecl) {
         name,
         span: _,
         default,
+        expand,
         default_span: _,
     } = a;
     let value = match default {
+        Some(d) if *expand => format!("{{ default = {}, expand = true }}", q(d)),
         Some(d) => q(d),
         None => "{}".to_string(),
     };
@@ -216,6 +218,7 @@ fn stage(out: &mut String, decl: &StageDecl) {
         stopsignal,
         healthcheck,
         onbuild,
+        base_onbuild,
         layout,
     } = spec;
     let Layout {
@@ -229,6 +232,9 @@ fn stage(out: &mut String, decl: &StageDecl) {
     out.push_str(&format!("from = {}\n", from_value(from.get())));
     if let Some(p) = platform {
         out.push_str(&format!("platform = {}\n", q(p.get())));
+    }
+    if let Some(b) = base_onbuild {
+        out.push_str(&format!("base-onbuild = {b}\n"));
     }
     if let Some(a) = args {
         out.push_str(&array_key("args", &sp_items(a)));

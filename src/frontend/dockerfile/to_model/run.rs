@@ -12,7 +12,7 @@ use crate::ir::MountKind;
 /// The script of a shell-form RUN with heredocs: a command that is just
 /// one heredoc runs its body; otherwise the shell gets the heredocs after
 /// the command line, as it would in a script.
-pub(crate) fn heredoc_script(script: &str, heredocs: &[Heredoc]) -> String {
+fn heredoc_script(script: &str, heredocs: &[Heredoc]) -> String {
     match heredocs {
         [] => script.to_string(),
         [h] if script
