@@ -16,7 +16,7 @@ use regex::Regex;
 
 use super::LowerOptions;
 use super::model::{
-    Dialect, HealthcheckSpec, ImageDecl, MountSpec, MountType, Number, OrderedMap, Parsed,
+    Boolean, Dialect, HealthcheckSpec, ImageDecl, MountSpec, MountType, Number, OrderedMap, Parsed,
     SharingSpec, Sp, StageDecl, StageSpec, StepSpec, StrOr,
 };
 use super::toml::expand::{ExpandError, expand};
@@ -223,6 +223,15 @@ impl Lowerer<'_, '_> {
         };
         let r = expand_str(state, globals, s.get());
         self.report_expand(r, s.get(), s.span())
+    }
+
+    /// An env or label name, expanded where its value is (errors point at
+    /// the value: a table key has no span of its own here).
+    fn expand_key(&mut self, state: &State, k: &str, v: &Sp<String>) -> Option<String> {
+        if !k.contains('$') {
+            return Some(k.to_string());
+        }
+        self.expand_in(state, &Sp::new(v.span(), k.to_string()))
     }
 
     fn report_expand(
@@ -647,6 +656,10 @@ impl Lowerer<'_, '_> {
         } else if let Some(env) = &s.env {
             let mut vars = Vec::new();
             for (k, v) in &env.get().0 {
+                // Names are expanded too, as BuildKit expands ENV keys.
+                let Some(k) = self.expand_key(state, k, v) else {
+                    continue;
+                };
                 if k.is_empty() || k.contains('=') {
                     self.error(
                         v.span(),
@@ -656,7 +669,7 @@ impl Lowerer<'_, '_> {
                     continue;
                 }
                 if let Some(val) = self.expand_in(state, v) {
-                    vars.push((k.clone(), val));
+                    vars.push((k, val));
                 }
             }
             for (k, v) in &vars {

@@ -407,10 +407,14 @@ pub struct MountSpec {
     pub from: Option<Sp<String>>,
     /// Cache or secret id.
     pub id: Option<Sp<String>>,
-    /// Cache sharing: `shared`, `private`, `locked`.
+    /// Cache sharing: `shared`, `private`, `locked` (or a string with a
+    /// variable, expanded to one of them).
     pub sharing: Option<Sp<SharingSpec>>,
-    pub readonly: Option<bool>,
-    pub required: Option<bool>,
+    /// A bool, or a string expanded to `true`/`false` (also `1`/`0`, `t`/`f`).
+    pub readonly: Option<Boolean>,
+    /// The opposite of `readonly` (a Dockerfile's `rw=$X`); not both.
+    pub rw: Option<Boolean>,
+    pub required: Option<Boolean>,
     /// Octal mode, e.g. `"0700"`.
     pub mode: Option<Sp<String>>,
     /// Owner of a cache mount: a number, or a string expanded to one.
@@ -478,12 +482,83 @@ pub enum MountType {
     Ssh,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SharingSpec {
     Shared,
     Private,
     Locked,
+    /// A string with a variable (`sharing=$S`), expanded, then read as one
+    /// of the others.
+    Template(String),
+}
+
+impl<'de> Deserialize<'de> for SharingSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "shared" => SharingSpec::Shared,
+            "private" => SharingSpec::Private,
+            "locked" => SharingSpec::Locked,
+            t if t.contains('$') => SharingSpec::Template(s),
+            other => {
+                return Err(de::Error::unknown_variant(
+                    other,
+                    &["shared", "private", "locked"],
+                ));
+            }
+        })
+    }
+}
+
+impl JsonSchema for SharingSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "SharingSpec".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "anyOf": [
+            { "type": "string", "enum": ["shared", "private", "locked"] },
+            { "type": "string", "pattern": "\\$", "description": "expanded to shared, private or locked" }
+        ] })
+    }
+}
+
+/// A bool written as one, or a string (expanded, then read as a bool): a
+/// Dockerfile writes `readonly=$RO`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Boolean {
+    Value(bool),
+    Template(String),
+}
+
+impl<'de> Deserialize<'de> for Boolean {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Boolean;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a boolean or a string")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Boolean, E> {
+                Ok(Boolean::Value(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Boolean, E> {
+                Ok(Boolean::Template(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Boolean {
+    fn schema_name() -> Cow<'static, str> {
+        "BoolOrString".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "anyOf": [{ "type": "boolean" }, { "type": "string" }] })
+    }
 }
 
 /// HEALTHCHECK. `test`: `"NONE"` disables; another string is run by the

@@ -36,7 +36,8 @@ use std::ops::Range;
 
 use super::diag::{Sink, diagnostic};
 use super::model::{
-    Dialect, MountSpec, Number, OrderedMap, Parsed, Sp, StageSpec, StepSpec, StrOr,
+    Boolean, Dialect, MountSpec, Number, OrderedMap, Parsed, SharingSpec, Sp, StageSpec, StepSpec,
+    StrOr,
 };
 use super::toml::expand::{ExpandError, expand, resolve_unset};
 use super::vars::platform_args;
@@ -256,8 +257,12 @@ impl Normalizer<'_, '_> {
         }
     }
 
+    /// Names and values: both are expanded.
     fn map(&mut self, scope: &Scope, m: &mut OrderedMap) {
-        for (_, t) in &mut m.0 {
+        for (k, t) in &mut m.0 {
+            if let Some(v) = self.resolve(scope, k, t.span()) {
+                *k = v;
+            }
             self.template(scope, t);
         }
     }
@@ -330,9 +335,10 @@ impl Normalizer<'_, '_> {
             source,
             from: _,
             id,
-            sharing: _,
-            readonly: _,
-            required: _,
+            sharing,
+            readonly,
+            rw,
+            required,
             mode,
             uid,
             gid,
@@ -341,6 +347,22 @@ impl Normalizer<'_, '_> {
         } = m.0.get_mut();
         for v in [target, source, id, mode, env] {
             self.all(scope, v);
+        }
+        if let Some(s) = sharing
+            && let SharingSpec::Template(t) = s.get()
+        {
+            let t = t.clone();
+            if let Some(v) = self.resolve(scope, &t, span.clone()) {
+                *s.0.get_mut() = SharingSpec::Template(v);
+            }
+        }
+        for b in [readonly, rw, required].into_iter().flatten() {
+            if let Boolean::Template(t) = b {
+                let t = t.clone();
+                if let Some(v) = self.resolve(scope, &t, span.clone()) {
+                    *b = Boolean::Template(v);
+                }
+            }
         }
         for n in [uid, gid, size].into_iter().flatten() {
             if let Number::Template(t) = n.get() {

@@ -56,6 +56,14 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
+        case: "run-mount/variable-options",
+        category: Category::ReferenceTooOld,
+        reason: "BuildKit expands --mount values (sharing, readonly, rw, required, mode, uid) since after 0.8 (instructions/commands_runmount.go parseMount calls the expander on every value); 0.8 reads them unexpanded",
+        diffs: &[
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 7: unsupported sharing value \"$S\"",
+        ],
+    },
+    Listed {
         case: "arg/expansion-nocolon",
         category: Category::ReferenceTooOld,
         reason: "",

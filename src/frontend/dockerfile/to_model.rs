@@ -484,8 +484,14 @@ impl ToModel<'_, '_> {
         if let Some(b) = base {
             self.env = self.stage_env[b].clone();
             for t in self.triggers[b].clone() {
+                let first = steps.len();
                 self.steps(&t, &mut steps);
                 self.declare(&t);
+                // Said where a printer writes them as steps.
+                if let Some(step) = steps.get_mut(first) {
+                    let note = format!("ONBUILD trigger of stage {}", self.names[b]);
+                    step.0.get_mut().layout.comments.insert(0, note);
+                }
             }
         }
         Some(StageSpec {

@@ -23,7 +23,7 @@ use super::model::{
     Sp, StageSpec, StepSpec, StrOr,
 };
 use super::text::{self, key, list, q};
-use crate::frontend::model::{ArgDecl, Dialect, ImageDecl, Number, Parsed, StageDecl};
+use crate::frontend::model::{ArgDecl, Boolean, Dialect, ImageDecl, Number, Parsed, StageDecl};
 use crate::frontend::state::order;
 
 /// Lines longer than this are broken where TOML allows it (arrays).
@@ -494,6 +494,7 @@ fn mount(m: &MountSpec) -> String {
         id,
         sharing,
         readonly,
+        rw,
         required,
         mode,
         uid,
@@ -518,6 +519,7 @@ fn mount(m: &MountSpec) -> String {
             SharingSpec::Shared => "shared",
             SharingSpec::Private => "private",
             SharingSpec::Locked => "locked",
+            SharingSpec::Template(t) => t,
         };
         p.push(format!("sharing = {}", q(s)));
     }
@@ -530,9 +532,11 @@ fn mount(m: &MountSpec) -> String {
             None => {}
         }
     }
-    for (k, v) in [("readonly", readonly), ("required", required)] {
-        if let Some(v) = v {
-            p.push(format!("{k} = {v}"));
+    for (k, v) in [("readonly", readonly), ("rw", rw), ("required", required)] {
+        match v {
+            Some(Boolean::Value(b)) => p.push(format!("{k} = {b}")),
+            Some(Boolean::Template(t)) => p.push(format!("{k} = {}", q(t))),
+            None => {}
         }
     }
     inline(&p)

@@ -4,7 +4,9 @@
 use super::super::continuation::{breaks, continuation_pieces};
 use super::super::parser::{self, Heredoc, Node};
 use super::{Flag, ToModel, has_reference};
-use crate::frontend::model::{MountSpec, MountType, Number, SharingSpec, Sp, StepSpec, StrOr};
+use crate::frontend::model::{
+    Boolean, MountSpec, MountType, Number, SharingSpec, Sp, StepSpec, StrOr,
+};
 use crate::frontend::mount;
 use crate::frontend::values::parse_size;
 use crate::ir::MountKind;
@@ -129,6 +131,7 @@ impl ToModel<'_, '_> {
             id: None,
             sharing: None,
             readonly: None,
+            rw: None,
             required: None,
             mode: None,
             uid: None,
@@ -165,23 +168,49 @@ impl ToModel<'_, '_> {
                 ok = false;
             };
             match key {
-                "readonly" | "rw" | "required" => match mount::parse_bool(v.as_deref()) {
-                    Some(b) if key == "required" => m.required = Some(b),
-                    Some(b) => m.readonly = Some(if key == "rw" { !b } else { b }),
-                    None => bad(self, "expected true or false"),
-                },
-                "sharing" => match v.as_deref().and_then(mount::parse_sharing) {
-                    Some(crate::ir::Sharing::Shared) => {
-                        m.sharing = Some(Sp::new(at.clone(), SharingSpec::Shared))
+                // BuildKit expands every value: one with a variable is a
+                // template, read once expanded.
+                "readonly" | "rw" | "required" => {
+                    let flag = match mount::parse_bool(v.as_deref()) {
+                        Some(b) => Boolean::Value(b),
+                        None if shown.contains('$') => match self.t(n, &shown) {
+                            Some(t) => Boolean::Template(t),
+                            None => {
+                                ok = false;
+                                continue;
+                            }
+                        },
+                        None => {
+                            bad(self, "expected true or false");
+                            continue;
+                        }
+                    };
+                    match (key, flag) {
+                        ("required", f) => m.required = Some(f),
+                        ("rw", Boolean::Value(b)) => m.readonly = Some(Boolean::Value(!b)),
+                        ("rw", f) => m.rw = Some(f),
+                        (_, f) => m.readonly = Some(f),
                     }
-                    Some(crate::ir::Sharing::Private) => {
-                        m.sharing = Some(Sp::new(at.clone(), SharingSpec::Private))
-                    }
-                    Some(crate::ir::Sharing::Locked) => {
-                        m.sharing = Some(Sp::new(at.clone(), SharingSpec::Locked))
-                    }
-                    None => bad(self, "expected shared, private or locked"),
-                },
+                }
+                "sharing" => {
+                    let sharing = match v.as_deref().and_then(mount::parse_sharing) {
+                        Some(crate::ir::Sharing::Shared) => SharingSpec::Shared,
+                        Some(crate::ir::Sharing::Private) => SharingSpec::Private,
+                        Some(crate::ir::Sharing::Locked) => SharingSpec::Locked,
+                        None if shown.contains('$') => match self.t(n, &shown) {
+                            Some(t) => SharingSpec::Template(t),
+                            None => {
+                                ok = false;
+                                continue;
+                            }
+                        },
+                        None => {
+                            bad(self, "expected shared, private or locked");
+                            continue;
+                        }
+                    };
+                    m.sharing = Some(Sp::new(at.clone(), sharing));
+                }
                 "uid" | "gid" | "size" => {
                     let value = if key == "size" {
                         parse_size(&shown)
