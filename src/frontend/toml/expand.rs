@@ -505,6 +505,48 @@ mod tests {
         assert_eq!(ex(&ok).as_deref(), Ok("x"));
     }
 
+    /// `U` unset, everything else kept: the result means, for any value
+    /// of the kept names, what the template means with `U` undefined.
+    #[test]
+    fn resolving_unset_names() {
+        let r = |t: &str| {
+            let mut used = Vec::new();
+            resolve_unset(t, &|n| n == "U", &mut used).map(|v| (v, used.len()))
+        };
+        let ok = |t: &str, want: &str| assert_eq!(r(t).map(|x| x.0).as_deref(), Ok(want), "{t}");
+        ok("a$U-${U}b", "a-b");
+        ok("${U:-d}/${A}", "d/${A}");
+        ok("${U-$A}", "$A");
+        ok("${U:+x}${U+y}", "");
+        ok("${U#p}${U##p}${U%p}${U%%p}", "");
+        ok("${U/*/r$A}", "r$A");
+        ok("${U//x/r}", "");
+        ok("${A:-${U:-n}}", "${A:-n}");
+        ok("${A/$U/x}", "${A//x}");
+        ok("$$U ${A#$$}", "$$U ${A#$$}");
+        assert_eq!(r("$U${U:-x}").map(|x| x.1), Ok(1));
+        assert_eq!(r("${A}").map(|x| x.1), Ok(0));
+        assert!(r("${U?need}").unwrap_err().message.contains("need"));
+        assert!(r("${U/$A/r}").is_err());
+        assert!(r("${U").is_err());
+        // The same as expanding with `U` declared without a value (unset
+        // for the operators), for a value of `A`.
+        let lookup = |n: &str| match n {
+            "A" => Some(Some("a".to_string())),
+            "U" => Some(None),
+            _ => None,
+        };
+        for t in [
+            "${U:-d}/${A}",
+            "${A:-${U:-n}}",
+            "${U/*/r$A}",
+            "x${U+y}${A#a}",
+        ] {
+            let resolved = r(t).expect(t).0;
+            assert_eq!(expand(&resolved, &lookup), expand(t, &lookup), "{t}");
+        }
+    }
+
     #[test]
     fn error_ranges() {
         assert_eq!(range("/opt/$NOPE/x"), 5..10);
