@@ -748,7 +748,8 @@ impl Lowerer<'_, '_> {
     }
 }
 
-fn lookup_in(
+/// A global arg, then a predefined platform arg.
+pub(crate) fn lookup_in(
     globals: &[(String, Option<String>)],
     platform: &[(String, String)],
     name: &str,

@@ -217,7 +217,7 @@ pub struct StageSpec {
     pub entrypoint: Option<Sp<StrOr<Vec<String>>>>,
     /// Ports: `port[-port][/tcp|udp|sctp]`.
     pub expose: Option<Vec<Sp<String>>>,
-    /// Image labels.
+    /// Image labels; names and values expanded.
     pub labels: Option<Sp<OrderedMap>>,
     /// Absolute paths of volumes.
     pub volumes: Option<Vec<Sp<String>>>,
@@ -292,7 +292,7 @@ pub struct StepSpec {
     pub add: Option<Sp<Vec<Sp<String>>>>,
     /// RUN: string = shell form, array = exec form. Not expanded: the shell expands it.
     pub run: Option<Sp<StrOr<Vec<String>>>>,
-    /// ENV: variables to set, in order; values expanded (`${PATH}` is the previous value).
+    /// ENV: variables to set, in order; names and values expanded (`${PATH}` is the previous value).
     pub env: Option<Sp<OrderedMap>>,
     /// WORKDIR (relative paths resolve against the current one); expanded.
     pub workdir: Option<Sp<String>>,
@@ -306,7 +306,7 @@ pub struct StepSpec {
     pub cmd: Option<Sp<StrOr<Vec<String>>>>,
     /// ENTRYPOINT.
     pub entrypoint: Option<Sp<StrOr<Vec<String>>>>,
-    /// LABEL.
+    /// LABEL; names and values expanded.
     pub label: Option<Sp<OrderedMap>>,
     /// EXPOSE.
     pub expose: Option<Sp<Vec<Sp<String>>>>,

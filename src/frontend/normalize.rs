@@ -35,6 +35,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 
 use super::diag::{Sink, diagnostic};
+use super::lower::lookup_in;
 use super::model::{
     Boolean, Dialect, MountSpec, Number, OrderedMap, Parsed, SharingSpec, Sp, StageSpec, StepSpec,
     StrOr,
@@ -51,6 +52,7 @@ pub fn normalize(mut parsed: Parsed, sink: &mut Sink) -> (Parsed, Vec<SourceDiag
         warnings: Vec::new(),
         globals: parsed.args.iter().map(|a| a.name.clone()).collect(),
         defaults: Vec::new(),
+        platform: platform_args(),
     };
     n.args(&mut parsed);
     let Dialect {
@@ -74,6 +76,7 @@ struct Normalizer<'s, 'f> {
     globals: HashSet<String>,
     /// The global args' values under the defaults (no `--build-arg`).
     defaults: Vec<(String, Option<String>)>,
+    platform: Vec<(String, String)>,
 }
 
 /// The names a stage defines for its steps: env names (a base stage's
@@ -96,14 +99,8 @@ impl Normalizer<'_, '_> {
         for a in &mut parsed.args {
             let value = match &a.default {
                 Some(d) if a.expand => {
-                    let defaults = &self.defaults;
-                    let lookup = |n: &str| {
-                        defaults
-                            .iter()
-                            .find(|(k, _)| k == n)
-                            .map(|(_, v)| v.clone())
-                    };
-                    let v = expand(d, &lookup).ok();
+                    // As the lowering expands them: no platform args.
+                    let v = expand(d, &|n: &str| lookup_in(&self.defaults, &[], n)).ok();
                     if let Ok(literal) = expand(d, &|_| None) {
                         a.default = Some(literal);
                         a.expand = false;
@@ -121,7 +118,7 @@ impl Normalizer<'_, '_> {
 
     /// A value expanded as the lowering expands `from`s, under the defaults.
     fn global_value(&self, t: &str) -> Option<String> {
-        expand(t, &|n: &str| lookup_in(&self.defaults, n)).ok()
+        expand(t, &|n: &str| lookup_in(&self.defaults, &self.platform, n)).ok()
     }
 
     fn image_stages(&mut self, parsed: &mut Parsed) {
@@ -429,19 +426,6 @@ impl Normalizer<'_, '_> {
         }
         self.all(scope, stopsignal);
     }
-}
-
-fn lookup_in(defaults: &[(String, Option<String>)], name: &str) -> Option<Option<String>> {
-    defaults
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-        .or_else(|| {
-            platform_args()
-                .into_iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| Some(v))
-        })
 }
 
 /// Does a shell script refer to `$name` or `${name...}` without setting

@@ -39,57 +39,106 @@ pub fn expand(s: &str, lookup: &Lookup) -> Result<String, ExpandError> {
     expand_depth(s, lookup, 0)
 }
 
-fn expand_depth(s: &str, lookup: &Lookup, depth: usize) -> Result<String, ExpandError> {
+/// One piece of a template, at byte `at` of it.
+enum Piece<'s> {
+    Text(&'s str),
+    /// `$$`.
+    Dollar,
+    /// `${body}`, `len` bytes in all.
+    Braced {
+        body: &'s str,
+        at: usize,
+        len: usize,
+    },
+    /// `$NAME`; an empty name is a lone `$`.
+    Name {
+        name: &'s str,
+        at: usize,
+    },
+}
+
+/// Calls `f` on each piece of `s` in order (the one scanner of the
+/// template syntax).
+fn scan<'s>(
+    s: &'s str,
+    depth: usize,
+    mut f: impl FnMut(Piece<'s>) -> Result<(), ExpandError>,
+) -> Result<(), ExpandError> {
     if depth > MAX_DEPTH {
         return fail(
             format!("expansions nest deeper than {MAX_DEPTH} levels"),
             0..s.len(),
         );
     }
-    let mut out = String::with_capacity(s.len());
     let mut pos = 0;
     while let Some(i) = s[pos..].find('$') {
         let at = pos + i;
-        out.push_str(&s[pos..at]);
+        f(Piece::Text(&s[pos..at]))?;
         let after = &s[at + 1..];
         if after.starts_with('$') {
-            out.push('$');
+            f(Piece::Dollar)?;
             pos = at + 2;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(end) = closing_brace(body) else {
                 return fail("unterminated `${`: missing `}`".into(), at..s.len());
             };
-            let body_start = at + 2;
-            let value = braced(&body[..end], lookup, depth).map_err(|e| match e.range {
-                // A problem in a nested word: point at it; else at the whole `${...}`.
-                r if r.end > r.start => ExpandError {
-                    message: e.message,
-                    range: body_start + r.start..body_start + r.end,
-                },
-                _ => ExpandError {
-                    message: e.message,
-                    range: at..body_start + end + 1,
-                },
+            let len = end + 3;
+            f(Piece::Braced {
+                body: &body[..end],
+                at,
+                len,
             })?;
-            out.push_str(&value);
-            pos = body_start + end + 1;
+            pos = at + len;
         } else {
             let n = name_len(after);
-            if n == 0 {
+            f(Piece::Name {
+                name: &after[..n],
+                at,
+            })?;
+            pos = at + 1 + n;
+        }
+    }
+    f(Piece::Text(&s[pos..]))
+}
+
+fn expand_depth(s: &str, lookup: &Lookup, depth: usize) -> Result<String, ExpandError> {
+    let mut out = String::with_capacity(s.len());
+    scan(s, depth, |piece| {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Dollar => out.push('$'),
+            Piece::Braced { body, at, len } => {
+                let value = braced(body, lookup, depth).map_err(|e| match e.range {
+                    // A problem in a nested word: point at it; else at the whole `${...}`.
+                    r if r.end > r.start => ExpandError {
+                        message: e.message,
+                        range: at + 2 + r.start..at + 2 + r.end,
+                    },
+                    _ => ExpandError {
+                        message: e.message,
+                        range: at..at + len,
+                    },
+                })?;
+                out.push_str(&value);
+            }
+            Piece::Name { name: "", at } => {
                 return fail(
                     "`$` must be followed by a name or `{` (write `$$` for a literal `$`)".into(),
                     at..at + 1,
                 );
             }
-            let name = &after[..n];
-            match lookup(name) {
+            Piece::Name { name, at } => match lookup(name) {
                 Some(v) => out.push_str(v.as_deref().unwrap_or("")),
-                None => return fail(format!("undefined variable `{name}`"), at..at + 1 + n),
-            }
-            pos = at + 1 + n;
+                None => {
+                    return fail(
+                        format!("undefined variable `{name}`"),
+                        at..at + 1 + name.len(),
+                    );
+                }
+            },
         }
-    }
-    out.push_str(&s[pos..]);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -114,61 +163,44 @@ fn resolve_depth(
     used: &mut Vec<String>,
     depth: usize,
 ) -> Result<String, ExpandError> {
-    if depth > MAX_DEPTH {
-        return fail(
-            format!("expansions nest deeper than {MAX_DEPTH} levels"),
-            0..s.len(),
-        );
-    }
     let note = |name: &str, used: &mut Vec<String>| {
         if !used.iter().any(|u| u == name) {
             used.push(name.to_string());
         }
     };
     let mut out = String::with_capacity(s.len());
-    let mut pos = 0;
-    while let Some(i) = s[pos..].find('$') {
-        let at = pos + i;
-        out.push_str(&s[pos..at]);
-        let after = &s[at + 1..];
-        if after.starts_with('$') {
-            out.push_str("$$");
-            pos = at + 2;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let Some(end) = closing_brace(body) else {
-                return fail("unterminated `${`: missing `}`".into(), at..s.len());
-            };
-            let body = &body[..end];
-            let n = name_len(body);
-            let (name, rest) = body.split_at(n);
-            if n == 0 || !unset(name) {
-                // Kept: only the references in its words may change.
-                out.push_str("${");
-                out.push_str(name);
-                out.push_str(&resolve_depth(rest, unset, used, depth + 1)?);
-                out.push('}');
-            } else {
-                note(name, used);
-                out.push_str(&unset_value(name, rest, unset, used, depth).map_err(|e| {
-                    ExpandError {
-                        message: e.message,
-                        range: at..at + 3 + end,
-                    }
-                })?);
+    scan(s, depth, |piece| {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Dollar => out.push_str("$$"),
+            Piece::Braced { body, at, len } => {
+                let n = name_len(body);
+                let (name, rest) = body.split_at(n);
+                if n == 0 || !unset(name) {
+                    // Kept: only the references in its words may change.
+                    out.push_str("${");
+                    out.push_str(name);
+                    out.push_str(&resolve_depth(rest, unset, used, depth + 1)?);
+                    out.push('}');
+                } else {
+                    note(name, used);
+                    let v =
+                        unset_value(name, rest, unset, used, depth).map_err(|e| ExpandError {
+                            message: e.message,
+                            range: at..at + len,
+                        })?;
+                    out.push_str(&v);
+                }
             }
-            pos = at + 3 + end;
-        } else {
-            let n = name_len(after);
-            if n > 0 && unset(&after[..n]) {
-                note(&after[..n], used);
-            } else {
-                out.push_str(&s[at..at + 1 + n]);
-            }
+            Piece::Name { name, .. } if !name.is_empty() && unset(name) => note(name, used),
             // (A lone `$` is kept for the lowering to report.)
-            pos = at + 1 + n;
+            Piece::Name { name, .. } => {
+                out.push('$');
+                out.push_str(name);
+            }
         }
-    }
-    out.push_str(&s[pos..]);
+        Ok(())
+    })?;
     Ok(out)
 }
 
