@@ -153,10 +153,8 @@ impl Lowerer<'_, '_> {
             }
             let default = match &a.default {
                 Some(d) if a.expand => {
-                    let globals = &self.globals;
-                    let lookup =
-                        |n: &str| globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-                    let r = expand(d, &lookup);
+                    let (globals, platform) = (&self.globals, &self.platform);
+                    let r = expand(d, &|n: &str| lookup_in(globals, platform, n));
                     match self.report_expand(r, d, a.default_span.clone()) {
                         Some(v) => Some(v),
                         None => continue,

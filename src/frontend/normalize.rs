@@ -99,8 +99,7 @@ impl Normalizer<'_, '_> {
         for a in &mut parsed.args {
             let value = match &a.default {
                 Some(d) if a.expand => {
-                    // As the lowering expands them: no platform args.
-                    let v = expand(d, &|n: &str| lookup_in(&self.defaults, &[], n)).ok();
+                    let v = expand(d, &|n: &str| lookup_in(&self.defaults, &self.platform, n)).ok();
                     if let Ok(literal) = expand(d, &|_| None) {
                         a.default = Some(literal);
                         a.expand = false;

@@ -88,6 +88,15 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
+        case: "arg/global-default-platform",
+        category: Category::KnownGap,
+        reason: "History text: BuildKit writes ARG with its declared default, strata with the value in effect; the IR does not carry the declaration (see src/ir/history.rs). The config (global defaults that use the predefined platform args) is identical.",
+        diffs: &[
+            "history[3]: buildkit ARG OS [empty layer] | strata ARG OS=linux [empty layer]",
+            "history[4]: buildkit ARG PLATFORM_OS [empty layer] | strata ARG PLATFORM_OS=linux-linux-none [empty layer]",
+        ],
+    },
+    Listed {
         case: "arg/global-and-redeclare",
         category: Category::KnownGap,
         reason: "History text: BuildKit prefixes RUN with the build args in scope (`|N K=V`), writes ARG with its declared default and keeps COPY/ADD destinations as written; the IR does not carry these yet (see src/ir/history.rs).",

@@ -362,10 +362,12 @@ impl ToModel<'_, '_> {
             let (name, default) = arg_word(w);
             let default = match default {
                 Some(d) => {
+                    // Earlier global args and the predefined platform args.
                     let globals = &self.globals;
                     let names: HashSet<String> = globals.clone();
+                    let platform = platform_args();
                     let scope = |k: &str| {
-                        if names.contains(k) {
+                        if names.contains(k) || platform.iter().any(|(p, _)| p == k) {
                             Name::Known
                         } else {
                             Name::Unset
