@@ -386,9 +386,10 @@ impl Normalizer<'_, '_> {
             let text = self.sink.file.text.get(span.clone()).unwrap_or("");
             // At `$NAME`, or at the whole `${NAME...}`.
             let plain = format!("${name}");
-            let at = match text.find(&format!("${{{name}")) {
+            let braced = format!("${{{name}");
+            let at = match find_name(text, &braced) {
                 Some(a) => Some((a, text[a..].find('}').map_or(plain.len(), |e| e + 1))),
-                None => text.find(&plain).map(|a| (a, plain.len())),
+                None => find_name(text, &plain).map(|a| (a, plain.len())),
             };
             let span = at.map_or(span.clone(), |(a, len)| {
                 span.start + a..span.start + a + len
@@ -433,10 +434,14 @@ fn script_uses(script: &str, name: &str) -> bool {
     if script.contains(&format!("{name}=")) {
         return false;
     }
-    script.contains(&format!("${{{name}")) || {
-        let pat = format!("${name}");
-        script.match_indices(&pat).any(|(i, _)| {
-            !script[i + pat.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        })
-    }
+    find_name(script, &format!("${{{name}")).is_some()
+        || find_name(script, &format!("${name}")).is_some()
+}
+
+/// Where `pat` (`$NAME` or `${NAME`) first occurs not followed by more of
+/// a name (`$NAME` is not in `$NAMES`).
+fn find_name(text: &str, pat: &str) -> Option<usize> {
+    text.match_indices(pat).map(|(i, _)| i).find(|&i| {
+        !text[i + pat.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    })
 }

@@ -217,8 +217,9 @@ fn unset_value(
     let Some(c) = op.chars().next() else {
         return Ok(String::new());
     };
-    let doubled = !colon && matches!(c, '#' | '%' | '/') && op[1..].starts_with(c);
-    let word = &op[1 + usize::from(doubled)..];
+    let after = &op[c.len_utf8()..];
+    let doubled = !colon && matches!(c, '#' | '%' | '/') && after.starts_with(c);
+    let word = &after[usize::from(doubled)..];
     let literal = |w: &str| -> Result<String, ExpandError> {
         expand(w, &|_| None).map_err(|_| ExpandError {
             message: format!(
@@ -561,6 +562,7 @@ mod tests {
         assert!(r("${U?need}").unwrap_err().message.contains("need"));
         assert!(r("${U/$A/r}").is_err());
         assert!(r("${U").is_err());
+        assert!(r("${Uéx}").is_err() && r("${U:é}").is_err());
         // The same as expanding with `U` declared without a value (unset
         // for the operators), for a value of `A`.
         let lookup = |n: &str| match n {
