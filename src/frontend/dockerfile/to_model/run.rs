@@ -171,16 +171,14 @@ impl ToModel<'_, '_> {
                 // BuildKit expands every value: one with a variable is a
                 // template, read once expanded.
                 "readonly" | "rw" | "required" => {
-                    let flag = match mount::parse_bool(v.as_deref()) {
-                        Some(b) => Boolean::Value(b),
-                        None if shown.contains('$') => match self.t(n, &shown) {
-                            Some(t) => Boolean::Template(t),
-                            None => {
-                                ok = false;
-                                continue;
-                            }
-                        },
-                        None => {
+                    let literal = mount::parse_bool(v.as_deref()).map(Boolean::Value);
+                    let flag = match self.mount_value(n, &shown, literal, Boolean::Template) {
+                        Ok(Some(f)) => f,
+                        Ok(None) => {
+                            ok = false;
+                            continue;
+                        }
+                        Err(()) => {
                             bad(self, "expected true or false");
                             continue;
                         }
@@ -193,18 +191,22 @@ impl ToModel<'_, '_> {
                     }
                 }
                 "sharing" => {
-                    let sharing = match v.as_deref().and_then(mount::parse_sharing) {
-                        Some(crate::ir::Sharing::Shared) => SharingSpec::Shared,
-                        Some(crate::ir::Sharing::Private) => SharingSpec::Private,
-                        Some(crate::ir::Sharing::Locked) => SharingSpec::Locked,
-                        None if shown.contains('$') => match self.t(n, &shown) {
-                            Some(t) => SharingSpec::Template(t),
-                            None => {
-                                ok = false;
-                                continue;
-                            }
-                        },
-                        None => {
+                    let literal = v
+                        .as_deref()
+                        .and_then(mount::parse_sharing)
+                        .map(|x| match x {
+                            crate::ir::Sharing::Shared => SharingSpec::Shared,
+                            crate::ir::Sharing::Private => SharingSpec::Private,
+                            crate::ir::Sharing::Locked => SharingSpec::Locked,
+                        });
+                    let sharing = match self.mount_value(n, &shown, literal, SharingSpec::Template)
+                    {
+                        Ok(Some(x)) => x,
+                        Ok(None) => {
+                            ok = false;
+                            continue;
+                        }
+                        Err(()) => {
                             bad(self, "expected shared, private or locked");
                             continue;
                         }
@@ -217,21 +219,22 @@ impl ToModel<'_, '_> {
                     } else {
                         shown.parse::<u32>().ok().map(u64::from)
                     };
-                    let number = match value {
-                        Some(x) => Number::Value(x),
-                        None if shown.contains('$') => match self.t(n, &shown) {
-                            Some(t) => Number::Template(t),
-                            None => {
-                                ok = false;
-                                continue;
-                            }
-                        },
-                        None if key == "size" => {
-                            bad(self, "not a size");
+                    let literal = value.map(Number::Value);
+                    let number = match self.mount_value(n, &shown, literal, Number::Template) {
+                        Ok(Some(x)) => x,
+                        Ok(None) => {
+                            ok = false;
                             continue;
                         }
-                        None => {
-                            bad(self, "not a number");
+                        Err(()) => {
+                            bad(
+                                self,
+                                if key == "size" {
+                                    "not a size"
+                                } else {
+                                    "not a number"
+                                },
+                            );
                             continue;
                         }
                     };
@@ -281,5 +284,23 @@ impl ToModel<'_, '_> {
             }
         }
         ok.then(|| Sp::new(at, m))
+    }
+
+    /// A `--mount` value: `literal` when it reads as one, else a template
+    /// when it has a variable (BuildKit expands every value; the lowering
+    /// reads it once expanded); `Ok(None)` when that template is bad
+    /// (reported), `Err` when it is neither (the caller says what it is not).
+    fn mount_value<T>(
+        &mut self,
+        n: &Node,
+        shown: &str,
+        literal: Option<T>,
+        template: impl FnOnce(String) -> T,
+    ) -> Result<Option<T>, ()> {
+        match literal {
+            Some(x) => Ok(Some(x)),
+            None if shown.contains('$') => Ok(self.t(n, shown).map(template)),
+            None => Err(()),
+        }
     }
 }
