@@ -19,6 +19,7 @@ pub mod expand;
 pub(crate) mod lower;
 pub(crate) mod model;
 pub(crate) mod mount;
+pub(crate) mod normalize;
 pub(crate) mod state;
 pub(crate) mod tags;
 pub mod toml;

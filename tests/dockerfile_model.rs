@@ -183,3 +183,121 @@ fn a_target_names_a_stage_in_any_case() {
     let names: Vec<&str> = g.targets.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["build"]);
 }
+
+/// The mounts of the graph's RUNs, in order.
+fn mounts(g: &BuildGraph) -> Vec<&strata::ir::Mount> {
+    ops(g)
+        .into_iter()
+        .filter_map(|op| match op {
+            Op::Run(r) => Some(r.mounts.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// BuildKit expands ENV and LABEL names (`ENV $K=v`), as their values.
+#[test]
+fn env_and_label_names_may_be_variables() {
+    let text = "FROM scratch\nARG K=FOO\nENV $K=1 ${K}_B=2\nLABEL \"l.$K\"=v\n";
+    let g = load(text, &[], &EmptyResolver);
+    assert_eq!(env(&g, "FOO").as_deref(), Some("1"));
+    assert_eq!(env(&g, "FOO_B").as_deref(), Some("2"));
+    let labels: Vec<(String, String)> = ops(&g)
+        .into_iter()
+        .find_map(|op| match op {
+            Op::Meta(MetaOp::Label(l)) => Some(l.clone()),
+            _ => None,
+        })
+        .expect("label");
+    assert_eq!(labels, vec![("l.FOO".to_string(), "v".to_string())]);
+    let g = load(text, &[("K", "BAR")], &EmptyResolver);
+    assert_eq!(env(&g, "BAR").as_deref(), Some("1"));
+    // A name that expands to nothing is refused, at the value.
+    let bad = "FROM scratch\nENV $NOPE=1\n";
+    let e = dockerfile::load("Dockerfile", bad, &LowerOptions::default(), &EmptyResolver)
+        .expect_err("empty name");
+    assert!(e.errors[0].message.contains("bad variable name"), "{e:?}");
+}
+
+/// BuildKit expands every `--mount` value: `readonly`, `rw`, `required`
+/// and `sharing` too, read once expanded (Go's ParseBool: `True`, `t`, `0`
+/// ...; sharing in any case).
+#[test]
+fn mount_options_may_be_variables() {
+    let text = "FROM scratch\nARG RO=false\nARG RW=True\nARG S=LOCKED\nARG REQ=t\n\
+        RUN --mount=type=cache,target=/c,sharing=$S,readonly=$RO true\n\
+        RUN --mount=type=bind,target=/b,rw=$RW true\n\
+        RUN --mount=type=secret,id=x,required=$REQ true\n";
+    let g = load(text, &[], &EmptyResolver);
+    let m = mounts(&g);
+    assert_eq!(
+        (m[0].readonly, m[0].sharing),
+        (false, Some(strata::ir::Sharing::Locked))
+    );
+    assert!(!m[1].readonly, "rw=True");
+    assert!(m[2].required);
+    let g = load(
+        text,
+        &[("RW", "0"), ("RO", "1"), ("S", "private")],
+        &EmptyResolver,
+    );
+    let m = mounts(&g);
+    assert!(m[0].readonly && m[1].readonly);
+    assert_eq!(m[0].sharing, Some(strata::ir::Sharing::Private));
+    // A value that is not one, once expanded: refused at the mount.
+    let mut opts = LowerOptions::default();
+    opts.build_args.insert("RO".into(), "maybe".into());
+    opts.build_args.insert("S".into(), "everyone".into());
+    let e = dockerfile::load("Dockerfile", text, &opts, &EmptyResolver).expect_err("bad values");
+    let msgs: Vec<&str> = e.errors.iter().map(|e| e.message.as_str()).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("bad readonly `maybe`")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("bad sharing `everyone`")),
+        "{msgs:?}"
+    );
+    let at = e.errors[0].span.offset();
+    assert!(
+        text[at..].starts_with("--mount=type=cache"),
+        "{}",
+        &text[at..]
+    );
+}
+
+/// The same in a TOML spec: names and mount options are templates.
+#[test]
+fn toml_names_and_mount_options_are_expanded() {
+    let spec = "[args]\nK = \"FOO\"\nRO = \"false\"\nS = \"shared\"\n\
+        [stage.a]\nfrom = \"scratch\"\nsteps = [\n\
+        { env = { \"${K}\" = \"1\", \"a$$b\" = \"2\" } },\n\
+        { run = \"true\", mounts = [{ type = \"cache\", target = \"/c\", readonly = \"${RO}\", sharing = \"${S}\" }] },\n\
+        { run = \"true\", mounts = [{ type = \"bind\", target = \"/b\", rw = true }] },\n]\n";
+    let g = strata::frontend::toml::load("s.toml", spec, &LowerOptions::default(), &EmptyResolver)
+        .unwrap_or_else(|d| panic!("{:?}", miette::Report::new(d)));
+    assert_eq!(env(&g, "FOO").as_deref(), Some("1"));
+    assert_eq!(env(&g, "a$b").as_deref(), Some("2"));
+    let m = mounts(&g);
+    assert!(!m[0].readonly && !m[1].readonly);
+    assert_eq!(m[0].sharing, Some(strata::ir::Sharing::Shared));
+    let both = spec.replace("rw = true", "rw = true, readonly = true");
+    let e = strata::frontend::toml::load("s.toml", &both, &LowerOptions::default(), &EmptyResolver)
+        .expect_err("both");
+    assert!(
+        e.errors
+            .iter()
+            .any(|e| e.message.contains("both `readonly` and `rw`")),
+        "{e:?}"
+    );
+    let bad = spec.replace("\"${S}\"", "\"everyone\"");
+    let e = strata::frontend::toml::load("s.toml", &bad, &LowerOptions::default(), &EmptyResolver)
+        .expect_err("bad sharing");
+    assert!(
+        e.errors.iter().any(|e| e
+            .message
+            .contains("`everyone`, expected one of `shared`, `private`, `locked`")),
+        "{e:?}"
+    );
+}

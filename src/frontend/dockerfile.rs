@@ -13,19 +13,22 @@
 //!   shared with the TOML frontend;
 //! - [`shell`]: BuildKit's word expansion (`$VAR`, `${VAR:-x}`, ...).
 //!
-//! [`convert`] writes a `strata.toml` from a Dockerfile. The module knows
+//! [`convert`] writes a `strata.toml` from a Dockerfile: its model, put in
+//! the TOML dialect by `frontend::normalize`, printed by the TOML printer
+//! (`frontend::toml::print`). The module knows
 //! nothing of the file system: base images come from a [`BaseResolver`].
 
 use super::LowerOptions;
-use super::diag::Sink;
+use super::diag::{Sink, diagnostic};
+use super::model::Parsed;
+use super::normalize::normalize;
+use super::toml::print::{PrintOptions, print};
 use crate::error::{Diagnostics, SourceDiagnostic};
 use crate::ir::{BaseResolver, BuildGraph, EmptyResolver, SourceFile};
 use checks::BuildChecks;
 
 mod checks;
 pub(crate) mod continuation;
-mod convert;
-pub use convert::ConvertOptions;
 pub mod directives;
 pub mod parser;
 pub mod shell;
@@ -85,6 +88,16 @@ fn lower_ast(
     opts: &LowerOptions,
     resolver: &dyn BaseResolver,
 ) -> Result<BuildGraph, Diagnostics> {
+    model_and_graph(f, ast, opts, resolver).map(|(_, graph)| graph)
+}
+
+/// The model of a Dockerfile and its lowering (all errors of either).
+fn model_and_graph(
+    f: &SourceFile,
+    ast: &Ast,
+    opts: &LowerOptions,
+    resolver: &dyn BaseResolver,
+) -> Result<(Parsed, BuildGraph), Diagnostics> {
     let mut sink = Sink::new(f);
     let mut build_checks = BuildChecks::new(f, ast);
     let parsed = to_model::to_model(ast, &mut sink, &mut build_checks);
@@ -97,11 +110,18 @@ fn lower_ast(
     let mut warnings = build_checks.finish(&mut sink);
     warnings.append(&mut graph.warnings);
     graph.warnings = warnings;
-    sink.into_result(graph)
+    sink.into_result((parsed, graph))
 }
 
-/// Dockerfile -> `strata.toml` text, with warnings for what does not carry
-/// over exactly.
+/// What `strata convert` adds to the Dockerfile.
+#[derive(Clone, Debug, Default)]
+pub struct ConvertOptions {
+    /// `-t NAME:TAG`: the tags of the image (the last stage).
+    pub tags: Vec<String>,
+}
+
+/// Dockerfile -> `strata.toml` text, with warnings for what carries over
+/// only under the defaults.
 pub fn convert(
     file_name: &str,
     text: &str,
@@ -109,7 +129,11 @@ pub fn convert(
     convert_with(file_name, text, &ConvertOptions::default())
 }
 
-/// [`convert`] with options (`strata convert -t`).
+/// [`convert`] with options (`strata convert -t`): the model, validated
+/// by the one lowering (so `convert` refuses what `build` refuses, with
+/// the same diagnostics; base images unknown, as `graph` sees them
+/// without a store; `-t` checked as `build -t`), normalized to the TOML
+/// dialect ([`normalize`]), printed ([`print`]).
 pub fn convert_with(
     file_name: &str,
     text: &str,
@@ -117,22 +141,26 @@ pub fn convert_with(
 ) -> Result<(String, Vec<SourceDiagnostic>), Diagnostics> {
     let ast = parse(file_name, text)?;
     let f = file(file_name, text);
-    // `convert` refuses what `build` refuses, with the same diagnostics:
-    // the file goes through the lowering first (base images unknown, as
-    // `graph` sees them without a store; `-t` checked as `build -t`).
     let lower_opts = LowerOptions {
         tags: opts.tags.clone(),
         ..LowerOptions::default()
     };
-    let graph = lower_ast(&f, &ast, &lower_opts, &EmptyResolver)?;
-    let opts = ConvertOptions {
-        tags: graph
-            .targets
-            .first()
-            .map(|t| t.tags.clone())
-            .unwrap_or_default(),
+    let (parsed, graph) = model_and_graph(&f, &ast, &lower_opts, &EmptyResolver)?;
+    let tags = graph
+        .targets
+        .first()
+        .map(|t| t.tags.clone())
+        .unwrap_or_default();
+    let mut sink = Sink::new(&f);
+    let (model, warnings) = normalize(parsed, &mut sink);
+    let model = sink.into_result(model)?;
+    let print_opts = PrintOptions {
+        header: vec!["Converted from a Dockerfile by `strata convert`.".to_string()],
+        final_image_tags: Some(tags),
     };
-    convert::convert(&f, &ast, &opts)
+    let toml = print(&model, &print_opts)
+        .map_err(|e| Diagnostics::new(file_name, vec![diagnostic(&f, 0..0, e, "in this file")]))?;
+    Ok((toml, warnings))
 }
 
 /// Is this file name a Dockerfile (`Dockerfile`, `x.Dockerfile`,

@@ -16,7 +16,7 @@ use regex::Regex;
 
 use super::LowerOptions;
 use super::model::{
-    Dialect, HealthcheckSpec, ImageDecl, MountSpec, MountType, Number, OrderedMap, Parsed,
+    Boolean, Dialect, HealthcheckSpec, ImageDecl, MountSpec, MountType, Number, OrderedMap, Parsed,
     SharingSpec, Sp, StageDecl, StageSpec, StepSpec, StrOr,
 };
 use super::toml::expand::{ExpandError, expand};
@@ -73,7 +73,10 @@ pub struct Lowerer<'a, 'f> {
     /// The first node the stage being lowered added.
     stage_first: Option<NodeIndex>,
     dialect: Dialect,
-    /// BuildKit's predefined args, when the dialect has them.
+    /// BuildKit's predefined platform args (`BUILDPLATFORM`, `TARGETARCH`,
+    /// ...): both formats have them, seen where the global args are seen
+    /// (stage `from`, copy/mount `from`, tags) and taken by a stage `arg`
+    /// (or `args` entry) that names one.
     platform: Vec<(String, String)>,
 }
 
@@ -96,11 +99,7 @@ pub fn lower<'f>(
         ends: vec![None; parsed.stages.len()],
         stage_first: None,
         dialect: parsed.dialect.clone(),
-        platform: if parsed.dialect.platform_args {
-            platform_args(opts.platform.as_ref())
-        } else {
-            Vec::new()
-        },
+        platform: platform_args(opts.platform.as_ref()),
     };
     l.globals(parsed);
     l.stage_names();
@@ -153,11 +152,9 @@ impl Lowerer<'_, '_> {
                 continue;
             }
             let default = match &a.default {
-                Some(d) if self.dialect.expanded_arg_defaults => {
-                    let globals = &self.globals;
-                    let lookup =
-                        |n: &str| globals.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-                    let r = expand(d, &lookup);
+                Some(d) if a.expand => {
+                    let (globals, platform) = (&self.globals, &self.platform);
+                    let r = expand(d, &|n: &str| lookup_in(globals, platform, n));
                     match self.report_expand(r, d, a.default_span.clone()) {
                         Some(v) => Some(v),
                         None => continue,
@@ -201,7 +198,7 @@ impl Lowerer<'_, '_> {
         self.stages.iter().position(|s| s.name == name)
     }
 
-    /// A global arg, then (in a dialect that has them) a predefined one.
+    /// A global arg, then a predefined one.
     fn lookup_global(&self, name: &str) -> Option<Option<String>> {
         lookup_in(&self.globals, &self.platform, name)
     }
@@ -224,6 +221,15 @@ impl Lowerer<'_, '_> {
         };
         let r = expand_str(state, globals, s.get());
         self.report_expand(r, s.get(), s.span())
+    }
+
+    /// An env or label name, expanded where its value is (errors point at
+    /// the value: a table key has no span of its own here).
+    fn expand_key(&mut self, state: &State, k: &str, v: &Sp<String>) -> Option<String> {
+        if !k.contains('$') {
+            return Some(k.to_string());
+        }
+        self.expand_in(state, &Sp::new(v.span(), k.to_string()))
     }
 
     fn report_expand(
@@ -525,7 +531,7 @@ impl Lowerer<'_, '_> {
                         Default::default()
                     }
                 };
-                if self.dialect.base_onbuild {
+                if spec.base_onbuild == Some(true) {
                     let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
                     triggers = crate::frontend::dockerfile::base_triggers(
                         &info.onbuild,
@@ -535,7 +541,7 @@ impl Lowerer<'_, '_> {
                     );
                 } else if !info.onbuild.is_empty() {
                     self.graph.warnings.push(format!(
-                        "stage {name}: the base image has ONBUILD instructions, which strata.toml specs do not run (and the image does not keep them); write them as steps"
+                        "stage {name}: the base image has ONBUILD instructions, which this stage does not run (and the image does not keep them); set `base-onbuild = true` to run them first, as a Dockerfile FROM does, or write them as steps"
                     ));
                 }
                 let mut state = State::from_base(info);
@@ -653,6 +659,10 @@ impl Lowerer<'_, '_> {
         } else if let Some(env) = &s.env {
             let mut vars = Vec::new();
             for (k, v) in &env.get().0 {
+                // Names are expanded too, as BuildKit expands ENV keys.
+                let Some(k) = self.expand_key(state, k, v) else {
+                    continue;
+                };
                 if k.is_empty() || k.contains('=') {
                     self.error(
                         v.span(),
@@ -662,7 +672,7 @@ impl Lowerer<'_, '_> {
                     continue;
                 }
                 if let Some(val) = self.expand_in(state, v) {
-                    vars.push((k.clone(), val));
+                    vars.push((k, val));
                 }
             }
             for (k, v) in &vars {
@@ -741,7 +751,8 @@ impl Lowerer<'_, '_> {
     }
 }
 
-fn lookup_in(
+/// A global arg, then a predefined platform arg.
+pub(crate) fn lookup_in(
     globals: &[(String, Option<String>)],
     platform: &[(String, String)],
     name: &str,

@@ -162,13 +162,29 @@ pub struct Document {
     pub image: Option<std::collections::BTreeMap<String, ImageSpec>>,
 }
 
-/// The value of a global arg: a default string, or `{}` for "declared, no default".
+/// The value of a global arg: a default string (literal), `{}` for
+/// "declared, no default", or `{ default = "...", expand = true }` for a
+/// default expanded with the global args declared before it.
 #[derive(JsonSchema)]
 #[schemars(untagged)]
 #[allow(dead_code)]
 pub enum ArgDefault {
     Default(String),
     NoDefault(EmptyTable),
+    Expanded(ExpandedDefault),
+}
+
+/// `{ default = "${A}-x", expand = true }`: the default is expanded (with
+/// the `[args]` before this one, after `--build-arg`), as a Dockerfile
+/// expands `ARG B=${A}-x`.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ExpandedDefault {
+    /// The default, a template.
+    pub default: String,
+    /// Must be `true` (a literal default is written as a plain string).
+    pub expand: bool,
 }
 
 #[derive(JsonSchema)]
@@ -202,7 +218,7 @@ pub struct StageSpec {
     pub entrypoint: Option<Sp<StrOr<Vec<String>>>>,
     /// Ports: `port[-port][/tcp|udp|sctp]`.
     pub expose: Option<Vec<Sp<String>>>,
-    /// Image labels.
+    /// Image labels; names and values expanded.
     pub labels: Option<Sp<OrderedMap>>,
     /// Absolute paths of volumes.
     pub volumes: Option<Vec<Sp<String>>>,
@@ -211,6 +227,11 @@ pub struct StageSpec {
     pub healthcheck: Option<Sp<HealthcheckSpec>>,
     /// Dockerfile instructions for images built from this one.
     pub onbuild: Option<Vec<Sp<String>>>,
+    /// Run the base image's ONBUILD triggers before the steps, as a
+    /// Dockerfile `FROM` does (default false: a warning says they do not
+    /// run). Only for a stage that starts from an image.
+    #[serde(rename = "base-onbuild")]
+    pub base_onbuild: Option<bool>,
     /// How the source laid this stage out; for printing only.
     #[allow(dead_code)] // read by the TOML printer (issue 9, in progress)
     #[serde(skip)]
@@ -243,6 +264,7 @@ pub const STAGE_KEYS: &[&str] = &[
     "stopsignal",
     "healthcheck",
     "onbuild",
+    "base-onbuild",
 ];
 
 /// A base that is not a name: exactly one of `oci`, `oci-archive`, `docker-archive`.
@@ -271,7 +293,7 @@ pub struct StepSpec {
     pub add: Option<Sp<Vec<Sp<String>>>>,
     /// RUN: string = shell form, array = exec form. Not expanded: the shell expands it.
     pub run: Option<Sp<StrOr<Vec<String>>>>,
-    /// ENV: variables to set, in order; values expanded (`${PATH}` is the previous value).
+    /// ENV: variables to set, in order; names and values expanded (`${PATH}` is the previous value).
     pub env: Option<Sp<OrderedMap>>,
     /// WORKDIR (relative paths resolve against the current one); expanded.
     pub workdir: Option<Sp<String>>,
@@ -285,7 +307,7 @@ pub struct StepSpec {
     pub cmd: Option<Sp<StrOr<Vec<String>>>>,
     /// ENTRYPOINT.
     pub entrypoint: Option<Sp<StrOr<Vec<String>>>>,
-    /// LABEL.
+    /// LABEL; names and values expanded.
     pub label: Option<Sp<OrderedMap>>,
     /// EXPOSE.
     pub expose: Option<Sp<Vec<Sp<String>>>>,
@@ -386,10 +408,14 @@ pub struct MountSpec {
     pub from: Option<Sp<String>>,
     /// Cache or secret id.
     pub id: Option<Sp<String>>,
-    /// Cache sharing: `shared`, `private`, `locked`.
+    /// Cache sharing: `shared`, `private`, `locked` (or a string with a
+    /// variable, expanded to one of them).
     pub sharing: Option<Sp<SharingSpec>>,
-    pub readonly: Option<bool>,
-    pub required: Option<bool>,
+    /// A bool, or a string expanded to `true`/`false` (also `1`/`0`, `t`/`f`).
+    pub readonly: Option<Boolean>,
+    /// The opposite of `readonly` (a Dockerfile's `rw=$X`); not both.
+    pub rw: Option<Boolean>,
+    pub required: Option<Boolean>,
     /// Octal mode, e.g. `"0700"`.
     pub mode: Option<Sp<String>>,
     /// Owner of a cache mount: a number, or a string expanded to one.
@@ -457,12 +483,83 @@ pub enum MountType {
     Ssh,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SharingSpec {
     Shared,
     Private,
     Locked,
+    /// A string with a variable (`sharing=$S`), expanded, then read as one
+    /// of the others.
+    Template(String),
+}
+
+impl<'de> Deserialize<'de> for SharingSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "shared" => SharingSpec::Shared,
+            "private" => SharingSpec::Private,
+            "locked" => SharingSpec::Locked,
+            t if t.contains('$') => SharingSpec::Template(s),
+            other => {
+                return Err(de::Error::unknown_variant(
+                    other,
+                    &["shared", "private", "locked"],
+                ));
+            }
+        })
+    }
+}
+
+impl JsonSchema for SharingSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "SharingSpec".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "anyOf": [
+            { "type": "string", "enum": ["shared", "private", "locked"] },
+            { "type": "string", "pattern": "\\$", "description": "expanded to shared, private or locked" }
+        ] })
+    }
+}
+
+/// A bool written as one, or a string (expanded, then read as a bool): a
+/// Dockerfile writes `readonly=$RO`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Boolean {
+    Value(bool),
+    Template(String),
+}
+
+impl<'de> Deserialize<'de> for Boolean {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Boolean;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a boolean or a string")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Boolean, E> {
+                Ok(Boolean::Value(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Boolean, E> {
+                Ok(Boolean::Template(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Boolean {
+    fn schema_name() -> Cow<'static, str> {
+        "BoolOrString".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "anyOf": [{ "type": "boolean" }, { "type": "string" }] })
+    }
 }
 
 /// HEALTHCHECK. `test`: `"NONE"` disables; another string is run by the
@@ -497,8 +594,12 @@ pub const IMAGE_KEYS: &[&str] = &["stage", "tags"];
 pub struct ArgDecl {
     pub name: String,
     pub span: Range<usize>,
-    /// Literal, or a template when [`Dialect::expanded_arg_defaults`].
+    /// Literal, or a template when `expand`.
     pub default: Option<String>,
+    /// The default is a template, expanded with the global args declared
+    /// before it (a Dockerfile's `ARG B=${A}`; `{ default = "...",
+    /// expand = true }` in `[args]`).
+    pub expand: bool,
     /// Where the default is written (the name's span when there is none).
     pub default_span: Range<usize>,
 }
@@ -532,23 +633,14 @@ pub struct Parsed {
 
 /// Where the source formats mean different things and no single value
 /// can say it: the rules of the whole file. The default is `strata.toml`'s;
-/// a Dockerfile sets them all (BuildKit's meaning).
+/// a Dockerfile sets them all (BuildKit's meaning). `convert` rewrites a
+/// Dockerfile's model into the default dialect (`frontend::normalize`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dialect {
     /// A step sees a global arg only when its stage declares it (a
     /// Dockerfile `ARG NAME` in the stage); otherwise it expands as
     /// unset. In a TOML spec every step sees every global arg.
     pub scoped_globals: bool,
-    /// BuildKit's predefined platform args (`BUILDPLATFORM`,
-    /// `TARGETARCH`, ...) exist: stage `from` and copy/mount `from` see
-    /// them, and a stage `arg` without a default takes their value.
-    pub platform_args: bool,
-    /// Global arg defaults are templates, expanded with the global args
-    /// declared before them (in a TOML spec they are literal).
-    pub expanded_arg_defaults: bool,
-    /// A stage that starts from an image runs the image's ONBUILD
-    /// triggers first (in a TOML spec a warning says they do not run).
-    pub base_onbuild: bool,
     /// `copy` `image` may name a stage of this file once expanded (a
     /// Dockerfile `--from=$X` is a stage or an image).
     pub image_may_name_stage: bool,

@@ -51,17 +51,20 @@ pub fn canonical_key(k: &str) -> &str {
     }
 }
 
-/// A mount's boolean option: no value, `true`/`1` or `false`/`0`.
+/// A mount's boolean option: no value, or what BuildKit's (Go's
+/// `strconv.ParseBool`) reads: `1`, `t`, `T`, `TRUE`, `true`, `True` and
+/// `0`, `f`, `F`, `FALSE`, `false`, `False`.
 pub fn parse_bool(v: Option<&str>) -> Option<bool> {
     match v {
-        None | Some("true") | Some("1") => Some(true),
-        Some("false") | Some("0") => Some(false),
+        None | Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Some(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Some(false),
         _ => None,
     }
 }
 
+/// A cache mount's sharing mode, in any case (as BuildKit reads it).
 pub fn parse_sharing(s: &str) -> Option<Sharing> {
-    Some(match s {
+    Some(match s.to_ascii_lowercase().as_str() {
         "shared" => Sharing::Shared,
         "private" => Sharing::Private,
         "locked" => Sharing::Locked,

@@ -20,7 +20,7 @@ use crate::ir::{BaseResolver, BuildGraph, SourceFile};
 
 pub(crate) mod expand;
 mod parse;
-mod print;
+pub(crate) mod print;
 #[cfg(test)]
 mod same;
 pub(crate) mod text;

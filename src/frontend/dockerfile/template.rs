@@ -17,10 +17,6 @@ pub fn literal(s: &str) -> String {
 pub enum Name {
     /// Declared before the word (ARG, ENV): written `${NAME}`.
     Known,
-    /// A global arg out of scope, which a Dockerfile expands as unset
-    /// and a TOML spec would see: written as what an unset name gives,
-    /// and reported.
-    Hidden,
     /// Not defined here: written as what an unset name gives.
     Unset,
     /// Maybe defined (by the base image's env): written so that it
@@ -28,10 +24,9 @@ pub enum Name {
     Maybe,
 }
 
-/// A translated word and the [`Name::Hidden`] names it used.
+/// A translated word.
 pub struct Translated {
     pub text: String,
-    pub hidden: Vec<String>,
 }
 
 pub fn template(
@@ -43,7 +38,6 @@ pub fn template(
     if !word.contains(['$', '\'', '"', escape]) {
         return Ok(Translated {
             text: word.to_string(),
-            hidden: Vec::new(),
         });
     }
     let mut t = Template {
@@ -51,13 +45,9 @@ pub fn template(
         i: 0,
         escape,
         scope,
-        hidden: Vec::new(),
     };
     let text = t.word(None, false)?;
-    Ok(Translated {
-        text,
-        hidden: t.hidden,
-    })
+    Ok(Translated { text })
 }
 
 struct Template<'s> {
@@ -65,7 +55,6 @@ struct Template<'s> {
     i: usize,
     escape: char,
     scope: &'s dyn Fn(&str) -> Name,
-    hidden: Vec<String>,
 }
 
 impl Template<'_> {
@@ -132,18 +121,14 @@ impl Template<'_> {
         self.c[start..self.i].iter().collect()
     }
 
-    /// What `name` is here (a hidden one noted).
+    /// What `name` is here.
     fn classify(&mut self, name: &str) -> Name {
-        let n = (self.scope)(name);
-        if n == Name::Hidden && !self.hidden.iter().any(|u| u == name) {
-            self.hidden.push(name.to_string());
-        }
-        n
+        (self.scope)(name)
     }
 
     fn plain(&mut self, name: &str) -> String {
         match self.classify(name) {
-            Name::Hidden | Name::Unset => String::new(),
+            Name::Unset => String::new(),
             Name::Known => format!("${{{name}}}"),
             Name::Maybe => format!("${{{name}:-}}"),
         }
@@ -182,12 +167,7 @@ impl Template<'_> {
             // The test forms accept an undefined name in a template too.
             '-' | '+' | '?' => {
                 let word = self.word(Some('}'), false)?;
-                // A hidden name would be defined in the model: resolved here.
-                Ok(match (what, op) {
-                    (Name::Hidden, '-') => word,
-                    (Name::Hidden, '+') => String::new(),
-                    _ => format!("${{{name}{c}{op}{word}}}"),
-                })
+                Ok(format!("${{{name}{c}{op}{word}}}"))
             }
             '#' | '%' if !colon => {
                 let doubled = self.c.get(self.i) == Some(&op);
@@ -203,7 +183,7 @@ impl Template<'_> {
                 Ok(match what {
                     Name::Known => form,
                     Name::Maybe => format!("${{{name}+{form}}}"),
-                    Name::Hidden | Name::Unset => String::new(),
+                    Name::Unset => String::new(),
                 })
             }
             '/' if !colon => {
@@ -220,7 +200,7 @@ impl Template<'_> {
                     Name::Known => form,
                     _ if stars => replacement,
                     Name::Maybe => format!("${{{name}+{form}}}"),
-                    Name::Hidden | Name::Unset => String::new(),
+                    Name::Unset => String::new(),
                 })
             }
             _ => Err(format!(

@@ -8,8 +8,9 @@
 //! `--from` refers to it. Words become templates ([`super::template`]):
 //! quotes and escapes resolved, references kept. Where BuildKit's meaning
 //! is not one a value can carry, the model's [`Dialect`] says it (global
-//! args scoped to stages that declare them, predefined platform args,
-//! expanded global defaults, base-image ONBUILD triggers). A stage from a
+//! args scoped to stages that declare them, `--from` values that may name
+//! a stage); global defaults are marked expanded and a stage from an
+//! image runs the image's ONBUILD triggers (`base_onbuild`). A stage from a
 //! stage of this file runs that stage's ONBUILD triggers first: they are
 //! its first steps here.
 //!
@@ -33,14 +34,9 @@ use crate::frontend::vars::platform_args;
 mod run;
 mod steps;
 
-pub(crate) use run::heredoc_script;
-
 /// The Dockerfile's meaning of the model (BuildKit's).
 pub const DOCKERFILE: Dialect = Dialect {
     scoped_globals: true,
-    platform_args: true,
-    expanded_arg_defaults: true,
-    base_onbuild: true,
     image_may_name_stage: true,
 };
 
@@ -366,10 +362,12 @@ impl ToModel<'_, '_> {
             let (name, default) = arg_word(w);
             let default = match default {
                 Some(d) => {
+                    // Earlier global args and the predefined platform args.
                     let globals = &self.globals;
                     let names: HashSet<String> = globals.clone();
+                    let platform = platform_args(None);
                     let scope = |k: &str| {
-                        if names.contains(k) {
+                        if names.contains(k) || platform.iter().any(|(p, _)| p == k) {
                             Name::Known
                         } else {
                             Name::Unset
@@ -387,6 +385,7 @@ impl ToModel<'_, '_> {
                 name: name.to_string(),
                 default_span: default.as_ref().map_or(span.clone(), |d| d.1.clone()),
                 default: default.map(|d| d.0),
+                expand: true,
                 span,
             });
             self.globals.insert(name.to_string());
@@ -479,12 +478,22 @@ impl ToModel<'_, '_> {
                 platform = Some(Sp::new(f.span, self.tg(n, &v)?));
             }
         }
+        // An image's ONBUILD triggers run first (a name with a variable
+        // may be an image: the lowering decides).
+        let base_onbuild =
+            (base.is_none() && from != StrOr::Str("scratch".to_string())).then_some(true);
         let mut steps = Vec::new();
         if let Some(b) = base {
             self.env = self.stage_env[b].clone();
             for t in self.triggers[b].clone() {
+                let first = steps.len();
                 self.steps(&t, &mut steps);
                 self.declare(&t);
+                // Said where a printer writes them as steps.
+                if let Some(step) = steps.get_mut(first) {
+                    let note = format!("ONBUILD trigger of stage {}", self.names[b]);
+                    step.0.get_mut().layout.comments.insert(0, note);
+                }
             }
         }
         Some(StageSpec {
@@ -500,6 +509,7 @@ impl ToModel<'_, '_> {
             stopsignal: None,
             healthcheck: None,
             onbuild: None,
+            base_onbuild,
             layout: Layout {
                 comments: comments(n),
                 breaks: Vec::new(),

@@ -48,12 +48,15 @@ impl Lowerer<'_, '_> {
     pub(super) fn labels(&mut self, state: &State, l: &Sp<OrderedMap>) -> Option<Op> {
         let mut out = Vec::new();
         for (k, v) in &l.get().0 {
+            let Some(k) = self.expand_key(state, k, v) else {
+                continue;
+            };
             if k.is_empty() {
                 self.error(v.span(), "empty label name", "for this value");
                 continue;
             }
             if let Some(v) = self.expand_in(state, v) {
-                out.push((k.clone(), v));
+                out.push((k, v));
             }
         }
         Some(Op::Meta(MetaOp::Label(out)))

@@ -93,7 +93,7 @@ impl Lowerer<'_, '_> {
             ("from", spec.from.is_some()),
             ("id", spec.id.is_some()),
             ("sharing", spec.sharing.is_some()),
-            ("readonly", spec.readonly.is_some()),
+            ("readonly", spec.readonly.is_some() || spec.rw.is_some()),
             ("required", spec.required.is_some()),
             ("mode", spec.mode.is_some()),
             ("uid", spec.uid.is_some()),
@@ -166,6 +166,66 @@ impl Lowerer<'_, '_> {
             }
             None => None,
         };
+        let sharing = match spec.sharing.as_ref() {
+            None => None,
+            Some(s) => match s.get() {
+                SharingSpec::Shared => Some(Sharing::Shared),
+                SharingSpec::Private => Some(Sharing::Private),
+                SharingSpec::Locked => Some(Sharing::Locked),
+                SharingSpec::Template(t) => {
+                    let v = self.expand_in(state, &Sp::new(s.span(), t.clone()))?;
+                    let x = mount::parse_sharing(&v);
+                    if x.is_none() {
+                        self.error(
+                            s.span(),
+                            format!(
+                                "bad sharing `{v}` in mount: expected shared, private or locked"
+                            ),
+                            "in this mount",
+                        );
+                        ok = false;
+                    }
+                    x
+                }
+            },
+        };
+        let mut flag = |k: &str, f: &Option<Boolean>| -> Result<Option<bool>, ()> {
+            match f {
+                None => Ok(None),
+                Some(Boolean::Value(b)) => Ok(Some(*b)),
+                Some(Boolean::Template(t)) => {
+                    let v = self
+                        .expand_in(state, &Sp::new(m.span(), t.clone()))
+                        .ok_or(())?;
+                    match mount::parse_bool(Some(&v)) {
+                        Some(b) => Ok(Some(b)),
+                        None => {
+                            self.error(
+                                m.span(),
+                                format!("bad {k} `{v}` in mount: expected true or false"),
+                                "in this mount",
+                            );
+                            Err(())
+                        }
+                    }
+                }
+            }
+        };
+        let readonly = flag("readonly", &spec.readonly);
+        let rw = flag("rw", &spec.rw);
+        let required = flag("required", &spec.required);
+        let (Ok(readonly), Ok(rw), Ok(required)) = (readonly, rw, required) else {
+            return None;
+        };
+        if spec.readonly.is_some() && spec.rw.is_some() {
+            self.error(
+                m.span(),
+                "a mount sets both `readonly` and `rw`",
+                "in this mount",
+            );
+            ok = false;
+        }
+        let readonly = readonly.or(rw.map(|b| !b));
         if !ok {
             return None;
         }
@@ -175,14 +235,10 @@ impl Lowerer<'_, '_> {
             source,
             from,
             id,
-            sharing: spec.sharing.as_ref().map(|s| match s.get() {
-                SharingSpec::Shared => Sharing::Shared,
-                SharingSpec::Private => Sharing::Private,
-                SharingSpec::Locked => Sharing::Locked,
-            }),
+            sharing,
             // Bind mounts are read-only unless asked otherwise, as in Docker.
-            readonly: spec.readonly.unwrap_or(matches!(kind, MountType::Bind)),
-            required: spec.required.unwrap_or(false),
+            readonly: readonly.unwrap_or(matches!(kind, MountType::Bind)),
+            required: required.unwrap_or(false),
             mode,
             uid: uid.map(|v| v as u32),
             gid: gid.map(|v| v as u32),

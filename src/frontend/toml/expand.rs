@@ -39,58 +39,244 @@ pub fn expand(s: &str, lookup: &Lookup) -> Result<String, ExpandError> {
     expand_depth(s, lookup, 0)
 }
 
-fn expand_depth(s: &str, lookup: &Lookup, depth: usize) -> Result<String, ExpandError> {
+/// One piece of a template, at byte `at` of it.
+enum Piece<'s> {
+    Text(&'s str),
+    /// `$$`.
+    Dollar,
+    /// `${body}`, `len` bytes in all.
+    Braced {
+        body: &'s str,
+        at: usize,
+        len: usize,
+    },
+    /// `$NAME`; an empty name is a lone `$`.
+    Name {
+        name: &'s str,
+        at: usize,
+    },
+}
+
+/// Calls `f` on each piece of `s` in order (the one scanner of the
+/// template syntax).
+fn scan<'s>(
+    s: &'s str,
+    depth: usize,
+    mut f: impl FnMut(Piece<'s>) -> Result<(), ExpandError>,
+) -> Result<(), ExpandError> {
     if depth > MAX_DEPTH {
         return fail(
             format!("expansions nest deeper than {MAX_DEPTH} levels"),
             0..s.len(),
         );
     }
-    let mut out = String::with_capacity(s.len());
     let mut pos = 0;
     while let Some(i) = s[pos..].find('$') {
         let at = pos + i;
-        out.push_str(&s[pos..at]);
+        f(Piece::Text(&s[pos..at]))?;
         let after = &s[at + 1..];
         if after.starts_with('$') {
-            out.push('$');
+            f(Piece::Dollar)?;
             pos = at + 2;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(end) = closing_brace(body) else {
                 return fail("unterminated `${`: missing `}`".into(), at..s.len());
             };
-            let body_start = at + 2;
-            let value = braced(&body[..end], lookup, depth).map_err(|e| match e.range {
-                // A problem in a nested word: point at it; else at the whole `${...}`.
-                r if r.end > r.start => ExpandError {
-                    message: e.message,
-                    range: body_start + r.start..body_start + r.end,
-                },
-                _ => ExpandError {
-                    message: e.message,
-                    range: at..body_start + end + 1,
-                },
+            let len = end + 3;
+            f(Piece::Braced {
+                body: &body[..end],
+                at,
+                len,
             })?;
-            out.push_str(&value);
-            pos = body_start + end + 1;
+            pos = at + len;
         } else {
             let n = name_len(after);
-            if n == 0 {
+            f(Piece::Name {
+                name: &after[..n],
+                at,
+            })?;
+            pos = at + 1 + n;
+        }
+    }
+    f(Piece::Text(&s[pos..]))
+}
+
+fn expand_depth(s: &str, lookup: &Lookup, depth: usize) -> Result<String, ExpandError> {
+    let mut out = String::with_capacity(s.len());
+    scan(s, depth, |piece| {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Dollar => out.push('$'),
+            Piece::Braced { body, at, len } => {
+                let value = braced(body, lookup, depth).map_err(|e| match e.range {
+                    // A problem in a nested word: point at it; else at the whole `${...}`.
+                    r if r.end > r.start => ExpandError {
+                        message: e.message,
+                        range: at + 2 + r.start..at + 2 + r.end,
+                    },
+                    _ => ExpandError {
+                        message: e.message,
+                        range: at..at + len,
+                    },
+                })?;
+                out.push_str(&value);
+            }
+            Piece::Name { name: "", at } => {
                 return fail(
                     "`$` must be followed by a name or `{` (write `$$` for a literal `$`)".into(),
                     at..at + 1,
                 );
             }
-            let name = &after[..n];
-            match lookup(name) {
+            Piece::Name { name, at } => match lookup(name) {
                 Some(v) => out.push_str(v.as_deref().unwrap_or("")),
-                None => return fail(format!("undefined variable `{name}`"), at..at + 1 + n),
-            }
-            pos = at + 1 + n;
+                None => {
+                    return fail(
+                        format!("undefined variable `{name}`"),
+                        at..at + 1 + name.len(),
+                    );
+                }
+            },
         }
-    }
-    out.push_str(&s[pos..]);
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// `s` with every reference to a name that `unset` says is unset replaced
+/// by what it expands to (the operators' meaning for an unset name, from
+/// the same evaluator), every other reference kept as written: what a
+/// template means where those names are not defined, whatever the others
+/// are. The names replaced are added to `used`. An error where the result
+/// depends on the value of a name that is kept (`${U/$P/r}` with `U`
+/// unset) or where the expansion itself fails (`${U?}`).
+pub fn resolve_unset(
+    s: &str,
+    unset: &dyn Fn(&str) -> bool,
+    used: &mut Vec<String>,
+) -> Result<String, ExpandError> {
+    resolve_depth(s, unset, used, 0)
+}
+
+fn resolve_depth(
+    s: &str,
+    unset: &dyn Fn(&str) -> bool,
+    used: &mut Vec<String>,
+    depth: usize,
+) -> Result<String, ExpandError> {
+    let note = |name: &str, used: &mut Vec<String>| {
+        if !used.iter().any(|u| u == name) {
+            used.push(name.to_string());
+        }
+    };
+    let mut out = String::with_capacity(s.len());
+    scan(s, depth, |piece| {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Dollar => out.push_str("$$"),
+            Piece::Braced { body, at, len } => {
+                let n = name_len(body);
+                let (name, rest) = body.split_at(n);
+                if n == 0 || !unset(name) {
+                    // Kept: only the references in its words may change.
+                    out.push_str("${");
+                    out.push_str(name);
+                    out.push_str(&resolve_depth(rest, unset, used, depth + 1)?);
+                    out.push('}');
+                } else {
+                    note(name, used);
+                    let v =
+                        unset_value(name, rest, unset, used, depth).map_err(|e| ExpandError {
+                            message: e.message,
+                            range: at..at + len,
+                        })?;
+                    out.push_str(&v);
+                }
+            }
+            Piece::Name { name, .. } if !name.is_empty() && unset(name) => note(name, used),
+            // (A lone `$` is kept for the lowering to report.)
+            Piece::Name { name, .. } => {
+                out.push('$');
+                out.push_str(name);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// What `${name<rest>}` gives when `name` is unset, as a template.
+fn unset_value(
+    name: &str,
+    rest: &str,
+    unset: &dyn Fn(&str) -> bool,
+    used: &mut Vec<String>,
+    depth: usize,
+) -> Result<String, ExpandError> {
+    let colon = rest.starts_with(':');
+    let op = &rest[usize::from(colon)..];
+    let Some(c) = op.chars().next() else {
+        return Ok(String::new());
+    };
+    let after = &op[c.len_utf8()..];
+    let doubled = !colon && matches!(c, '#' | '%' | '/') && after.starts_with(c);
+    let word = &after[usize::from(doubled)..];
+    let literal = |w: &str| -> Result<String, ExpandError> {
+        expand(w, &|_| None).map_err(|_| ExpandError {
+            message: format!(
+                "`${{{name}{rest}}}` depends on a variable while `{name}` is unset here"
+            ),
+            range: 0..0,
+        })
+    };
+    let fails = |e: String| ExpandError {
+        message: e,
+        range: 0..0,
+    };
+    let m = match c {
+        // The word, or nothing: decided by `name` alone.
+        '-' | '+' | '?' => {
+            if !uses_word(c, colon, None) {
+                return Ok(String::new());
+            }
+            if c == '?' {
+                let word = literal(word).unwrap_or_else(|_| word.to_string());
+                let m = Modifier::Required { colon, word: &word };
+                return apply(name, None, m).map_err(fails);
+            }
+            return resolve_depth(word, unset, used, depth + 1);
+        }
+        '#' | '%' if !colon => Modifier::RemovePrefix {
+            longest: doubled,
+            pattern: "",
+        },
+        '/' if !colon => {
+            let Some(end) = pattern_end(word) else {
+                return fail(
+                    format!(
+                        "`${{{name}{rest}}}` needs a `/` between the pattern and the replacement"
+                    ),
+                    0..0,
+                );
+            };
+            let pattern = literal(&word[..end])?;
+            // The empty value matches the pattern or not; the replacement
+            // (a template) is all that is left when it does.
+            let m = Modifier::Replace {
+                all: doubled,
+                pattern: &pattern,
+                replacement: "\u{0}",
+            };
+            return if apply(name, None, m).map_err(fails)? == "\u{0}" {
+                resolve_depth(&word[end + 1..], unset, used, depth + 1)
+            } else {
+                Ok(String::new())
+            };
+        }
+        _ => {
+            return fail(format!("unsupported expansion `${{{name}{rest}}}`"), 0..0);
+        }
+    };
+    apply(name, None, m).map_err(fails)
 }
 
 /// Byte length of the variable name at the start of `s`.
@@ -350,6 +536,49 @@ mod tests {
         assert!(ex(&deep).unwrap_err().contains("nest deeper"));
         let ok = format!("{}x{}", "${X:-".repeat(10), "}".repeat(10));
         assert_eq!(ex(&ok).as_deref(), Ok("x"));
+    }
+
+    /// `U` unset, everything else kept: the result means, for any value
+    /// of the kept names, what the template means with `U` undefined.
+    #[test]
+    fn resolving_unset_names() {
+        let r = |t: &str| {
+            let mut used = Vec::new();
+            resolve_unset(t, &|n| n == "U", &mut used).map(|v| (v, used.len()))
+        };
+        let ok = |t: &str, want: &str| assert_eq!(r(t).map(|x| x.0).as_deref(), Ok(want), "{t}");
+        ok("a$U-${U}b", "a-b");
+        ok("${U:-d}/${A}", "d/${A}");
+        ok("${U-$A}", "$A");
+        ok("${U:+x}${U+y}", "");
+        ok("${U#p}${U##p}${U%p}${U%%p}", "");
+        ok("${U/*/r$A}", "r$A");
+        ok("${U//x/r}", "");
+        ok("${A:-${U:-n}}", "${A:-n}");
+        ok("${A/$U/x}", "${A//x}");
+        ok("$$U ${A#$$}", "$$U ${A#$$}");
+        assert_eq!(r("$U${U:-x}").map(|x| x.1), Ok(1));
+        assert_eq!(r("${A}").map(|x| x.1), Ok(0));
+        assert!(r("${U?need}").unwrap_err().message.contains("need"));
+        assert!(r("${U/$A/r}").is_err());
+        assert!(r("${U").is_err());
+        assert!(r("${Uéx}").is_err() && r("${U:é}").is_err());
+        // The same as expanding with `U` declared without a value (unset
+        // for the operators), for a value of `A`.
+        let lookup = |n: &str| match n {
+            "A" => Some(Some("a".to_string())),
+            "U" => Some(None),
+            _ => None,
+        };
+        for t in [
+            "${U:-d}/${A}",
+            "${A:-${U:-n}}",
+            "${U/*/r$A}",
+            "x${U+y}${A#a}",
+        ] {
+            let resolved = r(t).expect(t).0;
+            assert_eq!(expand(&resolved, &lookup), expand(t, &lookup), "{t}");
+        }
     }
 
     #[test]

@@ -139,9 +139,28 @@ fn parse_args(value: Value, sink: &mut Sink, out: &mut Vec<ArgDecl>) {
         return;
     };
     for (k, v) in t {
-        let default = match v.get_ref() {
-            DeValue::String(s) => Some(s.to_string()),
-            DeValue::Table(t) if t.is_empty() => None,
+        let mut default_span = v.span();
+        let (default, expand) = match v.get_ref() {
+            DeValue::String(s) => (Some(s.to_string()), false),
+            DeValue::Table(t) if t.is_empty() => (None, false),
+            DeValue::Table(t) => match expanded_default(t) {
+                Some((d, span)) => {
+                    default_span = span;
+                    (Some(d), true)
+                }
+                None => {
+                    sink.error_help(
+                        v.span(),
+                        format!(
+                            "bad table for arg `{}`: expected {{}} or {{ default = \"...\", expand = true }}",
+                            k.get_ref()
+                        ),
+                        "not an arg value",
+                        "write NAME = \"default\" (literal), NAME = {} (no default), or NAME = { default = \"${A}-x\", expand = true } (expanded with the args above)",
+                    );
+                    continue;
+                }
+            },
             _ => {
                 sink.error_help(
                     v.span(),
@@ -160,9 +179,27 @@ fn parse_args(value: Value, sink: &mut Sink, out: &mut Vec<ArgDecl>) {
             name: k.get_ref().to_string(),
             span: k.span(),
             default,
-            default_span: v.span(),
+            expand,
+            default_span,
         });
     }
+}
+
+/// `{ default = "...", expand = true }`: the template and its span.
+fn expanded_default(t: &DeTable) -> Option<(String, Range<usize>)> {
+    if t.len() != 2 {
+        return None;
+    }
+    let mut default = None;
+    let mut expand = false;
+    for (k, v) in t {
+        match (k.get_ref().as_ref(), v.get_ref()) {
+            ("default", DeValue::String(s)) => default = Some((s.to_string(), v.span())),
+            ("expand", DeValue::Boolean(true)) => expand = true,
+            _ => return None,
+        }
+    }
+    default.filter(|_| expand)
 }
 
 /// Reports unknown keys (and drops them), then deserializes the rest.

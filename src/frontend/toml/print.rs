@@ -23,7 +23,7 @@ use super::model::{
     Sp, StageSpec, StepSpec, StrOr,
 };
 use super::text::{self, key, list, q};
-use crate::frontend::model::{ArgDecl, Dialect, ImageDecl, Number, Parsed, StageDecl};
+use crate::frontend::model::{ArgDecl, Boolean, Dialect, ImageDecl, Number, Parsed, StageDecl};
 use crate::frontend::state::order;
 
 /// Lines longer than this are broken where TOML allows it (arrays).
@@ -108,9 +108,11 @@ fn arg(out: &mut String, a: &ArgDecl) {
         name,
         span: _,
         default,
+        expand,
         default_span: _,
     } = a;
     let value = match default {
+        Some(d) if *expand => format!("{{ default = {}, expand = true }}", q(d)),
         Some(d) => q(d),
         None => "{}".to_string(),
     };
@@ -216,6 +218,7 @@ fn stage(out: &mut String, decl: &StageDecl) {
         stopsignal,
         healthcheck,
         onbuild,
+        base_onbuild,
         layout,
     } = spec;
     let Layout {
@@ -229,6 +232,9 @@ fn stage(out: &mut String, decl: &StageDecl) {
     out.push_str(&format!("from = {}\n", from_value(from.get())));
     if let Some(p) = platform {
         out.push_str(&format!("platform = {}\n", q(p.get())));
+    }
+    if let Some(b) = base_onbuild {
+        out.push_str(&format!("base-onbuild = {b}\n"));
     }
     if let Some(a) = args {
         out.push_str(&array_key("args", &sp_items(a)));
@@ -488,6 +494,7 @@ fn mount(m: &MountSpec) -> String {
         id,
         sharing,
         readonly,
+        rw,
         required,
         mode,
         uid,
@@ -512,6 +519,7 @@ fn mount(m: &MountSpec) -> String {
             SharingSpec::Shared => "shared",
             SharingSpec::Private => "private",
             SharingSpec::Locked => "locked",
+            SharingSpec::Template(t) => t,
         };
         p.push(format!("sharing = {}", q(s)));
     }
@@ -524,9 +532,11 @@ fn mount(m: &MountSpec) -> String {
             None => {}
         }
     }
-    for (k, v) in [("readonly", readonly), ("required", required)] {
-        if let Some(v) = v {
-            p.push(format!("{k} = {v}"));
+    for (k, v) in [("readonly", readonly), ("rw", rw), ("required", required)] {
+        match v {
+            Some(Boolean::Value(b)) => p.push(format!("{k} = {b}")),
+            Some(Boolean::Template(t)) => p.push(format!("{k} = {}", q(t))),
+            None => {}
         }
     }
     inline(&p)

@@ -4,7 +4,9 @@
 use super::super::continuation::{breaks, continuation_pieces};
 use super::super::parser::{self, Heredoc, Node};
 use super::{Flag, ToModel, has_reference};
-use crate::frontend::model::{MountSpec, MountType, Number, SharingSpec, Sp, StepSpec, StrOr};
+use crate::frontend::model::{
+    Boolean, MountSpec, MountType, Number, SharingSpec, Sp, StepSpec, StrOr,
+};
 use crate::frontend::mount;
 use crate::frontend::values::parse_size;
 use crate::ir::MountKind;
@@ -12,7 +14,7 @@ use crate::ir::MountKind;
 /// The script of a shell-form RUN with heredocs: a command that is just
 /// one heredoc runs its body; otherwise the shell gets the heredocs after
 /// the command line, as it would in a script.
-pub(crate) fn heredoc_script(script: &str, heredocs: &[Heredoc]) -> String {
+fn heredoc_script(script: &str, heredocs: &[Heredoc]) -> String {
     match heredocs {
         [] => script.to_string(),
         [h] if script
@@ -129,6 +131,7 @@ impl ToModel<'_, '_> {
             id: None,
             sharing: None,
             readonly: None,
+            rw: None,
             required: None,
             mode: None,
             uid: None,
@@ -165,44 +168,73 @@ impl ToModel<'_, '_> {
                 ok = false;
             };
             match key {
-                "readonly" | "rw" | "required" => match mount::parse_bool(v.as_deref()) {
-                    Some(b) if key == "required" => m.required = Some(b),
-                    Some(b) => m.readonly = Some(if key == "rw" { !b } else { b }),
-                    None => bad(self, "expected true or false"),
-                },
-                "sharing" => match v.as_deref().and_then(mount::parse_sharing) {
-                    Some(crate::ir::Sharing::Shared) => {
-                        m.sharing = Some(Sp::new(at.clone(), SharingSpec::Shared))
+                // BuildKit expands every value: one with a variable is a
+                // template, read once expanded.
+                "readonly" | "rw" | "required" => {
+                    let literal = mount::parse_bool(v.as_deref()).map(Boolean::Value);
+                    let flag = match self.mount_value(n, &shown, literal, Boolean::Template) {
+                        Ok(Some(f)) => f,
+                        Ok(None) => {
+                            ok = false;
+                            continue;
+                        }
+                        Err(()) => {
+                            bad(self, "expected true or false");
+                            continue;
+                        }
+                    };
+                    match (key, flag) {
+                        ("required", f) => m.required = Some(f),
+                        ("rw", Boolean::Value(b)) => m.readonly = Some(Boolean::Value(!b)),
+                        ("rw", f) => m.rw = Some(f),
+                        (_, f) => m.readonly = Some(f),
                     }
-                    Some(crate::ir::Sharing::Private) => {
-                        m.sharing = Some(Sp::new(at.clone(), SharingSpec::Private))
-                    }
-                    Some(crate::ir::Sharing::Locked) => {
-                        m.sharing = Some(Sp::new(at.clone(), SharingSpec::Locked))
-                    }
-                    None => bad(self, "expected shared, private or locked"),
-                },
+                }
+                "sharing" => {
+                    let literal = v
+                        .as_deref()
+                        .and_then(mount::parse_sharing)
+                        .map(|x| match x {
+                            crate::ir::Sharing::Shared => SharingSpec::Shared,
+                            crate::ir::Sharing::Private => SharingSpec::Private,
+                            crate::ir::Sharing::Locked => SharingSpec::Locked,
+                        });
+                    let sharing = match self.mount_value(n, &shown, literal, SharingSpec::Template)
+                    {
+                        Ok(Some(x)) => x,
+                        Ok(None) => {
+                            ok = false;
+                            continue;
+                        }
+                        Err(()) => {
+                            bad(self, "expected shared, private or locked");
+                            continue;
+                        }
+                    };
+                    m.sharing = Some(Sp::new(at.clone(), sharing));
+                }
                 "uid" | "gid" | "size" => {
                     let value = if key == "size" {
                         parse_size(&shown)
                     } else {
                         shown.parse::<u32>().ok().map(u64::from)
                     };
-                    let number = match value {
-                        Some(x) => Number::Value(x),
-                        None if shown.contains('$') => match self.t(n, &shown) {
-                            Some(t) => Number::Template(t),
-                            None => {
-                                ok = false;
-                                continue;
-                            }
-                        },
-                        None if key == "size" => {
-                            bad(self, "not a size");
+                    let literal = value.map(Number::Value);
+                    let number = match self.mount_value(n, &shown, literal, Number::Template) {
+                        Ok(Some(x)) => x,
+                        Ok(None) => {
+                            ok = false;
                             continue;
                         }
-                        None => {
-                            bad(self, "not a number");
+                        Err(()) => {
+                            bad(
+                                self,
+                                if key == "size" {
+                                    "not a size"
+                                } else {
+                                    "not a number"
+                                },
+                            );
                             continue;
                         }
                     };
@@ -252,5 +284,23 @@ impl ToModel<'_, '_> {
             }
         }
         ok.then(|| Sp::new(at, m))
+    }
+
+    /// A `--mount` value: `literal` when it reads as one, else a template
+    /// when it has a variable (BuildKit expands every value; the lowering
+    /// reads it once expanded); `Ok(None)` when that template is bad
+    /// (reported), `Err` when it is neither (the caller says what it is not).
+    fn mount_value<T>(
+        &mut self,
+        n: &Node,
+        shown: &str,
+        literal: Option<T>,
+        template: impl FnOnce(String) -> T,
+    ) -> Result<Option<T>, ()> {
+        match literal {
+            Some(x) => Ok(Some(x)),
+            None if shown.contains('$') => Ok(self.t(n, shown).map(template)),
+            None => Err(()),
+        }
     }
 }

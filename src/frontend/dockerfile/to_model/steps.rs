@@ -1,7 +1,7 @@
 //! The steps of one instruction (RUN in [`super::run`]).
 
 use super::super::parser::Node;
-use super::{ToModel, arg_word, comments, has_reference, literal};
+use super::{ToModel, arg_word, comments, literal};
 use crate::frontend::model::{HealthcheckSpec, OrderedMap, Sp, StepSpec, StrOr};
 use crate::frontend::values::{parse_flag_bool, parse_retries};
 
@@ -164,22 +164,10 @@ impl ToModel<'_, '_> {
             let (Some(kt), Some(vt)) = (self.t(n, k), self.t(n, v)) else {
                 continue;
             };
-            if has_reference(&kt) {
-                let at = self.locate(n, k);
-                self.error(
-                    at,
-                    format!("`{k}`: a name with variables is not supported"),
-                    "expanded name",
-                );
-                continue;
-            }
+            // The name is a template too: BuildKit expands ENV and LABEL
+            // names (`ENV $K=v`).
             let value = self.sp(n.locate(self.text(), v), vt);
-            let key = if kt.contains("$$") {
-                kt.replace("$$", "$")
-            } else {
-                kt
-            };
-            out.push((key, value));
+            out.push((kt, value));
         }
         Some(OrderedMap(out))
     }

@@ -1,0 +1,6 @@
+ARG OS=${TARGETOS}
+ARG PLATFORM_OS=${TARGETOS}-${BUILDOS:-none}-${NOPE:-none}
+FROM localhost/bkbase:1
+ARG OS
+ARG PLATFORM_OS
+LABEL os=$OS platform_os=$PLATFORM_OS
