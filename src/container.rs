@@ -15,6 +15,7 @@
 //! manifest and config and moves only the named tag.
 
 mod exec;
+mod signals;
 mod state;
 mod supervise;
 mod tty;
@@ -30,6 +31,7 @@ use crate::sandbox::{self, SandboxMount, SandboxSpec, Stream};
 use crate::store::{Descriptor, Store};
 
 pub use exec::{ExecOptions, exec};
+pub use signals::{PROXIED, forward as forward_signal};
 pub use state::{Container, ContainerConfig, ContainerState, Status, Volume, find, list};
 pub use supervise::{SUPERVISE_ARG, start_detached, supervise_main};
 
@@ -311,9 +313,11 @@ fn run_recorded(store: &Store, c: &Container, launch: &mut Launch<'_>) -> Result
     })?;
     let result = sandbox_spec(store, c).and_then(|spec| {
         launch(&spec, &mut |pid| {
+            signals::set_target(pid);
             let _ = c.update(|s| s.sandbox = Some(pid));
         })
     });
+    signals::set_target(0);
     c.update(|s| {
         s.status = Status::Exited;
         s.sandbox = None;

@@ -154,20 +154,69 @@ fn run_exit_statuses_are_dockers() {
     let (code, err) = status(&["no-such-image:1"]);
     assert_eq!(code, 125, "{err}");
 
-    // SIGINT while the command runs.
-    let child = env
+    // SIGINT while the command runs: passed on, it ends the command (130),
+    // with no error of strata's.
+    let (code, _, err) = signalled(&env, "echo ready; while :; do :; done", libc::SIGINT);
+    assert_eq!(code, Some(130), "{err}");
+    assert_eq!(err.trim(), "");
+}
+
+/// Starts `strata run example/hello sh -c SCRIPT`, sends it `sig` once the
+/// command printed `ready`, and returns strata's status,
+/// the output after `ready`, and stderr.
+fn signalled(env: &TestEnv, script: &str, sig: i32) -> (Option<i32>, String, String) {
+    use std::io::BufRead;
+    let mut child = env
         .strata("root")
-        .args(["run", "example/hello", "sh", "-c", "while :; do :; done"])
+        .args(["run", "example/hello", "sh", "-c"])
+        .arg(script)
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
     // SAFETY: plain system call on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim(), "interrupted");
+    (
+        out.status.code(),
+        rest,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A foreground `run` passes SIGTERM, SIGHUP and SIGINT on to the command
+/// (as `docker run` does): a trap sees it, and a command it kills gives
+/// 128 + the signal (143 for SIGTERM).
+#[test]
+fn run_passes_signals_on_to_the_command() {
+    const T: &str = "run_passes_signals_on_to_the_command";
+    let env = TestEnv::new();
+    if !built_hello(&env, T, "containers") {
+        return;
+    }
+    let trap = |sig: &str| {
+        format!(
+            "trap 'echo got {sig}; exit 7' {sig}; echo ready; \
+             while :; do busybox sleep 0.1; done"
+        )
+    };
+    for (name, sig) in [("TERM", libc::SIGTERM), ("HUP", libc::SIGHUP)] {
+        let (code, out, err) = signalled(&env, &trap(name), sig);
+        assert_eq!(code, Some(7), "{err}");
+        assert_eq!(out, format!("got {name}\n"));
+    }
+    let started = std::time::Instant::now();
+    let (code, _, err) = signalled(&env, "echo ready; busybox sleep 30", libc::SIGTERM);
+    assert_eq!(code, Some(143), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let (code, _, err) = signalled(&env, "echo ready; busybox sleep 30", libc::SIGHUP);
+    assert_eq!(code, Some(129), "{err}");
 }
 
 /// Removes the named containers (running or not) when dropped, so a failed

@@ -147,7 +147,7 @@ fn source_date_epoch() -> std::result::Result<u64, CliError> {
 /// Ctrl-C / SIGTERM: kill every running RUN sandbox (their processes and
 /// mounts go with them); the build then fails like any failed step, after
 /// finished steps are stored. A second signal ends the process at once.
-extern "C" fn on_interrupt(sig: libc::c_int) {
+pub(super) extern "C" fn on_interrupt(sig: libc::c_int) {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     crate::sandbox::kill_all();
     // SAFETY: resetting a handler is async-signal-safe.

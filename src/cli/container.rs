@@ -162,8 +162,23 @@ fn container_failure(e: CliError) -> CliError {
     }
 }
 
+/// A foreground container's signals: passed on to its command while it
+/// runs (see `container/signals.rs`), an interrupt before and after.
+extern "C" fn on_run_signal(sig: libc::c_int) {
+    if !container::forward_signal(sig) {
+        build::on_interrupt(sig);
+    }
+}
+
+fn install_proxy_handler() {
+    for sig in container::PROXIED {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        unsafe { libc::signal(sig, on_run_signal as *const () as libc::sighandler_t) };
+    }
+}
+
 pub(super) fn cmd_run(cli: &Cli, args: &RunArgs) -> CliResult {
-    install_interrupt_handler();
+    install_proxy_handler();
     run(cli, args).map_err(container_failure)
 }
 
@@ -468,6 +483,7 @@ pub(super) fn cmd_start(cli: &Cli, args: &StartArgs) -> CliResult {
     let store = open_store(cli)?;
     let _lock = store.lock_shared()?;
     if args.attach {
+        install_proxy_handler();
         let [name] = args.containers.as_slice() else {
             return Err(CliError::Usage("start -a takes one container".into()));
         };
