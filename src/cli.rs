@@ -386,7 +386,8 @@ struct BuildArgs {
     /// Write build metadata (digests, cache hits) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
-    /// Print only the image digest.
+    /// Print only the image ID (the config digest, as `images` and
+    /// `inspect` show it), one line per image, as `docker build -q` does.
     #[arg(short, long)]
     quiet: bool,
     /// A secret for RUN steps: `id=ID,src=FILE` or `id=ID,env=VAR` (`id=ID`

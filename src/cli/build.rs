@@ -243,7 +243,7 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     opts.secrets = secrets;
     opts.cache_to = cache_to;
     let renderer = Renderer::new(progress_mode(args.progress));
-    // -q: only the image digest, on stdout; errors still go to stderr.
+    // -q: only the image ID, on stdout; errors still go to stderr.
     let show = |e: Event| {
         if !args.quiet {
             renderer.event(e)
@@ -280,7 +280,7 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     }
     for img in &report.images {
         if args.quiet {
-            outln!("{}", img.manifest.digest);
+            outln!("{}", img.config_digest);
         } else if img.names.is_empty() {
             outln!(
                 "built {} (untagged) {}",
