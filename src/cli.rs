@@ -176,6 +176,8 @@ enum ContainerCommand {
     Exec(container::ExecArgs),
     /// Start stopped containers (`strata start`).
     Start(container::StartArgs),
+    /// Remove every stopped container.
+    Prune(container::ContainerPruneArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -495,6 +497,7 @@ pub fn main() -> i32 {
             ContainerCommand::Rm(args) => container::cmd_rm(&cli, args),
             ContainerCommand::Exec(args) => container::cmd_exec(&cli, args),
             ContainerCommand::Start(args) => container::cmd_start(&cli, args),
+            ContainerCommand::Prune(args) => container::cmd_container_prune(&cli, args),
         },
     };
     match result {

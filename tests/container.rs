@@ -565,3 +565,82 @@ fn run_it_gives_the_command_a_terminal() {
         .stdin(std::process::Stdio::null()));
     assert!(out.stdout.contains("45 123"), "{:?}", out.stdout);
 }
+
+/// `rmi` refuses to untag the last name of an image a container uses
+/// (docker's "conflict"), `-f` only untags it, `prune --all` keeps what
+/// containers need, and `container prune` removes the stopped ones only;
+/// once no container uses the image, prune reclaims its blobs.
+#[test]
+fn rmi_and_prune_keep_what_containers_use() {
+    const T: &str = "rmi_and_prune_keep_what_containers_use";
+    let env = TestEnv::new();
+    if !built_hello(&env, T, "containers") {
+        return;
+    }
+    let _clean = Cleanup(&env, vec!["stopped", "alive"]);
+    let strata = |args: &[&str]| run(env.strata("root").args(args));
+    let inspect = run_ok(env.strata("root").args(["inspect", "example/hello"]));
+    let v: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let id = v[0]["Id"].as_str().unwrap().to_string();
+    let short = &id["sha256:".len()..][..12];
+    run_ok(
+        env.strata("root")
+            .args(["run", "--name", "stopped", "example/hello", "echo", "once"]),
+    );
+    run_ok(env.strata("root").args([
+        "run",
+        "-d",
+        "--name",
+        "alive",
+        "example/hello",
+        "sh",
+        "-c",
+        FOREVER,
+    ]));
+
+    let refused = strata(&["rmi", "example/hello"]);
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("conflict: unable to remove repository reference")
+            && refused.stderr.contains("(stopped)"),
+        "{}",
+        refused.stderr
+    );
+    let refused = strata(&["rmi", short]);
+    assert!(
+        !refused.ok && refused.stderr.contains("used by container"),
+        "{}",
+        refused.stderr
+    );
+    // Another name of the image may go: the image keeps one.
+    run_ok(env.strata("root").args(["tag", "example/hello", "other:1"]));
+    run_ok(env.strata("root").args(["rmi", "other:1"]));
+    // -f untags; the image stays for its containers.
+    let forced = run_ok(env.strata("root").args(["rmi", "-f", "example/hello"]));
+    assert_eq!(forced.stdout, "Untagged: example/hello:latest\n");
+    assert!(!ps(&env, true).is_empty());
+    run_ok(env.strata("root").args(["prune", "-a", "-f"]));
+    let again = run_ok(env.strata("root").args(["start", "-a", "stopped"]));
+    assert_eq!(again.stdout, "once\n");
+    let ls = run_ok(env.strata("root").args(["exec", "alive", "ls", "/app"]));
+    assert_eq!(ls.stdout, "hello.sh\n");
+
+    let pruned = run_ok(env.strata("root").args(["container", "prune", "-f"]));
+    let stopped_id = pruned.stdout.lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        pruned.stdout.starts_with("Deleted Containers:\n") && stopped_id.len() == 64,
+        "{}",
+        pruned.stdout
+    );
+    assert!(pruned.stdout.contains("Total reclaimed space: "));
+    assert!(row(&ps(&env, true), "stopped").is_none());
+    assert!(row(&ps(&env, true), "alive").unwrap().contains("Up "));
+
+    // Once no container uses it, the image's blobs go.
+    run_ok(env.strata("root").args(["rm", "-f", "alive"]));
+    let pruned = run_ok(env.strata("root").args(["prune", "-f"]));
+    assert!(pruned.stdout.contains(" blobs: "), "{}", pruned.stdout);
+    assert!(!strata(&["inspect", &id]).ok);
+}

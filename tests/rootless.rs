@@ -213,6 +213,7 @@ fn rootless_build_run_and_prune_match_root() {
         "user-store",
         &[
             "run",
+            "--rm",
             "rl/test",
             "sh",
             "-c",
@@ -224,7 +225,8 @@ fn rootless_build_run_and_prune_match_root() {
     assert_eq!(lines.first(), Some(&"1000:1000 4755"), "{}", out.stdout);
     assert!(out.stdout.contains(" 1000 1000 "), "{}", out.stdout);
     assert!(out.stdout.contains("cached\n6\n0\n"), "{}", out.stdout);
-    // rmi and prune remove what the user's builds made, subordinate ids too.
+    // rmi and prune remove what the user's builds made, subordinate ids too
+    // (the container went with --rm: one kept would keep its image).
     let out = s.strata(Some(USER), "user-store", &["rmi", "rl/test"]);
     assert!(out.ok, "{}", out.stderr);
     let out = s.strata(Some(USER), "user-store", &["prune", "--all", "--force"]);

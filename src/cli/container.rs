@@ -148,6 +148,13 @@ pub(super) struct StartArgs {
     containers: Vec<String>,
 }
 
+#[derive(clap::Args, Debug)]
+pub(super) struct ContainerPruneArgs {
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    force: bool,
+}
+
 type CliResult = std::result::Result<(), CliError>;
 
 /// A container verb's failure before its command ran: the error, then
@@ -507,4 +514,43 @@ pub(super) fn cmd_start(cli: &Cli, args: &StartArgs) -> CliResult {
         }
         container::start_detached(&store, c)
     })
+}
+
+/// `strata container prune`: removes every container that is not running
+/// (their layers and logs), as `docker container prune` does.
+pub(super) fn cmd_container_prune(cli: &Cli, args: &ContainerPruneArgs) -> CliResult {
+    if !args.force {
+        err!(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to \
+             continue? [y/N] "
+        );
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let store = open_store(cli)?;
+    let mut removed = Vec::new();
+    let mut bytes = 0;
+    for c in container::list(&store)? {
+        // One being removed right now has no state any more.
+        let Ok(s) = c.state() else { continue };
+        if s.status == Status::Running {
+            continue;
+        }
+        let size = c.disk_usage();
+        c.remove()?;
+        bytes += size;
+        removed.push(c.config.id.clone());
+    }
+    if !removed.is_empty() {
+        outln!("Deleted Containers:");
+        for id in &removed {
+            outln!("{id}");
+        }
+        outln!("");
+    }
+    outln!("Total reclaimed space: {}", images::human_size(bytes));
+    Ok(())
 }

@@ -256,6 +256,22 @@ impl Container {
         Ok(s)
     }
 
+    /// Bytes its directory holds (the copy-on-write layer and the log).
+    pub fn disk_usage(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(m) = fs::symlink_metadata(p) else {
+                return 0;
+            };
+            if !m.is_dir() {
+                return m.len();
+            }
+            (fs::read_dir(p).into_iter().flatten().flatten())
+                .map(|e| walk(&e.path()))
+                .sum()
+        }
+        walk(&self.dir)
+    }
+
     /// Removes the directory (the caller made sure it is not running).
     pub fn remove(&self) -> Result<()> {
         fs::remove_dir_all(&self.dir).map_err(|e| io("removing", &self.dir, e))
