@@ -604,7 +604,7 @@ fn rmi_and_prune_keep_what_containers_use() {
         refused
             .stderr
             .contains("conflict: unable to remove repository reference")
-            && refused.stderr.contains("(stopped)"),
+            && (refused.stderr.contains("(stopped)") || refused.stderr.contains("(alive)")),
         "{}",
         refused.stderr
     );
@@ -643,4 +643,125 @@ fn rmi_and_prune_keep_what_containers_use() {
     let pruned = run_ok(env.strata("root").args(["prune", "-f"]));
     assert!(pruned.stdout.contains(" blobs: "), "{}", pruned.stdout);
     assert!(!strata(&["inspect", &id]).ok);
+}
+
+/// `strata ARGS...` under `script` (a terminal sized `stty cols 77 rows
+/// 22`), typing `input` and keeping the terminal open for `secs` seconds:
+/// (status, what the terminal showed).
+fn on_terminal(env: &TestEnv, args: &str, input: &[u8], secs: u64) -> (Option<i32>, String) {
+    use std::io::Write;
+    let strata = format!(
+        "{} --root {}",
+        env!("CARGO_BIN_EXE_strata"),
+        env.path("root").display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty cols 77 rows 22; {strata} {args}"),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `run -t` gives the command a pty of the container's own devpts, as
+/// docker does: `tty` prints `/dev/pts/0`, `/dev/pts` holds only it and
+/// `ptmx`, and `/dev/ptmx` opens new ones (`script` inside would work).
+#[test]
+fn run_t_gives_a_terminal_of_the_containers_devpts() {
+    const T: &str = "run_t_gives_a_terminal_of_the_containers_devpts";
+    let env = TestEnv::new();
+    if !have_tool("script", T) || !built_hello(&env, T, "containers") {
+        return;
+    }
+    let (code, out) = on_terminal(
+        &env,
+        "run -t --rm example/hello sh -c 'tty; ls /dev/pts; stty size; ls -l /dev/ptmx'",
+        b"",
+        0,
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let lines: Vec<&str> = out
+        .lines()
+        .map(|l| l.trim_matches(['\r', '\0', '^', '@']))
+        .collect();
+    assert!(lines.contains(&"/dev/pts/0"), "{out:?}");
+    assert!(
+        lines.iter().any(|l| l.split_whitespace().eq(["0", "ptmx"])),
+        "{out:?}"
+    );
+    assert!(lines.contains(&"22 77"), "sized before it runs: {out:?}");
+    assert!(out.contains("/dev/ptmx -> pts/ptmx"), "{out:?}");
+}
+
+/// `run -dit`: detached with a terminal, the shell waits on its open stdin
+/// (as `docker run -dit`); its prompt is in the logs; `exec -t` and
+/// `exec -it` get a terminal of their own (`/dev/pts/1`), sized as ours;
+/// `stop` ends it. `-di` alone keeps a stdin open too.
+#[test]
+fn run_dit_keeps_a_shell_waiting_and_exec_t_gets_its_own_terminal() {
+    const T: &str = "run_dit_keeps_a_shell_waiting_and_exec_t_gets_its_own_terminal";
+    let env = TestEnv::new();
+    if !have_tool("script", T) || !built_hello(&env, T, "containers") {
+        return;
+    }
+    let _clean = Cleanup(&env, vec!["shell", "reader"]);
+    run_ok(
+        env.strata("root")
+            .args(["run", "-dit", "--name", "shell", "example/hello", "sh"]),
+    );
+    run_ok(
+        env.strata("root")
+            .args(["run", "-di", "--name", "reader", "example/hello", "cat"]),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let listed = ps(&env, false);
+    for name in ["shell", "reader"] {
+        assert!(
+            row(&listed, name).is_some_and(|r| r.contains("Up ")),
+            "{listed}"
+        );
+    }
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = run_ok(env.strata("root").args(["logs", "shell"])).stdout;
+        if logs.contains('#') {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(logs.contains("/app # "), "the shell's prompt: {logs:?}");
+    let (code, out) = on_terminal(
+        &env,
+        "exec -t shell sh -c 'tty; stty size; ls -l /proc/2/fd/0'",
+        b"",
+        0,
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("/dev/pts/1\r\n22 77\r\n"), "{out:?}");
+    assert!(out.contains("/proc/2/fd/0 -> /dev/pts/0"), "{out:?}");
+    let (code, out) = on_terminal(&env, "exec -it shell sh", b"echo h''i; exit 4\n", 3);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.lines().any(|l| l.trim_end() == "hi"), "{out:?}");
+    for name in ["shell", "reader"] {
+        run_ok(env.strata("root").args(["stop", "-t", "1", name]));
+        let all = ps(&env, true);
+        assert!(
+            row(&all, name).is_some_and(|r| r.contains("Exited")),
+            "{all}"
+        );
+    }
 }

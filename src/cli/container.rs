@@ -122,10 +122,11 @@ pub(super) struct RmArgs {
 
 #[derive(clap::Args, Debug)]
 pub(super) struct ExecArgs {
-    /// Keep stdin attached (it always is: the command gets strata's stdin).
+    /// Give the command strata's stdin (without -t it always has it).
     #[arg(short = 'i', long)]
     interactive: bool,
-    /// Use strata's terminal (it always does when stdin is one).
+    /// Run the command on a new terminal of the container (`/dev/pts/N`
+    /// inside), relayed to strata's, with its window size.
     #[arg(short = 't', long)]
     tty: bool,
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
@@ -190,13 +191,6 @@ pub(super) fn cmd_run(cli: &Cli, args: &RunArgs) -> CliResult {
 }
 
 fn run(cli: &Cli, args: &RunArgs) -> CliResult {
-    if args.detach && (args.interactive || args.tty) {
-        return Err(CliError::Usage(
-            "-d cannot be used with -i/-t (attaching to a detached container later is not \
-             supported; use `strata exec -it CONTAINER sh`)"
-                .into(),
-        ));
-    }
     if args.detach && args.commit.is_some() {
         return Err(CliError::Usage("--commit cannot be used with -d".into()));
     }
@@ -474,6 +468,8 @@ pub(super) fn cmd_exec(cli: &Cli, args: &ExecArgs) -> CliResult {
                 env: args.env.clone(),
                 workdir: args.workdir.clone(),
                 user: args.user.clone(),
+                interactive: args.interactive,
+                tty: args.tty,
             },
         )?;
         match code {
@@ -481,7 +477,6 @@ pub(super) fn cmd_exec(cli: &Cli, args: &ExecArgs) -> CliResult {
             code => Err(CliError::Exit(code)),
         }
     };
-    let _ = (args.interactive, args.tty);
     run().map_err(container_failure)
 }
 
@@ -500,7 +495,7 @@ pub(super) fn cmd_start(cli: &Cli, args: &StartArgs) -> CliResult {
                 "container {name} is already running"
             )));
         }
-        let code = container::run_container(&store, &c, &mut relay)
+        let code = container::run_as_created(&store, &c, true, &mut relay)
             .map_err(|e| container_failure(e.into()))?;
         return match code {
             0 => Ok(()),

@@ -79,6 +79,12 @@ pub struct ContainerConfig {
     pub volumes: Vec<Volume>,
     /// Removed when its command ends (`--rm`).
     pub auto_remove: bool,
+    /// Its command reads a stdin kept open (`-i`).
+    #[serde(default)]
+    pub interactive: bool,
+    /// Its command runs on a terminal of its own (`-t`).
+    #[serde(default)]
+    pub tty: bool,
     /// Unix seconds.
     pub created: i64,
 }
