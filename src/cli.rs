@@ -43,6 +43,8 @@ mod pipe;
 mod progress;
 mod table;
 
+pub use container::stays_outside_userns;
+
 use crate::oci::OutputKind;
 
 use build::{cmd_build, cmd_graph, install_interrupt_handler};

@@ -281,3 +281,86 @@ fn without_subordinate_ids_run_says_what_to_add() {
     let out = s.strata(Some(NO_RANGES), "noranges-store", &["images"]);
     assert!(!out.stdout.contains("rl/test"), "{}", out.stdout);
 }
+
+/// A rootless container's life: `run -d`, `exec` (it joins the user
+/// namespace the container's `run` made, from outside, as its owner),
+/// `exec -u`, `logs`, `stop`, `rm`; and `run -t` gets a terminal.
+#[test]
+fn rootless_containers_detach_exec_log_stop_and_go() {
+    let test = "rootless_containers_detach_exec_log_stop_and_go";
+    let Some(s) = setup(test) else { return };
+    s.build(Some(USER), "user-store", &s.ctx);
+    let strata = |args: &[&str]| s.strata(Some(USER), "user-store", args);
+    let out = strata(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "rl/test",
+        "sh",
+        "-c",
+        "echo up; i=0; while [ $i -lt 600 ]; do busybox sleep 0.1; i=$((i+1)); done",
+    ]);
+    if !out.ok && out.stderr.contains("could not make one") {
+        eprintln!("SKIP {test}: no user namespace here: {}", out.stderr);
+        return;
+    }
+    assert!(out.ok, "run -d:\n{}", out.stderr);
+    let ps = strata(&["ps"]);
+    assert!(
+        ps.stdout.contains(" bg\n") && ps.stdout.contains("Up "),
+        "{}",
+        ps.stdout
+    );
+    let out = strata(&[
+        "exec",
+        "bg",
+        "sh",
+        "-c",
+        "id -u; cat /proc/1/cmdline; stat -c %u /x",
+    ]);
+    assert!(out.ok, "exec:\n{}\n{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"0"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("__strata-sandbox"),
+        "its pid 1: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.ends_with("1000\n"),
+        "the image's owners: {}",
+        out.stdout
+    );
+    let out = strata(&["exec", "-u", "1234", "bg", "id", "-u"]);
+    assert_eq!(out.stdout, "1234\n", "{}", out.stderr);
+    let out = strata(&["exec", "bg", "sh", "-c", "exit 6"]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    let logs = strata(&["logs", "bg"]);
+    assert_eq!(logs.stdout, "up\n", "{}", logs.stderr);
+    let out = strata(&["stop", "-t", "2", "bg"]);
+    assert!(out.ok, "{}", out.stderr);
+    let all = strata(&["ps", "-a"]);
+    assert!(all.stdout.contains("Exited (143)"), "{}", all.stdout);
+    assert!(strata(&["rm", "bg"]).ok);
+    assert!(!strata(&["ps", "-a"]).stdout.contains(" bg\n"));
+
+    if have_tool("script", test) {
+        let line = format!(
+            "runuser -u {USER} -- {} --root {} run -t --rm rl/test sh -c tty",
+            s.exe.display(),
+            s.env.path("user-store").display()
+        );
+        let out = run(Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("TMPDIR", s.env.dir.path())
+            .current_dir(s.env.dir.path())
+            .stdin(std::process::Stdio::null()));
+        assert!(
+            out.stdout.contains("/dev/pts/0"),
+            "{:?} {}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}

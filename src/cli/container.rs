@@ -158,6 +158,29 @@ pub(super) struct ContainerPruneArgs {
 
 type CliResult = std::result::Result<(), CliError>;
 
+/// Whether the command line `args` (without the program name) is `exec`
+/// (or `container exec`), which a rootless strata runs outside a user
+/// namespace of its own: it joins the container's instead, which only a
+/// process in the parent namespace (the user's own) may do. The global
+/// `--root DIR` may come first.
+pub fn stays_outside_userns(args: &[std::ffi::OsString]) -> bool {
+    let mut words = args.iter().map(|a| a.to_string_lossy());
+    let mut verb = None;
+    while let Some(w) = words.next() {
+        if w == "--root" {
+            words.next();
+        } else if !w.starts_with("--root=") {
+            verb = Some(w);
+            break;
+        }
+    }
+    match verb.as_deref() {
+        Some("exec") => true,
+        Some("container") => words.next().as_deref() == Some("exec"),
+        _ => false,
+    }
+}
+
 /// A container verb's failure before its command ran: the error, then
 /// Docker's status for it (125, 126 or 127).
 fn container_failure(e: CliError) -> CliError {
@@ -548,4 +571,24 @@ pub(super) fn cmd_container_prune(cli: &Cli, args: &ContainerPruneArgs) -> CliRe
     }
     outln!("Total reclaimed space: {}", images::human_size(bytes));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_outside_userns;
+
+    #[test]
+    fn only_exec_stays_outside_the_user_namespace() {
+        let outside = |line: &str| {
+            let args: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
+            stays_outside_userns(&args)
+        };
+        assert!(outside("exec box sh"));
+        assert!(outside("--root /s exec -it box sh"));
+        assert!(outside("--root=/s container exec box id"));
+        assert!(!outside("run -it img exec"));
+        assert!(!outside("container run img"));
+        assert!(!outside("--root exec build ."));
+        assert!(!outside(""));
+    }
 }

@@ -6,6 +6,11 @@
 //! devpts (`/dev/pts/N` inside, as docker gives), relayed to our terminal
 //! (`container/tty.rs`), our stdin only with `-i`.
 //!
+//! A rootless container (see `userns`) lives in the user namespace its
+//! `run` made; `exec` stays out of one of its own (`main` asks
+//! [`crate::cli::stays_outside_userns`]) and joins that one first, which
+//! its owner may.
+//!
 //! Limits: the command keeps nsenter's capabilities (all of root's, not the
 //! container's reduced set).
 
@@ -36,6 +41,12 @@ fn init_pid(helper: i32) -> Option<i32> {
     let children =
         std::fs::read_to_string(format!("/proc/{helper}/task/{helper}/children")).ok()?;
     children.split_whitespace().next()?.parse().ok()
+}
+
+/// Whether process `pid`'s namespace `ns` (`net`, `user`, ...) is not ours.
+fn other_namespace(pid: i32, ns: &str) -> bool {
+    let link = |p: String| std::fs::read_link(p).ok();
+    link(format!("/proc/{pid}/ns/{ns}")) != link(format!("/proc/self/ns/{ns}"))
 }
 
 /// The init of running container `c`, waiting a little for one that has
@@ -84,10 +95,24 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32> {
     }
     let cwd = opts.workdir.clone().unwrap_or_else(|| c.config.cwd.clone());
     let mut cmd = Command::new("nsenter");
-    cmd.arg("--target")
-        .arg(init.to_string())
-        .args(["--mount", "--uts", "--ipc", "--net", "--pid"])
-        .arg(format!("--root={root}"))
+    cmd.arg("--target").arg(init.to_string());
+    // Only the namespaces that are the container's own: a rootless exec
+    // may not re-enter the host's network namespace, say. A rootless
+    // container's user namespace comes first (we own it, from outside), so
+    // its other namespaces are ours to join.
+    for (ns, flag) in [
+        ("user", "--user"),
+        ("mnt", "--mount"),
+        ("uts", "--uts"),
+        ("ipc", "--ipc"),
+        ("net", "--net"),
+        ("pid", "--pid"),
+    ] {
+        if other_namespace(init, ns) {
+            cmd.arg(flag);
+        }
+    }
+    cmd.arg(format!("--root={root}"))
         .arg(format!("--wdns={cwd}"))
         .arg(format!("--setuid={uid}"))
         .arg(format!("--setgid={gid}"))
