@@ -140,6 +140,23 @@ pub fn environment(image: &Image, extra: &[String]) -> Vec<(String, String)> {
     env
 }
 
+/// Whether containers can run here. An ordinary user without subordinate
+/// ids gets an error naming the fix, never a one-id namespace: with only
+/// their own id mapped, every file a base image gives another owner (as
+/// Debian's `/etc/shadow`, group 42) would be refused or lose its owner.
+pub fn available() -> Result<()> {
+    sandbox::available().map_err(|why| {
+        let why = match crate::userns::outside_reason() {
+            Some(reason) => format!(
+                "containers need root or a user namespace, and strata could not make one: \
+                 {reason}"
+            ),
+            None => why,
+        };
+        Error::msg(format!("cannot run containers here: {why}"))
+    })
+}
+
 /// Records a new container of `image` (named `image_name` by the user).
 pub fn create(
     store: &Store,
@@ -384,7 +401,7 @@ pub fn run(
     opts: &RunOptions,
     output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<RunOutcome> {
-    sandbox::available().map_err(|why| Error::msg(format!("cannot run containers here: {why}")))?;
+    available()?;
     let c = create(store, image, image_name, opts)?;
     let result = run_as_created(store, &c, true, output);
     let outcome = result.and_then(|exit_code| {

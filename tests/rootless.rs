@@ -364,3 +364,60 @@ fn rootless_containers_detach_exec_log_stop_and_go() {
         );
     }
 }
+
+/// Without subordinate ids strata does not fall back to a one-id user
+/// namespace (every file a base gives another owner would be refused or
+/// lose its owner): a COPY-only image still builds, and `run`, `run -d`
+/// say what to add, with status 125, leaving no container behind.
+#[test]
+fn without_subordinate_ids_containers_are_refused_clearly() {
+    let test = "without_subordinate_ids_containers_are_refused_clearly";
+    let Some(s) = setup(test) else { return };
+    let listed = std::fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(&format!("{NO_RANGES}:")));
+    if listed {
+        eprintln!("SKIP {test}: /etc/subuid gives {NO_RANGES} a range here");
+        return;
+    }
+    let ctx = s.env.write_tree(
+        "copy-only",
+        &[("Dockerfile", "FROM scratch\nCOPY busybox /bin/sh\n")],
+    );
+    std::fs::copy(s.ctx.join("busybox"), ctx.join("busybox")).unwrap();
+    let ok = Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(&ctx)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let strata = |args: &[&str]| s.strata(Some(NO_RANGES), "noranges-store", args);
+    let out = strata(&[
+        "build",
+        "-t",
+        "copy:1",
+        ctx.to_str().unwrap(),
+        "--progress",
+        "plain",
+    ]);
+    assert!(out.ok, "a COPY-only build works: {}", out.stderr);
+    for args in [
+        &["run", "copy:1", "/bin/sh", "-c", "echo hi"][..],
+        &["run", "-d", "copy:1"],
+    ] {
+        let out = strata(args);
+        assert_eq!(out.code, 125, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("containers need root or a user namespace")
+                && out.stderr.contains("no subordinate ids")
+                && out.stderr.contains("--add-subuids"),
+            "{}",
+            out.stderr
+        );
+    }
+    let ps = strata(&["ps", "-a", "-q"]);
+    assert_eq!(ps.stdout, "", "no container is left behind");
+}

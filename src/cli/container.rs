@@ -241,6 +241,8 @@ fn run(cli: &Cli, args: &RunArgs) -> CliResult {
         commit: args.commit.clone(),
     };
     if args.detach {
+        // Checked first: a container that cannot start is not left behind.
+        container::available()?;
         let c = container::create(&store, &img.image, &args.image, &opts)?;
         container::start_detached(&store, &c)?;
         outln!("{}", c.config.id);

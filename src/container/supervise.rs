@@ -18,8 +18,7 @@ pub const SUPERVISE_ARG: &str = "__strata-supervise";
 /// Forks a supervisor for the created container `c` and waits until it is
 /// running (or has already ended).
 pub fn start_detached(store: &Store, c: &Container) -> Result<()> {
-    crate::sandbox::available()
-        .map_err(|why| Error::msg(format!("cannot run containers here: {why}")))?;
+    super::available()?;
     // A stopped container's old `exited` must not be taken for this run's.
     c.update(|s| {
         s.status = Status::Created;
