@@ -170,6 +170,12 @@ pub fn create(
             "the image has no Cmd or Entrypoint: give a command after the image name",
         ));
     }
+    for v in &opts.volumes {
+        if !v.host.exists() {
+            std::fs::create_dir_all(&v.host)
+                .map_err(|e| Error::io(format!("creating {} for -v", v.host.display()), e))?;
+        }
+    }
     let c = &image.config.config;
     Container::create(
         store,

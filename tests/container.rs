@@ -132,7 +132,8 @@ fn commit_turns_the_containers_changes_into_one_layer() {
 }
 
 /// Docker's statuses: the command's own, 127 not found, 126 not
-/// executable, 125 strata's failure, 130 with "interrupted" on Ctrl-C.
+/// executable, 125 strata's failure, 130 when Ctrl-C (SIGINT, passed on)
+/// ends the command.
 #[test]
 fn run_exit_statuses_are_dockers() {
     const T: &str = "run_exit_statuses_are_dockers";
@@ -490,6 +491,19 @@ fn run_flags_rm_entrypoint_volume_and_start_again() {
         std::fs::read_to_string(rw.join("new")).unwrap(),
         "written\n"
     );
+    // A missing host directory is made, as docker makes it.
+    let made = env.path("made/here");
+    run_ok(env.strata("root").args([
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/made", made.display()),
+        "example/hello",
+        "sh",
+        "-c",
+        "echo in > /made/f",
+    ]));
+    assert_eq!(std::fs::read_to_string(made.join("f")).unwrap(), "in\n");
     let bad = run(env
         .strata("root")
         .args(["run", "-v", "named:/x", "example/hello", "echo"]));
