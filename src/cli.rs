@@ -43,6 +43,8 @@ mod pipe;
 mod progress;
 mod table;
 
+pub use container::stays_outside_userns;
+
 use crate::oci::OutputKind;
 
 use build::{cmd_build, cmd_graph, install_interrupt_handler};
@@ -176,6 +178,8 @@ enum ContainerCommand {
     Exec(container::ExecArgs),
     /// Start stopped containers (`strata start`).
     Start(container::StartArgs),
+    /// Remove every stopped container.
+    Prune(container::ContainerPruneArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -416,7 +420,8 @@ struct BuildArgs {
     /// Write build metadata (digests, cache hits) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
-    /// Print only the image digest.
+    /// Print only the image ID (the config digest, as `images` and
+    /// `inspect` show it), one line per image, as `docker build -q` does.
     #[arg(short, long)]
     quiet: bool,
     /// A secret for RUN steps: `id=ID,src=FILE` or `id=ID,env=VAR` (`id=ID`
@@ -526,6 +531,7 @@ pub fn main() -> i32 {
             ContainerCommand::Rm(args) => container::cmd_rm(&cli, args),
             ContainerCommand::Exec(args) => container::cmd_exec(&cli, args),
             ContainerCommand::Start(args) => container::cmd_start(&cli, args),
+            ContainerCommand::Prune(args) => container::cmd_container_prune(&cli, args),
         },
     };
     match result {

@@ -15,11 +15,13 @@
 //! manifest and config and moves only the named tag.
 
 mod exec;
+mod signals;
 mod state;
 mod supervise;
 mod tty;
 
 use std::io::Write;
+use std::os::fd::OwnedFd;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -30,6 +32,7 @@ use crate::sandbox::{self, SandboxMount, SandboxSpec, Stream};
 use crate::store::{Descriptor, Store};
 
 pub use exec::{ExecOptions, exec};
+pub use signals::{PROXIED, forward as forward_signal};
 pub use state::{Container, ContainerConfig, ContainerState, Status, Volume, find, list};
 pub use supervise::{SUPERVISE_ARG, start_detached, supervise_main};
 
@@ -137,6 +140,23 @@ pub fn environment(image: &Image, extra: &[String]) -> Vec<(String, String)> {
     env
 }
 
+/// Whether containers can run here. An ordinary user without subordinate
+/// ids gets an error naming the fix, never a one-id namespace: with only
+/// their own id mapped, every file a base image gives another owner (as
+/// Debian's `/etc/shadow`, group 42) would be refused or lose its owner.
+pub fn available() -> Result<()> {
+    sandbox::available().map_err(|why| {
+        let why = match crate::userns::outside_reason() {
+            Some(reason) => format!(
+                "containers need root or a user namespace, and strata could not make one: \
+                 {reason}"
+            ),
+            None => why,
+        };
+        Error::msg(format!("cannot run containers here: {why}"))
+    })
+}
+
 /// Records a new container of `image` (named `image_name` by the user).
 pub fn create(
     store: &Store,
@@ -149,6 +169,12 @@ pub fn create(
         return Err(Error::msg(
             "the image has no Cmd or Entrypoint: give a command after the image name",
         ));
+    }
+    for v in &opts.volumes {
+        if !v.host.exists() {
+            std::fs::create_dir_all(&v.host)
+                .map_err(|e| Error::io(format!("creating {} for -v", v.host.display()), e))?;
+        }
     }
     let c = &image.config.config;
     Container::create(
@@ -172,6 +198,8 @@ pub fn create(
             network: opts.network,
             volumes: opts.volumes.clone(),
             auto_remove: opts.auto_remove,
+            interactive: opts.interactive,
+            tty: opts.tty,
             created: state::now(),
         },
     )
@@ -251,39 +279,76 @@ pub fn run_container(
     })
 }
 
-/// [`run_container`] with the command on a new pty (`tty`, `-it`; its
-/// output also kept in the log) or on our own stdin, stdout and stderr
-/// (`-i` alone; not logged).
-pub fn run_container_attached(store: &Store, c: &Container, tty: bool) -> Result<i32> {
-    if tty {
+/// Runs `c` as it was created: on a terminal of its own with `-t`, with a
+/// stdin with `-i`, else with its output logged and given to `output`. In
+/// the `foreground` the terminal and stdin are ours (`-i` alone: our stdio,
+/// not logged); detached (a supervisor), the terminal's output goes to the
+/// log and its stdin (or `-i`'s) stays open with nothing written, as with
+/// `docker run -dit`.
+pub fn run_as_created(
+    store: &Store,
+    c: &Container,
+    foreground: bool,
+    output: &mut dyn FnMut(Stream, &[u8]),
+) -> Result<i32> {
+    let cfg = &c.config;
+    if cfg.tty {
         let log = open_log(c)?;
-        let pty = tty::Pty::open()?;
+        let relay = if foreground {
+            tty::Relay::Ours
+        } else {
+            tty::Relay::LogOnly
+        };
+        let term = tty::Terminal::open(relay);
         return run_recorded(store, c, &mut |spec, started| {
-            let io = pty.attach(log.try_clone().ok())?;
+            let io = term.console(log.try_clone().ok())?;
             sandbox::run_attached(spec, io, started)
         });
     }
+    if !cfg.interactive {
+        return run_container(store, c, output);
+    }
+    // Held until the command ends: its stdin never sees end of file.
+    let mut keep_open = None;
     run_recorded(store, c, &mut |spec, started| {
-        let dup = |fd: i32| {
-            // SAFETY: duplicating one of our standard fds.
-            let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-            if new < 0 {
-                return Err(Error::io(
-                    "duplicating stdio",
-                    std::io::Error::last_os_error(),
-                ));
+        let io = if foreground {
+            sandbox::Attached {
+                stdin: dup(0)?,
+                stdout: dup(1)?,
+                stderr: dup(2)?,
+                tty: false,
+                console: None,
             }
-            // SAFETY: a fresh fd we own.
-            Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(new) })
-        };
-        let io = sandbox::Attached {
-            stdin: dup(0)?,
-            stdout: dup(1)?,
-            stderr: dup(2)?,
-            tty: false,
+        } else {
+            let (r, w) = std::io::pipe().map_err(|e| Error::io("creating a pipe", e))?;
+            keep_open = Some(w);
+            let log = OwnedFd::from(open_log(c)?);
+            sandbox::Attached {
+                stdin: r.into(),
+                stdout: log
+                    .try_clone()
+                    .map_err(|e| Error::io("duplicating the log", e))?,
+                stderr: log,
+                tty: false,
+                console: None,
+            }
         };
         sandbox::run_attached(spec, io, started)
     })
+}
+
+/// A close-on-exec copy of one of our standard fds.
+fn dup(fd: i32) -> Result<OwnedFd> {
+    // SAFETY: duplicating one of our standard fds.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(Error::io(
+            "duplicating stdio",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(new) })
 }
 
 fn open_log(c: &Container) -> Result<std::fs::File> {
@@ -311,9 +376,11 @@ fn run_recorded(store: &Store, c: &Container, launch: &mut Launch<'_>) -> Result
     })?;
     let result = sandbox_spec(store, c).and_then(|spec| {
         launch(&spec, &mut |pid| {
+            signals::set_target(pid);
             let _ = c.update(|s| s.sandbox = Some(pid));
         })
     });
+    signals::set_target(0);
     c.update(|s| {
         s.status = Status::Exited;
         s.sandbox = None;
@@ -340,13 +407,9 @@ pub fn run(
     opts: &RunOptions,
     output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<RunOutcome> {
-    sandbox::available().map_err(|why| Error::msg(format!("cannot run containers here: {why}")))?;
+    available()?;
     let c = create(store, image, image_name, opts)?;
-    let result = if opts.interactive || opts.tty {
-        run_container_attached(store, &c, opts.tty)
-    } else {
-        run_container(store, &c, output)
-    };
+    let result = run_as_created(store, &c, true, output);
     let outcome = result.and_then(|exit_code| {
         let committed = match &opts.commit {
             Some(name) => Some(commit(store, image, &c.upper(), &c.config.argv, name)?),

@@ -12,6 +12,10 @@
 //!   otherwise `prune` reclaims them later.
 //! - Nothing here deletes a blob without the exclusive store lock, so a
 //!   running build (which holds the shared lock) never loses a blob.
+//! - An image a container (running or stopped) was made of keeps its
+//!   blobs and snapshots until that container is removed: `rmi` refuses to
+//!   untag its last name without `-f` (as docker's "conflict"), and with
+//!   `-f` only untags it; `prune` counts containers as roots.
 
 mod format;
 mod history;
@@ -329,11 +333,30 @@ pub fn rmi(store: &Store, targets: &[String], force: bool) -> Result<RmiReport> 
     // Decide everything first, so a refusal removes nothing.
     let mut plan: Vec<(String, Digest)> = Vec::new();
     let mut manifests = Vec::new();
+    let users = container_users(store)?;
     for t in targets {
         let (img, how) = resolve(store, t)?;
         match how {
-            Matched::Tag(name) => plan.push((name, img.image.manifest.digest)),
+            Matched::Tag(name) => {
+                let last = img.tags.iter().all(|n| *n == name);
+                if let (Some(c), true, false) = (users.get(&img.image.manifest.digest), last, force)
+                {
+                    return Err(Error::msg(format!(
+                        "conflict: unable to remove repository reference \"{name}\" (must \
+                         force) - container {c} is using its referenced image {}",
+                        short_id(&img.id())
+                    )));
+                }
+                plan.push((name, img.image.manifest.digest))
+            }
             Matched::Id => {
+                if let (Some(c), false) = (users.get(&img.image.manifest.digest), force) {
+                    return Err(Error::msg(format!(
+                        "conflict: unable to delete {} (must be forced) - image is being \
+                         used by container {c}",
+                        short_id(&img.id())
+                    )));
+                }
                 if img.tags.len() > 1 && !force {
                     return Err(Error::msg(format!(
                         "unable to delete {} (must be forced): image is referenced by \
@@ -369,6 +392,8 @@ pub fn rmi(store: &Store, targets: &[String], force: bool) -> Result<RmiReport> 
             gone.push(m);
         }
     }
+    // An image a container uses stays (untagged) until the container goes.
+    gone.retain(|m| !users.contains_key(m));
     let mut gone_images = Vec::new();
     for m in &gone {
         match oci::load_image(store, m) {
@@ -389,6 +414,20 @@ pub fn rmi(store: &Store, targets: &[String], force: bool) -> Result<RmiReport> 
         None => report.deferred = true,
     }
     Ok(report)
+}
+
+/// The manifests containers (running or not) were made of, each with the
+/// first such container's short id and name (`3f2a1b0c9d8e (web)`).
+fn container_users(store: &Store) -> Result<BTreeMap<Digest, String>> {
+    let mut users = BTreeMap::new();
+    for c in crate::container::list(store)? {
+        if let Ok(d) = c.config.manifest.parse::<Digest>() {
+            users
+                .entry(d)
+                .or_insert_with(|| format!("{} ({})", c.short_id(), c.config.name));
+        }
+    }
+    Ok(users)
 }
 
 fn remove_unnamed_entries(store: &Store, manifests: &[Digest]) -> Result<()> {

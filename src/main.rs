@@ -8,7 +8,11 @@ fn main() {
         strata::container::supervise_main();
     }
     // Not root: go on in a user namespace mapped from /etc/subuid (the
-    // parent of the fork waits and exits with the child's status).
-    strata::userns::enter();
+    // parent of the fork waits and exits with the child's status); `exec`
+    // joins its container's instead.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if !strata::cli::stays_outside_userns(&args) {
+        strata::userns::enter();
+    }
     std::process::exit(strata::cli::main());
 }

@@ -29,6 +29,7 @@
 //! - The helper binary is `/proc/self/exe` (strata's `main` dispatches on
 //!   [`HELPER_ARG`]); test binaries call [`set_helper_exe`] first.
 
+mod console;
 mod helper;
 mod layout;
 mod sys;
@@ -45,6 +46,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
+
+pub use console::{open_pty_in, recv_fd, socket_pair};
 
 /// `user[:group]` (names or ids) resolved against the text of an image's
 /// /etc/passwd and /etc/group, as a RUN step's user would be: (uid, gid).
@@ -298,13 +301,17 @@ pub struct Attached {
     /// `stdin` is a terminal (a pty's slave): the command makes it its
     /// controlling terminal in a new session.
     pub tty: bool,
+    /// A console socket (see `sandbox/console.rs`): the command gets a new
+    /// pty of the container's devpts as its terminal instead of the three
+    /// streams above, and its master is sent back over this socket.
+    pub console: Option<OwnedFd>,
 }
 
 /// Runs `spec.argv` with `io` as its stdin, stdout and stderr (an
 /// interactive container: a pty, or the caller's own streams), calling
 /// `started` with the helper's pid; returns the exit code as [`run`] does.
 pub fn run_attached(spec: &SandboxSpec, io: Attached, started: &mut dyn FnMut(i32)) -> Result<i32> {
-    let (_scratch, request) = request(spec, true, io.tty)?;
+    let (_scratch, request) = request(spec, true, io.tty || io.console.is_some())?;
     let (status_r, status_w) = status_pipe().ctx(|| "creating the status pipe".to_string())?;
     let (spec_r, spec_w) = status_pipe().ctx(|| "creating the spec pipe".to_string())?;
     let (status_fd, spec_fd) = (status_w.as_raw_fd(), spec_r.as_raw_fd());
@@ -325,8 +332,15 @@ pub fn run_attached(spec: &SandboxSpec, io: Attached, started: &mut dyn FnMut(i3
             Ok(())
         });
     }
+    let console = io.console;
+    if let Some(c) = &console {
+        let fd = c.as_raw_fd();
+        cmd.arg(fd.to_string());
+        // SAFETY: only an async-signal-safe fcntl between fork and exec.
+        unsafe { cmd.pre_exec(move || sys::set_cloexec(fd, false)) };
+    }
     let (mut child, slot) = spawn_registered(&mut cmd)?;
-    drop((status_w, spec_r));
+    drop((status_w, spec_r, console));
     let pid = child.id() as i32;
     started(pid);
     let guard = KillOnDrop(pid);

@@ -132,7 +132,8 @@ fn commit_turns_the_containers_changes_into_one_layer() {
 }
 
 /// Docker's statuses: the command's own, 127 not found, 126 not
-/// executable, 125 strata's failure, 130 with "interrupted" on Ctrl-C.
+/// executable, 125 strata's failure, 130 when Ctrl-C (SIGINT, passed on)
+/// ends the command.
 #[test]
 fn run_exit_statuses_are_dockers() {
     const T: &str = "run_exit_statuses_are_dockers";
@@ -154,20 +155,69 @@ fn run_exit_statuses_are_dockers() {
     let (code, err) = status(&["no-such-image:1"]);
     assert_eq!(code, 125, "{err}");
 
-    // SIGINT while the command runs.
-    let child = env
+    // SIGINT while the command runs: passed on, it ends the command (130),
+    // with no error of strata's.
+    let (code, _, err) = signalled(&env, "echo ready; while :; do :; done", libc::SIGINT);
+    assert_eq!(code, Some(130), "{err}");
+    assert_eq!(err.trim(), "");
+}
+
+/// Starts `strata run example/hello sh -c SCRIPT`, sends it `sig` once the
+/// command printed `ready`, and returns strata's status,
+/// the output after `ready`, and stderr.
+fn signalled(env: &TestEnv, script: &str, sig: i32) -> (Option<i32>, String, String) {
+    use std::io::BufRead;
+    let mut child = env
         .strata("root")
-        .args(["run", "example/hello", "sh", "-c", "while :; do :; done"])
+        .args(["run", "example/hello", "sh", "-c"])
+        .arg(script)
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
     // SAFETY: plain system call on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim(), "interrupted");
+    (
+        out.status.code(),
+        rest,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A foreground `run` passes SIGTERM, SIGHUP and SIGINT on to the command
+/// (as `docker run` does): a trap sees it, and a command it kills gives
+/// 128 + the signal (143 for SIGTERM).
+#[test]
+fn run_passes_signals_on_to_the_command() {
+    const T: &str = "run_passes_signals_on_to_the_command";
+    let env = TestEnv::new();
+    if !built_hello(&env, T, "containers") {
+        return;
+    }
+    let trap = |sig: &str| {
+        format!(
+            "trap 'echo got {sig}; exit 7' {sig}; echo ready; \
+             while :; do busybox sleep 0.1; done"
+        )
+    };
+    for (name, sig) in [("TERM", libc::SIGTERM), ("HUP", libc::SIGHUP)] {
+        let (code, out, err) = signalled(&env, &trap(name), sig);
+        assert_eq!(code, Some(7), "{err}");
+        assert_eq!(out, format!("got {name}\n"));
+    }
+    let started = std::time::Instant::now();
+    let (code, _, err) = signalled(&env, "echo ready; busybox sleep 30", libc::SIGTERM);
+    assert_eq!(code, Some(143), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let (code, _, err) = signalled(&env, "echo ready; busybox sleep 30", libc::SIGHUP);
+    assert_eq!(code, Some(129), "{err}");
 }
 
 /// Removes the named containers (running or not) when dropped, so a failed
@@ -441,6 +491,19 @@ fn run_flags_rm_entrypoint_volume_and_start_again() {
         std::fs::read_to_string(rw.join("new")).unwrap(),
         "written\n"
     );
+    // A missing host directory is made, as docker makes it.
+    let made = env.path("made/here");
+    run_ok(env.strata("root").args([
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/made", made.display()),
+        "example/hello",
+        "sh",
+        "-c",
+        "echo in > /made/f",
+    ]));
+    assert_eq!(std::fs::read_to_string(made.join("f")).unwrap(), "in\n");
     let bad = run(env
         .strata("root")
         .args(["run", "-v", "named:/x", "example/hello", "echo"]));
@@ -515,4 +578,204 @@ fn run_it_gives_the_command_a_terminal() {
         ])
         .stdin(std::process::Stdio::null()));
     assert!(out.stdout.contains("45 123"), "{:?}", out.stdout);
+}
+
+/// `rmi` refuses to untag the last name of an image a container uses
+/// (docker's "conflict"), `-f` only untags it, `prune --all` keeps what
+/// containers need, and `container prune` removes the stopped ones only;
+/// once no container uses the image, prune reclaims its blobs.
+#[test]
+fn rmi_and_prune_keep_what_containers_use() {
+    const T: &str = "rmi_and_prune_keep_what_containers_use";
+    let env = TestEnv::new();
+    if !built_hello(&env, T, "containers") {
+        return;
+    }
+    let _clean = Cleanup(&env, vec!["stopped", "alive"]);
+    let strata = |args: &[&str]| run(env.strata("root").args(args));
+    let inspect = run_ok(env.strata("root").args(["inspect", "example/hello"]));
+    let v: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let id = v[0]["Id"].as_str().unwrap().to_string();
+    let short = &id["sha256:".len()..][..12];
+    run_ok(
+        env.strata("root")
+            .args(["run", "--name", "stopped", "example/hello", "echo", "once"]),
+    );
+    run_ok(env.strata("root").args([
+        "run",
+        "-d",
+        "--name",
+        "alive",
+        "example/hello",
+        "sh",
+        "-c",
+        FOREVER,
+    ]));
+
+    let refused = strata(&["rmi", "example/hello"]);
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("conflict: unable to remove repository reference")
+            && (refused.stderr.contains("(stopped)") || refused.stderr.contains("(alive)")),
+        "{}",
+        refused.stderr
+    );
+    let refused = strata(&["rmi", short]);
+    assert!(
+        !refused.ok && refused.stderr.contains("used by container"),
+        "{}",
+        refused.stderr
+    );
+    // Another name of the image may go: the image keeps one.
+    run_ok(env.strata("root").args(["tag", "example/hello", "other:1"]));
+    run_ok(env.strata("root").args(["rmi", "other:1"]));
+    // -f untags; the image stays for its containers.
+    let forced = run_ok(env.strata("root").args(["rmi", "-f", "example/hello"]));
+    assert_eq!(forced.stdout, "Untagged: example/hello:latest\n");
+    assert!(!ps(&env, true).is_empty());
+    run_ok(env.strata("root").args(["prune", "-a", "-f"]));
+    let again = run_ok(env.strata("root").args(["start", "-a", "stopped"]));
+    assert_eq!(again.stdout, "once\n");
+    let ls = run_ok(env.strata("root").args(["exec", "alive", "ls", "/app"]));
+    assert_eq!(ls.stdout, "hello.sh\n");
+
+    let pruned = run_ok(env.strata("root").args(["container", "prune", "-f"]));
+    let stopped_id = pruned.stdout.lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        pruned.stdout.starts_with("Deleted Containers:\n") && stopped_id.len() == 64,
+        "{}",
+        pruned.stdout
+    );
+    assert!(pruned.stdout.contains("Total reclaimed space: "));
+    assert!(row(&ps(&env, true), "stopped").is_none());
+    assert!(row(&ps(&env, true), "alive").unwrap().contains("Up "));
+
+    // Once no container uses it, the image's blobs go.
+    run_ok(env.strata("root").args(["rm", "-f", "alive"]));
+    let pruned = run_ok(env.strata("root").args(["prune", "-f"]));
+    assert!(pruned.stdout.contains(" blobs: "), "{}", pruned.stdout);
+    assert!(!strata(&["inspect", &id]).ok);
+}
+
+/// `strata ARGS...` under `script` (a terminal sized `stty cols 77 rows
+/// 22`), typing `input` and keeping the terminal open for `secs` seconds:
+/// (status, what the terminal showed).
+fn on_terminal(env: &TestEnv, args: &str, input: &[u8], secs: u64) -> (Option<i32>, String) {
+    use std::io::Write;
+    let strata = format!(
+        "{} --root {}",
+        env!("CARGO_BIN_EXE_strata"),
+        env.path("root").display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty cols 77 rows 22; {strata} {args}"),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `run -t` gives the command a pty of the container's own devpts, as
+/// docker does: `tty` prints `/dev/pts/0`, `/dev/pts` holds only it and
+/// `ptmx`, and `/dev/ptmx` opens new ones (`script` inside would work).
+#[test]
+fn run_t_gives_a_terminal_of_the_containers_devpts() {
+    const T: &str = "run_t_gives_a_terminal_of_the_containers_devpts";
+    let env = TestEnv::new();
+    if !have_tool("script", T) || !built_hello(&env, T, "containers") {
+        return;
+    }
+    let (code, out) = on_terminal(
+        &env,
+        "run -t --rm example/hello sh -c 'tty; ls /dev/pts; stty size; ls -l /dev/ptmx'",
+        b"",
+        0,
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let lines: Vec<&str> = out
+        .lines()
+        .map(|l| l.trim_matches(['\r', '\0', '^', '@']))
+        .collect();
+    assert!(lines.contains(&"/dev/pts/0"), "{out:?}");
+    assert!(
+        lines.iter().any(|l| l.split_whitespace().eq(["0", "ptmx"])),
+        "{out:?}"
+    );
+    assert!(lines.contains(&"22 77"), "sized before it runs: {out:?}");
+    assert!(out.contains("/dev/ptmx -> pts/ptmx"), "{out:?}");
+}
+
+/// `run -dit`: detached with a terminal, the shell waits on its open stdin
+/// (as `docker run -dit`); its prompt is in the logs; `exec -t` and
+/// `exec -it` get a terminal of their own (`/dev/pts/1`), sized as ours;
+/// `stop` ends it. `-di` alone keeps a stdin open too.
+#[test]
+fn run_dit_keeps_a_shell_waiting_and_exec_t_gets_its_own_terminal() {
+    const T: &str = "run_dit_keeps_a_shell_waiting_and_exec_t_gets_its_own_terminal";
+    let env = TestEnv::new();
+    if !have_tool("script", T) || !built_hello(&env, T, "containers") {
+        return;
+    }
+    let _clean = Cleanup(&env, vec!["shell", "reader"]);
+    run_ok(
+        env.strata("root")
+            .args(["run", "-dit", "--name", "shell", "example/hello", "sh"]),
+    );
+    run_ok(
+        env.strata("root")
+            .args(["run", "-di", "--name", "reader", "example/hello", "cat"]),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let listed = ps(&env, false);
+    for name in ["shell", "reader"] {
+        assert!(
+            row(&listed, name).is_some_and(|r| r.contains("Up ")),
+            "{listed}"
+        );
+    }
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = run_ok(env.strata("root").args(["logs", "shell"])).stdout;
+        if logs.contains('#') {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(logs.contains("/app # "), "the shell's prompt: {logs:?}");
+    let (code, out) = on_terminal(
+        &env,
+        "exec -t shell sh -c 'tty; stty size; ls -l /proc/2/fd/0'",
+        b"",
+        0,
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("/dev/pts/1\r\n22 77\r\n"), "{out:?}");
+    assert!(out.contains("/proc/2/fd/0 -> /dev/pts/0"), "{out:?}");
+    let (code, out) = on_terminal(&env, "exec -it shell sh", b"echo h''i; exit 4\n", 3);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.lines().any(|l| l.trim_end() == "hi"), "{out:?}");
+    for name in ["shell", "reader"] {
+        run_ok(env.strata("root").args(["stop", "-t", "1", name]));
+        let all = ps(&env, true);
+        assert!(
+            row(&all, name).is_some_and(|r| r.contains("Exited")),
+            "{all}"
+        );
+    }
 }

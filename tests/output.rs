@@ -116,12 +116,29 @@ fn the_result_line_names_the_image() {
         line.starts_with("built stage 0 (untagged) sha256:"),
         "{line}"
     );
+    // -q: only the image ID, as `images` and `inspect` show it (docker's).
     let q = run_ok(env.strata("root").arg("build").arg(&ctx).arg("-q"));
     assert!(
         q.stdout.starts_with("sha256:") && q.stdout.lines().count() == 1,
         "{}",
         q.stdout
     );
+    let id = q.stdout.trim();
+    let manifest = line.rsplit(' ').next().unwrap();
+    assert_ne!(
+        id, manifest,
+        "-q prints the config digest, not the manifest's"
+    );
+    let images = run_ok(env.strata("root").args(["images", "-a", "-q"]));
+    let short = &id["sha256:".len()..][..12];
+    assert!(
+        images.stdout.lines().any(|l| l == short),
+        "{}",
+        images.stdout
+    );
+    let inspect = run_ok(env.strata("root").args(["inspect", id]));
+    let v: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(v[0]["Id"], id);
 }
 
 /// Under a terminal (`script` gives strata a pty) every progress line ends

@@ -216,6 +216,7 @@ fn rootless_build_run_and_prune_match_root() {
         "user-store",
         &[
             "run",
+            "--rm",
             "rl/test",
             "sh",
             "-c",
@@ -227,7 +228,8 @@ fn rootless_build_run_and_prune_match_root() {
     assert_eq!(lines.first(), Some(&"1000:1000 4755"), "{}", out.stdout);
     assert!(out.stdout.contains(" 1000 1000 "), "{}", out.stdout);
     assert!(out.stdout.contains("cached\n6\n0\n"), "{}", out.stdout);
-    // rmi and prune remove what the user's builds made, subordinate ids too.
+    // rmi and prune remove what the user's builds made, subordinate ids too
+    // (the container went with --rm: one kept would keep its image).
     let out = s.strata(Some(USER), "user-store", &["rmi", "rl/test"]);
     assert!(out.ok, "{}", out.stderr);
     let out = s.strata(Some(USER), "user-store", &["prune", "--all", "--force"]);
@@ -361,4 +363,144 @@ fn rootless_buildkit_cases_match_root() {
         "rootless differs from root:\n{}",
         differ.join("\n")
     );
+}
+
+/// A rootless container's life: `run -d`, `exec` (it joins the user
+/// namespace the container's `run` made, from outside, as its owner),
+/// `exec -u`, `logs`, `stop`, `rm`; and `run -t` gets a terminal.
+#[test]
+fn rootless_containers_detach_exec_log_stop_and_go() {
+    let test = "rootless_containers_detach_exec_log_stop_and_go";
+    let Some(s) = setup(test) else { return };
+    s.build(Some(USER), "user-store", &s.ctx);
+    let strata = |args: &[&str]| s.strata(Some(USER), "user-store", args);
+    let out = strata(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "rl/test",
+        "sh",
+        "-c",
+        "echo up; i=0; while [ $i -lt 600 ]; do busybox sleep 0.1; i=$((i+1)); done",
+    ]);
+    if !out.ok && out.stderr.contains("could not make one") {
+        eprintln!("SKIP {test}: no user namespace here: {}", out.stderr);
+        return;
+    }
+    assert!(out.ok, "run -d:\n{}", out.stderr);
+    let ps = strata(&["ps"]);
+    assert!(
+        ps.stdout.contains(" bg\n") && ps.stdout.contains("Up "),
+        "{}",
+        ps.stdout
+    );
+    let out = strata(&[
+        "exec",
+        "bg",
+        "sh",
+        "-c",
+        "id -u; cat /proc/1/cmdline; stat -c %u /x",
+    ]);
+    assert!(out.ok, "exec:\n{}\n{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"0"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("__strata-sandbox"),
+        "its pid 1: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.ends_with("1000\n"),
+        "the image's owners: {}",
+        out.stdout
+    );
+    let out = strata(&["exec", "-u", "1234", "bg", "id", "-u"]);
+    assert_eq!(out.stdout, "1234\n", "{}", out.stderr);
+    let out = strata(&["exec", "bg", "sh", "-c", "exit 6"]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    let logs = strata(&["logs", "bg"]);
+    assert_eq!(logs.stdout, "up\n", "{}", logs.stderr);
+    let out = strata(&["stop", "-t", "2", "bg"]);
+    assert!(out.ok, "{}", out.stderr);
+    let all = strata(&["ps", "-a"]);
+    assert!(all.stdout.contains("Exited (143)"), "{}", all.stdout);
+    assert!(strata(&["rm", "bg"]).ok);
+    assert!(!strata(&["ps", "-a"]).stdout.contains(" bg\n"));
+
+    if have_tool("script", test) {
+        let line = format!(
+            "runuser -u {USER} -- {} --root {} run -t --rm rl/test sh -c tty",
+            s.exe.display(),
+            s.env.path("user-store").display()
+        );
+        let out = run(Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("TMPDIR", s.env.dir.path())
+            .current_dir(s.env.dir.path())
+            .stdin(std::process::Stdio::null()));
+        assert!(
+            out.stdout.contains("/dev/pts/0"),
+            "{:?} {}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
+/// Without subordinate ids strata does not fall back to a one-id user
+/// namespace (every file a base gives another owner would be refused or
+/// lose its owner): a COPY-only image still builds, and `run`, `run -d`
+/// say what to add, with status 125, leaving no container behind.
+#[test]
+fn without_subordinate_ids_containers_are_refused_clearly() {
+    let test = "without_subordinate_ids_containers_are_refused_clearly";
+    let Some(s) = setup(test) else { return };
+    let listed = std::fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(&format!("{NO_RANGES}:")));
+    if listed {
+        eprintln!("SKIP {test}: /etc/subuid gives {NO_RANGES} a range here");
+        return;
+    }
+    let ctx = s.env.write_tree(
+        "copy-only",
+        &[("Dockerfile", "FROM scratch\nCOPY busybox /bin/sh\n")],
+    );
+    std::fs::copy(s.ctx.join("busybox"), ctx.join("busybox")).unwrap();
+    let ok = Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(&ctx)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let strata = |args: &[&str]| s.strata(Some(NO_RANGES), "noranges-store", args);
+    let out = strata(&[
+        "build",
+        "-t",
+        "copy:1",
+        ctx.to_str().unwrap(),
+        "--progress",
+        "plain",
+    ]);
+    assert!(out.ok, "a COPY-only build works: {}", out.stderr);
+    for args in [
+        &["run", "copy:1", "/bin/sh", "-c", "echo hi"][..],
+        &["run", "-d", "copy:1"],
+    ] {
+        let out = strata(args);
+        assert_eq!(out.code, 125, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("containers need root or a user namespace")
+                && out.stderr.contains("no subordinate ids")
+                && out.stderr.contains("--add-subuids"),
+            "{}",
+            out.stderr
+        );
+    }
+    let ps = strata(&["ps", "-a", "-q"]);
+    assert_eq!(ps.stdout, "", "no container is left behind");
 }

@@ -147,7 +147,7 @@ fn source_date_epoch() -> std::result::Result<u64, CliError> {
 /// Ctrl-C / SIGTERM: kill every running RUN sandbox (their processes and
 /// mounts go with them); the build then fails like any failed step, after
 /// finished steps are stored. A second signal ends the process at once.
-extern "C" fn on_interrupt(sig: libc::c_int) {
+pub(super) extern "C" fn on_interrupt(sig: libc::c_int) {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     crate::sandbox::kill_all();
     // SAFETY: resetting a handler is async-signal-safe.
@@ -245,7 +245,7 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     opts.secrets = secrets;
     opts.cache_to = cache_to;
     let renderer = Renderer::new(progress_mode(args.progress));
-    // -q: only the image digest, on stdout; errors still go to stderr.
+    // -q: only the image ID, on stdout; errors still go to stderr.
     let show = |e: Event| {
         if !args.quiet {
             renderer.event(e)
@@ -282,7 +282,7 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     }
     for img in &report.images {
         if args.quiet {
-            outln!("{}", img.manifest.digest);
+            outln!("{}", img.config_digest);
         } else if img.names.is_empty() {
             outln!(
                 "built {} (untagged) {}",

@@ -122,10 +122,11 @@ pub(super) struct RmArgs {
 
 #[derive(clap::Args, Debug)]
 pub(super) struct ExecArgs {
-    /// Keep stdin attached (it always is: the command gets strata's stdin).
+    /// Give the command strata's stdin (without -t it always has it).
     #[arg(short = 'i', long)]
     interactive: bool,
-    /// Use strata's terminal (it always does when stdin is one).
+    /// Run the command on a new terminal of the container (`/dev/pts/N`
+    /// inside), relayed to strata's, with its window size.
     #[arg(short = 't', long)]
     tty: bool,
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
@@ -148,7 +149,37 @@ pub(super) struct StartArgs {
     containers: Vec<String>,
 }
 
+#[derive(clap::Args, Debug)]
+pub(super) struct ContainerPruneArgs {
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    force: bool,
+}
+
 type CliResult = std::result::Result<(), CliError>;
+
+/// Whether the command line `args` (without the program name) is `exec`
+/// (or `container exec`), which a rootless strata runs outside a user
+/// namespace of its own: it joins the container's instead, which only a
+/// process in the parent namespace (the user's own) may do. The global
+/// `--root DIR` may come first.
+pub fn stays_outside_userns(args: &[std::ffi::OsString]) -> bool {
+    let mut words = args.iter().map(|a| a.to_string_lossy());
+    let mut verb = None;
+    while let Some(w) = words.next() {
+        if w == "--root" {
+            words.next();
+        } else if !w.starts_with("--root=") {
+            verb = Some(w);
+            break;
+        }
+    }
+    match verb.as_deref() {
+        Some("exec") => true,
+        Some("container") => words.next().as_deref() == Some("exec"),
+        _ => false,
+    }
+}
 
 /// A container verb's failure before its command ran: the error, then
 /// Docker's status for it (125, 126 or 127).
@@ -162,19 +193,27 @@ fn container_failure(e: CliError) -> CliError {
     }
 }
 
+/// A foreground container's signals: passed on to its command while it
+/// runs (see `container/signals.rs`), an interrupt before and after.
+extern "C" fn on_run_signal(sig: libc::c_int) {
+    if !container::forward_signal(sig) {
+        build::on_interrupt(sig);
+    }
+}
+
+fn install_proxy_handler() {
+    for sig in container::PROXIED {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        unsafe { libc::signal(sig, on_run_signal as *const () as libc::sighandler_t) };
+    }
+}
+
 pub(super) fn cmd_run(cli: &Cli, args: &RunArgs) -> CliResult {
-    install_interrupt_handler();
+    install_proxy_handler();
     run(cli, args).map_err(container_failure)
 }
 
 fn run(cli: &Cli, args: &RunArgs) -> CliResult {
-    if args.detach && (args.interactive || args.tty) {
-        return Err(CliError::Usage(
-            "-d cannot be used with -i/-t (attaching to a detached container later is not \
-             supported; use `strata exec -it CONTAINER sh`)"
-                .into(),
-        ));
-    }
     if args.detach && args.commit.is_some() {
         return Err(CliError::Usage("--commit cannot be used with -d".into()));
     }
@@ -202,6 +241,8 @@ fn run(cli: &Cli, args: &RunArgs) -> CliResult {
         commit: args.commit.clone(),
     };
     if args.detach {
+        // Checked first: a container that cannot start is not left behind.
+        container::available()?;
         let c = container::create(&store, &img.image, &args.image, &opts)?;
         container::start_detached(&store, &c)?;
         outln!("{}", c.config.id);
@@ -452,6 +493,8 @@ pub(super) fn cmd_exec(cli: &Cli, args: &ExecArgs) -> CliResult {
                 env: args.env.clone(),
                 workdir: args.workdir.clone(),
                 user: args.user.clone(),
+                interactive: args.interactive,
+                tty: args.tty,
             },
         )?;
         match code {
@@ -459,7 +502,6 @@ pub(super) fn cmd_exec(cli: &Cli, args: &ExecArgs) -> CliResult {
             code => Err(CliError::Exit(code)),
         }
     };
-    let _ = (args.interactive, args.tty);
     run().map_err(container_failure)
 }
 
@@ -468,6 +510,7 @@ pub(super) fn cmd_start(cli: &Cli, args: &StartArgs) -> CliResult {
     let store = open_store(cli)?;
     let _lock = store.lock_shared()?;
     if args.attach {
+        install_proxy_handler();
         let [name] = args.containers.as_slice() else {
             return Err(CliError::Usage("start -a takes one container".into()));
         };
@@ -477,7 +520,7 @@ pub(super) fn cmd_start(cli: &Cli, args: &StartArgs) -> CliResult {
                 "container {name} is already running"
             )));
         }
-        let code = container::run_container(&store, &c, &mut relay)
+        let code = container::run_as_created(&store, &c, true, &mut relay)
             .map_err(|e| container_failure(e.into()))?;
         return match code {
             0 => Ok(()),
@@ -491,4 +534,63 @@ pub(super) fn cmd_start(cli: &Cli, args: &StartArgs) -> CliResult {
         }
         container::start_detached(&store, c)
     })
+}
+
+/// `strata container prune`: removes every container that is not running
+/// (their layers and logs), as `docker container prune` does.
+pub(super) fn cmd_container_prune(cli: &Cli, args: &ContainerPruneArgs) -> CliResult {
+    if !args.force {
+        err!(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to \
+             continue? [y/N] "
+        );
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let store = open_store(cli)?;
+    let mut removed = Vec::new();
+    let mut bytes = 0;
+    for c in container::list(&store)? {
+        // One being removed right now has no state any more.
+        let Ok(s) = c.state() else { continue };
+        if s.status == Status::Running {
+            continue;
+        }
+        let size = c.disk_usage();
+        c.remove()?;
+        bytes += size;
+        removed.push(c.config.id.clone());
+    }
+    if !removed.is_empty() {
+        outln!("Deleted Containers:");
+        for id in &removed {
+            outln!("{id}");
+        }
+        outln!("");
+    }
+    outln!("Total reclaimed space: {}", images::human_size(bytes));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_outside_userns;
+
+    #[test]
+    fn only_exec_stays_outside_the_user_namespace() {
+        let outside = |line: &str| {
+            let args: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
+            stays_outside_userns(&args)
+        };
+        assert!(outside("exec box sh"));
+        assert!(outside("--root /s exec -it box sh"));
+        assert!(outside("--root=/s container exec box id"));
+        assert!(!outside("run -it img exec"));
+        assert!(!outside("container run img"));
+        assert!(!outside("--root exec build ."));
+        assert!(!outside(""));
+    }
 }

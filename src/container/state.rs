@@ -33,7 +33,8 @@ pub struct Volume {
 
 impl Volume {
     /// Parses `HOST:CTR[:ro|rw]`; HOST must be an absolute or `./` path
-    /// that exists (named volumes are not supported).
+    /// (named volumes are not supported); a missing one is made a
+    /// directory when the container is created, as docker does.
     pub fn parse(s: &str) -> std::result::Result<Volume, String> {
         let parts: Vec<&str> = s.split(':').collect();
         let (host, target, readonly) = match parts.as_slice() {
@@ -52,9 +53,6 @@ impl Volume {
             return Err(format!("-v `{s}`: the container path must be absolute"));
         }
         let host = std::path::absolute(host).map_err(|e| format!("-v `{s}`: {e}"))?;
-        if !host.exists() {
-            return Err(format!("-v `{s}`: {} does not exist", host.display()));
-        }
         Ok(Volume {
             host,
             target: target.to_string(),
@@ -79,6 +77,12 @@ pub struct ContainerConfig {
     pub volumes: Vec<Volume>,
     /// Removed when its command ends (`--rm`).
     pub auto_remove: bool,
+    /// Its command reads a stdin kept open (`-i`).
+    #[serde(default)]
+    pub interactive: bool,
+    /// Its command runs on a terminal of its own (`-t`).
+    #[serde(default)]
+    pub tty: bool,
     /// Unix seconds.
     pub created: i64,
 }
@@ -256,6 +260,22 @@ impl Container {
         Ok(s)
     }
 
+    /// Bytes its directory holds (the copy-on-write layer and the log).
+    pub fn disk_usage(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(m) = fs::symlink_metadata(p) else {
+                return 0;
+            };
+            if !m.is_dir() {
+                return m.len();
+            }
+            (fs::read_dir(p).into_iter().flatten().flatten())
+                .map(|e| walk(&e.path()))
+                .sum()
+        }
+        walk(&self.dir)
+    }
+
     /// Removes the directory (the caller made sure it is not running).
     pub fn remove(&self) -> Result<()> {
         fs::remove_dir_all(&self.dir).map_err(|e| io("removing", &self.dir, e))
@@ -336,15 +356,11 @@ mod tests {
             (Path::new("/tmp"), "/data", true)
         );
         assert!(!Volume::parse("/tmp:/data").unwrap().readonly);
-        for bad in [
-            "/tmp",
-            "named:/data",
-            "/tmp:rel",
-            "/tmp:/d:xx",
-            "/no/such/dir/x:/d",
-        ] {
+        for bad in ["/tmp", "named:/data", "/tmp:rel", "/tmp:/d:xx"] {
             assert!(Volume::parse(bad).is_err(), "{bad}");
         }
+        // A missing host path is made when the container is created.
+        assert!(Volume::parse("/no/such/dir/x:/d").is_ok());
     }
 
     #[test]

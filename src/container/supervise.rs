@@ -18,8 +18,12 @@ pub const SUPERVISE_ARG: &str = "__strata-supervise";
 /// Forks a supervisor for the created container `c` and waits until it is
 /// running (or has already ended).
 pub fn start_detached(store: &Store, c: &Container) -> Result<()> {
-    crate::sandbox::available()
-        .map_err(|why| Error::msg(format!("cannot run containers here: {why}")))?;
+    super::available()?;
+    // A stopped container's old `exited` must not be taken for this run's.
+    c.update(|s| {
+        s.status = Status::Created;
+        s.error = None;
+    })?;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(SUPERVISE_ARG)
         .arg(store.root())
@@ -81,7 +85,7 @@ fn supervise(root: &std::path::Path, id: &str) -> Result<()> {
     let store = Store::open(root)?;
     let c = Container::open(&super::state::containers_dir(&store).join(id))?;
     // How it ended is in the state either way.
-    let _ = super::run_container(&store, &c, &mut |_, _| {});
+    let _ = super::run_as_created(&store, &c, false, &mut |_, _| {});
     if c.config.auto_remove {
         c.remove()?;
     }

@@ -2,8 +2,9 @@
 //!
 //! Reachable means: every blob a manifest in `index.json` needs (index ->
 //! manifests -> config + layers), plus the layer blobs of every cache record
-//! that is kept. Snapshots are kept while their diff_id belongs to a kept
-//! layer. Runs under the exclusive store lock (passed in as proof), so no
+//! that is kept, plus what every container's image needs (its blobs and
+//! snapshots survive even `--all` until the container is removed).
+//! Snapshots are kept while their diff_id belongs to a kept layer. Runs under the exclusive store lock (passed in as proof), so no
 //! build, push or pull is running while it deletes; `tmp/` is emptied
 //! under the index lock as well, which `rmi` (holding no store lock) takes
 //! while it stages a new `index.json` there.
@@ -69,14 +70,33 @@ impl PruneReport {
 pub(crate) struct Reachable {
     pub blobs: BTreeSet<Digest>,
     pub diff_ids: BTreeSet<Digest>,
+    /// The snapshots containers' images need (a subset of `diff_ids`).
+    pub container_diff_ids: BTreeSet<Digest>,
 }
 
-/// Walks `index.json`: indexes -> manifests -> config + layers. Missing or
-/// unreadable blobs end the walk there (they are kept if present).
+/// Walks `index.json`: indexes -> manifests -> config + layers, and the
+/// same from the manifest of every container. Missing or unreadable blobs
+/// end the walk there (they are kept if present).
 pub(crate) fn reachable(store: &Store) -> Result<Reachable> {
     let mut r = Reachable::default();
     for d in store.index_entries()? {
         mark(store, &d.media_type, &d.digest, &mut r, 0);
+    }
+    let c = in_containers(store)?;
+    r.blobs.extend(c.blobs);
+    r.diff_ids.extend(c.diff_ids.iter().copied());
+    r.container_diff_ids = c.diff_ids;
+    Ok(r)
+}
+
+/// What containers (running or stopped) use: their images' blobs and
+/// layer snapshots, kept even by `prune --all`.
+fn in_containers(store: &Store) -> Result<Reachable> {
+    let mut r = Reachable::default();
+    for c in crate::container::list(store)? {
+        if let Ok(d) = c.config.manifest.parse::<Digest>() {
+            mark(store, media_type::OCI_MANIFEST, &d, &mut r, 0);
+        }
     }
     Ok(r)
 }
@@ -160,10 +180,9 @@ pub fn prune(store: &Store, _lock: &StoreLock, opts: &PruneOptions) -> Result<Pr
     push(blobs);
 
     let snapshots = prune_dir(store, Area::Snapshots, "snapshots", opts, |name| {
-        opts.all
-            || !format!("sha256:{name}")
-                .parse::<Digest>()
-                .is_ok_and(|d| keep_diff_ids.contains(&d))
+        let d = format!("sha256:{name}").parse::<Digest>();
+        let kept = |set: &BTreeSet<Digest>| d.as_ref().is_ok_and(|d| set.contains(d));
+        !kept(&reach.container_diff_ids) && (opts.all || !kept(&keep_diff_ids))
     })?;
     push(snapshots);
 
@@ -383,7 +402,7 @@ mod tests {
             .collect();
         let reach = Reachable {
             blobs: [img].into_iter().collect(),
-            diff_ids: BTreeSet::new(),
+            ..Default::default()
         };
         // oldest: e1 (a), then e2 (b + the image's blob), newest e3 (c + a).
         let entries = vec![

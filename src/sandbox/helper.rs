@@ -30,7 +30,7 @@ use std::path::Path;
 
 use super::layout::{self, Kind, Mountpoints};
 use super::sys::{self, SysResult};
-use super::{Request, SandboxMount, user};
+use super::{Request, SandboxMount, console, user};
 use crate::ir::Network;
 
 /// Printed by a successful probe (a binary that is not strata cannot fake it).
@@ -108,9 +108,14 @@ pub fn main() -> ! {
         .get(1)
         .and_then(|a| a.parse().ok())
         .filter(|&fd| fd > 2);
+    // `run -t`: the console socket (see `sandbox/console.rs`).
+    let console_fd: Option<RawFd> = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .filter(|&fd| fd > 2);
     // The command inherits only stdio; the status fd closes on a successful exec.
     sys::cloexec_from_3();
-    let code = match outer(status_fd, spec_fd) {
+    let code = match outer(status_fd, spec_fd, console_fd) {
         Ok(code) => code,
         Err(e) => {
             sys::write_all_fd(status_fd, e.as_bytes());
@@ -136,7 +141,7 @@ fn read_request(spec_fd: Option<RawFd>) -> SysResult<Request> {
 }
 
 /// The helper outside the new pid namespace: unshare, fork init, wait.
-fn outer(status_fd: RawFd, spec_fd: Option<RawFd>) -> SysResult<i32> {
+fn outer(status_fd: RawFd, spec_fd: Option<RawFd>, console_fd: Option<RawFd>) -> SysResult<i32> {
     let req = read_request(spec_fd)?;
     if !req.attached {
         sys::stdin_from_dev_null()?;
@@ -160,7 +165,7 @@ fn outer(status_fd: RawFd, spec_fd: Option<RawFd>) -> SysResult<i32> {
             libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
         }
-        let code = match init(&req, status_fd) {
+        let code = match init(&req, status_fd, console_fd) {
             Ok(code) => code,
             Err(e) => {
                 sys::write_all_fd(status_fd, e.as_bytes());
@@ -199,7 +204,7 @@ fn resolve_or_err(root: &OwnedFd, rel: &str) -> SysResult<OwnedFd> {
 }
 
 /// pid 1 of the new pid namespace.
-fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
+fn init(req: &Request, status_fd: RawFd, console_fd: Option<RawFd>) -> SysResult<i32> {
     let spec = &req.spec;
     // SAFETY: plain system call.
     unsafe { libc::umask(0o022) };
@@ -395,6 +400,11 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
     }
     let cwd_c = sys::cstring(&cwd)?;
 
+    let terminal = match console_fd {
+        Some(fd) => Some(console_terminal(fd, &who)?),
+        None => None,
+    };
+
     // Block the signals init handles before the command exists, so none is lost.
     let (set, old) = block_signals();
 
@@ -406,7 +416,7 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
     }
     if child == 0 {
         if req.tty
-            && let Err(e) = take_terminal()
+            && let Err(e) = take_terminal(terminal.as_ref())
         {
             sys::write_all_fd(status_fd, e.as_bytes());
             // SAFETY: leave the forked child without unwinding.
@@ -417,15 +427,45 @@ fn init(req: &Request, status_fd: RawFd) -> SysResult<i32> {
         // SAFETY: leave the forked child without unwinding.
         unsafe { libc::_exit(127) };
     }
+    drop(terminal);
     Ok(reap_until(child, &set))
 }
 
+/// `run -t` with a console socket: a pty of the container's own devpts
+/// (after pivot_root, so it is `/dev/pts/N` inside), its slave owned by
+/// the command's user as a login terminal is; the master goes back to the
+/// caller. Returns the slave.
+fn console_terminal(sock: RawFd, who: &user::ExecUser) -> SysResult<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let (master, slave) =
+        console::open_pty().map_err(|e| format!("opening a terminal in the container: {e}"))?;
+    // SAFETY: plain system call on an fd we own.
+    unsafe { libc::fchown(slave.as_raw_fd(), who.uid, who.gid) };
+    console::send_fd(sock, master.as_raw_fd())
+        .map_err(|e| format!("sending the terminal to strata: {e}"))?;
+    // The caller answers once it has sized the terminal, so the command
+    // never sees 0x0; an end of file (it went away) lets us go on too.
+    let mut ack = [0u8; 1];
+    // SAFETY: reading into a valid one-byte buffer.
+    unsafe { libc::read(sock, ack.as_mut_ptr().cast(), 1) };
+    Ok(slave)
+}
+
 /// In the forked command process of an attached sandbox with a terminal:
-/// a new session whose controlling terminal is stdin (the pty), so the
+/// a new session whose controlling terminal is stdin (the pty, or
+/// `console`'s slave, put on stdin, stdout and stderr first), so the
 /// command is its foreground job (Ctrl-C, window size reach it).
-fn take_terminal() -> SysResult<()> {
+fn take_terminal(console: Option<&OwnedFd>) -> SysResult<()> {
+    use std::os::fd::AsRawFd;
     // SAFETY: plain system calls.
     unsafe {
+        if let Some(slave) = console {
+            for fd in 0..3 {
+                if libc::dup2(slave.as_raw_fd(), fd) < 0 {
+                    return Err(sys::os_err("dup2 of the terminal"));
+                }
+            }
+        }
         if libc::setsid() < 0 {
             return Err(sys::os_err("setsid"));
         }
