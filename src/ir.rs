@@ -1,6 +1,6 @@
 //! The build graph: one IR for every frontend.
 //!
-//! Nodes are steps (`Base`, `Copy`, `Run`, `Meta`); edges point from a
+//! Nodes are steps (`Base`, `Copy`, `Run`, `Workdir`, `Meta`); edges point from a
 //! dependency to the step that needs it. Every node but a `Base` has exactly
 //! one `Parent` edge (the filesystem and config it applies to); a step that
 //! reads another stage's result (`COPY --from`, a `from` mount) has a
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub mod history;
 
 /// Bumped whenever the meaning of an op or the canonical key encoding changes.
-pub const IR_VERSION: u32 = 3;
+pub const IR_VERSION: u32 = 4;
 
 /// A byte range in one of the graph's source files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +65,7 @@ pub enum Op {
     Base(BaseOp),
     Copy(CopyOp),
     Run(RunOp),
+    Workdir(WorkdirOp),
     Meta(MetaOp),
 }
 
@@ -232,6 +233,19 @@ pub struct RunOp {
     pub mounts: Vec<Mount>,
 }
 
+/// `WORKDIR` of a path other than `/`: sets the config's working directory
+/// and, as BuildKit does, writes a layer that creates the directory and
+/// its missing parents (0755, owned by `user`); the layer is empty when
+/// the directory exists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkdirOp {
+    /// Absolute path.
+    pub path: String,
+    /// The image's `USER` at this step (`user[:group]`, names looked up in
+    /// the parent image), or root when unset.
+    pub user: Option<String>,
+}
+
 /// Durations are nanoseconds, as in the Docker image config.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Healthcheck {
@@ -250,7 +264,8 @@ pub struct Healthcheck {
 pub enum MetaOp {
     /// Set variables (later ones win).
     Env(Vec<(String, String)>),
-    /// Absolute path.
+    /// Absolute path; a config change only (`WORKDIR /`, which has nothing
+    /// to create; any other path is an [`Op::Workdir`]).
     Workdir(String),
     User(String),
     Shell(Vec<String>),
@@ -456,6 +471,7 @@ pub fn describe_op(op: &Op) -> String {
                 Command::Exec(argv) => format!("{s} {}", quote_list(argv)),
             }
         }
+        Op::Workdir(w) => format!("WORKDIR {}", w.path),
         Op::Meta(m) => match m {
             MetaOp::Env(v) => format!("ENV {}", kv_list(v)),
             MetaOp::Workdir(w) => format!("WORKDIR {w}"),

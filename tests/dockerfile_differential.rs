@@ -396,6 +396,16 @@ fn drop_known_tree_differences(
     if case == "user-workdir" {
         s.remove("/tmp/id-numeric");
         b.remove("/tmp/id-numeric");
+        // BUILDAH DIFFERENCE: buildah 1.28 creates a WORKDIR's directory
+        // only when a later RUN works in it; BuildKit creates it in the
+        // WORKDIR's own layer, owned by the USER, and strata follows
+        // BuildKit (the BuildKit differential's workdir/creates-and-records
+        // and findings/1-user-then-workdir). The last WORKDIR has no RUN.
+        for p in ["/created", "/created/by", "/created/by/workdir"] {
+            if !b.contains_key(p) {
+                s.remove(p);
+            }
+        }
     }
     // buildah leaves the directories it creates for `RUN --mount` targets
     // (and their parents) in the image; BuildKit removes its mount stubs,

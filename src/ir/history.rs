@@ -41,6 +41,7 @@ pub fn created_by(op: &Op) -> Option<String> {
             };
             format!("RUN {}", args.join(" "))
         }
+        Op::Workdir(_) => super::describe_op(op),
         Op::Meta(m) => match m {
             MetaOp::Env(v) => format!("ENV {}", pairs(v)),
             MetaOp::Label(v) => format!("LABEL {}", pairs(v)),

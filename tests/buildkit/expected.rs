@@ -123,13 +123,11 @@ pub const LISTED: &[Listed] = &[
     Listed {
         case: "copy/relative-to-workdir",
         category: Category::KnownGap,
-        reason: "WORKDIR makes a layer in BuildKit (it creates the directory), an empty layer in strata.",
+        reason: "History text of COPY destinations, as arg/build-arg-override.",
         diffs: &[
-            "history[3]: buildkit WORKDIR /w/deep | strata WORKDIR /w/deep [empty layer]",
             "history[4]: buildkit COPY a.txt rel.txt | strata COPY a.txt /w/deep/rel.txt",
             "history[5]: buildkit COPY b.sh ./ | strata COPY b.sh /w/deep/",
             "history[6]: buildkit COPY dir ../up/ | strata COPY dir /w/up/",
-            "layers: buildkit 5 | strata 4",
         ],
     },
     Listed {
@@ -140,15 +138,6 @@ pub const LISTED: &[Listed] = &[
             "rootfs /newpath/one.conf: only in strata: file 6 bytes sha256:32924f70ba884272e9cf2366e7002a7338e757de00fce5019df7984fb9bdc17f mode 0644 owner 0:0",
             "rootfs /newpath/two.conf: only in strata: file 6 bytes sha256:abd3cf614ff183d96eb03e0170d98b9234e15b87551d7903a4efc4e345c21b9f mode 0644 owner 0:0",
             "rootfs /newpath: buildkit file 6 bytes sha256:abd3cf614ff183d96eb03e0170d98b9234e15b87551d7903a4efc4e345c21b9f mode 0644 owner 0:0 | strata dir mode 0755 owner 0:0",
-        ],
-    },
-    Listed {
-        case: "findings/1-user-then-workdir",
-        category: Category::KnownGap,
-        reason: "Issue 11 finding 1 (fixed: the directory is created owned by app, so the RUN succeeds, and the supplementary groups are BuildKit's). Left: WORKDIR makes a layer in BuildKit (see workdir/creates-and-records).",
-        diffs: &[
-            "history[4]: buildkit WORKDIR /tmp/userwork | strata WORKDIR /tmp/userwork [empty layer]",
-            "layers: buildkit 3 | strata 2",
         ],
     },
     Listed {
@@ -289,69 +278,9 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "run/noop",
-        category: Category::KnownGap,
-        reason: "A RUN that changes nothing: BuildKit commits an empty layer; strata marks it empty_layer and adds none.",
-        diffs: &[
-            "history[3]: buildkit RUN /bin/sh -c true | strata RUN /bin/sh -c true [empty layer]",
-            "history[4]: buildkit RUN /bin/sh -c echo nothing > /dev/null | strata RUN /bin/sh -c echo nothing > /dev/null [empty layer]",
-            "layers: buildkit 3 | strata 1",
-        ],
-    },
-    Listed {
-        case: "user/by-id",
-        category: Category::KnownGap,
-        reason: "WORKDIR makes a layer in BuildKit (the directory, owned by 1000:50 in both); strata makes none (see workdir/creates-and-records). The supplementary groups match (none for `USER uid:gid`).",
-        diffs: &[
-            "history[4]: buildkit WORKDIR /var/by-id | strata WORKDIR /var/by-id [empty layer]",
-            "layers: buildkit 3 | strata 2",
-        ],
-    },
-    Listed {
         case: "user/by-name-workdir-copy",
         category: Category::KnownGap,
-        reason: "WORKDIR layer as workdir/creates-and-records; history text of COPY destinations as arg/build-arg-override. The supplementary groups match (those /etc/group lists).",
-        diffs: &[
-            "history[4]: buildkit WORKDIR /home/app/work | strata WORKDIR /home/app/work [empty layer]",
-            "history[5]: buildkit COPY a.txt . | strata COPY a.txt /home/app/work/",
-            "layers: buildkit 4 | strata 3",
-        ],
-    },
-    Listed {
-        case: "workdir/creates-and-records",
-        category: Category::KnownGap,
-        reason: "WORKDIR makes a layer in BuildKit with the directory (and parents); strata makes none and creates the directory only when a later step needs it.",
-        diffs: &[
-            "rootfs /a/b/c/d: only in buildkit: dir mode 0755 owner 0:0",
-            "rootfs /a/b/c/e: only in buildkit: dir mode 0755 owner 0:0",
-            "rootfs /a/b/c: only in buildkit: dir mode 0755 owner 0:0",
-            "rootfs /a/b: only in buildkit: dir mode 0755 owner 0:0",
-            "rootfs /a: only in buildkit: dir mode 0755 owner 0:0",
-            "history[3]: buildkit WORKDIR /a/b/c | strata WORKDIR /a/b/c [empty layer]",
-            "history[4]: buildkit WORKDIR /a/b/c/d | strata WORKDIR /a/b/c/d [empty layer]",
-            "history[5]: buildkit WORKDIR /a/b/c/e | strata WORKDIR /a/b/c/e [empty layer]",
-            "layers: buildkit 4 | strata 1",
-        ],
-    },
-    Listed {
-        case: "workdir/env-expansion",
-        category: Category::KnownGap,
-        reason: "As workdir/creates-and-records.",
-        diffs: &[
-            "rootfs /srv/app/sub: only in buildkit: dir mode 0755 owner 0:0",
-            "rootfs /srv/app: only in buildkit: dir mode 0755 owner 0:0",
-            "rootfs /srv: only in buildkit: dir mode 0755 owner 0:0",
-            "history[4]: buildkit WORKDIR /srv/app/sub | strata WORKDIR /srv/app/sub [empty layer]",
-            "layers: buildkit 2 | strata 1",
-        ],
-    },
-    Listed {
-        case: "workdir/existing",
-        category: Category::KnownGap,
-        reason: "WORKDIR of an existing directory still makes a (possibly empty) layer in BuildKit; an empty-layer history entry in strata.",
-        diffs: &[
-            "history[3]: buildkit WORKDIR /etc | strata WORKDIR /etc [empty layer]",
-            "layers: buildkit 3 | strata 2",
-        ],
+        reason: "History text of COPY destinations, as arg/build-arg-override. The supplementary groups match (those /etc/group lists).",
+        diffs: &["history[5]: buildkit COPY a.txt . | strata COPY a.txt /home/app/work/"],
     },
 ];

@@ -18,9 +18,7 @@ use super::super::{BuildOptions, step_error};
 use super::dest::{ImageFs, place};
 use super::write_layer_record;
 
-/// The owner `--chown` asks for: numeric ids as written (a lone uid is
-/// also the gid, as Docker documents), names looked up in the parent
-/// image's /etc/passwd and /etc/group.
+/// The owner `--chown` asks for: see [`owner_in_parent`].
 fn copy_owner(
     store: &Store,
     graph: &BuildGraph,
@@ -30,13 +28,39 @@ fn copy_owner(
     c: &CopyOp,
 ) -> std::result::Result<Option<(u32, u32)>, String> {
     let Some(ch) = &c.chown else { return Ok(None) };
-    let uid = ch.user.parse::<u32>().ok();
-    let gid = match &ch.group {
+    owner_in_parent(
+        store,
+        graph,
+        plan,
+        results,
+        n,
+        &ch.user,
+        ch.group.as_deref(),
+    )
+    .map(Some)
+    .map_err(|e| format!("--chown={e}"))
+}
+
+/// The owner `user[:group]` names for a file step (COPY --chown, WORKDIR):
+/// numeric ids as written (a lone uid is also the gid, as Docker documents
+/// and BuildKit does), names looked up in the parent image's /etc/passwd
+/// and /etc/group. An error starts with the spec (`app: no such user`).
+pub(super) fn owner_in_parent(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &Results,
+    n: NodeIndex,
+    user: &str,
+    group: Option<&str>,
+) -> std::result::Result<(u32, u32), String> {
+    let uid = user.parse::<u32>().ok();
+    let gid = match group {
         Some(g) => g.parse::<u32>().ok().map(Some),
         None => Some(None),
     };
     if let (Some(uid), Some(gid)) = (uid, gid) {
-        return Ok(Some((uid, gid.unwrap_or(uid))));
+        return Ok((uid, gid.unwrap_or(uid)));
     }
     // Names: read the parent's /etc/passwd and /etc/group.
     let layers = match graph.parent(n) {
@@ -48,13 +72,12 @@ fn copy_owner(
             .map_err(|e| e.to_string())
             .map(|o| o.unwrap_or_default())
     };
-    let spec = match &ch.group {
-        Some(g) => format!("{}:{g}", ch.user),
-        None => ch.user.clone(),
+    let spec = match group {
+        Some(g) => format!("{user}:{g}"),
+        None => user.to_string(),
     };
     crate::sandbox::resolve_user(&spec, &read("etc/passwd")?, &read("etc/group")?)
-        .map(Some)
-        .map_err(|e| format!("--chown={spec}: {e}"))
+        .map_err(|e| format!("{spec}: {e}"))
 }
 
 /// The content of the regular file at `path` (relative) in the image made
