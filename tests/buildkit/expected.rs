@@ -12,8 +12,10 @@ pub enum Category {
     KnownGap,
     /// The reference, Debian's docker.io 20.10 with its built-in Dockerfile
     /// frontend (BuildKit 0.8, Dockerfile syntax 1.2), refuses the
-    /// Dockerfile because the feature is newer than it; strata builds it.
-    /// Nothing is compared until the reference is newer.
+    /// Dockerfile because the feature is newer than it, and strata builds
+    /// it (nothing is compared until the reference is newer); or it builds
+    /// what a later BuildKit changed, and strata does what the later one
+    /// does (the reason names the change).
     ReferenceTooOld,
 }
 
@@ -200,32 +202,32 @@ pub const LISTED: &[Listed] = &[
     },
     Listed {
         case: "run-mount/bind-context",
-        category: Category::KnownGap,
-        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
+        category: Category::ReferenceTooOld,
+        reason: "Only mount stubs: the directories BuildKit 0.8 creates for the RUN mount targets (and their parents) and leaves in the layer; BuildKit 0.11 and later remove them (moby/buildkit#3307, the targets; #3314, their parents), as strata never creates them in the layer.",
         diffs: &["rootfs /ctx: only in buildkit: dir mode 0755 owner 0:0"],
     },
     Listed {
         case: "run-mount/bind-from-stage",
-        category: Category::KnownGap,
-        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
+        category: Category::ReferenceTooOld,
+        reason: "Only mount stubs: the directories BuildKit 0.8 creates for the RUN mount targets (and their parents) and leaves in the layer; BuildKit 0.11 and later remove them (moby/buildkit#3307, the targets; #3314, their parents), as strata never creates them in the layer.",
         diffs: &["rootfs /in: only in buildkit: dir mode 0755 owner 0:0"],
     },
     Listed {
         case: "run-mount/bind-rw",
-        category: Category::KnownGap,
-        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
+        category: Category::ReferenceTooOld,
+        reason: "Only mount stubs: the directories BuildKit 0.8 creates for the RUN mount targets (and their parents) and leaves in the layer; BuildKit 0.11 and later remove them (moby/buildkit#3307, the targets; #3314, their parents), as strata never creates them in the layer.",
         diffs: &["rootfs /ctx: only in buildkit: dir mode 0755 owner 0:0"],
     },
     Listed {
         case: "run-mount/cache",
-        category: Category::KnownGap,
-        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
+        category: Category::ReferenceTooOld,
+        reason: "Only mount stubs: the directories BuildKit 0.8 creates for the RUN mount targets (and their parents) and leaves in the layer; BuildKit 0.11 and later remove them (moby/buildkit#3307, the targets; #3314, their parents), as strata never creates them in the layer.",
         diffs: &["rootfs /cache: only in buildkit: dir mode 0755 owner 0:0"],
     },
     Listed {
         case: "run-mount/cache-options",
-        category: Category::KnownGap,
-        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does. (The cache's mode=0700,uid=1000,gid=1000 are honoured.)",
+        category: Category::ReferenceTooOld,
+        reason: "Only mount stubs: the directories BuildKit 0.8 creates for the RUN mount targets (and their parents) and leaves in the layer; BuildKit 0.11 and later remove them (moby/buildkit#3307, the targets; #3314, their parents), as strata never creates them in the layer. (The cache's mode=0700,uid=1000,gid=1000 are honoured.)",
         diffs: &[
             "rootfs /var/cache/x: only in buildkit: dir mode 0755 owner 0:0",
             "rootfs /var/cache: only in buildkit: dir mode 0755 owner 0:0",
@@ -242,8 +244,8 @@ pub const LISTED: &[Listed] = &[
     },
     Listed {
         case: "run-mount/secret",
-        category: Category::KnownGap,
-        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
+        category: Category::ReferenceTooOld,
+        reason: "Only mount stubs: the directories BuildKit 0.8 creates for the RUN mount targets (and their parents) and leaves in the layer; BuildKit 0.11 and later remove them (moby/buildkit#3307, the targets; #3314, their parents), as strata never creates them in the layer.",
         diffs: &[
             "rootfs /run/secrets: only in buildkit: dir mode 0755 owner 0:0",
             "rootfs /run: only in buildkit: dir mode 0755 owner 0:0",
@@ -251,8 +253,8 @@ pub const LISTED: &[Listed] = &[
     },
     Listed {
         case: "run-mount/tmpfs",
-        category: Category::KnownGap,
-        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
+        category: Category::ReferenceTooOld,
+        reason: "Only mount stubs: the directories BuildKit 0.8 creates for the RUN mount targets (and their parents) and leaves in the layer; BuildKit 0.11 and later remove them (moby/buildkit#3307, the targets; #3314, their parents), as strata never creates them in the layer.",
         diffs: &["rootfs /scratch: only in buildkit: dir mode 0755 owner 0:0"],
     },
     Listed {
@@ -266,8 +268,8 @@ pub const LISTED: &[Listed] = &[
     },
     Listed {
         case: "run/mount-points-after-run",
-        category: Category::KnownGap,
-        reason: "The `rootfs` lines are mount stubs that BuildKit 0.8 leaves in the layer and BuildKit 0.11 and later remove (moby/buildkit#3307), as strata does.",
+        category: Category::ReferenceTooOld,
+        reason: "Only mount stubs: the directories BuildKit 0.8 creates for the RUN mount targets (and their parents) and leaves in the layer; BuildKit 0.11 and later remove them (moby/buildkit#3307, the targets; #3314, their parents), as strata never creates them in the layer.",
         diffs: &[
             "rootfs /mnt/t: only in buildkit: dir mode 0755 owner 0:0",
             "rootfs /mnt: only in buildkit: dir mode 0755 owner 0:0",
