@@ -125,6 +125,9 @@ pub struct CopyOp {
     /// Absolute destination (already resolved against the workdir); a
     /// trailing `/` means "into this directory".
     pub dest: String,
+    /// The destination as the step wrote it (expanded, maybe relative):
+    /// the history shows it, as BuildKit's does.
+    pub dest_written: String,
     pub from: CopyFrom,
     pub chown: Option<Chown>,
     /// Permission bits for every copied entry.
@@ -231,6 +234,10 @@ pub struct RunOp {
     pub workdir: String,
     pub network: Network,
     pub mounts: Vec<Mount>,
+    /// The build args in scope, in declaration order, each with the value
+    /// the step sees (the env's when the env sets the name; empty when
+    /// unset): BuildKit's history shows them as `RUN |N K=V ... cmd`.
+    pub build_args: Vec<(String, String)>,
 }
 
 /// `WORKDIR` of a path other than `/`: sets the config's working directory

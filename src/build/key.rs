@@ -162,6 +162,7 @@ mod tests {
         Op::Copy(CopyOp {
             sources: vec!["src/".into()],
             dest: "/app/".into(),
+            dest_written: "/app/".into(),
             from,
             chown: None,
             chmod: Some(0o755),
@@ -208,7 +209,7 @@ mod tests {
         );
         assert_eq!(
             key.hex(),
-            "74f9d245691cb627922947a6a135669cbe0404157734b316a24b66fb90ae4045"
+            "08a2aa799544ee2502edf4b0806fa74d0acf50d636c9284b09a643e147327093"
         );
     }
 

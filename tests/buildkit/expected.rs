@@ -41,11 +41,10 @@ pub struct Listed {
 pub const LISTED: &[Listed] = &[
     Listed {
         case: "arg/build-arg-override",
-        category: Category::KnownGap,
-        reason: "History text: BuildKit prefixes RUN with the build args in scope (`|N K=V`), writes ARG with its declared default and keeps COPY/ADD destinations as written; the IR does not carry these yet (see src/ir/history.rs).",
+        category: Category::ReferenceTooOld,
+        reason: "The ARG line only: BuildKit 0.8 writes the declared default; BuildKit today (moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go, `dispatchArg`, master of 2026-08) writes the value in effect (a --build-arg, or the global value of a bare `ARG G`), as strata does. The RUN line's `|N K=V` prefix matches.",
         diffs: &[
             "history[3]: buildkit ARG V=default [empty layer] | strata ARG V=from-cli [empty layer]",
-            "history[5]: buildkit RUN |2 V=from-cli W=default-w /bin/sh -c echo \"$V $W\" > /vals | strata RUN /bin/sh -c echo \"$V $W\" > /vals",
         ],
     },
     Listed {
@@ -54,7 +53,7 @@ pub const LISTED: &[Listed] = &[
         reason: "The Dockerfile reference (ENV and ARG): \"Environment variables defined using the ENV instruction always override an ARG instruction of the same name.\" BuildKit lets an `ARG X` declared after `ENV X` win in RUN; strata keeps the ENV value.",
         diffs: &[
             "rootfs /x: buildkit file 5 bytes sha256:b6da69b22fcabd41107de408a081581593f8fa5eac68b312aec67bad79b292bc mode 0644 owner 0:0 | strata file 4 bytes sha256:367c9b4686a777259cfcbff592b674e7c523655a2eb413cf37e8125a72bb5cad mode 0644 owner 0:0",
-            "history[6]: buildkit RUN |2 X=arg2 X=arg2 /bin/sh -c echo $X > /x | strata RUN /bin/sh -c echo $X > /x",
+            "history[6]: buildkit RUN |2 X=arg2 X=arg2 /bin/sh -c echo $X > /x | strata RUN |1 X=env /bin/sh -c echo $X > /x",
         ],
     },
     Listed {
@@ -83,12 +82,9 @@ pub const LISTED: &[Listed] = &[
     },
     Listed {
         case: "arg/global-and-redeclare",
-        category: Category::KnownGap,
-        reason: "History text: BuildKit prefixes RUN with the build args in scope (`|N K=V`), writes ARG with its declared default and keeps COPY/ADD destinations as written; the IR does not carry these yet (see src/ir/history.rs).",
-        diffs: &[
-            "history[3]: buildkit ARG G [empty layer] | strata ARG G=global [empty layer]",
-            "history[5]: buildkit RUN |2 G=global L=local /bin/sh -c echo \"$G $L\" > /vals | strata RUN /bin/sh -c echo \"$G $L\" > /vals",
-        ],
+        category: Category::ReferenceTooOld,
+        reason: "As arg/build-arg-override.",
+        diffs: &["history[3]: buildkit ARG G [empty layer] | strata ARG G=global [empty layer]"],
     },
     Listed {
         case: "arg/stage-inherits-env",
@@ -120,16 +116,6 @@ pub const LISTED: &[Listed] = &[
         reason: "",
         diffs: &[
             "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2: Unknown flag: parents",
-        ],
-    },
-    Listed {
-        case: "copy/relative-to-workdir",
-        category: Category::KnownGap,
-        reason: "History text of COPY destinations, as arg/build-arg-override.",
-        diffs: &[
-            "history[4]: buildkit COPY a.txt rel.txt | strata COPY a.txt /w/deep/rel.txt",
-            "history[5]: buildkit COPY b.sh ./ | strata COPY b.sh /w/deep/",
-            "history[6]: buildkit COPY dir ../up/ | strata COPY dir /w/up/",
         ],
     },
     Listed {
@@ -260,10 +246,9 @@ pub const LISTED: &[Listed] = &[
     Listed {
         case: "run/env-and-args",
         category: Category::KnownGap,
-        reason: "History text: BuildKit prefixes RUN with the build args in scope (`|N K=V`), writes ARG with its declared default and keeps COPY/ADD destinations as written; the IR does not carry these yet (see src/ir/history.rs). /env.txt: strata exports SOURCE_DATE_EPOCH=0 (the build's epoch) into every RUN on purpose (spec/README.md, Timestamps); BuildKit does only when it is given as a build arg.",
+        reason: "/env.txt: strata exports SOURCE_DATE_EPOCH=0 (the build's epoch) into every RUN on purpose (spec/README.md, Timestamps); BuildKit does only when it is given as a build arg. Not a BuildKit error by its documentation, so not a documented difference: keeping or dropping the export is a design decision left open.",
         diffs: &[
             "rootfs /env.txt: buildkit file 113 bytes sha256:bb05353f8818db5ef635c528d4eebdfd433c7bab1e5b483302e21f6ef00821ba mode 0644 owner 0:0 | strata file 133 bytes sha256:c285455389c0802ba4d88c696f27befbc48389585dd630387ab2168e589b1d22 mode 0644 owner 0:0",
-            "history[5]: buildkit RUN |1 A=from-arg /bin/sh -c echo \"$A $E\" > /vals && env | sort | grep -v '^HOSTNAME=' > /env.txt | strata RUN /bin/sh -c echo \"$A $E\" > /vals && env | sort | grep -v '^HOSTNAME=' > /env.txt",
         ],
     },
     Listed {
@@ -278,11 +263,5 @@ pub const LISTED: &[Listed] = &[
             "rootfs /var/c: only in buildkit: dir mode 0755 owner 0:0",
             "rootfs /var: only in buildkit: dir mode 0755 owner 0:0",
         ],
-    },
-    Listed {
-        case: "user/by-name-workdir-copy",
-        category: Category::KnownGap,
-        reason: "History text of COPY destinations, as arg/build-arg-override. The supplementary groups match (those /etc/group lists).",
-        diffs: &["history[5]: buildkit COPY a.txt . | strata COPY a.txt /home/app/work/"],
     },
 ];

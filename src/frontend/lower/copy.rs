@@ -52,7 +52,7 @@ impl Lowerer<'_, '_> {
                     self.error(to.span(), "empty destination", "empty");
                     None
                 } else {
-                    Some(resolve_dest(&state.workdir, &t))
+                    Some((resolve_dest(&state.workdir, &t), t))
                 }
             }),
         };
@@ -169,13 +169,14 @@ impl Lowerer<'_, '_> {
         } else {
             None
         };
-        let dest = dest?;
+        let (dest, dest_written) = dest?;
         if !ok {
             return None;
         }
         let op = CopyOp {
             sources,
             dest,
+            dest_written,
             from,
             chown,
             chmod,
