@@ -286,6 +286,8 @@ pub enum MetaOp {
     Healthcheck(Healthcheck),
     /// Dockerfile instructions recorded for images built FROM this one.
     OnBuild(Vec<String>),
+    /// The image's `author` (Dockerfile `MAINTAINER`, deprecated).
+    Maintainer(String),
     /// A build arg declared in a stage; it changes no config, but is kept
     /// so history and `convert` can show it.
     Arg(Vec<(String, Option<String>)>),
@@ -483,6 +485,7 @@ pub fn describe_op(op: &Op) -> String {
             MetaOp::Env(v) => format!("ENV {}", kv_list(v)),
             MetaOp::Workdir(w) => format!("WORKDIR {w}"),
             MetaOp::User(u) => format!("USER {u}"),
+            MetaOp::Maintainer(m) => format!("MAINTAINER {m}"),
             MetaOp::Shell(v) => format!("SHELL {}", quote_list(v)),
             MetaOp::Cmd(v) => format!("CMD {}", quote_list(v)),
             MetaOp::Entrypoint(v) => format!("ENTRYPOINT {}", quote_list(v)),

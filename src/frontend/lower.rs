@@ -669,6 +669,9 @@ impl Lowerer<'_, '_> {
         } else if let Some(w) = &s.workdir {
             self.expand_in(state, w)
                 .map(|w| (workdir_op(state, &w), Vec::new()))
+        } else if let Some(m) = &s.maintainer {
+            self.expand_in(state, m)
+                .map(|m| (Op::Meta(MetaOp::Maintainer(m)), Vec::new()))
         } else if let Some(u) = &s.user {
             match self.expand_in(state, u) {
                 Some(u) if u.is_empty() || u.starts_with(':') => {

@@ -296,6 +296,8 @@ pub struct StepSpec {
     pub healthcheck: Option<Sp<HealthcheckSpec>>,
     /// ONBUILD.
     pub onbuild: Option<Sp<Vec<Sp<String>>>>,
+    /// MAINTAINER (deprecated): the image's `author`; expanded.
+    pub maintainer: Option<Sp<String>>,
 
     /// copy/add: destination (relative to the workdir; trailing `/` = into a directory); expanded.
     pub to: Option<Sp<String>>,
@@ -358,6 +360,7 @@ pub const VERBS: &[(&str, &[&str])] = &[
     ("env", &[]),
     ("workdir", &[]),
     ("user", &[]),
+    ("maintainer", &[]),
     ("shell", &[]),
     ("arg", &["default"]),
     ("cmd", &[]),

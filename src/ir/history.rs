@@ -68,9 +68,11 @@ pub fn created_by(op: &Op) -> Option<String> {
             }
             MetaOp::Healthcheck(h) => format!("HEALTHCHECK {}", go_healthcheck(h)),
             MetaOp::OnBuild(_) => return None,
-            MetaOp::Workdir(_) | MetaOp::User(_) | MetaOp::StopSignal(_) | MetaOp::Arg(_) => {
-                super::describe_op(op)
-            }
+            MetaOp::Workdir(_)
+            | MetaOp::User(_)
+            | MetaOp::Maintainer(_)
+            | MetaOp::StopSignal(_)
+            | MetaOp::Arg(_) => super::describe_op(op),
         },
     })
 }

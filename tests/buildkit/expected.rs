@@ -177,16 +177,6 @@ pub const LISTED: &[Listed] = &[
         ],
     },
     Listed {
-        case: "meta/maintainer",
-        category: Category::KnownGap,
-        reason: "MAINTAINER: BuildKit sets `author`, as the reference says; strata sets the label `maintainer` instead (deliberate in strata, but not what the reference says).",
-        diffs: &[
-            "config Labels: buildkit unset | strata {\"maintainer\":\"Someone <someone@example.com>\"}",
-            "author: buildkit \"Someone <someone@example.com>\" | strata unset",
-            "history[3]: buildkit MAINTAINER Someone <someone@example.com> [empty layer] | strata LABEL maintainer=Someone <someone@example.com> [empty layer]",
-        ],
-    },
-    Listed {
         case: "run-mount/bind-context",
         category: Category::ReferenceTooOld,
         reason: "Only mount stubs: the directories BuildKit 0.8 creates for the RUN mount targets (and their parents) and leaves in the layer; BuildKit 0.11 and later remove them (moby/buildkit#3307, the targets; #3314, their parents), as strata never creates them in the layer.",

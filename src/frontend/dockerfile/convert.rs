@@ -467,13 +467,10 @@ impl Converter<'_> {
             "maintainer" => {
                 self.warn(
                     n,
-                    "MAINTAINER is deprecated; converted to the label `maintainer`".into(),
+                    "MAINTAINER is deprecated; converted to the step `maintainer` (the image's author)".into(),
                 );
                 let v = n.args.first().cloned().unwrap_or_default();
-                vec![format!(
-                    "{{ label = {{ maintainer = {} }} }}",
-                    q(&literal(&v))
-                )]
+                vec![format!("{{ maintainer = {} }}", q(&literal(&v)))]
             }
             "workdir" | "user" | "stopsignal" => {
                 let v = n.args.first().cloned().unwrap_or_default();

@@ -352,6 +352,7 @@ fn step(s: &StepSpec) -> String {
         stopsignal,
         healthcheck,
         onbuild,
+        maintainer,
         to,
         from,
         image,
@@ -386,7 +387,12 @@ fn step(s: &StepSpec) -> String {
     if let Some(v) = env {
         put("env", map(v.get()));
     }
-    for (k, v) in [("workdir", workdir), ("user", user), ("arg", arg)] {
+    for (k, v) in [
+        ("workdir", workdir),
+        ("user", user),
+        ("arg", arg),
+        ("maintainer", maintainer),
+    ] {
         if let Some(v) = v {
             put(k, q(v.get()));
         }

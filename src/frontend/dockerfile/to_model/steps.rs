@@ -51,12 +51,8 @@ impl ToModel<'_, '_> {
             }),
             "maintainer" => {
                 let v = n.args.first().cloned().unwrap_or_default();
-                let label = OrderedMap(vec![(
-                    "maintainer".into(),
-                    self.sp(span.clone(), literal(&v)),
-                )]);
                 Some(StepSpec {
-                    label: Some(Sp::new(span.clone(), label)),
+                    maintainer: Some(self.sp(span.clone(), literal(&v))),
                     ..StepSpec::default()
                 })
             }
