@@ -122,6 +122,9 @@ pub struct Chown {
 pub struct CopyOp {
     /// Source paths or glob patterns, relative to the context or stage root.
     pub sources: Vec<String>,
+    /// Files given as text (a Dockerfile's heredocs), (name, content),
+    /// copied after `sources` as if they were files `name` of mode 0644.
+    pub contents: Vec<(String, String)>,
     /// Absolute destination (already resolved against the workdir); a
     /// trailing `/` means "into this directory".
     pub dest: String,
@@ -458,6 +461,9 @@ pub fn describe_op(op: &Op) -> String {
             for src in &c.sources {
                 s.push(' ');
                 s.push_str(src);
+            }
+            for (name, _) in &c.contents {
+                s.push_str(&format!(" <<{name}"));
             }
             s.push(' ');
             s.push_str(&c.dest);

@@ -161,6 +161,7 @@ mod tests {
     fn copy(from: CopyFrom, link: bool) -> Op {
         Op::Copy(CopyOp {
             sources: vec!["src/".into()],
+            contents: vec![],
             dest: "/app/".into(),
             dest_written: "/app/".into(),
             from,
@@ -209,7 +210,7 @@ mod tests {
         );
         assert_eq!(
             key.hex(),
-            "08a2aa799544ee2502edf4b0806fa74d0acf50d636c9284b09a643e147327093"
+            "dae6ab044fec5f27fe81a560860598d456139f1a2b88a37cb7db1a43b46fc82b"
         );
     }
 

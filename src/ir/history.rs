@@ -31,7 +31,9 @@ pub fn created_by(op: &Op) -> Option<String> {
         },
         Op::Copy(c) => {
             let verb = if c.add.is_some() { "ADD" } else { "COPY" };
-            format!("{verb} {} {}", c.sources.join(" "), c.dest_written)
+            let mut words: Vec<String> = c.sources.clone();
+            words.extend(c.contents.iter().map(|(name, _)| format!("<<{name}")));
+            format!("{verb} {} {}", words.join(" "), c.dest_written)
         }
         Op::Run(r) => {
             let args = match &r.command {
@@ -282,6 +284,7 @@ mod tests {
         );
         let copy = Op::Copy(CopyOp {
             sources: s(&["/out"]),
+            contents: vec![],
             dest: "/w/out-copy".into(),
             dest_written: "out-copy".into(),
             from: CopyFrom::Stage("src".into()),

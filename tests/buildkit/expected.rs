@@ -130,10 +130,10 @@ pub const LISTED: &[Listed] = &[
     },
     Listed {
         case: "findings/4-copy-heredoc",
-        category: Category::KnownGap,
-        reason: "Issue 11 finding 4: strata refuses COPY heredocs; the reference is too old to build them too (Dockerfile syntax 1.4).",
+        category: Category::ReferenceTooOld,
+        reason: "",
         diffs: &[
-            "both failed: buildkit: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: [MAIN] | strata: COPY with a heredoc source is not supported yet",
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: [MAIN]",
         ],
     },
     Listed {
@@ -146,10 +146,10 @@ pub const LISTED: &[Listed] = &[
     },
     Listed {
         case: "heredoc/copy-chmod",
-        category: Category::KnownGap,
-        reason: "strata refuses COPY heredocs; the reference is too old for heredocs too.",
+        category: Category::ReferenceTooOld,
+        reason: "",
         diffs: &[
-            "both failed: buildkit: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 4: unknown instruction: ECHO | strata: COPY with a heredoc source is not supported yet",
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 4: unknown instruction: ECHO",
         ],
     },
     Listed {
@@ -170,10 +170,10 @@ pub const LISTED: &[Listed] = &[
     },
     Listed {
         case: "heredoc/several",
-        category: Category::KnownGap,
-        reason: "As heredoc/copy-chmod.",
+        category: Category::ReferenceTooOld,
+        reason: "",
         diffs: &[
-            "both failed: buildkit: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: A | strata: COPY with a heredoc source is not supported yet",
+            "buildkit failed: failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 3: unknown instruction: A",
         ],
     },
     Listed {

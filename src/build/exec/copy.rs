@@ -134,7 +134,7 @@ pub(super) fn run_copy(
     // Items from the context were computed while planning; items from a
     // stage or image need its filesystem.
     let mut _rootfs = None;
-    let items = match &c.from {
+    let mut items = match &c.from {
         CopyFrom::Context => np.items.clone().unwrap_or_default(),
         CopyFrom::Stage(_) | CopyFrom::Image(_) => {
             let dir = source_files(store, graph, plan, n, c, results, opts.epoch)?;
@@ -146,6 +146,13 @@ pub(super) fn run_copy(
             items
         }
     };
+    // Text sources (heredocs) are files of a temp dir, kept until written.
+    let mut _texts = None;
+    if !c.contents.is_empty() {
+        let dir = store.temp_dir()?;
+        add_contents(&mut items, c, dir.path())?;
+        _texts = Some(dir);
+    }
     let from_context = c.from == CopyFrom::Context;
     let unpack = from_context && c.add.as_ref().is_some_and(|a| a.unpack);
     // Directories the layer must list but does not copy (the destination's
@@ -252,6 +259,69 @@ pub(super) fn run_copy(
     let record = write_layer_record(store, graph, n, entries, opts);
     drop(extracted);
     record
+}
+
+/// Adds the copy's text sources (heredocs) to `items`: each a file `NAME`
+/// (0644) written under `dir`, copied as a source of that name would be
+/// (BuildKit makes each a file of a scratch state and copies it): to
+/// `dest/NAME` when the destination is a directory (a trailing `/`, or
+/// several sources), else to the destination itself (or into it, when the
+/// image has a directory there). The destination's missing parents are
+/// listed as the context's planning lists them.
+fn add_contents(items: &mut Vec<CopyItem>, c: &CopyOp, dir: &Path) -> Result<()> {
+    let root = c.dest.trim_matches('/');
+    let into_dir = c.dest.ends_with('/') || c.sources.len() + c.contents.len() > 1;
+    let mut dests = Vec::new();
+    for (name, text) in &c.contents {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(Error::msg(format!("bad heredoc name `{name}`")));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        let (dest, lone) = match (into_dir, root.is_empty()) {
+            (true, true) => (name.clone(), None),
+            (true, false) => (format!("{root}/{name}"), None),
+            (false, _) => (root.to_string(), Some(name.clone())),
+        };
+        dests.push(dest.clone());
+        items.push(CopyItem {
+            dest,
+            source: format!("<<{name}"),
+            kind: ItemKind::File {
+                path,
+                size: text.len() as u64,
+                hash: None,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            name: lone,
+            hardlink_of: None,
+        });
+    }
+    let mut have: std::collections::BTreeSet<String> =
+        items.iter().map(|i| i.dest.clone()).collect();
+    for d in dests {
+        let mut at = d.as_str();
+        while let Some((parent, _)) = at.rsplit_once('/') {
+            if have.insert(parent.to_string()) {
+                items.push(CopyItem {
+                    dest: parent.to_string(),
+                    source: String::new(),
+                    kind: ItemKind::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    name: None,
+                    hardlink_of: None,
+                });
+            }
+            at = parent;
+        }
+    }
+    items.sort_by(|a, b| a.dest.cmp(&b.dest));
+    Ok(())
 }
 
 /// The copy's items where they land in the parent image made of `lower`

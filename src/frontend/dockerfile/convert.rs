@@ -664,17 +664,6 @@ impl Converter<'_> {
     }
 
     fn copy(&mut self, n: &Node) -> Option<String> {
-        if !n.heredocs.is_empty() {
-            self.error(
-                n,
-                n.first_line(&self.file.text),
-                format!(
-                    "{} with a heredoc cannot be expressed in a TOML spec",
-                    n.keyword.to_uppercase()
-                ),
-            );
-            return None;
-        }
         if n.args.len() < 2 {
             self.error(
                 n,
@@ -688,13 +677,29 @@ impl Converter<'_> {
         }
         let (srcs, dest) = n.args.split_at(n.args.len() - 1);
         let mut s = Vec::new();
+        let mut content = Vec::new();
         for x in srcs {
+            // A heredoc source: its body as written (the lowering, which
+            // ran first, refused the bodies it cannot say literally).
+            if let Ok(Some(h)) = super::parser::parse_heredoc(x) {
+                let doc = n.heredocs.iter().find(|d| d.name == h.name)?;
+                let body = super::parser::Heredoc {
+                    chomp: h.chomp,
+                    ..doc.clone()
+                }
+                .body();
+                content.push(format!("{} = {}", q(&h.name), q(&literal(&body))));
+                continue;
+            }
             s.push(self.t(n, x)?);
         }
         let mut parts = vec![
             format!("{} = {}", n.keyword, list(&s)),
             format!("to = {}", q(&self.t(n, &dest[0])?)),
         ];
+        if !content.is_empty() {
+            parts.push(format!("content = {{ {} }}", content.join(", ")));
+        }
         let mut exclude = Vec::new();
         for (k, v) in Self::flags(n) {
             let raw = v.clone().unwrap_or_default();

@@ -354,6 +354,7 @@ fn step(s: &StepSpec) -> String {
         onbuild,
         maintainer,
         to,
+        content,
         from,
         image,
         chmod,
@@ -433,6 +434,9 @@ fn step(s: &StepSpec) -> String {
         if let Some(v) = v {
             put(k, q(v.get()));
         }
+    }
+    if let Some(v) = content {
+        put("content", map(v.get()));
     }
     if let Some(v) = exclude {
         put("exclude", list(&sp_items(v)));
