@@ -1,6 +1,6 @@
 //! The build graph: one IR for every frontend.
 //!
-//! Nodes are steps (`Base`, `Copy`, `Run`, `Meta`); edges point from a
+//! Nodes are steps (`Base`, `Copy`, `Run`, `Workdir`, `Meta`); edges point from a
 //! dependency to the step that needs it. Every node but a `Base` has exactly
 //! one `Parent` edge (the filesystem and config it applies to); a step that
 //! reads another stage's result (`COPY --from`, a `from` mount) has a
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub mod history;
 
 /// Bumped whenever the meaning of an op or the canonical key encoding changes.
-pub const IR_VERSION: u32 = 3;
+pub const IR_VERSION: u32 = 4;
 
 /// A byte range in one of the graph's source files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +65,7 @@ pub enum Op {
     Base(BaseOp),
     Copy(CopyOp),
     Run(RunOp),
+    Workdir(WorkdirOp),
     Meta(MetaOp),
 }
 
@@ -121,9 +122,15 @@ pub struct Chown {
 pub struct CopyOp {
     /// Source paths or glob patterns, relative to the context or stage root.
     pub sources: Vec<String>,
+    /// Files given as text (a Dockerfile's heredocs), (name, content),
+    /// copied after `sources` as if they were files `name` of mode 0644.
+    pub contents: Vec<(String, String)>,
     /// Absolute destination (already resolved against the workdir); a
     /// trailing `/` means "into this directory".
     pub dest: String,
+    /// The destination as the step wrote it (expanded, maybe relative):
+    /// the history shows it, as BuildKit's does.
+    pub dest_written: String,
     pub from: CopyFrom,
     pub chown: Option<Chown>,
     /// Permission bits for every copied entry.
@@ -230,6 +237,23 @@ pub struct RunOp {
     pub workdir: String,
     pub network: Network,
     pub mounts: Vec<Mount>,
+    /// The build args in scope, in declaration order, each with the value
+    /// the step sees (the env's when the env sets the name; empty when
+    /// unset): BuildKit's history shows them as `RUN |N K=V ... cmd`.
+    pub build_args: Vec<(String, String)>,
+}
+
+/// `WORKDIR` of a path other than `/`: sets the config's working directory
+/// and, as BuildKit does, writes a layer that creates the directory and
+/// its missing parents (0755, owned by `user`); the layer is empty when
+/// the directory exists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkdirOp {
+    /// Absolute path.
+    pub path: String,
+    /// The image's `USER` at this step (`user[:group]`, names looked up in
+    /// the parent image), or root when unset.
+    pub user: Option<String>,
 }
 
 /// Durations are nanoseconds, as in the Docker image config.
@@ -250,7 +274,8 @@ pub struct Healthcheck {
 pub enum MetaOp {
     /// Set variables (later ones win).
     Env(Vec<(String, String)>),
-    /// Absolute path.
+    /// Absolute path; a config change only (`WORKDIR /`, which has nothing
+    /// to create; any other path is an [`Op::Workdir`]).
     Workdir(String),
     User(String),
     Shell(Vec<String>),
@@ -264,6 +289,8 @@ pub enum MetaOp {
     Healthcheck(Healthcheck),
     /// Dockerfile instructions recorded for images built FROM this one.
     OnBuild(Vec<String>),
+    /// The image's `author` (Dockerfile `MAINTAINER`, deprecated).
+    Maintainer(String),
     /// A build arg declared in a stage; it changes no config, but is kept
     /// so history and `convert` can show it.
     Arg(Vec<(String, Option<String>)>),
@@ -439,6 +466,9 @@ pub fn describe_op(op: &Op) -> String {
                 s.push(' ');
                 s.push_str(src);
             }
+            for (name, _) in &c.contents {
+                s.push_str(&format!(" <<{name}"));
+            }
             s.push(' ');
             s.push_str(&c.dest);
             s
@@ -460,10 +490,12 @@ pub fn describe_op(op: &Op) -> String {
                 Command::Exec(argv) => format!("{s} {}", quote_list(argv)),
             }
         }
+        Op::Workdir(w) => format!("WORKDIR {}", w.path),
         Op::Meta(m) => match m {
             MetaOp::Env(v) => format!("ENV {}", kv_list(v)),
             MetaOp::Workdir(w) => format!("WORKDIR {w}"),
             MetaOp::User(u) => format!("USER {u}"),
+            MetaOp::Maintainer(m) => format!("MAINTAINER {m}"),
             MetaOp::Shell(v) => format!("SHELL {}", quote_list(v)),
             MetaOp::Cmd(v) => format!("CMD {}", quote_list(v)),
             MetaOp::Entrypoint(v) => format!("ENTRYPOINT {}", quote_list(v)),

@@ -294,7 +294,6 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 
 /// Known config differences, each removed explicitly:
 fn drop_known_config_differences(
-    text: &str,
     s: &mut BTreeMap<&'static str, serde_json::Value>,
     b: &mut BTreeMap<&'static str, serde_json::Value>,
 ) {
@@ -322,17 +321,6 @@ fn drop_known_config_differences(
     // leaves it unset. Only that pair is dropped.
     if s.get("WorkingDir") == Some(&Value::String("/".into())) && !b.contains_key("WorkingDir") {
         s.remove("WorkingDir");
-    }
-    // STRATA DIFFERENCE (deliberate, warned about at build time): strata
-    // turns MAINTAINER into the label `maintainer`; Docker and buildah set
-    // the image's `author` field instead.
-    let maintainer = text.lines().any(|l| {
-        l.trim_start()
-            .to_ascii_uppercase()
-            .starts_with("MAINTAINER ")
-    });
-    if maintainer && let Some(labels) = s.get_mut("Labels").and_then(|l| l.as_object_mut()) {
-        labels.remove("maintainer");
     }
     // buildah 1.28 keeps the protocol of `EXPOSE 443/TCP` as written; strata
     // lower-cases it, as Docker does.
@@ -396,6 +384,16 @@ fn drop_known_tree_differences(
     if case == "user-workdir" {
         s.remove("/tmp/id-numeric");
         b.remove("/tmp/id-numeric");
+        // BUILDAH DIFFERENCE: buildah 1.28 creates a WORKDIR's directory
+        // only when a later RUN works in it; BuildKit creates it in the
+        // WORKDIR's own layer, owned by the USER, and strata follows
+        // BuildKit (the BuildKit differential's workdir/creates-and-records
+        // and findings/1-user-then-workdir). The last WORKDIR has no RUN.
+        for p in ["/created", "/created/by", "/created/by/workdir"] {
+            if !b.contains_key(p) {
+                s.remove(p);
+            }
+        }
     }
     // buildah leaves the directories it creates for `RUN --mount` targets
     // (and their parents) in the image; BuildKit removes its mount stubs,
@@ -436,7 +434,7 @@ fn differences(case: &str) -> Option<Vec<String>> {
 
     let mut sc = config_fields(&s_config);
     let mut bc = config_fields(&b_config);
-    drop_known_config_differences(&text, &mut sc, &mut bc);
+    drop_known_config_differences(&mut sc, &mut bc);
     for f in FIELDS {
         let (a, b) = (sc.get(f), bc.get(f));
         if a != b {

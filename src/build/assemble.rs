@@ -191,7 +191,10 @@ pub(super) fn assemble(
                 }
                 config.history.extend(history(graph, n, opts, true));
             }
-            Op::Copy(_) | Op::Run(_) => {
+            Op::Copy(_) | Op::Run(_) | Op::Workdir(_) => {
+                if let Op::Workdir(w) = &step.op {
+                    config.config.working_dir = Some(w.path.clone());
+                }
                 let r = results.get(&n).ok_or_else(|| {
                     Error::msg(format!("internal: no result for {}", graph.describe(n)))
                 })?;

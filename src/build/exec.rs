@@ -1,5 +1,5 @@
-//! Step execution: the only place a build has side effects (COPY and RUN
-//! layers, mounts, secrets). A step's result is stored (blob, then cache
+//! Step execution: the only place a build has side effects (COPY, RUN and
+//! WORKDIR layers, mounts, secrets). A step's result is stored (blob, then cache
 //! record) before the step counts as finished.
 
 use std::collections::BTreeMap;
@@ -23,9 +23,11 @@ mod dest;
 mod mounts;
 mod run;
 mod stubs;
+mod workdir;
 
 use copy::run_copy;
 use run::run_run;
+use workdir::run_workdir;
 
 /// Runs (or reuses) one node.
 pub(super) fn run_node(
@@ -69,6 +71,7 @@ pub(super) fn run_node(
     let r = match &graph.graph[n].op {
         Op::Copy(c) => run_copy(store, graph, plan, n, c, results, opts),
         Op::Run(r) => run_run(store, graph, plan, step, r, results, opts, progress),
+        Op::Workdir(w) => run_workdir(store, graph, plan, n, w, results, opts),
         _ => Err(Error::msg("internal: nothing to run")),
     };
     match r {

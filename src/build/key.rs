@@ -161,7 +161,9 @@ mod tests {
     fn copy(from: CopyFrom, link: bool) -> Op {
         Op::Copy(CopyOp {
             sources: vec!["src/".into()],
+            contents: vec![],
             dest: "/app/".into(),
+            dest_written: "/app/".into(),
             from,
             chown: None,
             chmod: Some(0o755),
@@ -196,7 +198,7 @@ mod tests {
         assert_eq!(layer, key);
         assert_eq!(
             key.hex(),
-            "73531303534cec70a6a82eb535f1a6c93c2ad88ab5a9e0772d50b7dbd8394a8f"
+            "29db75b46df9aa189a8fcce4826a457b488a9a53ed02a0c21c2b6c479f7c051b"
         );
     }
 
@@ -208,7 +210,7 @@ mod tests {
         );
         assert_eq!(
             key.hex(),
-            "506eb3e0eb6c61e47ad6745a836439ae254fd13b06ce5ec16f5bfd2357ee6deb"
+            "dae6ab044fec5f27fe81a560860598d456139f1a2b88a37cb7db1a43b46fc82b"
         );
     }
 
@@ -232,7 +234,7 @@ mod tests {
         assert_eq!(a, keys(&base("/srv/b/vendor/base"), &input));
         assert_eq!(
             a.1.hex(),
-            "dd3464105dcbe244cb9483dc3ea99daeea734b4ddc582f81f7cfbaac7e8f71b3"
+            "92d8f36ef37817a97cee302422c2f9834c1f04d6f14f4bdf5ff696dc625c4a53"
         );
     }
 

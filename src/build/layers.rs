@@ -104,7 +104,7 @@ fn base_layers_needed(graph: &BuildGraph, plan: &Plan) -> Vec<(Descriptor, Diges
         let n = step.node;
         let mut from = Vec::new();
         match &graph.graph[n].op {
-            Op::Run(_) => from.extend(graph.parent(n)),
+            Op::Run(_) | Op::Workdir(_) => from.extend(graph.parent(n)),
             Op::Copy(c) => {
                 if matches!(c.from, CopyFrom::Stage(_)) {
                     from.extend(graph.sources_of(n));

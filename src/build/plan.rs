@@ -292,6 +292,7 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
                     continue;
                 }
             }
+            Op::Workdir(_) => input.epoch = Some(opts.epoch),
             Op::Meta(_) => {}
         }
         let mut missing_source = false;
@@ -314,7 +315,7 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
         recorded.op = blake3::hash(&canonical_op(&step.op)?).to_hex().to_string();
         let (layer_key, key) = step_keys(&step.op, &input)?;
 
-        let layered = matches!(step.op, Op::Copy(_) | Op::Run(_));
+        let layered = matches!(step.op, Op::Copy(_) | Op::Run(_) | Op::Workdir(_));
         let cached = if layered && !opts.no_cache {
             let usable = |r: &CacheRecord| {
                 r.diff_id.is_none() || r.layers.contains_key(opts.compression.name())

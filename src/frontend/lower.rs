@@ -41,6 +41,8 @@ mod meta;
 mod run;
 mod targets;
 
+use meta::workdir_op;
+
 static STAGE_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]*$").expect("static regex"));
 
@@ -680,10 +682,11 @@ impl Lowerer<'_, '_> {
             }
             Some((Op::Meta(MetaOp::Env(vars)), Vec::new()))
         } else if let Some(w) = &s.workdir {
-            self.expand_in(state, w).map(|w| {
-                state.workdir = resolve_path(&state.workdir, &w);
-                (Op::Meta(MetaOp::Workdir(state.workdir.clone())), Vec::new())
-            })
+            self.expand_in(state, w)
+                .map(|w| (workdir_op(state, &w), Vec::new()))
+        } else if let Some(m) = &s.maintainer {
+            self.expand_in(state, m)
+                .map(|m| (Op::Meta(MetaOp::Maintainer(m)), Vec::new()))
         } else if let Some(u) = &s.user {
             match self.expand_in(state, u) {
                 Some(u) if u.is_empty() || u.starts_with(':') => {

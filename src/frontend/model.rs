@@ -319,9 +319,15 @@ pub struct StepSpec {
     pub healthcheck: Option<Sp<HealthcheckSpec>>,
     /// ONBUILD.
     pub onbuild: Option<Sp<Vec<Sp<String>>>>,
+    /// MAINTAINER (deprecated): the image's `author`; expanded.
+    pub maintainer: Option<Sp<String>>,
 
     /// copy/add: destination (relative to the workdir; trailing `/` = into a directory); expanded.
     pub to: Option<Sp<String>>,
+    /// copy/add: files written from text (a Dockerfile's heredocs), name ->
+    /// content, after the `copy` sources; expanded. Each is a file `NAME`
+    /// (mode 0644 unless `chmod`) copied to `to` like a source of that name.
+    pub content: Option<Sp<OrderedMap>>,
     /// copy: a stage of this file to copy from.
     pub from: Option<Sp<String>>,
     /// copy: an image to copy from.
@@ -361,13 +367,14 @@ pub const VERBS: &[(&str, &[&str])] = &[
     (
         "copy",
         &[
-            "to", "from", "image", "chmod", "chown", "exclude", "link", "parents",
+            "to", "content", "from", "image", "chmod", "chown", "exclude", "link", "parents",
         ],
     ),
     (
         "add",
         &[
             "to",
+            "content",
             "chmod",
             "chown",
             "exclude",
@@ -381,6 +388,7 @@ pub const VERBS: &[(&str, &[&str])] = &[
     ("env", &[]),
     ("workdir", &[]),
     ("user", &[]),
+    ("maintainer", &[]),
     ("shell", &[]),
     ("arg", &["default"]),
     ("cmd", &[]),

@@ -284,6 +284,10 @@ impl Normalizer<'_, '_> {
             stopsignal,
             healthcheck: _,
             onbuild: _,
+            // Literal: BuildKit expands neither MAINTAINER nor a heredoc
+            // body that a template could carry.
+            maintainer: _,
+            content: _,
             to,
             // Expanded with the global args, as in a Dockerfile.
             from: _,

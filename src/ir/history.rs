@@ -8,13 +8,16 @@
 //! LABEL pairs unquoted; COPY, ADD and RUN without their flags. ONBUILD
 //! records no history entry.
 //!
-//! Known differences left (the IR does not hold what they need): RUN lacks
-//! BuildKit's `|N K=V` prefix of the build args in scope, COPY/ADD show
-//! the destination resolved against the workdir rather than as written,
-//! and ARG shows the value in effect rather than the declared default.
+//! RUN is prefixed with the build args in scope (`RUN |2 A=1 B=2 /bin/sh
+//! -c ...`, each name once, as BuildKit's `runCommandString`), COPY and
+//! ADD show their destination as written (`COPY a.txt .`), and ARG the
+//! value in effect (a `--build-arg`, or the global value of a bare `ARG
+//! G`), as BuildKit's `dispatchArg` does today (0.8 wrote the declared
+//! default).
 //!
-//! Derived from the op only, never from source text; it never enters a
-//! cache key (history is part of the image config, not of a step's key).
+//! Derived from the op only, never from source text. What it shows is in
+//! the op (the args and the written destination are op fields), so a
+//! step's key covers its history text too.
 
 use super::{BaseRef, Command, Healthcheck, MetaOp, Op};
 use crate::gofmt::{go_quote, go_quote_list as go_quoted_list, go_quote_rune};
@@ -28,7 +31,9 @@ pub fn created_by(op: &Op) -> Option<String> {
         },
         Op::Copy(c) => {
             let verb = if c.add.is_some() { "ADD" } else { "COPY" };
-            format!("{verb} {} {}", c.sources.join(" "), c.dest)
+            let mut words: Vec<String> = c.sources.clone();
+            words.extend(c.contents.iter().map(|(name, _)| format!("<<{name}")));
+            format!("{verb} {} {}", words.join(" "), c.dest_written)
         }
         Op::Run(r) => {
             let args = match &r.command {
@@ -39,8 +44,16 @@ pub fn created_by(op: &Op) -> Option<String> {
                 }
                 Command::Exec(argv) => argv.clone(),
             };
-            format!("RUN {}", args.join(" "))
+            let mut prefix = String::new();
+            if !r.build_args.is_empty() {
+                prefix = format!("|{} ", r.build_args.len());
+                for (k, v) in &r.build_args {
+                    prefix.push_str(&format!("{k}={v} "));
+                }
+            }
+            format!("RUN {prefix}{}", args.join(" "))
         }
+        Op::Workdir(_) => super::describe_op(op),
         Op::Meta(m) => match m {
             MetaOp::Env(v) => format!("ENV {}", pairs(v)),
             MetaOp::Label(v) => format!("LABEL {}", pairs(v)),
@@ -57,9 +70,11 @@ pub fn created_by(op: &Op) -> Option<String> {
             }
             MetaOp::Healthcheck(h) => format!("HEALTHCHECK {}", go_healthcheck(h)),
             MetaOp::OnBuild(_) => return None,
-            MetaOp::Workdir(_) | MetaOp::User(_) | MetaOp::StopSignal(_) | MetaOp::Arg(_) => {
-                super::describe_op(op)
-            }
+            MetaOp::Workdir(_)
+            | MetaOp::User(_)
+            | MetaOp::Maintainer(_)
+            | MetaOp::StopSignal(_)
+            | MetaOp::Arg(_) => super::describe_op(op),
         },
     })
 }
@@ -245,14 +260,33 @@ mod tests {
             workdir: "/".into(),
             network: Network::None,
             mounts: vec![],
+            build_args: vec![],
         });
         assert_eq!(
             created_by(&run).unwrap(),
             "RUN /bin/sh -c echo exec > /exec"
         );
+        let with_args = Op::Run(RunOp {
+            command: Command::Shell {
+                shell: s(&["/bin/sh", "-c"]),
+                script: "echo $A".into(),
+            },
+            env: vec![],
+            user: None,
+            workdir: "/".into(),
+            network: Network::Default,
+            mounts: vec![],
+            build_args: vec![("A".into(), "1".into()), ("B".into(), "".into())],
+        });
+        assert_eq!(
+            created_by(&with_args).unwrap(),
+            "RUN |2 A=1 B= /bin/sh -c echo $A"
+        );
         let copy = Op::Copy(CopyOp {
             sources: s(&["/out"]),
-            dest: "/out-copy".into(),
+            contents: vec![],
+            dest: "/w/out-copy".into(),
+            dest_written: "out-copy".into(),
             from: CopyFrom::Stage("src".into()),
             chown: None,
             chmod: Some(0o600),
@@ -261,6 +295,6 @@ mod tests {
             parents: false,
             add: None,
         });
-        assert_eq!(created_by(&copy).unwrap(), "COPY /out /out-copy");
+        assert_eq!(created_by(&copy).unwrap(), "COPY /out out-copy");
     }
 }

@@ -206,6 +206,7 @@ impl ImageConfig {
                 .on_build
                 .get_or_insert_with(Vec::new)
                 .extend(v.iter().cloned()),
+            MetaOp::Maintainer(m) => self.author = Some(m.clone()),
             MetaOp::Arg(_) => {}
         }
     }

@@ -18,9 +18,7 @@ use super::super::{BuildOptions, step_error};
 use super::dest::{ImageFs, place};
 use super::write_layer_record;
 
-/// The owner `--chown` asks for: numeric ids as written (a lone uid is
-/// also the gid, as Docker documents), names looked up in the parent
-/// image's /etc/passwd and /etc/group.
+/// The owner `--chown` asks for: see [`owner_in_parent`].
 fn copy_owner(
     store: &Store,
     graph: &BuildGraph,
@@ -30,13 +28,39 @@ fn copy_owner(
     c: &CopyOp,
 ) -> std::result::Result<Option<(u32, u32)>, String> {
     let Some(ch) = &c.chown else { return Ok(None) };
-    let uid = ch.user.parse::<u32>().ok();
-    let gid = match &ch.group {
+    owner_in_parent(
+        store,
+        graph,
+        plan,
+        results,
+        n,
+        &ch.user,
+        ch.group.as_deref(),
+    )
+    .map(Some)
+    .map_err(|e| format!("--chown={e}"))
+}
+
+/// The owner `user[:group]` names for a file step (COPY --chown, WORKDIR):
+/// numeric ids as written (a lone uid is also the gid, as Docker documents
+/// and BuildKit does), names looked up in the parent image's /etc/passwd
+/// and /etc/group. An error starts with the spec (`app: no such user`).
+pub(super) fn owner_in_parent(
+    store: &Store,
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &Results,
+    n: NodeIndex,
+    user: &str,
+    group: Option<&str>,
+) -> std::result::Result<(u32, u32), String> {
+    let uid = user.parse::<u32>().ok();
+    let gid = match group {
         Some(g) => g.parse::<u32>().ok().map(Some),
         None => Some(None),
     };
     if let (Some(uid), Some(gid)) = (uid, gid) {
-        return Ok(Some((uid, gid.unwrap_or(uid))));
+        return Ok((uid, gid.unwrap_or(uid)));
     }
     // Names: read the parent's /etc/passwd and /etc/group.
     let layers = match graph.parent(n) {
@@ -48,13 +72,12 @@ fn copy_owner(
             .map_err(|e| e.to_string())
             .map(|o| o.unwrap_or_default())
     };
-    let spec = match &ch.group {
-        Some(g) => format!("{}:{g}", ch.user),
-        None => ch.user.clone(),
+    let spec = match group {
+        Some(g) => format!("{user}:{g}"),
+        None => user.to_string(),
     };
     crate::sandbox::resolve_user(&spec, &read("etc/passwd")?, &read("etc/group")?)
-        .map(Some)
-        .map_err(|e| format!("--chown={spec}: {e}"))
+        .map_err(|e| format!("{spec}: {e}"))
 }
 
 /// The content of the regular file at `path` (relative) in the image made
@@ -111,7 +134,7 @@ pub(super) fn run_copy(
     // Items from the context were computed while planning; items from a
     // stage or image need its filesystem.
     let mut _rootfs = None;
-    let items = match &c.from {
+    let mut items = match &c.from {
         CopyFrom::Context => np.items.clone().unwrap_or_default(),
         CopyFrom::Stage(_) | CopyFrom::Image(_) => {
             let dir = source_files(store, graph, plan, n, c, results, opts.epoch)?;
@@ -123,6 +146,13 @@ pub(super) fn run_copy(
             items
         }
     };
+    // Text sources (heredocs) are files of a temp dir, kept until written.
+    let mut _texts = None;
+    if !c.contents.is_empty() {
+        let dir = store.temp_dir()?;
+        add_contents(&mut items, c, dir.path())?;
+        _texts = Some(dir);
+    }
     let from_context = c.from == CopyFrom::Context;
     let unpack = from_context && c.add.as_ref().is_some_and(|a| a.unpack);
     // Directories the layer must list but does not copy (the destination's
@@ -229,6 +259,69 @@ pub(super) fn run_copy(
     let record = write_layer_record(store, graph, n, entries, opts);
     drop(extracted);
     record
+}
+
+/// Adds the copy's text sources (heredocs) to `items`: each a file `NAME`
+/// (0644) written under `dir`, copied as a source of that name would be
+/// (BuildKit makes each a file of a scratch state and copies it): to
+/// `dest/NAME` when the destination is a directory (a trailing `/`, or
+/// several sources), else to the destination itself (or into it, when the
+/// image has a directory there). The destination's missing parents are
+/// listed as the context's planning lists them.
+fn add_contents(items: &mut Vec<CopyItem>, c: &CopyOp, dir: &Path) -> Result<()> {
+    let root = c.dest.trim_matches('/');
+    let into_dir = c.dest.ends_with('/') || c.sources.len() + c.contents.len() > 1;
+    let mut dests = Vec::new();
+    for (name, text) in &c.contents {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(Error::msg(format!("bad heredoc name `{name}`")));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        let (dest, lone) = match (into_dir, root.is_empty()) {
+            (true, true) => (name.clone(), None),
+            (true, false) => (format!("{root}/{name}"), None),
+            (false, _) => (root.to_string(), Some(name.clone())),
+        };
+        dests.push(dest.clone());
+        items.push(CopyItem {
+            dest,
+            source: format!("<<{name}"),
+            kind: ItemKind::File {
+                path,
+                size: text.len() as u64,
+                hash: None,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            name: lone,
+            hardlink_of: None,
+        });
+    }
+    let mut have: std::collections::BTreeSet<String> =
+        items.iter().map(|i| i.dest.clone()).collect();
+    for d in dests {
+        let mut at = d.as_str();
+        while let Some((parent, _)) = at.rsplit_once('/') {
+            if have.insert(parent.to_string()) {
+                items.push(CopyItem {
+                    dest: parent.to_string(),
+                    source: String::new(),
+                    kind: ItemKind::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    name: None,
+                    hardlink_of: None,
+                });
+            }
+            at = parent;
+        }
+    }
+    items.sort_by(|a, b| a.dest.cmp(&b.dest));
+    Ok(())
 }
 
 /// The copy's items where they land in the parent image made of `lower`

@@ -59,7 +59,7 @@ impl ImageFs {
 
     /// Over snapshot directories given bottom first (tests).
     #[cfg(test)]
-    fn from_dirs(mut bottom_first: Vec<PathBuf>) -> ImageFs {
+    pub(super) fn from_dirs(mut bottom_first: Vec<PathBuf>) -> ImageFs {
         bottom_first.reverse();
         ImageFs {
             layers: bottom_first,
@@ -68,7 +68,7 @@ impl ImageFs {
 
     /// What `path` (relative, every ancestor already a real directory or
     /// missing) is.
-    fn lookup(&self, path: &str) -> Result<Found> {
+    pub(super) fn lookup(&self, path: &str) -> Result<Found> {
         if path.is_empty() {
             return Ok(Found::Dir);
         }

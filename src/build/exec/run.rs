@@ -1,7 +1,6 @@
 //! RUN: a command in the sandbox over its parent's layers; its changes
 //! become the step's layer.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result, SourceDiagnostic};
@@ -196,15 +195,9 @@ pub(super) fn run_run(
     super::stubs::add(&upper, &stubs)?;
     // Files the command wrote get the epoch; older ones (a package's files)
     // keep their mtimes.
+    // A command that changes nothing still makes a layer (an empty one),
+    // as with BuildKit: every RUN is a layer in the image's history.
     let entries = layer::entries_from_dir_with(&upper, layer::Mtimes::Clamp(opts.epoch))?;
-    if entries.is_empty() {
-        return Ok(CacheRecord {
-            diff_id: None,
-            layers: BTreeMap::new(),
-            created_by: graph.describe(n),
-            size: 0,
-        });
-    }
     let rec = write_layer_record(store, graph, n, entries, opts)?;
     // The upper dir is the layer in overlay form: it becomes the snapshot
     // the next step stacks, with the mtimes the command gave its files.

@@ -198,7 +198,7 @@ impl BuildChecks {
                 file,
                 "MaintainerDeprecated",
                 &n.span,
-                "MAINTAINER is deprecated; it becomes the label `maintainer`",
+                "MAINTAINER is deprecated; it sets the image's `author` (use LABEL maintainer=...)",
             );
         }
     }

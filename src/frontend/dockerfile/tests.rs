@@ -462,7 +462,7 @@ fn check_directive_skips_or_fails_check_warnings() {
         w,
         [
             "Dockerfile:4: NoEmptyContinuation: empty continuation line (a future version may treat it as the end of the instruction)",
-            "Dockerfile:2: MaintainerDeprecated: MAINTAINER is deprecated; it becomes the label `maintainer`",
+            "Dockerfile:2: MaintainerDeprecated: MAINTAINER is deprecated; it sets the image's `author` (use LABEL maintainer=...)",
         ]
     );
     let w = lower_warnings(&format!("# check=skip=MaintainerDeprecated\n{body}")).expect("lower");

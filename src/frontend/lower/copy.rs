@@ -13,7 +13,7 @@ impl Lowerer<'_, '_> {
     ) -> Option<(Op, Vec<NodeIndex>)> {
         let verb = if add { "add" } else { "copy" };
         let mut ok = true;
-        if srcs.get().is_empty() {
+        if srcs.get().is_empty() && s.content.is_none() {
             self.error_help(
                 srcs.span(),
                 format!("empty `{verb}` list"),
@@ -30,6 +30,22 @@ impl Lowerer<'_, '_> {
                     ok = false;
                 }
                 Some(v) => sources.push(v),
+                None => ok = false,
+            }
+        }
+        let mut contents = Vec::new();
+        for (name, text) in s.content.iter().flat_map(|c| c.get().0.iter()) {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                self.error(
+                    text.span(),
+                    format!("bad content name `{name}`"),
+                    "a file name",
+                );
+                ok = false;
+                continue;
+            }
+            match self.expand_in(state, text) {
+                Some(v) => contents.push((name.clone(), v)),
                 None => ok = false,
             }
         }
@@ -52,7 +68,7 @@ impl Lowerer<'_, '_> {
                     self.error(to.span(), "empty destination", "empty");
                     None
                 } else {
-                    Some(resolve_dest(&state.workdir, &t))
+                    Some((resolve_dest(&state.workdir, &t), t))
                 }
             }),
         };
@@ -169,13 +185,15 @@ impl Lowerer<'_, '_> {
         } else {
             None
         };
-        let dest = dest?;
+        let (dest, dest_written) = dest?;
         if !ok {
             return None;
         }
         let op = CopyOp {
             sources,
+            contents,
             dest,
+            dest_written,
             from,
             chown,
             chmod,

@@ -1,7 +1,22 @@
-//! Image config steps: arg, labels, expose, volumes, stop signal,
+//! Image config steps: workdir, arg, labels, expose, volumes, stop signal,
 //! healthcheck, onbuild.
 
 use super::*;
+use crate::ir::WorkdirOp;
+
+/// WORKDIR (`workdir`): the state's working directory becomes `w`
+/// (resolved against it). As BuildKit, a path other than `/` is a step
+/// that creates the directory, owned by the current user.
+pub(super) fn workdir_op(state: &mut State, w: &str) -> Op {
+    state.workdir = resolve_path(&state.workdir, w);
+    if state.workdir == "/" {
+        return Op::Meta(MetaOp::Workdir(state.workdir.clone()));
+    }
+    Op::Workdir(WorkdirOp {
+        path: state.workdir.clone(),
+        user: state.user.clone(),
+    })
+}
 
 impl Lowerer<'_, '_> {
     pub(super) fn arg_step(

@@ -2,6 +2,20 @@
 
 use super::*;
 
+/// The build args in scope as BuildKit's RUN history shows them: each
+/// name once, in declaration order, with the env's value when the env
+/// sets it, else the arg's (empty when it has none).
+fn history_args(state: &State) -> Vec<(String, String)> {
+    state
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let v = state.env.get(k).or(v.as_ref()).cloned().unwrap_or_default();
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 impl Lowerer<'_, '_> {
     pub(super) fn run(
         &mut self,
@@ -68,6 +82,7 @@ impl Lowerer<'_, '_> {
             workdir: state.workdir.clone(),
             network,
             mounts,
+            build_args: history_args(state),
         };
         Some((Op::Run(op), edges))
     }

@@ -358,7 +358,9 @@ fn step(s: &StepSpec) -> String {
         stopsignal,
         healthcheck,
         onbuild,
+        maintainer,
         to,
+        content,
         from,
         image,
         chmod,
@@ -392,7 +394,12 @@ fn step(s: &StepSpec) -> String {
     if let Some(v) = env {
         put("env", map(v.get()));
     }
-    for (k, v) in [("workdir", workdir), ("user", user), ("arg", arg)] {
+    for (k, v) in [
+        ("workdir", workdir),
+        ("user", user),
+        ("arg", arg),
+        ("maintainer", maintainer),
+    ] {
         if let Some(v) = v {
             put(k, q(v.get()));
         }
@@ -433,6 +440,9 @@ fn step(s: &StepSpec) -> String {
         if let Some(v) = v {
             put(k, q(v.get()));
         }
+    }
+    if let Some(v) = content {
+        put("content", map(v.get()));
     }
     if let Some(v) = exclude {
         put("exclude", list(&sp_items(v)));

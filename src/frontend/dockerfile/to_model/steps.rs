@@ -1,6 +1,6 @@
 //! The steps of one instruction (RUN in [`super::run`]).
 
-use super::super::parser::Node;
+use super::super::parser::{Heredoc, Node, parse_heredoc};
 use super::{ToModel, arg_word, comments, literal};
 use crate::frontend::model::{HealthcheckSpec, OrderedMap, Sp, StepSpec, StrOr};
 use crate::frontend::values::{parse_flag_bool, parse_retries};
@@ -51,12 +51,8 @@ impl ToModel<'_, '_> {
             }),
             "maintainer" => {
                 let v = n.args.first().cloned().unwrap_or_default();
-                let label = OrderedMap(vec![(
-                    "maintainer".into(),
-                    self.sp(span.clone(), literal(&v)),
-                )]);
                 Some(StepSpec {
-                    label: Some(Sp::new(span.clone(), label)),
+                    maintainer: Some(self.sp(span.clone(), literal(&v))),
                     ..StepSpec::default()
                 })
             }
@@ -271,18 +267,41 @@ impl ToModel<'_, '_> {
         ok.then_some(h)
     }
 
+    /// The text of a COPY/ADD heredoc source `h` (its body from the node,
+    /// `<<-` applied) as a template: literal when the delimiter is quoted.
+    /// An unquoted one is expanded by BuildKit (variables and backslash
+    /// escapes, quotes kept), which the model's templates cannot say yet:
+    /// such a body is refused when it has a `$` or a `\\`.
+    fn heredoc_content(&mut self, n: &Node, h: &Heredoc, verb: &str) -> Option<String> {
+        let at = self.first_line(n);
+        let Some(doc) = n.heredocs.iter().find(|d| d.name == h.name) else {
+            self.error(at, format!("heredoc `{}` has no body", h.name), "heredoc");
+            return None;
+        };
+        let doc = Heredoc {
+            chomp: h.chomp,
+            ..doc.clone()
+        };
+        let body = doc.body();
+        if h.expand && body.contains(['$', '\\']) {
+            self.sink.error_help(
+                at,
+                format!(
+                    "{verb} of an unquoted heredoc (`<<{}`) whose body has `$` or `\\` is not supported yet",
+                    h.name
+                ),
+                "heredoc",
+                format!("quote the delimiter (`<<\"{}\"`) to copy the text as written", h.name),
+            );
+            return None;
+        }
+        Some(literal(&body))
+    }
+
     fn copy(&mut self, n: &Node) -> Option<StepSpec> {
         let add = n.keyword == "add";
         let verb = n.keyword.to_uppercase();
         let at = self.first_line(n);
-        if !n.heredocs.is_empty() {
-            self.error(
-                at,
-                format!("{verb} with a heredoc source is not supported yet"),
-                "heredoc",
-            );
-            return None;
-        }
         if n.args.len() < 2 {
             self.sink.error_help(
                 at,
@@ -296,13 +315,32 @@ impl ToModel<'_, '_> {
         let mut ok = true;
         let (srcs, dest) = n.args.split_at(n.args.len() - 1);
         let mut sources = Vec::new();
+        let mut content = Vec::new();
         for s in srcs {
+            match parse_heredoc(s) {
+                Ok(Some(h)) => {
+                    match self.heredoc_content(n, &h, &verb) {
+                        Some(text) => content.push((h.name.clone(), self.sp(at.clone(), text))),
+                        None => ok = false,
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.error(at.clone(), e, "bad heredoc");
+                    ok = false;
+                    continue;
+                }
+            }
             match self.t(n, s) {
                 Some(t) => sources.push(self.sp(n.locate(self.text(), s), t)),
                 None => ok = false,
             }
         }
         let mut s = StepSpec::default();
+        if !content.is_empty() {
+            s.content = Some(Sp::new(span.clone(), OrderedMap(content)));
+        }
         let sources = Some(Sp::new(span, sources));
         if add {
             s.add = sources;

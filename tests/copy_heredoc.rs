@@ -1,0 +1,161 @@
+//! COPY heredocs (issue 11 finding 4), as the Dockerfile reference
+//! (syntax 1.4+, "Here-Documents") describes them; BuildKit 0.8, the
+//! differential's reference, is too old to build them:
+//! - `COPY <<EOF /dest` writes the body to `/dest`; several heredocs to a
+//!   directory `dest/` become files named after their delimiters;
+//! - a quoted delimiter (`<<"EOF"`) copies the body as written (`$1`
+//!   stays), `<<-` strips leading tabs;
+//! - the files are 0644 unless `--chmod`, owned by root unless `--chown`,
+//!   and, as every COPY in strata, get the build's epoch as mtime;
+//! - the history shows `COPY <<NAME ... dest`;
+//! - `convert` writes them as a `content` table and the TOML builds the
+//!   same image.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::*;
+
+const DOCKERFILE: &str = "FROM scratch
+COPY --chmod=755 <<\"EOF\" /out/script
+#!/bin/sh
+echo $1
+EOF
+COPY <<A <<-B /many/
+a
+A
+\tb
+\tB
+COPY --chown=1000:50 <<X /h/x.ini
+[main]
+key = value
+X
+";
+
+fn build(env: &TestEnv, file: &Path, ctx: &Path, layout: &Path) -> serde_json::Value {
+    run_ok(
+        env.strata("root")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .arg("build")
+            .arg(ctx)
+            .arg("-f")
+            .arg(file)
+            .args([
+                "--progress",
+                "plain",
+                "-t",
+                "t/heredoc:1",
+                "--metadata-file",
+            ])
+            .arg(env.path("meta.json"))
+            .arg("-o")
+            .arg(format!("type=oci,dest={}", layout.display())),
+    );
+    metadata(&env.path("meta.json"))
+}
+
+#[test]
+fn copy_heredocs_write_their_bodies_as_the_reference_says() {
+    const T: &str = "copy_heredocs_write_their_bodies_as_the_reference_says";
+    if !is_root() {
+        eprintln!("SKIP {T}: unpacking owners other than ours needs root");
+        return;
+    }
+    if !have_tool("umoci", T) {
+        return;
+    }
+    let env = TestEnv::new();
+    let ctx = env.write_tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let layout = env.path("oci");
+    let meta = build(&env, &ctx.join("Dockerfile"), &ctx, &layout);
+    let rootfs = common::image_tree::unpack(&layout, "t/heredoc:1", &env.path("bundle"));
+    let file = |p: &str| {
+        let path = rootfs.join(p);
+        let m = std::fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert!(m.is_file(), "{p} is a file");
+        let text = std::fs::read_to_string(&path).unwrap();
+        (text, m.mode() & 0o7777, m.uid(), m.gid(), m.mtime())
+    };
+    let epoch = 1_700_000_000;
+    assert_eq!(
+        file("out/script"),
+        ("#!/bin/sh\necho $1\n".to_string(), 0o755, 0, 0, epoch)
+    );
+    assert_eq!(file("many/A"), ("a\n".to_string(), 0o644, 0, 0, epoch));
+    assert_eq!(file("many/B"), ("b\n".to_string(), 0o644, 0, 0, epoch));
+    assert_eq!(
+        file("h/x.ini"),
+        ("[main]\nkey = value\n".to_string(), 0o644, 1000, 50, epoch)
+    );
+    // The directories a destination needs are made 0755, root's.
+    let dir = std::fs::metadata(rootfs.join("many")).unwrap();
+    assert!(dir.is_dir());
+    assert_eq!((dir.mode() & 0o7777, dir.uid()), (0o755, 0));
+
+    // History as BuildKit writes it (`COPY <<NAME dest`).
+    let hex = meta["image"]["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.path("root").join("blobs/sha256").join(hex)).unwrap(),
+    )
+    .unwrap();
+    let history: Vec<&str> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
+    // (FROM scratch records no entry.)
+    assert_eq!(
+        history,
+        [
+            "COPY <<EOF /out/script",
+            "COPY <<A <<B /many/",
+            "COPY <<X /h/x.ini"
+        ]
+    );
+
+    // convert writes a `content` table; the TOML builds the same image.
+    let out = run_ok(
+        env.strata("root")
+            .arg("convert")
+            .arg(ctx.join("Dockerfile")),
+    );
+    assert!(
+        out.stdout
+            .contains(r##"content = { EOF = "#!/bin/sh\necho $$1\n" }"##),
+        "{}",
+        out.stdout
+    );
+    let toml = env.path("ctx/strata.toml");
+    std::fs::write(&toml, &out.stdout).unwrap();
+    let from_toml = build(&env, &toml, &ctx, &env.path("oci-toml"));
+    assert_eq!(from_toml["image"]["digest"], meta["image"]["digest"]);
+}
+
+#[test]
+fn an_unquoted_heredoc_body_with_variables_is_refused_with_a_hint() {
+    let env = TestEnv::new();
+    let ctx = env.write_tree(
+        "ctx",
+        &[("Dockerfile", "FROM scratch\nCOPY <<EOF /x\n$HOME\nEOF\n")],
+    );
+    let out = run(env
+        .strata("root")
+        .arg("build")
+        .arg(&ctx)
+        .args(["--progress", "plain"]));
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains(
+            "COPY of an unquoted heredoc (`<<EOF`) whose body has `$` or `\\` is not supported yet"
+        ),
+        "{}",
+        out.stderr
+    );
+}
