@@ -264,13 +264,20 @@ pub fn execute(
     });
     let results = match (results, &background) {
         (Ok(mut r), Some(bg)) => {
-            bg.background().finish(&mut r)?;
+            let needed = super::compress::image_layers(graph, &plan, &r);
+            bg.background().finish(&mut r, &needed)?;
             r
         }
-        (Ok(r), None) => r,
+        (Ok(mut r), None) => {
+            let needed = super::compress::image_layers(graph, &plan, &r);
+            super::compress::compress_deferred(store, opts.compression, &mut r, &needed)?;
+            r
+        }
         (Err(e), bg) => {
             if let Some(bg) = bg {
-                let _ = bg.background().finish(&mut Default::default());
+                let _ = bg
+                    .background()
+                    .finish(&mut Default::default(), &Default::default());
             }
             return Err(e);
         }
