@@ -176,7 +176,14 @@ pub fn helper_main() -> ! {
 
 /// Whether this host can run the sandbox (root, or root in a user
 /// namespace — see `userns` —, namespaces, overlayfs); `Err(reason)` otherwise.
+/// Probed once per process (a probe is a helper process of its own: a
+/// build with many RUN steps would otherwise pay one per step).
 pub fn available() -> std::result::Result<(), String> {
+    static PROBED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    PROBED.get_or_init(probe_available).clone()
+}
+
+fn probe_available() -> std::result::Result<(), String> {
     // SAFETY: plain system call.
     if unsafe { libc::geteuid() } != 0 {
         return Err(match crate::userns::outside_reason() {
