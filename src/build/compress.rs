@@ -61,6 +61,8 @@ struct State {
     record_error: Option<String>,
     /// Layers whose compression was stopped (no image needs them).
     cancelled: HashSet<Digest>,
+    /// The nodes whose layers the build's images hold (None: all).
+    exported: Option<HashSet<NodeIndex>>,
 }
 
 fn registry() -> MutexGuard<'static, HashMap<PathBuf, Arc<Background>>> {
@@ -132,12 +134,21 @@ impl Background {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `entries` as an uncompressed layer blob and queues its
-    /// compression; returns the record of the step as it stands during
-    /// the build (the uncompressed blob under the build's compression
-    /// name, which [`Background::finish`] replaces).
+    /// Only the layers of `nodes` (see [`exported_nodes`]) are compressed
+    /// as they are written; the others are left deferred from the start,
+    /// so their compression does not take CPU from the steps.
+    pub(super) fn export_only(&self, nodes: HashSet<NodeIndex>) {
+        self.lock().exported = Some(nodes);
+    }
+
+    /// Writes `entries`, node `n`'s layer, as an uncompressed layer blob and
+    /// queues its compression if an image of the build holds it; returns
+    /// the record of the step as it stands during the build (the
+    /// uncompressed blob under the build's compression name, which
+    /// [`Background::finish`] replaces, or which stays when deferred).
     pub(super) fn write_layer(
         self: &Arc<Self>,
+        n: NodeIndex,
         entries: Vec<layer::Entry>,
     ) -> Result<(layer::LayerStats, Descriptor)> {
         let mut writer = self.store.blob_writer()?;
@@ -156,10 +167,16 @@ impl Background {
             annotations: None,
             platform: None,
         };
-        if !existed {
-            self.lock().created.push(digest);
+        let exported = {
+            let mut st = self.lock();
+            if !existed {
+                st.created.push(digest);
+            }
+            st.exported.as_ref().is_none_or(|e| e.contains(&n))
+        };
+        if exported {
+            self.submit(digest)?;
         }
-        self.submit(digest)?;
         Ok((stats, desc))
     }
 
@@ -360,6 +377,17 @@ impl<R: std::io::Read> std::io::Read for Stoppable<'_, R> {
     }
 }
 
+/// The nodes whose layers the images of the build's targets hold (their
+/// chains).
+pub(super) fn exported_nodes(graph: &BuildGraph, plan: &Plan) -> HashSet<NodeIndex> {
+    graph
+        .targets
+        .iter()
+        .filter(|t| plan.targets.contains(&t.node))
+        .flat_map(|t| graph.chain(t.node))
+        .collect()
+}
+
 /// The diff_ids of the layers the images of the build's targets hold
 /// (their chains' layers; base layers included).
 pub(super) fn image_layers(
@@ -367,21 +395,10 @@ pub(super) fn image_layers(
     plan: &Plan,
     results: &HashMap<NodeIndex, NodeResult>,
 ) -> HashSet<Digest> {
-    let mut needed = HashSet::new();
-    for t in &graph.targets {
-        if !plan.targets.contains(&t.node) {
-            continue;
-        }
-        for n in graph.chain(t.node) {
-            if let Some(NodeResult {
-                layer: Some((_, diff_id)),
-            }) = results.get(&n)
-            {
-                needed.insert(*diff_id);
-            }
-        }
-    }
-    needed
+    exported_nodes(graph, plan)
+        .into_iter()
+        .filter_map(|n| results.get(&n)?.layer.as_ref().map(|(_, d)| *d))
+        .collect()
 }
 
 /// Layers in `needed` that `results` hold as uncompressed blobs: deferred
@@ -483,7 +500,7 @@ mod tests {
         let reg = Background::start(&other, Compression::Gzip, 2).unwrap();
         assert!(active(&other).is_some());
         let bg = reg.background().clone();
-        let (bstats, desc) = bg.write_layer(entries(&files)).unwrap();
+        let (bstats, desc) = bg.write_layer(NodeIndex::new(0), entries(&files)).unwrap();
         assert_eq!(bstats.diff_id, stats.diff_id);
         assert_eq!(
             (desc.media_type.as_str(), desc.digest),
@@ -547,7 +564,7 @@ mod tests {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
         });
-        let (_, desc) = bg.write_layer(entries(&files)).unwrap();
+        let (_, desc) = bg.write_layer(NodeIndex::new(0), entries(&files)).unwrap();
         let key = CacheKey([9; 32]);
         bg.record_when_done(
             key,

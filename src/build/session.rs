@@ -255,6 +255,10 @@ pub fn execute(
     };
     // Layers are compressed beside the steps (build::compress).
     let background = super::compress::Background::start(store, opts.compression, opts.jobs);
+    if let Some(bg) = &background {
+        bg.background()
+            .export_only(super::compress::exported_nodes(graph, &plan));
+    }
     // Base layers are unpacked into snapshots beside the first steps.
     let results = std::thread::scope(|scope| {
         super::layers::prefetch_base_snapshots(scope, store, graph, &plan, opts.jobs);
