@@ -32,6 +32,7 @@
 mod console;
 mod helper;
 mod layout;
+mod nosync;
 mod sys;
 mod user;
 
@@ -121,6 +122,10 @@ struct Request {
     /// Stdin is a terminal the command takes as its controlling one.
     #[serde(default)]
     tty: bool,
+    /// The command's flushes to disk are no-ops (a build step, see
+    /// `sandbox/nosync.rs`).
+    #[serde(default)]
+    nosync: bool,
 }
 
 static HELPER_EXE: OnceLock<PathBuf> = OnceLock::new();
@@ -174,7 +179,14 @@ pub fn helper_main() -> ! {
 
 /// Whether this host can run the sandbox (root, or root in a user
 /// namespace — see `userns` —, namespaces, overlayfs); `Err(reason)` otherwise.
+/// Probed once per process (a probe is a helper process of its own: a
+/// build with many RUN steps would otherwise pay one per step).
 pub fn available() -> std::result::Result<(), String> {
+    static PROBED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    PROBED.get_or_init(probe_available).clone()
+}
+
+fn probe_available() -> std::result::Result<(), String> {
     // SAFETY: plain system call.
     if unsafe { libc::geteuid() } != 0 {
         return Err(match crate::userns::outside_reason() {
@@ -246,6 +258,17 @@ pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<
     run_observed(spec, output, &mut |_| {})
 }
 
+/// [`run`] for a build step: the command's `fsync`, `fdatasync`,
+/// `sync_file_range`, `syncfs` and `sync` return 0 at once (what a step
+/// writes reaches the store as a blob that strata flushes itself; see
+/// `sandbox/nosync.rs`). `STRATA_RUN_FSYNC=1` in strata's environment keeps
+/// them real.
+pub fn run_step(spec: &SandboxSpec, output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32> {
+    let nosync = std::env::var_os("STRATA_RUN_FSYNC").is_none_or(|v| v != "1");
+    let (_scratch, request) = request(spec, false, false, nosync)?;
+    run_requested(request, output, &mut |_| {})
+}
+
 /// [`run`], calling `started` with the helper's pid (also its process
 /// group) once it is spawned: a container supervisor records it so that
 /// `strata stop`/`kill`/`exec` can find the container.
@@ -254,8 +277,17 @@ pub fn run_observed(
     output: &mut dyn FnMut(Stream, &[u8]),
     started: &mut dyn FnMut(i32),
 ) -> Result<i32> {
-    let (_scratch, request) = request(spec, false, false)?;
+    let (_scratch, request) = request(spec, false, false, false)?;
+    run_requested(request, output, started)
+}
 
+/// Runs the helper on an encoded request with piped output (the scratch dir
+/// it names is kept alive by the caller).
+fn run_requested(
+    request: Vec<u8>,
+    output: &mut dyn FnMut(Stream, &[u8]),
+    started: &mut dyn FnMut(i32),
+) -> Result<i32> {
     let (status_r, status_w) = status_pipe().ctx(|| "creating the status pipe".to_string())?;
     let status_fd = status_w.as_raw_fd();
     let mut cmd = Command::new(helper_exe());
@@ -311,7 +343,7 @@ pub struct Attached {
 /// interactive container: a pty, or the caller's own streams), calling
 /// `started` with the helper's pid; returns the exit code as [`run`] does.
 pub fn run_attached(spec: &SandboxSpec, io: Attached, started: &mut dyn FnMut(i32)) -> Result<i32> {
-    let (_scratch, request) = request(spec, true, io.tty || io.console.is_some())?;
+    let (_scratch, request) = request(spec, true, io.tty || io.console.is_some(), false)?;
     let (status_r, status_w) = status_pipe().ctx(|| "creating the status pipe".to_string())?;
     let (spec_r, spec_w) = status_pipe().ctx(|| "creating the spec pipe".to_string())?;
     let (status_fd, spec_fd) = (status_w.as_raw_fd(), spec_r.as_raw_fd());
@@ -356,7 +388,12 @@ pub fn run_attached(spec: &SandboxSpec, io: Attached, started: &mut dyn FnMut(i3
 
 /// The checked spec as the helper reads it, with the scratch dir it names
 /// (kept alive by the caller until the helper is done).
-fn request(spec: &SandboxSpec, attached: bool, tty: bool) -> Result<(tempfile::TempDir, Vec<u8>)> {
+fn request(
+    spec: &SandboxSpec,
+    attached: bool,
+    tty: bool,
+    nosync: bool,
+) -> Result<(tempfile::TempDir, Vec<u8>)> {
     check(spec)?;
     if KILLED.load(Ordering::SeqCst) {
         return Err(Error::msg("sandbox: interrupted"));
@@ -370,6 +407,7 @@ fn request(spec: &SandboxSpec, attached: bool, tty: bool) -> Result<(tempfile::T
         scratch: scratch.path().to_path_buf(),
         attached,
         tty,
+        nosync,
     })
     .map_err(|e| Error::msg(format!("sandbox: encoding the spec: {e}")))?;
     Ok((scratch, request))

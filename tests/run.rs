@@ -703,3 +703,67 @@ steps = [
         out.stderr
     );
 }
+
+#[test]
+fn a_stage_layer_no_image_holds_is_compressed_when_a_later_build_exports_it() {
+    const T: &str = "a_stage_layer_no_image_holds_is_compressed_when_a_later_build_exports_it";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.tool]
+from = "base"
+steps = [{ run = "echo tool > /t; seq 1 2000000 > /big" }]
+
+[stage.final]
+from = "base"
+steps = [{ copy = ["/t"], from = "tool", to = "/t" }]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    // The image of `final` does not hold tool's RUN layer: its compression
+    // is deferred.
+    let (out, _) = build(&env, &ctx, &["--target", "final"]);
+    assert!(out.ok, "{}", out.stderr);
+    let deferred = std::fs::read_dir(env.path("root").join("cache"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter(|r| r.contains("\"application/vnd.oci.image.layer.v1.tar\""))
+        .count();
+    assert_eq!(deferred, 1, "the build did not wait for tool's 15 MB layer");
+    let (out, m) = build(&env, &ctx, &["--target", "tool"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(m["cache"]["misses"], 0, "every step cached");
+    let digest = m["image"]["digest"].as_str().unwrap().to_string();
+    let blob = |hex: &str| -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(env.path("root").join("blobs/sha256").join(hex)).unwrap(),
+        )
+        .unwrap()
+    };
+    let manifest = blob(digest.trim_start_matches("sha256:"));
+    for l in manifest["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{manifest}"
+        );
+        assert!(
+            env.path("root")
+                .join("blobs/sha256")
+                .join(l["digest"].as_str().unwrap().trim_start_matches("sha256:"))
+                .is_file()
+        );
+    }
+    // The same image as a build of `tool` into an empty store.
+    let fresh = run_ok(
+        env.strata("fresh")
+            .arg("build")
+            .arg(&ctx)
+            .args(["--progress", "plain", "--target", "tool", "--metadata-file"])
+            .arg(env.path("fresh.json")),
+    );
+    assert!(fresh.ok);
+    assert_eq!(
+        metadata(&env.path("fresh.json"))["image"]["digest"],
+        digest.as_str()
+    );
+}

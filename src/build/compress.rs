@@ -26,10 +26,12 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::digest::{CacheKey, Digest};
 use crate::error::{Error, Result};
+use crate::ir::BuildGraph;
 use crate::layer::{self, Compression};
 use crate::store::{CacheRecord, Descriptor, Store};
 
 use super::layers::NodeResult;
+use super::plan::Plan;
 
 /// The media type of an uncompressed layer blob.
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -57,6 +59,10 @@ struct State {
     created: Vec<Digest>,
     /// The first error writing a cache record.
     record_error: Option<String>,
+    /// Layers whose compression was stopped (no image needs them).
+    cancelled: HashSet<Digest>,
+    /// The nodes whose layers the build's images hold (None: all).
+    exported: Option<HashSet<NodeIndex>>,
 }
 
 fn registry() -> MutexGuard<'static, HashMap<PathBuf, Arc<Background>>> {
@@ -128,12 +134,21 @@ impl Background {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `entries` as an uncompressed layer blob and queues its
-    /// compression; returns the record of the step as it stands during
-    /// the build (the uncompressed blob under the build's compression
-    /// name, which [`Background::finish`] replaces).
+    /// Only the layers of `nodes` (see [`exported_nodes`]) are compressed
+    /// as they are written; the others are left deferred from the start,
+    /// so their compression does not take CPU from the steps.
+    pub(super) fn export_only(&self, nodes: HashSet<NodeIndex>) {
+        self.lock().exported = Some(nodes);
+    }
+
+    /// Writes `entries`, node `n`'s layer, as an uncompressed layer blob and
+    /// queues its compression if an image of the build holds it; returns
+    /// the record of the step as it stands during the build (the
+    /// uncompressed blob under the build's compression name, which
+    /// [`Background::finish`] replaces, or which stays when deferred).
     pub(super) fn write_layer(
         self: &Arc<Self>,
+        n: NodeIndex,
         entries: Vec<layer::Entry>,
     ) -> Result<(layer::LayerStats, Descriptor)> {
         let mut writer = self.store.blob_writer()?;
@@ -152,11 +167,23 @@ impl Background {
             annotations: None,
             platform: None,
         };
-        let start = {
+        let exported = {
             let mut st = self.lock();
             if !existed {
                 st.created.push(digest);
             }
+            st.exported.as_ref().is_none_or(|e| e.contains(&n))
+        };
+        if exported {
+            self.submit(digest)?;
+        }
+        Ok((stats, desc))
+    }
+
+    /// Queues the compression of the uncompressed blob `digest` (once).
+    fn submit(self: &Arc<Self>, digest: Digest) -> Result<()> {
+        let start = {
+            let mut st = self.lock();
             if st.done.contains_key(&digest) || !st.pending.insert(digest) {
                 false
             } else {
@@ -176,7 +203,7 @@ impl Background {
                 .spawn(move || bg.work())
                 .map_err(|e| Error::io("starting a compression thread", e))?;
         }
-        Ok((stats, desc))
+        Ok(())
     }
 
     /// Whether `diff_id` is a layer this build compresses.
@@ -228,6 +255,12 @@ impl Background {
             let records = {
                 let mut st = self.lock();
                 st.pending.remove(&next);
+                if st.cancelled.contains(&next) {
+                    // finish() filed its records with the uncompressed blob.
+                    drop(st);
+                    self.changed.notify_all();
+                    continue;
+                }
                 st.done.insert(next, result.clone());
                 st.records.remove(&next).unwrap_or_default()
             };
@@ -241,7 +274,12 @@ impl Background {
     }
 
     fn compress(&self, diff_id: &Digest) -> Result<Descriptor> {
-        let tar = std::io::BufReader::with_capacity(1 << 17, self.store.open_blob(diff_id)?);
+        let blob = Stoppable {
+            inner: self.store.open_blob(diff_id)?,
+            bg: self,
+            diff_id,
+        };
+        let tar = std::io::BufReader::with_capacity(1 << 17, blob);
         let writer = layer::compress_tar(tar, self.compression, self.store.blob_writer()?)?;
         let (digest, size) = writer.commit()?;
         Ok(Descriptor {
@@ -253,11 +291,48 @@ impl Background {
         })
     }
 
-    /// Waits for every layer this build submitted, writes their cache
-    /// records, puts the compressed descriptors into `results` and removes
-    /// the uncompressed blobs this build created. Also called after a
-    /// failed build (with no results), so that no compression outlives it.
-    pub(super) fn finish(&self, results: &mut HashMap<NodeIndex, NodeResult>) -> Result<()> {
+    /// Waits for the layers in `needed` (those the build's images hold;
+    /// see [`image_layers`]), compressing the deferred ones among them too,
+    /// writes the cache records, puts the compressed descriptors into
+    /// `results` and removes the uncompressed blobs this build created and
+    /// compressed. The compression of every other layer is stopped and its
+    /// record filed with the uncompressed blob (deferred). Also called
+    /// after a failed build (no results, nothing needed), so that no
+    /// compression outlives it.
+    pub(super) fn finish(
+        self: &Arc<Self>,
+        results: &mut HashMap<NodeIndex, NodeResult>,
+        needed: &HashSet<Digest>,
+    ) -> Result<()> {
+        for d in deferred(results, needed) {
+            self.submit(d)?;
+        }
+        let mut deferred_records = Vec::new();
+        {
+            let mut st = self.lock();
+            let stop: Vec<Digest> = st
+                .pending
+                .iter()
+                .filter(|d| !needed.contains(d))
+                .copied()
+                .collect();
+            for d in stop {
+                st.cancelled.insert(d);
+                if st.queue.contains(&d) {
+                    // Not started: no worker will take it off `pending`.
+                    st.queue.retain(|q| *q != d);
+                    st.pending.remove(&d);
+                }
+                if let Some(recs) = st.records.remove(&d) {
+                    deferred_records.extend(recs);
+                }
+            }
+        }
+        for (key, rec) in deferred_records {
+            if let Err(e) = self.store.put_cache(&key, &rec) {
+                self.lock().record_error.get_or_insert(e.to_string());
+            }
+        }
         let mut st = self.lock();
         while !st.pending.is_empty() {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -266,21 +341,7 @@ impl Background {
         let created = std::mem::take(&mut st.created);
         let record_error = st.record_error.take();
         drop(st);
-        for r in results.values_mut() {
-            let Some((desc, diff_id)) = &mut r.layer else {
-                continue;
-            };
-            if desc.media_type != TAR || desc.digest != *diff_id {
-                continue;
-            }
-            match done.get(diff_id) {
-                Some(Ok(c)) => *desc = c.clone(),
-                Some(Err(e)) => {
-                    return Err(Error::msg(format!("compressing layer {diff_id}: {e}")));
-                }
-                None => {}
-            }
-        }
+        swap_in(results, &done)?;
         if let Some(e) = record_error {
             return Err(Error::msg(format!("writing a cache record: {e}")));
         }
@@ -291,6 +352,122 @@ impl Background {
         }
         Ok(())
     }
+
+    /// Whether the compression of `diff_id` was stopped.
+    fn is_cancelled(&self, diff_id: &Digest) -> bool {
+        self.lock().cancelled.contains(diff_id)
+    }
+}
+
+/// A blob reader that fails once its layer's compression is stopped.
+struct Stoppable<'a, R> {
+    inner: R,
+    bg: &'a Background,
+    diff_id: &'a Digest,
+}
+
+impl<R: std::io::Read> std::io::Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.bg.is_cancelled(self.diff_id) {
+            return Err(std::io::Error::other(
+                "compression stopped: no image needs this layer",
+            ));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// The nodes whose layers the images of the build's targets hold (their
+/// chains).
+pub(super) fn exported_nodes(graph: &BuildGraph, plan: &Plan) -> HashSet<NodeIndex> {
+    graph
+        .targets
+        .iter()
+        .filter(|t| plan.targets.contains(&t.node))
+        .flat_map(|t| graph.chain(t.node))
+        .collect()
+}
+
+/// The diff_ids of the layers the images of the build's targets hold
+/// (their chains' layers; base layers included).
+pub(super) fn image_layers(
+    graph: &BuildGraph,
+    plan: &Plan,
+    results: &HashMap<NodeIndex, NodeResult>,
+) -> HashSet<Digest> {
+    exported_nodes(graph, plan)
+        .into_iter()
+        .filter_map(|n| results.get(&n)?.layer.as_ref().map(|(_, d)| *d))
+        .collect()
+}
+
+/// Layers in `needed` that `results` hold as uncompressed blobs: deferred
+/// by an earlier build, or written by this one.
+fn deferred(results: &HashMap<NodeIndex, NodeResult>, needed: &HashSet<Digest>) -> Vec<Digest> {
+    let mut v: Vec<Digest> = results
+        .values()
+        .filter_map(|r| r.layer.as_ref())
+        .filter(|(desc, diff_id)| {
+            desc.media_type == TAR && desc.digest == *diff_id && needed.contains(diff_id)
+        })
+        .map(|(_, d)| *d)
+        .collect();
+    v.sort_unstable_by_key(|d| d.hex());
+    v.dedup();
+    v
+}
+
+/// Puts the compressed descriptors of `done` into `results`.
+fn swap_in(
+    results: &mut HashMap<NodeIndex, NodeResult>,
+    done: &HashMap<Digest, std::result::Result<Descriptor, String>>,
+) -> Result<()> {
+    for r in results.values_mut() {
+        let Some((desc, diff_id)) = &mut r.layer else {
+            continue;
+        };
+        if desc.media_type != TAR || desc.digest != *diff_id {
+            continue;
+        }
+        match done.get(diff_id) {
+            Some(Ok(c)) => *desc = c.clone(),
+            Some(Err(e)) => {
+                return Err(Error::msg(format!("compressing layer {diff_id}: {e}")));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// For a build without a [`Background`] (`--compression none`, or another
+/// build of this process compresses for the store): compresses, in line,
+/// the deferred layers its images hold, so no image gets an uncompressed
+/// layer its compression does not call for.
+pub(super) fn compress_deferred(
+    store: &Store,
+    compression: Compression,
+    results: &mut HashMap<NodeIndex, NodeResult>,
+    needed: &HashSet<Digest>,
+) -> Result<()> {
+    if compression == Compression::None {
+        return Ok(());
+    }
+    let mut done = HashMap::new();
+    for d in deferred(results, needed) {
+        let tar = std::io::BufReader::with_capacity(1 << 17, store.open_blob(&d)?);
+        let writer = layer::compress_tar(tar, compression, store.blob_writer()?)?;
+        let (digest, size) = writer.commit()?;
+        let desc = Descriptor {
+            media_type: compression.media_type().to_string(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        };
+        done.insert(d, Ok(desc));
+    }
+    swap_in(results, &done)
 }
 
 #[cfg(test)]
@@ -323,7 +500,7 @@ mod tests {
         let reg = Background::start(&other, Compression::Gzip, 2).unwrap();
         assert!(active(&other).is_some());
         let bg = reg.background().clone();
-        let (bstats, desc) = bg.write_layer(entries(&files)).unwrap();
+        let (bstats, desc) = bg.write_layer(NodeIndex::new(0), entries(&files)).unwrap();
         assert_eq!(bstats.diff_id, stats.diff_id);
         assert_eq!(
             (desc.media_type.as_str(), desc.digest),
@@ -345,7 +522,7 @@ mod tests {
                 layer: Some((desc, stats.diff_id)),
             },
         );
-        bg.finish(&mut results).unwrap();
+        bg.finish(&mut results, &[stats.diff_id].into()).unwrap();
         let (d, _) = results[&NodeIndex::new(0)].layer.clone().unwrap();
         assert_eq!(d.digest, inline, "same compressed bytes as in line");
         assert_eq!(d.media_type, Compression::Gzip.media_type());
@@ -361,5 +538,84 @@ mod tests {
         );
         drop(reg);
         assert!(active(&other).is_none());
+    }
+
+    #[test]
+    fn a_layer_no_image_holds_is_deferred_and_compressed_when_one_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = tmp.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(files.join("f"), "stage output\n".repeat(1000)).unwrap();
+        let mut w = tempfile::tempfile().unwrap();
+        let (stats, _) = layer::write_layer(entries(&files), Compression::Gzip, &mut w).unwrap();
+        let inline = {
+            let s = Store::open(&tmp.path().join("inline")).unwrap();
+            let mut w = s.blob_writer().unwrap();
+            layer::write_layer(entries(&files), Compression::Gzip, &mut w).unwrap();
+            w.commit().unwrap().0
+        };
+
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        // No worker ever starts: the layer is still queued when the build ends.
+        let bg = Arc::new(Background {
+            store: store.clone(),
+            compression: Compression::Gzip,
+            threads: 0,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let (_, desc) = bg.write_layer(NodeIndex::new(0), entries(&files)).unwrap();
+        let key = CacheKey([9; 32]);
+        bg.record_when_done(
+            key,
+            CacheRecord {
+                diff_id: Some(stats.diff_id),
+                layers: [("gzip".to_string(), desc.clone())].into(),
+                created_by: "test".into(),
+                size: stats.uncompressed_size,
+            },
+        );
+        let node = NodeIndex::new(0);
+        let mut results: HashMap<_, _> = [(
+            node,
+            NodeResult {
+                layer: Some((desc.clone(), stats.diff_id)),
+            },
+        )]
+        .into();
+        bg.finish(&mut results, &HashSet::new()).unwrap();
+        let stored = store.get_cache(&key).unwrap().expect("the record is filed");
+        assert_eq!(stored.layers["gzip"].media_type, TAR, "deferred");
+        assert_eq!(stored.layers["gzip"].digest, stats.diff_id);
+        assert!(
+            store.has_blob(&stats.diff_id),
+            "the uncompressed blob stays"
+        );
+        assert!(!store.has_blob(&inline));
+
+        // A later build whose image holds it (its cached record gives the tar).
+        let reg = Background::start(&store, Compression::Gzip, 2).unwrap();
+        let mut later = results.clone();
+        reg.background()
+            .finish(&mut later, &[stats.diff_id].into())
+            .unwrap();
+        let (d, _) = later[&node].layer.clone().unwrap();
+        assert_eq!(d.digest, inline, "the bytes of a one-pass write");
+        assert!(store.has_blob(&inline));
+        drop(reg);
+
+        // The same without a Background.
+        let mut again = results.clone();
+        compress_deferred(
+            &store,
+            Compression::Gzip,
+            &mut again,
+            &[stats.diff_id].into(),
+        )
+        .unwrap();
+        assert_eq!(again[&node].layer.clone().unwrap().0.digest, inline);
+        let mut unneeded = results.clone();
+        compress_deferred(&store, Compression::Gzip, &mut unneeded, &HashSet::new()).unwrap();
+        assert_eq!(unneeded[&node].layer.clone().unwrap().0.media_type, TAR);
     }
 }

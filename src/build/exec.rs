@@ -123,7 +123,7 @@ pub(super) fn write_layer_record(
     };
     // During a build the layer is compressed beside it (build::compress).
     let (stats, desc) = match super::compress::active(store) {
-        Some(bg) => bg.write_layer(entries)?,
+        Some(bg) => bg.write_layer(n, entries)?,
         None => {
             let mut writer = store.blob_writer()?;
             let (stats, _) = layer::write_layer(entries, opts.compression, &mut writer)?;

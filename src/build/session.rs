@@ -337,6 +337,10 @@ pub fn execute(
     };
     // Layers are compressed beside the steps (build::compress).
     let background = super::compress::Background::start(store, opts.compression, opts.jobs);
+    if let Some(bg) = &background {
+        bg.background()
+            .export_only(super::compress::exported_nodes(graph, &plan));
+    }
     // Base layers are unpacked into snapshots beside the first steps.
     let results = std::thread::scope(|scope| {
         super::layers::prefetch_base_snapshots(scope, store, graph, &plan, opts.jobs);
@@ -346,13 +350,20 @@ pub fn execute(
     });
     let results = match (results, &background) {
         (Ok(mut r), Some(bg)) => {
-            bg.background().finish(&mut r)?;
+            let needed = super::compress::image_layers(graph, &plan, &r);
+            bg.background().finish(&mut r, &needed)?;
             r
         }
-        (Ok(r), None) => r,
+        (Ok(mut r), None) => {
+            let needed = super::compress::image_layers(graph, &plan, &r);
+            super::compress::compress_deferred(store, opts.compression, &mut r, &needed)?;
+            r
+        }
         (Err(e), bg) => {
             if let Some(bg) = bg {
-                let _ = bg.background().finish(&mut Default::default());
+                let _ = bg
+                    .background()
+                    .finish(&mut Default::default(), &Default::default());
             }
             return Err(e);
         }

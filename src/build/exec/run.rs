@@ -148,7 +148,7 @@ pub(super) fn run_run(
         all: Vec::new(),
         tail: Default::default(),
     };
-    let result = sandbox::run(&spec, &mut |stream, bytes| log.push(stream, bytes));
+    let result = sandbox::run_step(&spec, &mut |stream, bytes| log.push(stream, bytes));
     drop(hold);
     log.flush();
     let logs = store.root().join("logs");
