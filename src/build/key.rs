@@ -120,9 +120,15 @@ impl Encoder {
 /// value through its own fields: RUN in its env, COPY in expanded paths).
 pub fn canonical_op(op: &Op) -> Result<Vec<u8>> {
     let op = match op {
+        // The platform always: a stage that names none is this host's,
+        // and a shared cache must not give an arm64 host an amd64 result.
         Op::Base(b) => Op::Base(BaseOp {
             base: crate::ir::BaseRef::Scratch,
-            platform: b.platform.clone(),
+            platform: Some(
+                b.platform
+                    .clone()
+                    .unwrap_or_else(|| crate::oci::host_platform().to_string()),
+            ),
         }),
         Op::Copy(c) => {
             let mut c = c.clone();
@@ -216,13 +222,13 @@ mod tests {
 
     #[test]
     fn key_of_a_base_is_pinned_and_names_no_path() {
-        let base = |path: &str| {
+        let base = |path: &str, platform: Option<&str>| {
             Op::Base(BaseOp {
                 base: BaseRef::OciLayout {
                     path: path.into(),
                     reference: Some("1".into()),
                 },
-                platform: None,
+                platform: platform.map(str::to_string),
             })
         };
         let d: Digest = format!("sha256:{}", "cd".repeat(32)).parse().unwrap();
@@ -230,12 +236,20 @@ mod tests {
             image: Some(d),
             ..KeyInput::default()
         };
-        let a = keys(&base("/home/a/vendor/base"), &input);
-        assert_eq!(a, keys(&base("/srv/b/vendor/base"), &input));
+        let amd64 = Some("linux/amd64");
+        let a = keys(&base("/home/a/vendor/base", amd64), &input);
+        assert_eq!(a, keys(&base("/srv/b/vendor/base", amd64), &input));
         assert_eq!(
             a.1.hex(),
-            "92d8f36ef37817a97cee302422c2f9834c1f04d6f14f4bdf5ff696dc625c4a53"
+            "5fa2324ea070f56e06090821cf1e133735a2cd1f80d5c64c5debbe62ab9db1d4"
         );
+        // A base that names no platform is this host's, in its key too.
+        let host = crate::oci::host_platform().to_string();
+        assert_eq!(
+            keys(&base("/x", None), &input),
+            keys(&base("/x", Some(&host)), &input)
+        );
+        assert_ne!(a, keys(&base("/x", Some("linux/arm64")), &input));
     }
 
     #[test]
