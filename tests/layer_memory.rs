@@ -128,6 +128,7 @@ fn a_200_mib_file_is_written_and_unpacked_in_flat_memory() {
 
 /// Runs `cmd` to its end; its exit status and peak resident set size in
 /// KiB (the kernel's `ru_maxrss` of the child, its VmHWM when it exited).
+#[allow(clippy::zombie_processes)] // reaped by the wait4 below, for its rusage
 fn run_peak_rss(cmd: &mut std::process::Command) -> (i32, u64, String) {
     let child = cmd
         .stdout(Stdio::null())
