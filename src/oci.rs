@@ -142,8 +142,7 @@ pub fn source_times(entries: &[layer::Entry]) -> Vec<(String, i64)> {
 
 fn times_path(store: &Store, diff_id: &Digest) -> PathBuf {
     store
-        .root()
-        .join("snapshot-times")
+        .area_dir(crate::store::Area::SnapshotTimes)
         .join(format!("{}.json", diff_id.hex()))
 }
 
@@ -154,7 +153,7 @@ pub fn save_snapshot_times(store: &Store, diff_id: &Digest, times: &[(String, i6
     if path.exists() || has_snapshot(store, diff_id) {
         return Ok(());
     }
-    let parent = store.root().join("snapshot-times");
+    let parent = store.area_dir(crate::store::Area::SnapshotTimes);
     std::fs::create_dir_all(&parent).at("creating", &parent)?;
     let bytes = serde_json::to_vec(times).map_err(|e| Error::msg(e.to_string()))?;
     store.write_atomic(&path, &bytes)

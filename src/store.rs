@@ -593,6 +593,7 @@ impl Store {
         self.root.join(match area {
             Area::Builds => "builds",
             Area::Snapshots => "snapshots",
+            Area::SnapshotTimes => "snapshot-times",
             Area::CacheMounts => "mounts/cache",
             Area::Logs => "logs",
             Area::StatCache => "statcache",
@@ -619,6 +620,9 @@ pub enum Area {
     Builds,
     /// `snapshots/<diff_id hex>/`: unpacked layers (RUN lowerdirs).
     Snapshots,
+    /// `snapshot-times/<diff_id hex>.json`: a copy layer's source mtimes,
+    /// applied when its snapshot is made.
+    SnapshotTimes,
     /// `mounts/cache/`: RUN cache mounts.
     CacheMounts,
     /// `logs/<cache key>.log`: RUN output.

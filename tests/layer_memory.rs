@@ -1,7 +1,11 @@
 //! Writing and unpacking a 200 MiB file streams: peak memory stays flat.
-//! One test per binary, so no other test's allocations count.
+//! The in-process test measures this process's peak, so it is the only
+//! one here that allocates much; the build test measures a child.
+
+mod common;
 
 use std::io::{self, Read, Write};
+use std::process::Stdio;
 
 use strata::digest::Sha256Writer;
 use strata::layer::{
@@ -119,5 +123,54 @@ fn a_200_mib_file_is_written_and_unpacked_in_flat_memory() {
     assert!(
         grew < 64 * 1024,
         "write + unpack grew peak RSS by {grew} KiB"
+    );
+}
+
+/// Runs `cmd` to its end; its exit status and peak resident set size in
+/// KiB (the kernel's `ru_maxrss` of the child, its VmHWM when it exited).
+#[allow(clippy::zombie_processes)] // reaped by the wait4 below, for its rusage
+fn run_peak_rss(cmd: &mut std::process::Command) -> (i32, u64, String) {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let stderr = child.stderr.unwrap();
+    let reader = std::thread::spawn(move || io::read_to_string(stderr).unwrap_or_default());
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", io::Error::last_os_error());
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, usage.ru_maxrss as u64, reader.join().unwrap())
+}
+
+/// Issue 12: a build that copies a big context file stays under 100 MiB
+/// of resident memory (hashing it once mapped all of it: 1 GiB for 1 GiB).
+#[test]
+fn a_build_copying_a_256_mib_file_stays_under_100_mib_resident() {
+    const BIG: u64 = 256 * 1024 * 1024;
+    let env = common::TestEnv::new();
+    let ctx = env.write_tree("ctx", &[("Dockerfile", "FROM scratch\nCOPY big /big\n")]);
+    let f = std::fs::File::create(ctx.join("big")).unwrap();
+    f.set_len(BIG).unwrap(); // sparse: no disk, but 256 MiB to read
+    drop(f);
+    let (code, peak_kib, stderr) = run_peak_rss(
+        env.strata("root")
+            .args(["build", "--compression", "none", "--progress", "plain"])
+            .arg(&ctx),
+    );
+    assert_eq!(code, 0, "build failed:\n{stderr}");
+    eprintln!("peak RSS of the build: {} KiB", peak_kib);
+    assert!(
+        peak_kib < 100 * 1024,
+        "the build's peak RSS was {} MiB",
+        peak_kib / 1024
     );
 }

@@ -767,3 +767,31 @@ steps = [{ copy = ["/t"], from = "tool", to = "/t" }]
         digest.as_str()
     );
 }
+
+/// A stage's last layer that no image holds but a later stage copies from:
+/// its cache record keeps its blob, so a rebuild is all cache hits (the
+/// uncompressed blob was once removed after the copy had it compressed).
+#[test]
+fn a_copied_from_stage_layer_stays_cached() {
+    const T: &str = "a_copied_from_stage_layer_stays_cached";
+    let env = TestEnv::new();
+    let spec = r#"
+[stage.build]
+from = "base"
+steps = [{ run = "echo made > /made" }]
+
+[stage.app]
+from = "scratch"
+steps = [{ copy = ["/made"], from = "build", to = "/" }]
+
+[image.app]
+"#;
+    let Some(ctx) = context(&env, "ctx", spec, T) else {
+        return;
+    };
+    let (out, _) = build(&env, &ctx, &[]);
+    assert!(out.ok, "{}", out.stderr);
+    let (out, m) = build(&env, &ctx, &[]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(m["cache"]["misses"], 0, "{}", out.stderr);
+}

@@ -63,6 +63,9 @@ struct State {
     cancelled: HashSet<Digest>,
     /// The nodes whose layers the build's images hold (None: all).
     exported: Option<HashSet<NodeIndex>>,
+    /// Uncompressed blobs written deferred: their cache records name them,
+    /// so they stay even when an image of the build had them compressed.
+    deferred_blobs: HashSet<Digest>,
 }
 
 fn registry() -> MutexGuard<'static, HashMap<PathBuf, Arc<Background>>> {
@@ -172,7 +175,11 @@ impl Background {
             if !existed {
                 st.created.push(digest);
             }
-            st.exported.as_ref().is_none_or(|e| e.contains(&n))
+            let exported = st.exported.as_ref().is_none_or(|e| e.contains(&n));
+            if !exported {
+                st.deferred_blobs.insert(digest);
+            }
+            exported
         };
         if exported {
             self.submit(digest)?;
@@ -338,6 +345,10 @@ impl Background {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         let done = st.done.clone();
+        // A cancelled layer's record names its uncompressed blob (deferred),
+        // even when its compression had started and finished: keep it.
+        let mut cancelled = st.cancelled.clone();
+        cancelled.extend(st.deferred_blobs.iter().copied());
         let created = std::mem::take(&mut st.created);
         let record_error = st.record_error.take();
         drop(st);
@@ -346,7 +357,7 @@ impl Background {
             return Err(Error::msg(format!("writing a cache record: {e}")));
         }
         for d in created {
-            if done.get(&d).is_some_and(|r| r.is_ok()) {
+            if done.get(&d).is_some_and(|r| r.is_ok()) && !cancelled.contains(&d) {
                 let _ = self.store.remove_blob(&d);
             }
         }

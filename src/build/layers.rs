@@ -163,3 +163,104 @@ pub(super) fn prefetch_base_snapshots<'s>(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::session::{Frontend, Session, SpecFile};
+    use crate::spec::LowerOptions;
+    use crate::store::Area;
+
+    fn load<'a>(store: &'a Store, dir: &std::path::Path, text: &str, tag: &str) -> Session<'a> {
+        let path = dir.join("Dockerfile");
+        std::fs::write(&path, text).unwrap();
+        let spec = SpecFile {
+            path,
+            text: text.to_string(),
+            frontend: Frontend::Dockerfile,
+        };
+        let lower = LowerOptions {
+            tags: [tag.to_string()]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect(),
+            ..LowerOptions::default()
+        };
+        Session::load(store, spec, lower).unwrap()
+    }
+
+    fn snapshots(store: &Store) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(store.area_dir(Area::Snapshots))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The snapshots of a base's layers are made by the prefetch alone,
+    /// before any step runs, for the steps that will stack them (a RUN),
+    /// and not for a build that never needs them.
+    #[test]
+    fn prefetch_makes_the_base_snapshots_a_run_needs_before_any_step() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let ctx = t.path().join("ctx");
+        std::fs::create_dir(&ctx).unwrap();
+        std::fs::write(ctx.join("f"), b"base file").unwrap();
+
+        // A base image of two layers, built from scratch by COPY.
+        let base = load(
+            &store,
+            &ctx,
+            "FROM scratch\nCOPY f /f\nCOPY f /g\n",
+            "prefetch-base:1",
+        );
+        let opts = base.options(&ctx);
+        let plan = base.plan(&opts).unwrap();
+        base.execute(plan, &opts, &|_| {}).unwrap();
+        // Start with no snapshot at all (the build may have made some).
+        std::fs::remove_dir_all(store.area_dir(Area::Snapshots)).ok();
+        std::fs::create_dir_all(store.area_dir(Area::Snapshots)).unwrap();
+
+        let prefetch = |text: &str| {
+            let s = load(&store, &ctx, text, "");
+            let opts = s.options(&ctx);
+            let plan = s.plan(&opts).unwrap();
+            std::thread::scope(|scope| {
+                prefetch_base_snapshots(scope, &store, s.graph(), &plan, 2);
+            });
+            let ids: Vec<String> = plan
+                .bases
+                .values()
+                .flatten()
+                .flat_map(|img| img.config.rootfs.diff_ids.iter().map(|d| d.hex()))
+                .collect();
+            ids
+        };
+
+        // Nothing stacks the base's layers: nothing is unpacked.
+        let ids = prefetch("FROM prefetch-base:1\nENV A=b\nCOPY f /h\n");
+        assert_eq!(ids.len(), 2);
+        assert!(snapshots(&store).is_empty(), "{:?}", snapshots(&store));
+
+        // A RUN on the base: both layers are snapshots once the prefetch
+        // is done, though no step has run.
+        let mut ids = prefetch("FROM prefetch-base:1\nRUN true\n");
+        ids.sort();
+        assert_eq!(snapshots(&store), ids);
+        let dir = store.area_dir(Area::Snapshots);
+        for id in &ids {
+            let d: Digest = format!("sha256:{id}").parse().unwrap();
+            assert!(oci::has_snapshot(&store, &d));
+        }
+        let with = |name: &str| {
+            ids.iter()
+                .filter(|id| dir.join(id).join(name).is_file())
+                .count()
+        };
+        assert_eq!((with("f"), with("g")), (1, 1));
+    }
+}

@@ -121,226 +121,169 @@ pub(super) fn step_ids(graph: &BuildGraph) -> HashMap<NodeIndex, String> {
 pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Plan> {
     let targets: Vec<NodeIndex> = graph.targets.iter().map(|t| t.node).collect();
     let order = graph.needed(&targets);
-    let ids = step_ids(graph);
-    // The last build's record is read only when a miss needs explaining.
     let record_name = record_name(opts, graph, &targets);
-    let previous_record = std::cell::OnceCell::new();
-    let previous = || -> &BuildRecord {
-        previous_record.get_or_init(|| {
-            store
-                .get_build_record(&record_name)
-                .ok()
-                .flatten()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default()
-        })
+    let mut planner = Planner {
+        store,
+        graph,
+        opts,
+        ids: step_ids(graph),
+        context: scan_context(store, graph, &order, opts)?,
+        previous: Previous::new(store, record_name),
+        nodes: HashMap::new(),
+        bases: HashMap::new(),
+        steps: Vec::new(),
+        errors: Vec::new(),
     };
+    for &n in &order {
+        planner.node(n)?;
+    }
+    planner.finish(targets)
+}
 
-    // The context is scanned only if some needed step copies from it.
+/// The build context, scanned only if some needed step copies from it (a
+/// context copy or a context bind mount).
+fn scan_context(
+    store: &Store,
+    graph: &BuildGraph,
+    order: &[NodeIndex],
+    opts: &BuildOptions,
+) -> Result<Option<Tree>> {
     let needs_context = order.iter().any(|n| match &graph.graph[*n].op {
         Op::Copy(c) => c.from == CopyFrom::Context,
         Op::Run(r) => r.mounts.iter().any(is_context_bind),
         _ => false,
     });
-    let context = if needs_context {
-        Some(Tree::context(
-            &opts.context_dir,
-            &ContextOptions {
-                ignore_file: opts.ignore_file.clone(),
-                stat_cache: Some(store.stat_cache_path(&opts.context_dir)),
-            },
-        )?)
-    } else {
-        None
-    };
+    if !needs_context {
+        return Ok(None);
+    }
+    let tree = Tree::context(
+        &opts.context_dir,
+        &ContextOptions {
+            ignore_file: opts.ignore_file.clone(),
+            stat_cache: Some(store.stat_cache_path(&opts.context_dir)),
+        },
+    )?;
+    Ok(Some(tree))
+}
 
-    let mut nodes: HashMap<NodeIndex, NodePlan> = HashMap::new();
-    let mut bases: HashMap<NodeIndex, Option<Image>> = HashMap::new();
-    let mut steps = Vec::new();
-    let mut errors = Vec::new();
+/// The last build's record, read only when a miss needs explaining.
+struct Previous<'a> {
+    store: &'a Store,
+    /// The store's name for the record (spec and targets).
+    name: String,
+    record: std::cell::OnceCell<BuildRecord>,
+}
 
-    for &n in &order {
+impl<'a> Previous<'a> {
+    fn new(store: &'a Store, name: String) -> Self {
+        Previous {
+            store,
+            name,
+            record: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> &BuildRecord {
+        self.record.get_or_init(|| {
+            self.store
+                .get_build_record(&self.name)
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// What one step's key reads besides its op, and what the record shows of it.
+#[derive(Default)]
+struct Inputs {
+    key: KeyInput,
+    recorded: StepInputs,
+    /// A context copy's items.
+    items: Option<Vec<CopyItem>>,
+    /// A RUN's context bind mounts' items, one entry per mount.
+    binds: Vec<Option<Vec<CopyItem>>>,
+}
+
+/// Planning state, node by node in dependency order. Each concern has its
+/// method: a base ([`Planner::base`]), a copy's sources
+/// ([`Planner::context_copy`], [`Planner::image_copy`]), a RUN's bind
+/// mounts ([`Planner::run_binds`]), the keys of the stages read
+/// ([`Planner::sources`]), the cache lookup ([`Planner::cached`]) and
+/// the decision ([`Planner::decide`]). A step whose inputs cannot be known
+/// records its error and is left out; so are the steps after it.
+struct Planner<'a> {
+    store: &'a Store,
+    graph: &'a BuildGraph,
+    opts: &'a BuildOptions,
+    ids: HashMap<NodeIndex, String>,
+    context: Option<Tree>,
+    previous: Previous<'a>,
+    nodes: HashMap<NodeIndex, NodePlan>,
+    bases: HashMap<NodeIndex, Option<Image>>,
+    steps: Vec<PlannedStep>,
+    errors: Vec<Error>,
+}
+
+impl Planner<'_> {
+    /// Plans node `n`: its inputs, keys, cache record and status.
+    fn node(&mut self, n: NodeIndex) -> Result<()> {
+        let graph = self.graph;
         let step = &graph.graph[n];
-        let id = ids[&n].clone();
-        let parent = graph.parent(n).and_then(|p| nodes.get(&p)).map(|p| p.key);
-        let mut input = KeyInput {
-            parent,
-            ..KeyInput::default()
-        };
-        let mut recorded = StepInputs {
-            parent: parent.map(|k| k.hex()),
-            ..Default::default()
-        };
-        let mut items = None;
-        let mut binds = Vec::new();
-        match &step.op {
-            Op::Base(b) => match &b.base {
-                BaseRef::Scratch if b.platform.is_none() => {
-                    bases.insert(n, None);
-                }
-                other => match base_for(store, other, b.platform.as_deref()) {
-                    Ok(img) => {
-                        input.image = Some(img.manifest.digest);
-                        recorded
-                            .bases
-                            .insert(base_label(other, opts), img.manifest.digest.to_string());
-                        bases.insert(n, Some(img));
-                    }
-                    Err(e) => {
-                        errors.push(step_error(
-                            graph,
-                            n,
-                            format!("cannot use base image: {e}"),
-                            "this base",
-                        ));
-                        continue;
-                    }
-                },
-            },
+        let parent = graph
+            .parent(n)
+            .and_then(|p| self.nodes.get(&p))
+            .map(|p| p.key);
+        let mut inputs = Inputs::default();
+        inputs.key.parent = parent;
+        inputs.recorded.parent = parent.map(|k| k.hex());
+        let known = match &step.op {
+            Op::Base(b) => self.base(n, &b.base, b.platform.as_deref(), &mut inputs),
             Op::Copy(c) => {
-                input.epoch = Some(opts.epoch);
+                inputs.key.epoch = Some(self.opts.epoch);
                 match &c.from {
-                    CopyFrom::Context => {
-                        let Some(tree) = &context else { continue };
-                        let remote = c
-                            .sources
-                            .iter()
-                            .find(|s| s.contains("://") || s.starts_with("git@"));
-                        if let (Some(_), Some(s)) = (&c.add, remote) {
-                            errors.push(step_error(
-                                graph,
-                                n,
-                                format!("ADD of a remote source (`{s}`) is not supported yet"),
-                                "this ADD",
-                            ));
-                            continue;
-                        }
-                        match tree.plan_copy(&copy_request(c, true)) {
-                            Ok(list) => {
-                                input.context = Some(crate::context::items_digest(&list));
-                                for it in &list {
-                                    if let ItemKind::File { hash: Some(h), .. } = &it.kind {
-                                        recorded.files.insert(it.source.clone(), hex::encode(h));
-                                    }
-                                }
-                                items = Some(list);
-                            }
-                            Err(e) => {
-                                errors.push(copy_error(graph, n, e));
-                                continue;
-                            }
-                        }
-                    }
-                    CopyFrom::Stage(_) => {}
-                    CopyFrom::Image(r) => {
-                        match oci::resolve_base(
-                            store,
-                            &BaseRef::Image {
-                                reference: r.clone(),
-                            },
-                        ) {
-                            Ok(img) => {
-                                input.image = Some(img.manifest.digest);
-                                recorded
-                                    .bases
-                                    .insert(r.clone(), img.manifest.digest.to_string());
-                            }
-                            Err(e) => {
-                                errors.push(step_error(
-                                    graph,
-                                    n,
-                                    format!("cannot copy from image `{r}`: {e}"),
-                                    "this step",
-                                ));
-                                continue;
-                            }
-                        }
-                    }
+                    CopyFrom::Context => self.context_copy(n, c, &mut inputs),
+                    CopyFrom::Stage(_) => true,
+                    CopyFrom::Image(r) => self.image_copy(n, r, &mut inputs),
                 }
             }
             Op::Run(r) => {
-                input.epoch = Some(opts.epoch);
-                recorded.env = r.env.iter().cloned().collect();
-                let mut failed = false;
-                for m in &r.mounts {
-                    if !is_context_bind(m) {
-                        binds.push(None);
-                        continue;
-                    }
-                    let Some(tree) = &context else { continue };
-                    let source = [bind_source(m)];
-                    match tree.plan_copy(&bind_request(&source)) {
-                        Ok(list) => {
-                            input
-                                .binds
-                                .push((m.target.clone(), crate::context::items_digest(&list)));
-                            let files = recorded.binds.entry(source[0].clone()).or_default();
-                            for it in &list {
-                                if let ItemKind::File { hash: Some(h), .. } = &it.kind {
-                                    files.insert(it.source.clone(), hex::encode(h));
-                                }
-                            }
-                            binds.push(Some(list));
-                        }
-                        Err(e) => {
-                            errors.push(copy_error(graph, n, e));
-                            failed = true;
-                        }
-                    }
-                }
-                if failed {
-                    continue;
-                }
+                inputs.key.epoch = Some(self.opts.epoch);
+                inputs.recorded.env = r.env.iter().cloned().collect();
+                self.run_binds(n, &r.mounts, &mut inputs)
             }
-            Op::Workdir(_) => input.epoch = Some(opts.epoch),
-            Op::Meta(_) => {}
-        }
-        let mut missing_source = false;
-        for s in graph.sources_of(n) {
-            match nodes.get(&s) {
-                Some(p) => {
-                    input.sources.push(p.key);
-                    recorded
-                        .stages
-                        .insert(graph.graph[s].stage.clone(), p.key.hex());
-                }
-                None => missing_source = true,
+            Op::Workdir(_) => {
+                inputs.key.epoch = Some(self.opts.epoch);
+                true
             }
+            Op::Meta(_) => true,
+        };
+        if !known
+            || !self.sources(n, &mut inputs)
+            || (graph.parent(n).is_some() && parent.is_none())
+        {
+            // This step's error, or a dependency's, is already reported.
+            return Ok(());
         }
-        if missing_source || (graph.parent(n).is_some() && parent.is_none()) {
-            // A dependency failed to plan; its error is already reported.
-            continue;
-        }
+        let Inputs {
+            key: input,
+            mut recorded,
+            items,
+            binds,
+        } = inputs;
         recorded.epoch = input.epoch;
         recorded.op = blake3::hash(&canonical_op(&step.op)?).to_hex().to_string();
         let (layer_key, key) = step_keys(&step.op, &input)?;
-
         let layered = matches!(step.op, Op::Copy(_) | Op::Run(_) | Op::Workdir(_));
-        let cached = if layered && !opts.no_cache {
-            let usable = |r: &CacheRecord| {
-                r.diff_id.is_none() || r.layers.contains_key(opts.compression.name())
-            };
-            store.get_cache(&layer_key)?.filter(usable).or_else(|| {
-                // cache_io: an imported record counts as a hit; no blob yet.
-                let i = opts.cache_from.as_ref()?;
-                i.lookup(&layer_key).filter(usable)
-            })
+        let cached = if layered {
+            self.cached(&layer_key)?
         } else {
             None
         };
-        let (status, reason) = if !layered {
-            (Status::Free, None)
-        } else if cached.is_some() {
-            (Status::Cached, None)
-        } else if opts.no_cache {
-            (Status::Run, Some("--no-cache".to_string()))
-        } else {
-            (
-                Status::Run,
-                Some(explain(previous(), &id, &recorded, &ids, graph, n)),
-            )
-        };
-        steps.push(PlannedStep {
+        let id = self.ids[&n].clone();
+        let (status, reason) = self.decide(n, &id, layered, cached.is_some(), &recorded);
+        self.steps.push(PlannedStep {
             node: n,
             id: id.clone(),
             name: graph.describe(n),
@@ -348,7 +291,7 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
             status,
             reason,
         });
-        nodes.insert(
+        self.nodes.insert(
             n,
             NodePlan {
                 id,
@@ -360,42 +303,212 @@ pub fn plan(store: &Store, graph: &BuildGraph, opts: &BuildOptions) -> Result<Pl
                 inputs: recorded,
             },
         );
+        Ok(())
     }
-    if !errors.is_empty() {
-        return Err(gather(graph, errors));
+
+    /// A base on its platform: scratch, or an image resolved in the store
+    /// (importing a local layout or archive; an index gives the platform's
+    /// entry). False when it cannot be used.
+    fn base(
+        &mut self,
+        n: NodeIndex,
+        base: &BaseRef,
+        platform: Option<&str>,
+        inputs: &mut Inputs,
+    ) -> bool {
+        if *base == BaseRef::Scratch && platform.is_none() {
+            self.bases.insert(n, None);
+            return true;
+        }
+        match base_for(self.store, base, platform) {
+            Ok(img) => {
+                inputs.key.image = Some(img.manifest.digest);
+                (inputs.recorded.bases)
+                    .insert(base_label(base, self.opts), img.manifest.digest.to_string());
+                self.bases.insert(n, Some(img));
+                true
+            }
+            Err(e) => {
+                let message = format!("cannot use base image: {e}");
+                self.errors
+                    .push(step_error(self.graph, n, message, "this base"));
+                false
+            }
+        }
     }
-    if let Some(tree) = &context {
-        tree.save_stat_cache()?;
+
+    /// A copy from the context: the files it selects, hashed.
+    fn context_copy(&mut self, n: NodeIndex, c: &CopyOp, inputs: &mut Inputs) -> bool {
+        let Some(tree) = &self.context else {
+            return false;
+        };
+        let remote = (c.sources.iter()).find(|s| s.contains("://") || s.starts_with("git@"));
+        if let (Some(_), Some(s)) = (&c.add, remote) {
+            let message = format!("ADD of a remote source (`{s}`) is not supported yet");
+            self.errors
+                .push(step_error(self.graph, n, message, "this ADD"));
+            return false;
+        }
+        match tree.plan_copy(&copy_request(c, true)) {
+            Ok(list) => {
+                inputs.key.context = Some(crate::context::items_digest(&list));
+                for it in &list {
+                    if let ItemKind::File { hash: Some(h), .. } = &it.kind {
+                        (inputs.recorded.files).insert(it.source.clone(), hex::encode(h));
+                    }
+                }
+                inputs.items = Some(list);
+                true
+            }
+            Err(e) => {
+                self.errors.push(copy_error(self.graph, n, e));
+                false
+            }
+        }
     }
-    let record = BuildRecord {
-        steps: nodes
-            .values()
-            .map(|p| {
-                (
-                    p.id.clone(),
-                    RecordedStep {
+
+    /// A copy from an image: the image, resolved in the store.
+    fn image_copy(&mut self, n: NodeIndex, r: &str, inputs: &mut Inputs) -> bool {
+        let image = BaseRef::Image {
+            reference: r.to_string(),
+        };
+        match oci::resolve_base(self.store, &image) {
+            Ok(img) => {
+                inputs.key.image = Some(img.manifest.digest);
+                (inputs.recorded.bases).insert(r.to_string(), img.manifest.digest.to_string());
+                true
+            }
+            Err(e) => {
+                let message = format!("cannot copy from image `{r}`: {e}");
+                self.errors
+                    .push(step_error(self.graph, n, message, "this step"));
+                false
+            }
+        }
+    }
+
+    /// A RUN's context bind mounts: the files each shows, hashed. Every
+    /// mount is looked at (so all their errors are reported).
+    fn run_binds(&mut self, n: NodeIndex, mounts: &[Mount], inputs: &mut Inputs) -> bool {
+        let mut ok = true;
+        for m in mounts {
+            if !is_context_bind(m) {
+                inputs.binds.push(None);
+                continue;
+            }
+            let Some(tree) = &self.context else { continue };
+            let source = [bind_source(m)];
+            match tree.plan_copy(&bind_request(&source)) {
+                Ok(list) => {
+                    let digest = crate::context::items_digest(&list);
+                    inputs.key.binds.push((m.target.clone(), digest));
+                    let files = inputs.recorded.binds.entry(source[0].clone()).or_default();
+                    for it in &list {
+                        if let ItemKind::File { hash: Some(h), .. } = &it.kind {
+                            files.insert(it.source.clone(), hex::encode(h));
+                        }
+                    }
+                    inputs.binds.push(Some(list));
+                }
+                Err(e) => {
+                    self.errors.push(copy_error(self.graph, n, e));
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    /// The keys of the stages `n` reads (copy/mount `from`); false when
+    /// one of them could not be planned.
+    fn sources(&self, n: NodeIndex, inputs: &mut Inputs) -> bool {
+        let mut all = true;
+        for s in self.graph.sources_of(n) {
+            match self.nodes.get(&s) {
+                Some(p) => {
+                    inputs.key.sources.push(p.key);
+                    let stage = self.graph.graph[s].stage.clone();
+                    inputs.recorded.stages.insert(stage, p.key.hex());
+                }
+                None => all = false,
+            }
+        }
+        all
+    }
+
+    /// A layered step's cache record, from the store or from the
+    /// `--cache-from` imports, when it has the layer in the build's
+    /// compression; none under `--no-cache`.
+    fn cached(&self, layer_key: &CacheKey) -> Result<Option<CacheRecord>> {
+        if self.opts.no_cache {
+            return Ok(None);
+        }
+        let opts = self.opts;
+        let usable =
+            |r: &CacheRecord| r.diff_id.is_none() || r.layers.contains_key(opts.compression.name());
+        Ok(self.store.get_cache(layer_key)?.filter(usable).or_else(|| {
+            // cache_io: an imported record counts as a hit; no blob yet.
+            let i = opts.cache_from.as_ref()?;
+            i.lookup(layer_key).filter(usable)
+        }))
+    }
+
+    /// The status of a step, and why it must run when it must.
+    fn decide(
+        &self,
+        n: NodeIndex,
+        id: &str,
+        layered: bool,
+        cached: bool,
+        recorded: &StepInputs,
+    ) -> (Status, Option<String>) {
+        if !layered {
+            (Status::Free, None)
+        } else if cached {
+            (Status::Cached, None)
+        } else if self.opts.no_cache {
+            (Status::Run, Some("--no-cache".to_string()))
+        } else {
+            let why = explain(self.previous.get(), id, recorded, &self.ids, self.graph, n);
+            (Status::Run, Some(why))
+        }
+    }
+
+    /// The plan, or every error found; saves the stat cache.
+    fn finish(self, targets: Vec<NodeIndex>) -> Result<Plan> {
+        if !self.errors.is_empty() {
+            return Err(gather(self.graph, self.errors));
+        }
+        if let Some(tree) = &self.context {
+            tree.save_stat_cache()?;
+        }
+        let record = BuildRecord {
+            steps: (self.nodes.values())
+                .map(|p| {
+                    let step = RecordedStep {
                         key: p.key,
                         inputs: p.inputs.clone(),
-                    },
-                )
-            })
-            .collect(),
-    };
-    Ok(Plan {
-        steps,
-        nodes,
-        bases,
-        targets,
-        record,
-        record_name,
-        imports: opts.cache_from.clone(),
-    })
+                    };
+                    (p.id.clone(), step)
+                })
+                .collect(),
+        };
+        Ok(Plan {
+            steps: self.steps,
+            nodes: self.nodes,
+            bases: self.bases,
+            targets,
+            record,
+            record_name: self.previous.name,
+            imports: self.opts.cache_from.clone(),
+        })
+    }
 }
 
 /// Several errors become one `Diagnostics` when they all have spans.
 /// A stage's base on its platform (`None`: any image, this host's from an
 /// index); `scratch` on a platform is the empty image of it.
-fn base_for(store: &Store, base: &BaseRef, platform: Option<&str>) -> Result<oci::Image> {
+fn base_for(store: &Store, base: &BaseRef, platform: Option<&str>) -> Result<Image> {
     let want = platform
         .map(oci::parse_platform)
         .transpose()

@@ -344,7 +344,14 @@ pub fn execute(
     // Base layers are unpacked into snapshots beside the first steps.
     let results = std::thread::scope(|scope| {
         super::layers::prefetch_base_snapshots(scope, store, graph, &plan, opts.jobs);
-        schedule::run(opts.jobs, &order, deps, |n, done| {
+        let panicked = |n: NodeIndex, message: String| {
+            let what = format!(
+                "internal error: the worker building {} panicked: {message}",
+                steps[&n].name
+            );
+            step_error(graph, n, what, "this step")
+        };
+        schedule::run(opts.jobs, &order, deps, panicked, |n, done| {
             run_node(store, graph, &plan, steps[&n], done, opts, progress)
         })
     });

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::collections::btree_map::Entry as MapEntry;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -17,9 +17,14 @@ use super::stat_cache::{FileStat, now_ns};
 use super::{CopyError, CopyItem, CopyRequest, ItemKind, Tree, TreeKind};
 use crate::error::Error;
 
-/// Files at least this large are hashed with mmap and rayon; smaller ones
-/// are read (an mmap of a file that shrinks raises SIGBUS).
-const MMAP_THRESHOLD: u64 = 16 << 20;
+/// Files at least this large are hashed on several threads, a
+/// [`PARALLEL_CHUNK`] at a time; smaller ones on one.
+const PARALLEL_THRESHOLD: u64 = 16 << 20;
+
+/// What a big file is read in. Read, not mapped: a mapping of the whole
+/// file would count all of it in the process's resident memory (1 GiB for
+/// a 1 GiB file, issue 12), and would raise SIGBUS if the file shrank.
+const PARALLEL_CHUNK: usize = 4 << 20;
 
 /// Symlinks followed while resolving one path before giving up (Linux's).
 const MAX_LINKS: usize = 40;
@@ -560,16 +565,13 @@ impl Tree {
         #[cfg(test)]
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut hasher = blake3::Hasher::new();
-        let read = if size >= MMAP_THRESHOLD {
-            hasher
-                .update_mmap_rayon(path)
-                .map_err(|e| io_err(format!("hashing {}", path.display()), e))?;
-            hasher.count()
+        let mut file =
+            fs::File::open(path).map_err(|e| io_err(format!("opening {}", path.display()), e))?;
+        let reading = |e| io_err(format!("reading {}", path.display()), e);
+        let read = if size >= PARALLEL_THRESHOLD {
+            hash_in_chunks(&mut file, &mut hasher).map_err(reading)?
         } else {
-            let mut file = fs::File::open(path)
-                .map_err(|e| io_err(format!("opening {}", path.display()), e))?;
-            io::copy(&mut file, &mut hasher)
-                .map_err(|e| io_err(format!("reading {}", path.display()), e))?
+            io::copy(&mut file, &mut hasher).map_err(reading)?
         };
         if read != size {
             return Err(msg(format!(
@@ -578,5 +580,29 @@ impl Tree {
             )));
         }
         Ok(*hasher.finalize().as_bytes())
+    }
+}
+
+/// Hashes all of `file` a [`PARALLEL_CHUNK`] at a time, each chunk on the
+/// rayon pool; returns the bytes read. Memory stays one chunk.
+fn hash_in_chunks(file: &mut fs::File, hasher: &mut blake3::Hasher) -> io::Result<u64> {
+    let mut buf = vec![0u8; PARALLEL_CHUNK];
+    let mut total = 0u64;
+    loop {
+        // Fill the buffer (a read may return less), so chunks stay large.
+        let mut len = 0;
+        while len < buf.len() {
+            match file.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(k) => len += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if len == 0 {
+            return Ok(total);
+        }
+        hasher.update_rayon(&buf[..len]);
+        total += len as u64;
     }
 }

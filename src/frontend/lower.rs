@@ -712,7 +712,7 @@ impl Lowerer<'_, '_> {
                 Some((Op::Meta(MetaOp::Shell(sh.get().clone())), Vec::new()))
             }
         } else if let Some(a) = &s.arg {
-            self.arg_step(state, a, s.default.as_ref())
+            self.arg_step(state, a, s.default.as_deref())
         } else if let Some(c) = &s.cmd {
             Some((
                 Op::Meta(MetaOp::Cmd(command_argv(state, c.get()))),

@@ -134,7 +134,7 @@ impl Normalizer<'_, '_> {
                 }
                 let value = self.global_value(img.get());
                 if value.as_ref().is_some_and(|v| names.contains(v)) {
-                    s.from = s.image.take();
+                    s.from = s.image.take().map(|b| *b);
                 } else {
                     let span = img.span();
                     self.warn(
@@ -305,16 +305,31 @@ impl Normalizer<'_, '_> {
             default,
             layout: _,
         } = s;
-        for v in [copy, add, expose, volume].into_iter().flatten() {
+        let lists = [
+            copy.as_mut(),
+            add.as_mut(),
+            expose.as_deref_mut(),
+            volume.as_deref_mut(),
+        ];
+        for v in lists.into_iter().flatten() {
             self.list(scope, v.0.get_mut());
         }
         for m in [env, label].into_iter().flatten() {
             self.map(scope, m.0.get_mut());
         }
-        for v in [
-            workdir, user, stopsignal, to, chmod, chown, checksum, network, default,
-        ] {
-            self.all(scope, v);
+        let single = [
+            workdir.as_mut(),
+            user.as_mut(),
+            stopsignal.as_deref_mut(),
+            to.as_mut(),
+            chmod.as_deref_mut(),
+            chown.as_deref_mut(),
+            checksum.as_deref_mut(),
+            network.as_deref_mut(),
+            default.as_deref_mut(),
+        ];
+        for t in single.into_iter().flatten() {
+            self.template(scope, t);
         }
         if let Some(e) = exclude {
             self.list(scope, e);

@@ -4,7 +4,8 @@
 //! manifests -> config + layers), plus the layer blobs of every cache record
 //! that is kept, plus what every container's image needs (its blobs and
 //! snapshots survive even `--all` until the container is removed).
-//! Snapshots are kept while their diff_id belongs to a kept layer. Runs under the exclusive store lock (passed in as proof), so no
+//! Snapshots are kept while their diff_id belongs to a kept layer, and so
+//! are their recorded source mtimes (`snapshot-times/`). Runs under the exclusive store lock (passed in as proof), so no
 //! build, push or pull is running while it deletes; `tmp/` is emptied
 //! under the index lock as well, which `rmi` (holding no store lock) takes
 //! while it stages a new `index.json` there.
@@ -34,7 +35,7 @@ pub struct PruneOptions {
 /// One kind of thing removed, with the bytes it freed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PruneClass {
-    /// `blobs`, `cache records`, `snapshots`, `build records`,
+    /// `blobs`, `cache records`, `snapshots`, `snapshot times`, `build records`,
     /// `cache mounts`, `logs`, `stat caches`, `temporary files`.
     pub name: &'static str,
     /// What was removed (a digest, key or file name) and its size.
@@ -185,6 +186,15 @@ pub fn prune(store: &Store, _lock: &StoreLock, opts: &PruneOptions) -> Result<Pr
         !kept(&reach.container_diff_ids) && (opts.all || !kept(&keep_diff_ids))
     })?;
     push(snapshots);
+    // A layer's recorded source mtimes serve only to make its snapshot:
+    // they go with the layer (kept under --all while an image needs it).
+    let times = prune_dir(store, Area::SnapshotTimes, "snapshot times", opts, |name| {
+        !name
+            .strip_suffix(".json")
+            .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok())
+            .is_some_and(|d| keep_diff_ids.contains(&d) || reach.container_diff_ids.contains(&d))
+    })?;
+    push(times);
 
     if opts.all {
         for (area, name) in [
@@ -492,5 +502,60 @@ mod tests {
         });
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
         assert!(store.index_entries().unwrap().is_empty());
+    }
+
+    /// `snapshot-times/<diff_id>.json` goes with its layer: kept while a
+    /// kept cache record (or image) has the layer, removed once it is gone.
+    #[test]
+    fn prune_removes_the_snapshot_times_of_layers_that_are_gone() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        let blob = store.put_blob(b"a layer").unwrap();
+        let (kept, gone) = (Digest::of(b"kept tar"), Digest::of(b"gone tar"));
+        let record = CacheRecord {
+            diff_id: Some(kept),
+            layers: [(
+                "gzip".to_string(),
+                Descriptor::new(media_type::OCI_LAYER_GZIP, blob, 7),
+            )]
+            .into_iter()
+            .collect(),
+            created_by: String::new(),
+            size: 0,
+        };
+        store.put_cache(&CacheKey([1; 32]), &record).unwrap();
+        let times = store.area_dir(Area::SnapshotTimes);
+        fs::create_dir_all(&times).unwrap();
+        let file = |d: &Digest| times.join(format!("{}.json", d.hex()));
+        for d in [kept, gone] {
+            fs::write(file(&d), b"[[\"f\",1]]").unwrap();
+        }
+        fs::write(times.join("junk"), b"").unwrap();
+
+        let lock = store.lock_exclusive().unwrap();
+        let dry = PruneOptions {
+            dry_run: true,
+            ..PruneOptions::default()
+        };
+        let report = prune(&store, &lock, &dry).unwrap();
+        let names: Vec<&str> = (report.class("snapshot times").unwrap().items.iter())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let gone_name = format!("{}.json", gone.hex());
+        assert_eq!(names, [gone_name.as_str(), "junk"]);
+        assert!(file(&gone).exists(), "a dry run removed a file");
+
+        prune(&store, &lock, &PruneOptions::default()).unwrap();
+        assert!(file(&kept).exists(), "the kept layer lost its source times");
+        assert!(!file(&gone).exists());
+        assert!(!times.join("junk").exists());
+
+        // --all drops the record, so its layer is gone too.
+        let all = PruneOptions {
+            all: true,
+            ..PruneOptions::default()
+        };
+        prune(&store, &lock, &all).unwrap();
+        assert_eq!(fs::read_dir(&times).unwrap().count(), 0);
     }
 }

@@ -430,11 +430,11 @@ fn step(s: &StepSpec) -> String {
         put("onbuild", list(&sp_items(v.get())));
     }
     let strings = [
-        ("from", from),
-        ("image", image),
-        ("to", to),
-        ("chown", chown),
-        ("chmod", chmod),
+        ("from", from.as_ref()),
+        ("image", image.as_deref()),
+        ("to", to.as_ref()),
+        ("chown", chown.as_deref()),
+        ("chmod", chmod.as_deref()),
     ];
     for (k, v) in strings {
         if let Some(v) = v {

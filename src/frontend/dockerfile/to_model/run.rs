@@ -61,7 +61,7 @@ impl ToModel<'_, '_> {
             let v = f.value.clone().unwrap_or_default();
             match f.name.as_str() {
                 "network" => match self.t(n, &v) {
-                    Some(t) => s.network = Some(Sp::new(f.span, t)),
+                    Some(t) => s.network = Some(Box::new(Sp::new(f.span, t))),
                     None => ok = false,
                 },
                 "mount" => match self.mount(n, &f) {

@@ -28,7 +28,7 @@ impl ToModel<'_, '_> {
                         span.clone(),
                         StepSpec {
                             arg: Some(arg),
-                            default,
+                            default: default.map(Box::new),
                             ..StepSpec::default()
                         },
                     ));
@@ -69,7 +69,7 @@ impl ToModel<'_, '_> {
                     None
                 } else {
                     Some(StepSpec {
-                        shell: Some(Sp::new(span.clone(), n.args.clone())),
+                        shell: Some(Box::new(Sp::new(span.clone(), n.args.clone()))),
                         ..StepSpec::default()
                     })
                 }
@@ -83,12 +83,12 @@ impl ToModel<'_, '_> {
                 let c = Some(Sp::new(span.clone(), c));
                 Some(if n.keyword == "cmd" {
                     StepSpec {
-                        cmd: c,
+                        cmd: c.map(Box::new),
                         ..StepSpec::default()
                     }
                 } else {
                     StepSpec {
-                        entrypoint: c,
+                        entrypoint: c.map(Box::new),
                         ..StepSpec::default()
                     }
                 })
@@ -103,18 +103,18 @@ impl ToModel<'_, '_> {
                 let v = Some(Sp::new(span.clone(), v));
                 Some(if n.keyword == "expose" {
                     StepSpec {
-                        expose: v,
+                        expose: v.map(Box::new),
                         ..StepSpec::default()
                     }
                 } else {
                     StepSpec {
-                        volume: v,
+                        volume: v.map(Box::new),
                         ..StepSpec::default()
                     }
                 })
             }
             "healthcheck" => self.healthcheck(n).map(|h| StepSpec {
-                healthcheck: Some(Sp::new(span.clone(), h)),
+                healthcheck: Some(Box::new(Sp::new(span.clone(), h))),
                 ..StepSpec::default()
             }),
             "onbuild" => {
@@ -124,7 +124,10 @@ impl ToModel<'_, '_> {
                     .map(|s| s.original.trim().to_string())
                     .unwrap_or_default();
                 Some(StepSpec {
-                    onbuild: Some(Sp::new(span.clone(), vec![Sp::new(span.clone(), trigger)])),
+                    onbuild: Some(Box::new(Sp::new(
+                        span.clone(),
+                        vec![Sp::new(span.clone(), trigger)],
+                    ))),
                     ..StepSpec::default()
                 })
             }
@@ -192,7 +195,7 @@ impl ToModel<'_, '_> {
                 ..StepSpec::default()
             },
             _ => StepSpec {
-                stopsignal: v,
+                stopsignal: v.map(Box::new),
                 ..StepSpec::default()
             },
         })
@@ -362,7 +365,7 @@ impl ToModel<'_, '_> {
                             ok &= self.check_order(i, &t, f.span.clone());
                             s.from = Some(Sp::new(f.span, self.names[i].clone()));
                         }
-                        None => s.image = Some(Sp::new(f.span, t)),
+                        None => s.image = Some(Box::new(Sp::new(f.span, t))),
                     },
                     None => ok = false,
                 },
@@ -370,9 +373,9 @@ impl ToModel<'_, '_> {
                     Some(t) => {
                         let t = Sp::new(f.span, t);
                         match f.name.as_str() {
-                            "chown" => s.chown = Some(t),
-                            "chmod" => s.chmod = Some(t),
-                            "checksum" => s.checksum = Some(t),
+                            "chown" => s.chown = Some(Box::new(t)),
+                            "chmod" => s.chmod = Some(Box::new(t)),
+                            "checksum" => s.checksum = Some(Box::new(t)),
                             _ => exclude.push(t),
                         }
                     }
