@@ -90,8 +90,8 @@ pub const LISTED: &[Listed] = &[
     },
     Listed {
         case: "arg/global-default-platform",
-        category: Category::KnownGap,
-        reason: "History text: BuildKit writes ARG with its declared default, strata with the value in effect; the IR does not carry the declaration (see src/ir/history.rs). The config (global defaults that use the predefined platform args) is identical.",
+        category: Category::ReferenceTooOld,
+        reason: "As arg/build-arg-override (ARG history: newer BuildKit writes the value in effect, as strata does). The config (global defaults that use the predefined platform args) is identical.",
         diffs: &[
             "history[3]: buildkit ARG OS [empty layer] | strata ARG OS=linux [empty layer]",
             "history[4]: buildkit ARG PLATFORM_OS [empty layer] | strata ARG PLATFORM_OS=linux-linux-none [empty layer]",
