@@ -103,6 +103,23 @@ pub struct CopyItem {
     pub hardlink_of: Option<String>,
 }
 
+impl CopyItem {
+    /// A directory listed only because a destination needs it: root's, 0755
+    /// (as BuildKit creates a destination's missing parents).
+    pub fn implied_dir(dest: String) -> CopyItem {
+        CopyItem {
+            dest,
+            source: String::new(),
+            kind: ItemKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            name: None,
+            hardlink_of: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemKind {
     Dir,

@@ -189,16 +189,7 @@ fn assemble(pending: Vec<Pending>) -> Result<Vec<Pending>, CopyError> {
             match by_dest.entry(parent.to_string()) {
                 MapEntry::Vacant(v) => {
                     v.insert(Pending {
-                        item: CopyItem {
-                            dest: parent.to_string(),
-                            source: String::new(),
-                            kind: ItemKind::Dir,
-                            mode: 0o755,
-                            uid: 0,
-                            gid: 0,
-                            name: None,
-                            hardlink_of: None,
-                        },
+                        item: CopyItem::implied_dir(parent.to_string()),
                         stat: None,
                         inode: None,
                     });

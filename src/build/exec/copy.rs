@@ -15,7 +15,7 @@ use crate::store::{CacheRecord, Descriptor, Store};
 use super::super::layers::{Results, chain_layers, chain_layers_origin};
 use super::super::plan::{Plan, copy_error, copy_request};
 use super::super::{BuildOptions, step_error};
-use super::dest::{ImageFs, place};
+use super::dest::{ImageFs, complete_ancestors, place};
 use super::write_layer_record;
 
 /// The owner `--chown` asks for: see [`owner_in_parent`].
@@ -271,7 +271,6 @@ pub(super) fn run_copy(
 fn add_contents(items: &mut Vec<CopyItem>, c: &CopyOp, dir: &Path) -> Result<()> {
     let root = c.dest.trim_matches('/');
     let into_dir = c.dest.ends_with('/') || c.sources.len() + c.contents.len() > 1;
-    let mut dests = Vec::new();
     for (name, text) in &c.contents {
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return Err(Error::msg(format!("bad heredoc name `{name}`")));
@@ -284,7 +283,6 @@ fn add_contents(items: &mut Vec<CopyItem>, c: &CopyOp, dir: &Path) -> Result<()>
             (true, false) => (format!("{root}/{name}"), None),
             (false, _) => (root.to_string(), Some(name.clone())),
         };
-        dests.push(dest.clone());
         items.push(CopyItem {
             dest,
             source: format!("<<{name}"),
@@ -300,27 +298,7 @@ fn add_contents(items: &mut Vec<CopyItem>, c: &CopyOp, dir: &Path) -> Result<()>
             hardlink_of: None,
         });
     }
-    let mut have: std::collections::BTreeSet<String> =
-        items.iter().map(|i| i.dest.clone()).collect();
-    for d in dests {
-        let mut at = d.as_str();
-        while let Some((parent, _)) = at.rsplit_once('/') {
-            if have.insert(parent.to_string()) {
-                items.push(CopyItem {
-                    dest: parent.to_string(),
-                    source: String::new(),
-                    kind: ItemKind::Dir,
-                    mode: 0o755,
-                    uid: 0,
-                    gid: 0,
-                    name: None,
-                    hardlink_of: None,
-                });
-            }
-            at = parent;
-        }
-    }
-    items.sort_by(|a, b| a.dest.cmp(&b.dest));
+    complete_ancestors(items);
     Ok(())
 }
 

@@ -241,7 +241,7 @@ fn rebase(items: &mut Vec<CopyItem>, from: &str, to: &str) {
 
 /// Lists every missing ancestor directory (as the context's planning
 /// does) and sorts by destination again.
-fn complete_ancestors(items: &mut Vec<CopyItem>) {
+pub(super) fn complete_ancestors(items: &mut Vec<CopyItem>) {
     let listed: BTreeSet<String> = items.iter().map(|it| it.dest.clone()).collect();
     let mut missing = BTreeSet::new();
     for d in &listed {
@@ -253,16 +253,7 @@ fn complete_ancestors(items: &mut Vec<CopyItem>) {
             }
         }
     }
-    items.extend(missing.into_iter().map(|dest| CopyItem {
-        dest,
-        source: String::new(),
-        kind: ItemKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        name: None,
-        hardlink_of: None,
-    }));
+    items.extend(missing.into_iter().map(CopyItem::implied_dir));
     items.sort_by(|a, b| a.dest.cmp(&b.dest));
 }
 
