@@ -345,10 +345,11 @@ impl Background {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         let done = st.done.clone();
-        // A cancelled layer's record names its uncompressed blob (deferred),
-        // even when its compression had started and finished: keep it.
-        let mut cancelled = st.cancelled.clone();
-        cancelled.extend(st.deferred_blobs.iter().copied());
+        // The cache records of cancelled and deferred layers name their
+        // uncompressed blobs, even when a compression of them finished:
+        // those blobs stay.
+        let mut named_by_records = st.cancelled.clone();
+        named_by_records.extend(st.deferred_blobs.iter().copied());
         let created = std::mem::take(&mut st.created);
         let record_error = st.record_error.take();
         drop(st);
@@ -357,7 +358,7 @@ impl Background {
             return Err(Error::msg(format!("writing a cache record: {e}")));
         }
         for d in created {
-            if done.get(&d).is_some_and(|r| r.is_ok()) && !cancelled.contains(&d) {
+            if done.get(&d).is_some_and(|r| r.is_ok()) && !named_by_records.contains(&d) {
                 let _ = self.store.remove_blob(&d);
             }
         }
