@@ -558,13 +558,15 @@ fn buildkit_differential() {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut problems = Vec::new();
     for (case, diffs) in &results {
-        let category = LISTED
-            .iter()
-            .find(|l| l.case == case)
-            .map_or("identical", |l| l.category.name());
+        let listed = LISTED.iter().find(|l| l.case == case);
+        let category = listed.map_or("identical", |l| l.category.name());
         let problem = verdict(case, diffs);
         let mark = if problem.is_some() { "FAIL" } else { "ok" };
         eprintln!("{mark:4} {case:40} {category}");
+        // A deliberate difference says why, with the table.
+        if let Some(l) = listed.filter(|l| l.category.deliberate()) {
+            eprintln!("     why: {}", l.reason);
+        }
         *counts.entry(category).or_default() += 1;
         problems.extend(problem);
     }
@@ -593,11 +595,12 @@ fn listed_cases_exist() {
             "{}: a listed case lists its differences",
             l.case
         );
-        if l.category == Category::Documented {
+        if l.category.deliberate() {
             assert!(
                 !l.reason.is_empty(),
-                "{}: a documented difference has a reason",
-                l.case
+                "{}: a deliberate difference ({}) has a reason",
+                l.case,
+                l.category.name()
             );
         }
         // A reference that builds the case but is too old names the change
