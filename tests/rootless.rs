@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::image_tree;
 use common::*;
 
 /// A user with subordinate ranges, and one without.
@@ -24,6 +25,8 @@ const RANGE: &str = "400000-465535";
 /// Exercises what a rootless namespace must get right: owners other than
 /// root, a setuid bit, a whiteout, an opaque directory, a cache mount, a
 /// secret, and a stage built on a stage (its snapshot unpacked with owners).
+/// No RUN may write what the clock gives (see
+/// `the_rootless_dockerfile_gives_one_digest_whenever_its_snapshots_were_made`).
 const DOCKERFILE: &str = r#"FROM scratch AS base
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
@@ -34,7 +37,7 @@ FROM base
 RUN rm /rm && rm -rf /gone && mkdir /gone && echo b > /gone/new
 RUN --mount=type=cache,target=/c,id=rl echo cached > /c/f && cat /c/f > /from-cache
 RUN --mount=type=secret,id=tok cat /run/secrets/tok | wc -c > /secret-len
-RUN ls -ln /x /home | sed 's/  */ /g' > /owners && id -u > /build-uid
+RUN stat -c '%n %u %g %a' /x /home/app > /owners && id -u > /build-uid
 "#;
 
 fn tool(name: &str) -> bool {
@@ -187,6 +190,89 @@ fn uid_of(user: &str) -> u32 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// What differs between the `rl/test` images of `stores` (each built as
+/// its user): the inspects (layer digests), the paths whose type, mode,
+/// owner, size or content differ (umoci unpack, as root), and both texts
+/// of each small file that differs.
+fn explain(s: &Setup, stores: &[(Option<&str>, &str); 2]) -> String {
+    let mut out = String::new();
+    for (user, store) in stores {
+        let inspect = s.strata(*user, store, &["inspect", "rl/test"]).stdout;
+        out += &format!("{store} ({user:?}):\n{inspect}\n");
+    }
+    if !have_tool("umoci", "explain") {
+        return out;
+    }
+    let [a, b] = stores.map(|(_, store)| {
+        let bundle = s.env.path(&format!("explain-{store}"));
+        image_tree::unpack(&s.env.path(store), "rl/test:latest", &bundle)
+    });
+    let (an, bn) = (stores[0].1, stores[1].1);
+    let diffs = image_tree::diff_trees(an, &image_tree::tree(&a), bn, &image_tree::tree(&b));
+    for d in diffs {
+        out += &format!("rootfs {d}\n");
+        let path = d
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('/');
+        let text = |root: &Path| {
+            std::fs::read(root.join(path))
+                .ok()
+                .filter(|t| t.len() <= 4096)
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+        };
+        if let (Some(x), Some(y)) = (text(&a), text(&b)) {
+            out += &format!("  {an}: {x:?}\n  {bn}: {y:?}\n");
+        }
+    }
+    out
+}
+
+/// Sets every mtime under `dir` (links themselves, not their targets).
+fn touch_all(dir: &Path, when: &str) {
+    let ok = Command::new("find")
+        .arg(dir)
+        .args(["-exec", "touch", "-h", "-d", when, "{}", "+"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "touch {}", dir.display());
+}
+
+/// The flake of issue 15: `rootless_build_run_and_prune_match_root` gave
+/// two digests under load. Its Dockerfile wrote `ls -ln /x /home` into the
+/// image, and `ls -l` prints mtimes to the minute: the second stage sees
+/// the base stage's snapshot, whose files show when that build wrote them
+/// (spec/README.md, Timestamps: a RUN that stores its inputs' mtimes makes
+/// a layer that depends on when the snapshots were made). When the root
+/// and the rootless build ran in different minutes, which a loaded machine
+/// makes likely, the last layer differed. Here a second store gets the base
+/// stage first, its snapshots are dated 2001, and the whole image must
+/// still have the first store's digest: a RUN that reads those times fails
+/// this test every time instead of the other one now and then.
+#[test]
+fn the_rootless_dockerfile_gives_one_digest_whenever_its_snapshots_were_made() {
+    let test = "the_rootless_dockerfile_gives_one_digest_whenever_its_snapshots_were_made";
+    let Some(s) = setup(test) else { return };
+    let now = s.build(None, "now-store", &s.ctx);
+    let secret = format!("id=tok,src={}", s.secret.display());
+    let ctx = s.ctx.to_str().unwrap();
+    let base = [
+        "--target", "base", ctx, "--secret", &secret, "-t", "rl/base",
+    ];
+    s.try_build(None, "old-store", &base)
+        .unwrap_or_else(|e| panic!("base stage:\n{e}"));
+    touch_all(&s.env.path("old-store/snapshots"), "2001-01-01 00:00:00");
+    let old = s.build(None, "old-store", &s.ctx);
+    if old != now {
+        panic!(
+            "the image depends on its snapshots' mtimes: {old} vs {now}\n{}",
+            explain(&s, &[(None, "now-store"), (None, "old-store")])
+        );
+    }
+}
+
 #[test]
 fn rootless_build_run_and_prune_match_root() {
     let test = "rootless_build_run_and_prune_match_root";
@@ -194,13 +280,9 @@ fn rootless_build_run_and_prune_match_root() {
     let root_digest = s.build(None, "root-store", &s.ctx);
     let user_digest = s.build(Some(USER), "user-store", &s.ctx);
     if user_digest != root_digest {
-        // What differs, for the failure message: configs and layer digests.
-        let show = |user, store| s.strata(user, store, &["inspect", "rl/test"]).stdout;
         panic!(
-            "a rootless build must give the root build's digest: {user_digest} vs {root_digest}\n\
-             root:\n{}\nrootless:\n{}",
-            show(None, "root-store"),
-            show(Some(USER), "user-store")
+            "a rootless build must give the root build's digest: {user_digest} vs {root_digest}\n{}",
+            explain(&s, &[(None, "root-store"), (Some(USER), "user-store")])
         );
     }
     // The store holds files of subordinate ids (the chown'ed /x)...
