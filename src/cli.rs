@@ -726,7 +726,7 @@ fn cmd_images(cli: &Cli, args: &ImagesArgs) -> std::result::Result<(), CliError>
     if args.digests {
         header.push("DIGEST");
     }
-    header.extend(["IMAGE ID", "CREATED", "SIZE", "SHARED SIZE"]);
+    header.extend(["IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "PLATFORM"]);
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -739,6 +739,7 @@ fn cmd_images(cli: &Cli, args: &ImagesArgs) -> std::result::Result<(), CliError>
                 images::ago(r.created, now),
                 images::human_size(r.size),
                 images::human_size(r.shared_size),
+                r.platforms.join(","),
             ]);
             v
         })

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::oci::{self, Image, Manifest};
-use crate::store::{Descriptor, Store, StoreLock, media_type, normalize_reference};
+use crate::store::{Descriptor, Platform, Store, StoreLock, media_type, normalize_reference};
 
 pub use format::{ago, ellipsis, human_duration, human_size, now_unix, parse_rfc3339, parse_size};
 pub use history::{HistoryRow, history};
@@ -45,6 +45,10 @@ pub struct StoredImage {
     /// When a tag names a multi-platform index of which this is this
     /// host's image: every platform of the index (`linux/arm64`, ...).
     pub platforms: Vec<String>,
+    /// The tags among `tags` that name such an index, each with the
+    /// platforms whose images the store holds (a pull of some platforms
+    /// keeps the whole index).
+    pub held: BTreeMap<String, Vec<String>>,
 }
 
 impl StoredImage {
@@ -72,11 +76,13 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
     let mut pos: BTreeMap<Digest, usize> = BTreeMap::new();
     for mut entry in store.index_entries()? {
         let mut platforms = Vec::new();
+        let mut held = None;
         if media_type::is_index(&entry.media_type) {
             match host_entry(store, &entry.digest)? {
-                Some((child, all)) => {
+                Some((child, all, present)) => {
                     entry.digest = child.digest;
                     platforms = all;
+                    held = Some(present);
                 }
                 None => continue,
             }
@@ -91,6 +97,7 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
                     image,
                     tags: Vec::new(),
                     platforms: Vec::new(),
+                    held: BTreeMap::new(),
                 });
                 pos.insert(entry.digest, out.len() - 1);
                 out.len() - 1
@@ -98,6 +105,9 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
         };
         if let Some(name) = entry.ref_name() {
             out[i].tags.push(name.to_string());
+            if let Some(held) = held {
+                out[i].held.insert(name.to_string(), held);
+            }
         }
         if out[i].platforms.is_empty() {
             out[i].platforms = platforms;
@@ -106,9 +116,20 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
     Ok(out)
 }
 
+/// The platforms an image is for: those the store holds of an index it
+/// is this host's image of, under tag `tag`; else its own.
+fn platforms_under(img: &StoredImage, tag: Option<&str>) -> Vec<String> {
+    match tag.and_then(|t| img.held.get(t)) {
+        Some(held) => held.clone(),
+        None => vec![img.image.platform().to_string()],
+    }
+}
+
 /// The image an index has for this host (else its first the store holds),
-/// and the platforms of all its images.
-fn host_entry(store: &Store, index: &Digest) -> Result<Option<(Descriptor, Vec<String>)>> {
+/// the platforms of all its images, and those of the images the store holds.
+type HostEntry = (Descriptor, Vec<String>, Vec<String>);
+
+fn host_entry(store: &Store, index: &Digest) -> Result<Option<HostEntry>> {
     let bytes = store.read_blob(index)?;
     let idx: crate::store::ImageIndex = serde_json::from_slice(&bytes)
         .map_err(|e| Error::corrupt(format!("index {index}"), e.to_string()))?;
@@ -121,14 +142,14 @@ fn host_entry(store: &Store, index: &Digest) -> Result<Option<(Descriptor, Vec<S
         .collect();
     let host = oci::host_platform();
     let pick = oci::pick_platform(&present, &host).or(present.first());
-    let platforms = idx
-        .manifests
-        .iter()
-        .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-        .collect();
+    let named = |ds: &[Descriptor]| {
+        ds.iter()
+            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+            .collect()
+    };
     Ok(pick
         .filter(|d| media_type::is_manifest(&d.media_type))
-        .map(|d| (d.clone(), platforms)))
+        .map(|d| (d.clone(), named(&idx.manifests), named(&present))))
 }
 
 /// Images whose manifests are in the store but not in `index.json` (base
@@ -161,6 +182,7 @@ pub fn untagged_images(store: &Store) -> Result<Vec<StoredImage>> {
                 image,
                 tags: Vec::new(),
                 platforms: Vec::new(),
+                held: BTreeMap::new(),
             });
         }
     }
@@ -181,6 +203,10 @@ pub struct ImageRow {
     pub size: u64,
     /// Bytes of this image's layers that another image also uses.
     pub shared_size: u64,
+    /// What it is for: its platform, or for a tag of a multi-platform
+    /// index the platforms whose images the store holds (the row's other
+    /// columns are this host's image of it).
+    pub platforms: Vec<String>,
 }
 
 /// `repo:tag` -> (`repo`, `tag`); a digest reference has tag `<none>`.
@@ -223,7 +249,7 @@ pub fn list(store: &Store, all: bool) -> Result<Vec<ImageRow>> {
             .filter(|l| users.get(&l.digest).is_some_and(|u| u.len() > 1))
             .map(|l| l.size)
             .sum();
-        let row = |repository: String, tag: String| ImageRow {
+        let row = |repository: String, tag: String, full: Option<&str>| ImageRow {
             repository,
             tag,
             id: img.id(),
@@ -231,13 +257,14 @@ pub fn list(store: &Store, all: bool) -> Result<Vec<ImageRow>> {
             created: img.created_unix(),
             size: img.size(),
             shared_size,
+            platforms: platforms_under(img, full),
         };
         if img.tags.is_empty() {
-            rows.push(row("<none>".into(), "<none>".into()));
+            rows.push(row("<none>".into(), "<none>".into(), None));
         }
         for t in &img.tags {
             let (r, tag) = split_reference(t);
-            rows.push(row(r, tag));
+            rows.push(row(r, tag, Some(t)));
         }
     }
     rows.sort_by(|a, b| {
@@ -293,6 +320,34 @@ pub fn resolve(store: &Store, what: &str) -> Result<(StoredImage, Matched)> {
         }
     }
     Err(Error::msg(format!("no such image: {what}")))
+}
+
+/// The image `what` names for `platform` (`run --platform`): a tag of an
+/// index gives its entry for that platform, whose manifest the store must
+/// hold; any other image must be of that platform.
+pub fn resolve_for(store: &Store, what: &str, platform: &Platform) -> Result<StoredImage> {
+    let name = normalize_reference(what);
+    if let Some(d) = store.resolve(&name)?
+        && media_type::is_index(&d.media_type)
+    {
+        let entry = oci::stored_entry(store, &name, &d.digest, platform)?;
+        return Ok(StoredImage {
+            image: oci::load_image(store, &entry.digest)?,
+            tags: vec![name],
+            platforms: Vec::new(),
+            held: BTreeMap::new(),
+        });
+    }
+    let (img, _) = resolve(store, what)?;
+    let have = img.image.platform();
+    if !oci::platform_matches(platform, &have) {
+        return Err(Error::msg(format!(
+            "image {what} is for {have}, not for {platform} (it is one image, not a \
+             multi-platform index; `strata pull --platform {platform} {what}` gets that \
+             platform's image if a registry has one)"
+        )));
+    }
+    Ok(img)
 }
 
 /// `strata tag SRC DST`: names the image SRC names as DST; returns the

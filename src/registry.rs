@@ -365,7 +365,14 @@ fn pull_from(
             })
         };
         let entry = pick(&want)?;
-        if depth == 1 && !opts.also.is_empty() {
+        // A tag that already names this index keeps it: the image pulled
+        // now joins the platforms pulled before.
+        let tagged = || {
+            store
+                .resolve(&reference.normalized())
+                .is_ok_and(|d| d.is_some_and(|d| d.digest == fetched.digest))
+        };
+        if depth == 1 && (!opts.also.is_empty() || tagged()) {
             for p in &opts.also {
                 let other = child_manifest(&client, repo, reference, pick(p)?, progress)?;
                 blobs.extend(fetch_image(&client, store, repo, &other, opts, progress)?.1);

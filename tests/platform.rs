@@ -38,6 +38,18 @@ fn arm64(test: &str) -> Option<PathBuf> {
     Some(p)
 }
 
+/// Whether an error says `text`: miette wraps a long message over lines
+/// that start with `│` (at any character), so both are compared without
+/// white space or box characters.
+fn says(stderr: &str, text: &str) -> bool {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && !matches!(c, '│' | '×'))
+            .collect()
+    };
+    squash(stderr).contains(&squash(text))
+}
+
 /// This machine's `uname -m`.
 fn host_machine() -> String {
     let out = run_ok(Command::new("uname").arg("-m"));
@@ -62,7 +74,12 @@ fn built_digest(out: &Output) -> String {
 
 /// `strata inspect IMAGE` as JSON.
 fn inspect(env: &TestEnv, image: &str) -> serde_json::Value {
-    let out = run_ok(env.strata("root").args(["inspect", image]));
+    inspect_in(env, "root", image)
+}
+
+/// `strata inspect IMAGE` as JSON, in store `root`.
+fn inspect_in(env: &TestEnv, root: &str, image: &str) -> serde_json::Value {
+    let out = run_ok(env.strata(root).args(["inspect", image]));
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("inspect JSON");
     match v {
         serde_json::Value::Array(mut a) => a.remove(0),
@@ -215,8 +232,20 @@ fn pull_and_build_pick_the_platform_from_an_index() {
             .arg(&ctx)
             .args(["-t", "mp/base:arm64"]),
     );
+    // A third platform, which no test store pulls at first.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM --platform=linux/s390x scratch\nCOPY busybox-arm64 /bin/busybox\n",
+    )
+    .unwrap();
+    run_ok(
+        env.strata("root")
+            .arg("build")
+            .arg(&ctx)
+            .args(["-t", "mp/base:s390x"]),
+    );
     let host = reg.host();
-    for t in ["host", "arm64"] {
+    for t in ["host", "arm64", "s390x"] {
         run_ok(env.strata("root").args([
             "push",
             &format!("mp/base:{t}"),
@@ -234,7 +263,7 @@ fn pull_and_build_pick_the_platform_from_an_index() {
         run_ok(&mut c)
     };
     buildah(&["manifest", "create", "mp-index"]);
-    for t in ["host", "arm64"] {
+    for t in ["host", "arm64", "s390x"] {
         buildah(&[
             "manifest",
             "add",
@@ -266,6 +295,23 @@ fn pull_and_build_pick_the_platform_from_an_index() {
         "plain",
     ]));
     assert!(out.stdout.contains("(linux/arm64)"), "{}", out.stdout);
+    // The tag names the arm64 image now, not an index: `run` of another
+    // platform says so.
+    let out = run(env.strata("pulled").args([
+        "run",
+        "--platform",
+        "linux/amd64",
+        &multi,
+        "/bin/busybox",
+        "true",
+    ]));
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("is for linux/arm64, not for linux/amd64"),
+        "{}",
+        out.stderr
+    );
 
     // A build pulls the stage's platform from the index.
     std::fs::write(
@@ -329,6 +375,109 @@ fn pull_and_build_pick_the_platform_from_an_index() {
         );
         let m = std::fs::read_to_string(bundle.join("rootfs/m")).unwrap();
         assert_eq!(m, format!("{machine}\n"), "{arch}");
+    }
+    sparse_index_platforms(&env, &ctx, &multi);
+}
+
+/// The store "both" holds the index `multi` of three platforms with the
+/// images of two (linux/amd64, linux/arm64): `images` shows those two,
+/// `run --platform` picks one, a platform not held says how to pull it,
+/// and a build for it pulls it into the same index.
+fn sparse_index_platforms(env: &TestEnv, ctx: &std::path::Path, multi: &str) {
+    let row = |env: &TestEnv| {
+        let listed = run_ok(env.strata("both").arg("images")).stdout;
+        let (repo, tag) = multi.rsplit_once(':').unwrap();
+        listed
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq([repo, tag]))
+            .unwrap_or_else(|| panic!("no row for {multi}:\n{listed}"))
+            .to_string()
+    };
+    let first = row(env);
+    assert!(
+        first.ends_with("   linux/amd64,linux/arm64"),
+        "PLATFORM lists the images held: {first}"
+    );
+    let run_on = |platform: &str| {
+        run(env.strata("both").args([
+            "run",
+            "--rm",
+            "--platform",
+            platform,
+            multi,
+            "/bin/busybox",
+            "uname",
+            "-m",
+        ]))
+    };
+    let out = run_on("linux/arm64");
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout, "aarch64\n");
+    assert_eq!(run_on("linux/amd64").stdout, "x86_64\n");
+    let out = run_on("linux/s390x");
+    assert!(!out.ok);
+    assert!(
+        says(
+            &out.stderr,
+            "the store holds only linux/amd64, linux/arm64 of it"
+        ) && says(
+            &out.stderr,
+            &format!("run `strata pull --platform linux/s390x {multi}`")
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = run_on("linux/ppc64le");
+    assert!(!out.ok);
+    assert!(
+        says(
+            &out.stderr,
+            "has no image for linux/ppc64le (its platforms: linux/amd64, linux/arm64, linux/s390x)"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    // A build for the platform the store lacks pulls it (before, the
+    // index's entry counted as present and the build failed on the
+    // missing manifest); the tag keeps the index, now with all three.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM --platform=linux/s390x {multi}\nCOPY Dockerfile /d\n"),
+    )
+    .unwrap();
+    let out = run(env.strata("both").arg("build").arg(ctx).args([
+        "--progress",
+        "plain",
+        "-t",
+        "mp/s390x:1",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(
+        inspect_in(env, "both", "mp/s390x:1")["Architecture"],
+        "s390x"
+    );
+    let last = row(env);
+    assert!(
+        last.ends_with("   linux/amd64,linux/arm64,linux/s390x"),
+        "{last}"
+    );
+    // No qemu-s390x handler here: `run` says what to install, as a
+    // build's RUN step would.
+    let handler = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-s390x");
+    if handler.is_ok_and(|h| h.starts_with("enabled")) {
+        eprintln!("note: a qemu-s390x handler is enabled here; its absence is not checked");
+    } else {
+        let out = run_on("linux/s390x");
+        assert!(!out.ok);
+        assert!(
+            says(
+                &out.stderr,
+                "the image is for linux/s390x and this machine is linux/"
+            ) && says(&out.stderr, "`update-binfmts --enable qemu-s390x`"),
+            "{}",
+            out.stderr
+        );
     }
 }
 

@@ -250,13 +250,18 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Whether the store's image `r` is of `platform` (or is an index, which
-/// resolution picks from); `None` takes any.
+/// Whether the store holds image `r` for `platform`: an image of it, or
+/// an index whose entry for it has its manifest here (a pull of one
+/// platform keeps the whole index). `None` takes any image, and this
+/// host's entry of an index.
 fn has_platform(store: &Store, r: &str, platform: &Option<Platform>) -> bool {
-    let Some(want) = platform else { return true };
-    match store.resolve(r) {
-        Ok(Some(d)) if crate::store::media_type::is_index(&d.media_type) => true,
-        Ok(Some(d)) => oci::load_image(store, &d.digest)
+    match (store.resolve(r), platform) {
+        (Ok(Some(d)), _) if crate::store::media_type::is_index(&d.media_type) => {
+            let want = platform.clone().unwrap_or_else(oci::host_platform);
+            oci::stored_entry(store, r, &d.digest, &want).is_ok()
+        }
+        (Ok(Some(_)), None) => true,
+        (Ok(Some(d)), Some(want)) => oci::load_image(store, &d.digest)
             .is_ok_and(|img| oci::platform_matches(want, &img.platform())),
         _ => false,
     }
