@@ -42,13 +42,23 @@ pub struct StoredImage {
     pub image: Image,
     /// Normalized tags pointing at this manifest, in index order.
     pub tags: Vec<String>,
-    /// When a tag names a multi-platform index of which this is this
-    /// host's image: every platform of the index (`linux/arm64`, ...).
+    /// When it was found by a tag that names a multi-platform index of
+    /// which this is this host's image: every platform of the index
+    /// (`linux/arm64`, ...).
     pub platforms: Vec<String>,
     /// The tags among `tags` that name such an index, each with the
-    /// platforms whose images the store holds (a pull of some platforms
-    /// keeps the whole index).
-    pub held: BTreeMap<String, Vec<String>>,
+    /// platforms it names and those whose images the store holds (a pull
+    /// of some platforms keeps the whole index).
+    pub indexes: BTreeMap<String, IndexPlatforms>,
+}
+
+/// The platforms of a multi-platform index in the store.
+#[derive(Clone, Debug, Default)]
+pub struct IndexPlatforms {
+    /// Every platform it names.
+    pub named: Vec<String>,
+    /// Those whose images the store holds.
+    pub held: Vec<String>,
 }
 
 impl StoredImage {
@@ -75,14 +85,12 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
     let mut out: Vec<StoredImage> = Vec::new();
     let mut pos: BTreeMap<Digest, usize> = BTreeMap::new();
     for mut entry in store.index_entries()? {
-        let mut platforms = Vec::new();
-        let mut held = None;
+        let mut of_index = None;
         if media_type::is_index(&entry.media_type) {
             match host_entry(store, &entry.digest)? {
-                Some((child, all, present)) => {
+                Some((child, platforms)) => {
                     entry.digest = child.digest;
-                    platforms = all;
-                    held = Some(present);
+                    of_index = Some(platforms);
                 }
                 None => continue,
             }
@@ -97,7 +105,7 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
                     image,
                     tags: Vec::new(),
                     platforms: Vec::new(),
-                    held: BTreeMap::new(),
+                    indexes: BTreeMap::new(),
                 });
                 pos.insert(entry.digest, out.len() - 1);
                 out.len() - 1
@@ -105,12 +113,9 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
         };
         if let Some(name) = entry.ref_name() {
             out[i].tags.push(name.to_string());
-            if let Some(held) = held {
-                out[i].held.insert(name.to_string(), held);
+            if let Some(p) = of_index {
+                out[i].indexes.insert(name.to_string(), p);
             }
-        }
-        if out[i].platforms.is_empty() {
-            out[i].platforms = platforms;
         }
     }
     Ok(out)
@@ -119,17 +124,15 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
 /// The platforms an image is for: those the store holds of an index it
 /// is this host's image of, under tag `tag`; else its own.
 fn platforms_under(img: &StoredImage, tag: Option<&str>) -> Vec<String> {
-    match tag.and_then(|t| img.held.get(t)) {
-        Some(held) => held.clone(),
+    match tag.and_then(|t| img.indexes.get(t)) {
+        Some(p) => p.held.clone(),
         None => vec![img.image.platform().to_string()],
     }
 }
 
-/// The image an index has for this host (else its first the store holds),
-/// the platforms of all its images, and those of the images the store holds.
-type HostEntry = (Descriptor, Vec<String>, Vec<String>);
-
-fn host_entry(store: &Store, index: &Digest) -> Result<Option<HostEntry>> {
+/// The image an index has for this host (else its first the store
+/// holds), and its platforms.
+fn host_entry(store: &Store, index: &Digest) -> Result<Option<(Descriptor, IndexPlatforms)>> {
     let bytes = store.read_blob(index)?;
     let idx: crate::store::ImageIndex = serde_json::from_slice(&bytes)
         .map_err(|e| Error::corrupt(format!("index {index}"), e.to_string()))?;
@@ -149,7 +152,13 @@ fn host_entry(store: &Store, index: &Digest) -> Result<Option<HostEntry>> {
     };
     Ok(pick
         .filter(|d| media_type::is_manifest(&d.media_type))
-        .map(|d| (d.clone(), named(&idx.manifests), named(&present))))
+        .map(|d| {
+            let platforms = IndexPlatforms {
+                named: named(&idx.manifests),
+                held: named(&present),
+            };
+            (d.clone(), platforms)
+        }))
 }
 
 /// Images whose manifests are in the store but not in `index.json` (base
@@ -182,7 +191,7 @@ pub fn untagged_images(store: &Store) -> Result<Vec<StoredImage>> {
                 image,
                 tags: Vec::new(),
                 platforms: Vec::new(),
-                held: BTreeMap::new(),
+                indexes: BTreeMap::new(),
             });
         }
     }
@@ -289,7 +298,11 @@ pub fn resolve(store: &Store, what: &str) -> Result<(StoredImage, Matched)> {
     let images = stored_images(store)?;
     let name = normalize_reference(what);
     if let Some(img) = images.iter().find(|i| i.tags.contains(&name)) {
-        return Ok((img.clone(), Matched::Tag(name)));
+        let mut img = img.clone();
+        img.platforms = (img.indexes.get(&name))
+            .map(|p| p.named.clone())
+            .unwrap_or_default();
+        return Ok((img, Matched::Tag(name)));
     }
     let hex = what.strip_prefix("sha256:").unwrap_or(what);
     let is_hex = !hex.is_empty()
@@ -335,7 +348,7 @@ pub fn resolve_for(store: &Store, what: &str, platform: &Platform) -> Result<Sto
             image: oci::load_image(store, &entry.digest)?,
             tags: vec![name],
             platforms: Vec::new(),
-            held: BTreeMap::new(),
+            indexes: BTreeMap::new(),
         });
     }
     let (img, _) = resolve(store, what)?;

@@ -641,3 +641,133 @@ fn two_platforms_make_one_index_and_share_the_builder() {
         out.stdout
     );
 }
+
+const TOML_SPEC: &str = r#"[stage.app]
+from = "scratch"
+args = ["TARGETARCH"]
+steps = [
+  { copy = ["busybox-${TARGETARCH}"], to = "/bin/busybox" },
+  { run = ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /m"] },
+]
+
+[image.app]
+tags = ["mp/app:1"]
+platforms = ["linux/amd64", "linux/arm64"]
+
+[image.native]
+stage = "app"
+tags = ["mp/native:1"]
+"#;
+
+/// TOML `platforms` on an `[image.*]` table: that image is one index of
+/// both platforms, another image without the key is this host's (the very
+/// image a file without any `platforms` gives), the steps they share run
+/// once; `--platform` overrides every image's; bad lists are spanned
+/// errors.
+#[test]
+fn toml_platforms_build_each_image_for_its_own() {
+    let test = "toml_platforms_build_each_image_for_its_own";
+    let Some(arm_bb) = arm64(test) else { return };
+    let Some(host_bb) = busybox(test) else { return };
+    if host_machine() != "x86_64" {
+        eprintln!("SKIP {test}: needs an x86_64 host");
+        return;
+    }
+    let env = TestEnv::new();
+    let ctx = env.write_tree("toml", &[("strata.toml", TOML_SPEC)]);
+    std::fs::copy(&host_bb, ctx.join("busybox-amd64")).unwrap();
+    std::fs::copy(&arm_bb, ctx.join("busybox-arm64")).unwrap();
+    let build = |root: &str, ctx: &std::path::Path, extra: &[&str]| {
+        run_ok(
+            env.strata(root)
+                .arg("build")
+                .arg(ctx)
+                .args(["--progress", "plain"])
+                .args(extra),
+        )
+    };
+    let out = build("root", &ctx, &[]);
+    let native_digest = (out.stdout.lines())
+        .find_map(|l| l.strip_prefix("built mp/native:1 "))
+        .unwrap_or_else(|| panic!("mp/native:1 not built: {}", out.stdout))
+        .to_string();
+    // The RUN ran once per platform: `native` shares app's amd64 steps.
+    let runs = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("DONE") && l.contains("RUN"))
+        .count();
+    assert_eq!(runs, 2, "{}", out.stderr);
+    let app = inspect(&env, "mp/app:1");
+    assert_eq!(
+        app["Platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"]),
+        "{app}"
+    );
+    let native = inspect(&env, "mp/native:1");
+    assert_eq!(native["Architecture"], "amd64", "{native}");
+    assert!(native.get("Platforms").is_none(), "{native}");
+    let on = |platform: &str, image: &str| {
+        let out = run_ok(env.strata("root").args([
+            "run",
+            "--rm",
+            "--platform",
+            platform,
+            image,
+            "/bin/busybox",
+            "cat",
+            "/m",
+        ]));
+        out.stdout
+    };
+    assert_eq!(on("linux/arm64", "mp/app:1"), "aarch64\n");
+    assert_eq!(on("linux/amd64", "mp/app:1"), "x86_64\n");
+
+    // The same image as from a file that names no platforms anywhere.
+    let plain: String = TOML_SPEC
+        .replace("platforms = [\"linux/amd64\", \"linux/arm64\"]\n", "")
+        .replace("mp/app:1", "mp/app:plain");
+    let solo = env.write_tree("solo", &[("strata.toml", plain.as_str())]);
+    std::fs::copy(&host_bb, solo.join("busybox-amd64")).unwrap();
+    let out = build("solo-root", &solo, &["--target", "native"]);
+    assert_eq!(built_digest(&out), native_digest);
+
+    // `--platform` overrides both images' platforms.
+    let out = build("root", &ctx, &["--platform", "linux/arm64"]);
+    assert!(out.stdout.contains("mp/native:1"), "{}", out.stdout);
+    for image in ["mp/app:1", "mp/native:1"] {
+        let img = inspect(&env, image);
+        assert_eq!(img["Architecture"], "arm64", "{img}");
+        assert!(img.get("Platforms").is_none(), "{img}");
+    }
+
+    // Bad lists: errors at their spans, all of them.
+    let bad = TOML_SPEC.replace(
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+        "platforms = [\"linux/\", \"linux/amd64\", \"linux/x86_64\"]",
+    );
+    std::fs::write(ctx.join("strata.toml"), bad).unwrap();
+    let out = run(env.strata("root").arg("build").arg(&ctx));
+    assert!(!out.ok);
+    for (what, at) in [
+        ("bad platform `linux/`", "strata.toml:11:14"),
+        ("platform linux/amd64 is named twice", "strata.toml:11:39"),
+    ] {
+        assert!(
+            out.stderr.contains(what) && out.stderr.contains(at),
+            "{what} at {at}: {}",
+            out.stderr
+        );
+    }
+    let empty = TOML_SPEC.replace(
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+        "platforms = []",
+    );
+    std::fs::write(ctx.join("strata.toml"), empty).unwrap();
+    let out = run(env.strata("root").arg("build").arg(&ctx));
+    assert!(
+        !out.ok && out.stderr.contains("`platforms` is empty"),
+        "{}",
+        out.stderr
+    );
+}

@@ -141,6 +141,7 @@ mod tests {
             node: f1,
             tags: vec!["app:1".into()],
             platform: None,
+            platforms: Vec::new(),
         });
         g
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use petgraph::stable_graph::NodeIndex;
 
 use crate::error::{Error, Result};
-use crate::ir::{BaseRef, BuildGraph, CopyFrom, Op};
+use crate::ir::{BaseRef, BuildGraph, CopyFrom, Op, Target};
 use crate::oci;
 use crate::reference::Reference;
 use crate::registry::{self, ProgressSink};
@@ -268,26 +268,74 @@ fn has_platform(store: &Store, r: &str, platform: &Option<Platform>) -> bool {
 }
 
 /// Lowers the spec for its platform, or once per platform of several and
-/// merges the graphs (build::platforms).
+/// merges the graphs (build::platforms). `--platform` decides for every
+/// image; without it, each image's `platforms` (TOML) does, and an image
+/// that names none is built for this host.
 fn lower_spec(
     store: &Store,
     spec: &SpecFile,
     lower: &LowerOptions,
 ) -> Result<(BuildGraph, Vec<String>)> {
-    if lower.platforms.len() < 2 {
-        let mut one = lower.clone();
-        one.platform = lower.platforms.first().cloned().or(one.platform);
+    if lower.platforms.len() > 1 {
+        let every = |_: &Target, _: &Platform| true;
+        return lower_each(store, spec, lower, &lower.platforms, every);
+    }
+    let mut one = lower.clone();
+    one.platform = lower.platforms.first().cloned().or(one.platform);
+    let (graph, unpulled) = lower_one(store, spec, &one)?;
+    if !lower.platforms.is_empty() || graph.targets.iter().all(|t| t.platforms.is_empty()) {
+        return Ok((graph, unpulled));
+    }
+    // The images' own platforms (already checked by the lowering).
+    let default = one.platform.clone().unwrap_or_else(oci::host_platform);
+    let wants = |t: &Target, p: &Platform| {
+        if t.platforms.is_empty() {
+            *p == default
+        } else {
+            t.platforms.iter().any(|w| *w == p.to_string())
+        }
+    };
+    let mut platforms: Vec<Platform> = Vec::new();
+    for t in &graph.targets {
+        let theirs: Vec<Platform> = if t.platforms.is_empty() {
+            vec![default.clone()]
+        } else {
+            (t.platforms.iter())
+                .filter_map(|p| oci::parse_platform(p).ok())
+                .collect()
+        };
+        for p in theirs {
+            if !platforms.contains(&p) {
+                platforms.push(p);
+            }
+        }
+    }
+    if let [only] = platforms.as_slice() {
+        one.platform = Some(only.clone());
         return lower_one(store, spec, &one);
     }
+    lower_each(store, spec, lower, &platforms, wants)
+}
+
+/// Lowers the spec once per platform, each graph with the targets `keep`
+/// says are wanted on it, and merges them.
+fn lower_each(
+    store: &Store,
+    spec: &SpecFile,
+    lower: &LowerOptions,
+    platforms: &[Platform],
+    keep: impl Fn(&Target, &Platform) -> bool,
+) -> Result<(BuildGraph, Vec<String>)> {
     let mut graphs = Vec::new();
     let mut unpulled: Vec<String> = Vec::new();
-    for p in &lower.platforms {
+    for p in platforms {
         let one = LowerOptions {
             platform: Some(p.clone()),
             platforms: Vec::new(),
             ..lower.clone()
         };
-        let (g, u) = lower_one(store, spec, &one)?;
+        let (mut g, u) = lower_one(store, spec, &one)?;
+        g.targets.retain(|t| keep(t, p));
         for r in u {
             if !unpulled.contains(&r) {
                 unpulled.push(r);
