@@ -741,6 +741,25 @@ fn toml_platforms_build_each_image_for_its_own() {
         assert!(img.get("Platforms").is_none(), "{img}");
     }
 
+    // Images for platforms of which this host is none, on a base that is
+    // an index of those only.
+    let foreign = |from: &str, tag: &str| {
+        format!(
+            "[stage.f]\nfrom = \"{from}\"\nsteps = [{{ copy = [\"strata.toml\"], to = \"/{tag}\" }}]\n\n\
+             [image.f]\ntags = [\"mp/{tag}:1\"]\nplatforms = [\"linux/arm64\", \"linux/s390x\"]\n"
+        )
+    };
+    let f = env.write_tree("foreign", &[("strata.toml", &foreign("scratch", "base"))]);
+    build("root", &f, &[]);
+    std::fs::write(f.join("strata.toml"), foreign("mp/base:1", "on-base")).unwrap();
+    build("root", &f, &[]);
+    let img = inspect(&env, "mp/on-base:1");
+    assert_eq!(
+        img["Platforms"],
+        serde_json::json!(["linux/arm64", "linux/s390x"]),
+        "{img}"
+    );
+
     // Bad lists: errors at their spans, all of them.
     let bad = TOML_SPEC.replace(
         "platforms = [\"linux/amd64\", \"linux/arm64\"]",

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use petgraph::stable_graph::NodeIndex;
 
 use crate::error::{Error, Result};
-use crate::ir::{BaseRef, BuildGraph, CopyFrom, Op, Target};
+use crate::ir::{BaseInfo, BaseRef, BaseResolver, BuildGraph, CopyFrom, Op, Target};
 use crate::oci;
 use crate::reference::Reference;
 use crate::registry::{self, ProgressSink};
@@ -282,11 +282,18 @@ fn lower_spec(
     }
     let mut one = lower.clone();
     one.platform = lower.platforms.first().cloned().or(one.platform);
-    let (graph, unpulled) = lower_one(store, spec, &one)?;
-    if !lower.platforms.is_empty() || graph.targets.iter().all(|t| t.platforms.is_empty()) {
-        return Ok((graph, unpulled));
+    let by_image = lower.platforms.is_empty()
+        && !spec.is_dockerfile()
+        && crate::spec::names_platforms(&spec.text);
+    if !by_image {
+        return lower_one(store, spec, &one, false);
     }
-    // The images' own platforms (already checked by the lowering).
+    // A first lowering reads (and checks) the selected images' platforms;
+    // its bases need not exist for this host's platform.
+    let (graph, _) = lower_one(store, spec, &one, true)?;
+    if graph.targets.iter().all(|t| t.platforms.is_empty()) {
+        return lower_one(store, spec, &one, false);
+    }
     let default = one.platform.clone().unwrap_or_else(oci::host_platform);
     let wants = |t: &Target, p: &Platform| {
         if t.platforms.is_empty() {
@@ -312,7 +319,7 @@ fn lower_spec(
     }
     if let [only] = platforms.as_slice() {
         one.platform = Some(only.clone());
-        return lower_one(store, spec, &one);
+        return lower_one(store, spec, &one, false);
     }
     lower_each(store, spec, lower, &platforms, wants)
 }
@@ -334,7 +341,7 @@ fn lower_each(
             platforms: Vec::new(),
             ..lower.clone()
         };
-        let (mut g, u) = lower_one(store, spec, &one)?;
+        let (mut g, u) = lower_one(store, spec, &one, false)?;
         g.targets.retain(|t| keep(t, p));
         for r in u {
             if !unpulled.contains(&r) {
@@ -346,22 +353,44 @@ fn lower_each(
     Ok((super::platforms::merge(graphs)?, unpulled))
 }
 
+/// Lowers the spec once. `lenient`: a base that cannot be resolved is
+/// taken as empty (for a pass that only reads the images' platforms).
 fn lower_one(
     store: &Store,
     spec: &SpecFile,
     lower: &LowerOptions,
+    lenient: bool,
 ) -> Result<(BuildGraph, Vec<String>)> {
     let dir = spec.dir();
-    let resolver = StoreResolver::new(store, &dir);
+    let store_resolver = StoreResolver::new(store, &dir);
+    let lenient_resolver = Lenient(&store_resolver);
+    let resolver: &dyn BaseResolver = if lenient {
+        &lenient_resolver
+    } else {
+        &store_resolver
+    };
     let name = spec.path.display().to_string();
     let loaded = if spec.is_dockerfile() {
-        crate::dockerfile::load(&name, &spec.text, lower, &resolver)
+        crate::dockerfile::load(&name, &spec.text, lower, resolver)
     } else {
-        crate::spec::load(&name, &spec.text, lower, &resolver)
+        crate::spec::load(&name, &spec.text, lower, resolver)
     };
     let mut graph = loaded?;
     absolutize(&mut graph, &dir);
-    Ok((graph, resolver.unpulled()))
+    Ok((graph, store_resolver.unpulled()))
+}
+
+/// A resolver that takes a base it cannot resolve as an empty image.
+struct Lenient<'r>(&'r dyn BaseResolver);
+
+impl BaseResolver for Lenient<'_> {
+    fn resolve(
+        &self,
+        base: &BaseRef,
+        platform: Option<&str>,
+    ) -> std::result::Result<BaseInfo, String> {
+        Ok(self.0.resolve(base, platform).unwrap_or_default())
+    }
 }
 
 /// Runs the plan: every miss on the pool, at most `jobs` at a time; then
