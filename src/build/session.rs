@@ -295,28 +295,8 @@ fn lower_spec(
         return lower_one(store, spec, &one, false);
     }
     let default = one.platform.clone().unwrap_or_else(oci::host_platform);
-    let wants = |t: &Target, p: &Platform| {
-        if t.platforms.is_empty() {
-            *p == default
-        } else {
-            t.platforms.iter().any(|w| *w == p.to_string())
-        }
-    };
-    let mut platforms: Vec<Platform> = Vec::new();
-    for t in &graph.targets {
-        let theirs: Vec<Platform> = if t.platforms.is_empty() {
-            vec![default.clone()]
-        } else {
-            (t.platforms.iter())
-                .filter_map(|p| oci::parse_platform(p).ok())
-                .collect()
-        };
-        for p in theirs {
-            if !platforms.contains(&p) {
-                platforms.push(p);
-            }
-        }
-    }
+    let platforms = super::platforms::wanted(&graph.targets, &default);
+    let wants = |t: &Target, p: &Platform| super::platforms::of_target(t, &default).contains(p);
     if let [only] = platforms.as_slice() {
         one.platform = Some(only.clone());
         return lower_one(store, spec, &one, false);
