@@ -559,6 +559,22 @@ pub fn push(
         let bytes = store.read_blob(&desc.digest)?;
         let index: ImageIndex = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt(format!("index {}", desc.digest), e.to_string()))?;
+        // A build or pull of some platforms keeps the whole index.
+        let absent: Vec<String> = (index.manifests.iter())
+            .filter(|m| !store.has_blob(&m.digest))
+            .map(|m| {
+                m.platform
+                    .as_ref()
+                    .map_or(m.digest.to_string(), |p| p.to_string())
+            })
+            .collect();
+        if !absent.is_empty() {
+            return Err(Error::msg(format!(
+                "{source} is an index whose images for {} are not in the store: \
+                 `strata pull --platform P {source}` each of them first",
+                absent.join(", ")
+            )));
+        }
         for m in &index.manifests {
             if !media_type::is_manifest(&m.media_type) {
                 return Err(Error::Unsupported(format!(

@@ -427,6 +427,20 @@ fn sparse_index_platforms(env: &TestEnv, ctx: &std::path::Path, multi: &str) {
         "{}",
         out.stderr
     );
+    // Nor can it be pushed whole.
+    let (registry, _) = multi.split_once('/').unwrap();
+    let out = run(env
+        .strata("both")
+        .args(["push", multi, &format!("{registry}/mp/copy:1")]));
+    assert!(!out.ok);
+    assert!(
+        says(
+            &out.stderr,
+            "is an index whose images for linux/s390x are not in the store"
+        ),
+        "{}",
+        out.stderr
+    );
     let out = run_on("linux/ppc64le");
     assert!(!out.ok);
     assert!(
