@@ -394,7 +394,8 @@ struct BuildArgs {
     /// Set a build arg (`KEY=VALUE`, or `KEY` to take it from the environment).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     build_args: Vec<String>,
-    /// Build for these platforms (default: this machine's), e.g.
+    /// Build for these platforms (default: each image's `platforms` in a
+    /// TOML spec, else this machine's; this overrides them), e.g.
     /// `linux/arm64` or `linux/amd64,linux/arm64` (an index of both); RUN
     /// steps of another architecture run through qemu-user (binfmt_misc).
     #[arg(long, value_name = "OS/ARCH[,...]", value_parser = parse_platforms_arg)]
@@ -726,7 +727,7 @@ fn cmd_images(cli: &Cli, args: &ImagesArgs) -> std::result::Result<(), CliError>
     if args.digests {
         header.push("DIGEST");
     }
-    header.extend(["IMAGE ID", "CREATED", "SIZE", "SHARED SIZE"]);
+    header.extend(["IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "PLATFORM"]);
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -739,6 +740,7 @@ fn cmd_images(cli: &Cli, args: &ImagesArgs) -> std::result::Result<(), CliError>
                 images::ago(r.created, now),
                 images::human_size(r.size),
                 images::human_size(r.shared_size),
+                r.platforms.join(","),
             ]);
             v
         })

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::oci::{self, Image, Manifest};
-use crate::store::{Descriptor, Store, StoreLock, media_type, normalize_reference};
+use crate::store::{Descriptor, Platform, Store, StoreLock, media_type, normalize_reference};
 
 pub use format::{ago, ellipsis, human_duration, human_size, now_unix, parse_rfc3339, parse_size};
 pub use history::{HistoryRow, history};
@@ -42,9 +42,23 @@ pub struct StoredImage {
     pub image: Image,
     /// Normalized tags pointing at this manifest, in index order.
     pub tags: Vec<String>,
-    /// When a tag names a multi-platform index of which this is this
-    /// host's image: every platform of the index (`linux/arm64`, ...).
+    /// When it was found by a tag that names a multi-platform index of
+    /// which this is this host's image: every platform of the index
+    /// (`linux/arm64`, ...).
     pub platforms: Vec<String>,
+    /// The tags among `tags` that name such an index, each with the
+    /// platforms it names and those whose images the store holds (a pull
+    /// of some platforms keeps the whole index).
+    pub indexes: BTreeMap<String, IndexPlatforms>,
+}
+
+/// The platforms of a multi-platform index in the store.
+#[derive(Clone, Debug, Default)]
+pub struct IndexPlatforms {
+    /// Every platform it names.
+    pub named: Vec<String>,
+    /// Those whose images the store holds.
+    pub held: Vec<String>,
 }
 
 impl StoredImage {
@@ -71,12 +85,12 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
     let mut out: Vec<StoredImage> = Vec::new();
     let mut pos: BTreeMap<Digest, usize> = BTreeMap::new();
     for mut entry in store.index_entries()? {
-        let mut platforms = Vec::new();
+        let mut of_index = None;
         if media_type::is_index(&entry.media_type) {
             match host_entry(store, &entry.digest)? {
-                Some((child, all)) => {
+                Some((child, platforms)) => {
                     entry.digest = child.digest;
-                    platforms = all;
+                    of_index = Some(platforms);
                 }
                 None => continue,
             }
@@ -91,6 +105,7 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
                     image,
                     tags: Vec::new(),
                     platforms: Vec::new(),
+                    indexes: BTreeMap::new(),
                 });
                 pos.insert(entry.digest, out.len() - 1);
                 out.len() - 1
@@ -98,17 +113,26 @@ pub fn stored_images(store: &Store) -> Result<Vec<StoredImage>> {
         };
         if let Some(name) = entry.ref_name() {
             out[i].tags.push(name.to_string());
-        }
-        if out[i].platforms.is_empty() {
-            out[i].platforms = platforms;
+            if let Some(p) = of_index {
+                out[i].indexes.insert(name.to_string(), p);
+            }
         }
     }
     Ok(out)
 }
 
-/// The image an index has for this host (else its first the store holds),
-/// and the platforms of all its images.
-fn host_entry(store: &Store, index: &Digest) -> Result<Option<(Descriptor, Vec<String>)>> {
+/// The platforms an image is for: those the store holds of an index it
+/// is this host's image of, under tag `tag`; else its own.
+fn platforms_under(img: &StoredImage, tag: Option<&str>) -> Vec<String> {
+    match tag.and_then(|t| img.indexes.get(t)) {
+        Some(p) => p.held.clone(),
+        None => vec![img.image.platform().to_string()],
+    }
+}
+
+/// The image an index has for this host (else its first the store
+/// holds), and its platforms.
+fn host_entry(store: &Store, index: &Digest) -> Result<Option<(Descriptor, IndexPlatforms)>> {
     let bytes = store.read_blob(index)?;
     let idx: crate::store::ImageIndex = serde_json::from_slice(&bytes)
         .map_err(|e| Error::corrupt(format!("index {index}"), e.to_string()))?;
@@ -121,14 +145,20 @@ fn host_entry(store: &Store, index: &Digest) -> Result<Option<(Descriptor, Vec<S
         .collect();
     let host = oci::host_platform();
     let pick = oci::pick_platform(&present, &host).or(present.first());
-    let platforms = idx
-        .manifests
-        .iter()
-        .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-        .collect();
+    let named = |ds: &[Descriptor]| {
+        ds.iter()
+            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+            .collect()
+    };
     Ok(pick
         .filter(|d| media_type::is_manifest(&d.media_type))
-        .map(|d| (d.clone(), platforms)))
+        .map(|d| {
+            let platforms = IndexPlatforms {
+                named: named(&idx.manifests),
+                held: named(&present),
+            };
+            (d.clone(), platforms)
+        }))
 }
 
 /// Images whose manifests are in the store but not in `index.json` (base
@@ -161,6 +191,7 @@ pub fn untagged_images(store: &Store) -> Result<Vec<StoredImage>> {
                 image,
                 tags: Vec::new(),
                 platforms: Vec::new(),
+                indexes: BTreeMap::new(),
             });
         }
     }
@@ -181,6 +212,10 @@ pub struct ImageRow {
     pub size: u64,
     /// Bytes of this image's layers that another image also uses.
     pub shared_size: u64,
+    /// What it is for: its platform, or for a tag of a multi-platform
+    /// index the platforms whose images the store holds (the row's other
+    /// columns are this host's image of it).
+    pub platforms: Vec<String>,
 }
 
 /// `repo:tag` -> (`repo`, `tag`); a digest reference has tag `<none>`.
@@ -223,7 +258,7 @@ pub fn list(store: &Store, all: bool) -> Result<Vec<ImageRow>> {
             .filter(|l| users.get(&l.digest).is_some_and(|u| u.len() > 1))
             .map(|l| l.size)
             .sum();
-        let row = |repository: String, tag: String| ImageRow {
+        let row = |repository: String, tag: String, full: Option<&str>| ImageRow {
             repository,
             tag,
             id: img.id(),
@@ -231,13 +266,14 @@ pub fn list(store: &Store, all: bool) -> Result<Vec<ImageRow>> {
             created: img.created_unix(),
             size: img.size(),
             shared_size,
+            platforms: platforms_under(img, full),
         };
         if img.tags.is_empty() {
-            rows.push(row("<none>".into(), "<none>".into()));
+            rows.push(row("<none>".into(), "<none>".into(), None));
         }
         for t in &img.tags {
             let (r, tag) = split_reference(t);
-            rows.push(row(r, tag));
+            rows.push(row(r, tag, Some(t)));
         }
     }
     rows.sort_by(|a, b| {
@@ -262,7 +298,11 @@ pub fn resolve(store: &Store, what: &str) -> Result<(StoredImage, Matched)> {
     let images = stored_images(store)?;
     let name = normalize_reference(what);
     if let Some(img) = images.iter().find(|i| i.tags.contains(&name)) {
-        return Ok((img.clone(), Matched::Tag(name)));
+        let mut img = img.clone();
+        img.platforms = (img.indexes.get(&name))
+            .map(|p| p.named.clone())
+            .unwrap_or_default();
+        return Ok((img, Matched::Tag(name)));
     }
     let hex = what.strip_prefix("sha256:").unwrap_or(what);
     let is_hex = !hex.is_empty()
@@ -293,6 +333,34 @@ pub fn resolve(store: &Store, what: &str) -> Result<(StoredImage, Matched)> {
         }
     }
     Err(Error::msg(format!("no such image: {what}")))
+}
+
+/// The image `what` names for `platform` (`run --platform`): a tag of an
+/// index gives its entry for that platform, whose manifest the store must
+/// hold; any other image must be of that platform.
+pub fn resolve_for(store: &Store, what: &str, platform: &Platform) -> Result<StoredImage> {
+    let name = normalize_reference(what);
+    if let Some(d) = store.resolve(&name)?
+        && media_type::is_index(&d.media_type)
+    {
+        let entry = oci::stored_entry(store, &name, &d.digest, platform)?;
+        return Ok(StoredImage {
+            image: oci::load_image(store, &entry.digest)?,
+            tags: vec![name],
+            platforms: Vec::new(),
+            indexes: BTreeMap::new(),
+        });
+    }
+    let (img, _) = resolve(store, what)?;
+    let have = img.image.platform();
+    if !oci::platform_matches(platform, &have) {
+        return Err(Error::msg(format!(
+            "image {what} is for {have}, not for {platform} (it is one image, not a \
+             multi-platform index; `strata pull --platform {platform} {what}` gets that \
+             platform's image if a registry has one)"
+        )));
+    }
+    Ok(img)
 }
 
 /// `strata tag SRC DST`: names the image SRC names as DST; returns the

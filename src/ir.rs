@@ -321,6 +321,10 @@ pub struct Target {
     /// one name then make one index); `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// The platforms the spec asks for it (TOML `platforms`, normalized;
+    /// empty: the build's). The build session lowers once per platform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 /// The IR. Built by a frontend, then only read.

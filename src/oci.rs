@@ -30,7 +30,7 @@ pub use export::{ExportImage, OutputKind, export};
 pub use image::{Image, Manifest, load_image, write_image, write_index};
 pub use import::{resolve_base, resolve_base_for};
 pub use platform::{
-    host_platform, index_platforms, parse_platform, pick_platform, platform_matches,
+    host_platform, index_platforms, parse_platform, pick_platform, platform_matches, stored_entry,
 };
 
 use crate::digest::Digest;

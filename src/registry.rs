@@ -365,7 +365,14 @@ fn pull_from(
             })
         };
         let entry = pick(&want)?;
-        if depth == 1 && !opts.also.is_empty() {
+        // A tag that already names this index keeps it: the image pulled
+        // now joins the platforms pulled before.
+        let tagged = || {
+            store
+                .resolve(&reference.normalized())
+                .is_ok_and(|d| d.is_some_and(|d| d.digest == fetched.digest))
+        };
+        if depth == 1 && (!opts.also.is_empty() || tagged()) {
             for p in &opts.also {
                 let other = child_manifest(&client, repo, reference, pick(p)?, progress)?;
                 blobs.extend(fetch_image(&client, store, repo, &other, opts, progress)?.1);
@@ -552,6 +559,22 @@ pub fn push(
         let bytes = store.read_blob(&desc.digest)?;
         let index: ImageIndex = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt(format!("index {}", desc.digest), e.to_string()))?;
+        // A build or pull of some platforms keeps the whole index.
+        let absent: Vec<String> = (index.manifests.iter())
+            .filter(|m| !store.has_blob(&m.digest))
+            .map(|m| {
+                m.platform
+                    .as_ref()
+                    .map_or(m.digest.to_string(), |p| p.to_string())
+            })
+            .collect();
+        if !absent.is_empty() {
+            return Err(Error::msg(format!(
+                "{source} is an index whose images for {} are not in the store: \
+                 `strata pull --platform P {source}` each of them first",
+                absent.join(", ")
+            )));
+        }
         for m in &index.manifests {
             if !media_type::is_manifest(&m.media_type) {
                 return Err(Error::Unsupported(format!(

@@ -41,6 +41,7 @@ fn env_graph(n: usize) -> BuildGraph {
         node: last,
         tags: vec![],
         platform: None,
+        platforms: vec![],
     });
     g
 }

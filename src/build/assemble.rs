@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use petgraph::stable_graph::NodeIndex;
 
 use crate::error::{Error, Result};
-use crate::ir::{BuildGraph, MetaOp, Op, Target};
+use crate::ir::{BaseRef, BuildGraph, MetaOp, Op, Target};
 use crate::oci::{self, History, ImageConfig};
 use crate::store::{Descriptor, Store};
 
@@ -169,11 +169,17 @@ pub(super) fn assemble(
         }
         stage = Some(&step.stage);
         match &step.op {
-            Op::Base(_) => {
+            Op::Base(b) => {
                 if let Some(Some(img)) = plan.bases.get(&n) {
+                    let defaults = config.config.clone();
                     config = img.config.clone();
                     config.created = Some(created(opts.epoch));
                     config.config.on_build = None;
+                    if b.base == BaseRef::Scratch {
+                        // `scratch` on a platform: its empty image, with the
+                        // same defaults as the host's.
+                        config.config = defaults;
+                    }
                     layers = img.layers.clone();
                     env.reset();
                 }

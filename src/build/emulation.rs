@@ -119,6 +119,28 @@ fn handler_problem(dir: &Path, arch: &str) -> Option<String> {
     None
 }
 
+/// Whether this machine can run programs of platform `p`, natively or
+/// through a working qemu-user handler; the error says what to install or
+/// enable (`run --platform`, or an image of another platform).
+pub fn can_run(p: &Platform) -> std::result::Result<(), String> {
+    let host = host_platform();
+    // An image that names no architecture (or no os) is taken as this
+    // machine's.
+    let mut p = p.clone();
+    if p.os.is_empty() {
+        p.os = host.os.clone();
+    }
+    if p.architecture.is_empty() || native(&host, &p) {
+        return Ok(());
+    }
+    match handler_problem(Path::new(BINFMT), &p.architecture) {
+        None => Ok(()),
+        Some(problem) => Err(format!(
+            "the image is for {p} and this machine is {host}; to emulate it, {problem}"
+        )),
+    }
+}
+
 /// An error at the first RUN step to run whose platform this machine
 /// cannot run (a cached one needs no emulator).
 pub fn check(graph: &BuildGraph, plan: &Plan) -> Result<()> {
@@ -165,6 +187,13 @@ mod tests {
     #[test]
     fn native_platforms_need_no_emulator() {
         let p = |s| parse_platform(s).unwrap();
+        assert_eq!(can_run(&host_platform()), Ok(()));
+        let unnamed = Platform {
+            architecture: String::new(),
+            os: String::new(),
+            variant: None,
+        };
+        assert_eq!(can_run(&unnamed), Ok(()));
         assert!(native(&p("linux/amd64"), &p("linux/386")));
         assert!(native(&p("linux/arm64"), &p("linux/arm/v7")));
         assert!(!native(&p("linux/amd64"), &p("linux/arm64")));

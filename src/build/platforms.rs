@@ -5,6 +5,8 @@
 //! step that reads a TARGET* arg) is kept once, so it runs once and serves
 //! every platform; the scheduler's `--jobs` bounds them all. Each target
 //! then has one node per platform, and assembly writes an index of them.
+//! Without `--platform`, each TOML image's `platforms` says which
+//! platforms it is built for (an image without them: this host's).
 
 use std::collections::HashMap;
 
@@ -14,6 +16,8 @@ use petgraph::visit::EdgeRef;
 
 use crate::error::{Error, Result};
 use crate::ir::{BuildGraph, Edge, Stage, Target};
+use crate::oci::parse_platform;
+use crate::store::Platform;
 
 /// Merges per-platform graphs (platform, graph) into one. Targets carry
 /// their platform; steps of one platform only show it in their stage name.
@@ -89,6 +93,28 @@ pub fn merge(graphs: Vec<(String, BuildGraph)>) -> Result<BuildGraph> {
     Ok(merged)
 }
 
+/// The platforms a target is built for: its own (a TOML image's
+/// `platforms`), else `default` (this host's).
+pub(super) fn of_target(t: &Target, default: &Platform) -> Vec<Platform> {
+    if t.platforms.is_empty() {
+        return vec![default.clone()];
+    }
+    (t.platforms.iter())
+        .filter_map(|p| parse_platform(p).ok())
+        .collect()
+}
+
+/// Every platform some target is built for, each once, in order.
+pub(super) fn wanted(targets: &[Target], default: &Platform) -> Vec<Platform> {
+    let mut out: Vec<Platform> = Vec::new();
+    for p in targets.iter().flat_map(|t| of_target(t, default)) {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,8 +167,29 @@ mod tests {
             node: f1,
             tags: vec!["app:1".into()],
             platform: None,
+            platforms: Vec::new(),
         });
         g
+    }
+
+    #[test]
+    fn each_target_is_built_for_its_own_platforms() {
+        let p = |s| parse_platform(s).unwrap();
+        let mut g = graph("linux/amd64", "linux/amd64");
+        let mut other = g.targets[0].clone();
+        g.targets[0].platforms = vec!["linux/arm64".into(), "linux/amd64".into()];
+        other.name = "plain".into();
+        g.targets.push(other);
+        let host = p("linux/s390x");
+        assert_eq!(
+            of_target(&g.targets[0], &host),
+            [p("linux/arm64"), p("linux/amd64")]
+        );
+        assert_eq!(of_target(&g.targets[1], &host), vec![host.clone()]);
+        assert_eq!(
+            wanted(&g.targets, &host),
+            [p("linux/arm64"), p("linux/amd64"), host]
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::error::Error;
 use crate::ir::{BaseInfo, BaseRef, BaseResolver, BuildGraph, CopyFrom, Op};
 use crate::oci::{self, ImageConfig};
-use crate::store::Store;
+use crate::store::{ImageIndex, Platform, Store, media_type};
 
 /// Resolves base images from the store for the frontends, never touching
 /// the network. A registry image the store lacks resolves to an empty
@@ -97,7 +98,10 @@ impl BaseResolver for StoreResolver<'_> {
             return r;
         }
         let r = match &based.0 {
-            BaseRef::Image { reference } if is_unpulled(self.store, reference) => {
+            BaseRef::Image { reference }
+                if is_unpulled(self.store, reference)
+                    || lacks_entry(self.store, reference, want.as_ref()) =>
+            {
                 if let Ok(mut u) = self.unpulled.lock()
                     && !u.contains(reference)
                 {
@@ -142,6 +146,26 @@ pub fn base_info(config: &ImageConfig) -> BaseInfo {
 /// name), `host:5000/app` that registry's.
 pub fn is_unpulled(store: &Store, reference: &str) -> bool {
     pullable(reference) && matches!(store.resolve(reference), Ok(None))
+}
+
+/// Whether the store's tag `reference` names an index with an image for
+/// `platform` (`None`: this host's) whose manifest is not here (a pull of
+/// other platforms kept the whole index): a build pulls it, as if the
+/// store had no such tag.
+pub fn lacks_entry(store: &Store, reference: &str, platform: Option<&Platform>) -> bool {
+    let Ok(Some(d)) = store.resolve(reference) else {
+        return false;
+    };
+    if !pullable(reference) || !media_type::is_index(&d.media_type) {
+        return false;
+    }
+    let Ok(index) = store.read_blob(&d.digest).and_then(|b| {
+        serde_json::from_slice::<ImageIndex>(&b).map_err(|e| Error::msg(e.to_string()))
+    }) else {
+        return false;
+    };
+    let want = platform.cloned().unwrap_or_else(oci::host_platform);
+    oci::pick_platform(&index.manifests, &want).is_some_and(|e| !store.has_blob(&e.digest))
 }
 
 /// A name a registry could serve (a valid reference).

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use petgraph::stable_graph::NodeIndex;
 
 use crate::error::{Error, Result};
-use crate::ir::{BaseRef, BuildGraph, CopyFrom, Op};
+use crate::ir::{BaseInfo, BaseRef, BaseResolver, BuildGraph, CopyFrom, Op, Target};
 use crate::oci;
 use crate::reference::Reference;
 use crate::registry::{self, ProgressSink};
@@ -250,39 +250,79 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Whether the store's image `r` is of `platform` (or is an index, which
-/// resolution picks from); `None` takes any.
+/// Whether the store holds image `r` for `platform`: an image of it, or
+/// an index whose entry for it has its manifest here (a pull of one
+/// platform keeps the whole index). `None` takes any image, and this
+/// host's entry of an index.
 fn has_platform(store: &Store, r: &str, platform: &Option<Platform>) -> bool {
-    let Some(want) = platform else { return true };
-    match store.resolve(r) {
-        Ok(Some(d)) if crate::store::media_type::is_index(&d.media_type) => true,
-        Ok(Some(d)) => oci::load_image(store, &d.digest)
+    match (store.resolve(r), platform) {
+        (Ok(Some(d)), _) if crate::store::media_type::is_index(&d.media_type) => {
+            let want = platform.clone().unwrap_or_else(oci::host_platform);
+            oci::stored_entry(store, r, &d.digest, &want).is_ok()
+        }
+        (Ok(Some(_)), None) => true,
+        (Ok(Some(d)), Some(want)) => oci::load_image(store, &d.digest)
             .is_ok_and(|img| oci::platform_matches(want, &img.platform())),
         _ => false,
     }
 }
 
 /// Lowers the spec for its platform, or once per platform of several and
-/// merges the graphs (build::platforms).
+/// merges the graphs (build::platforms). `--platform` decides for every
+/// image; without it, each image's `platforms` (TOML) does, and an image
+/// that names none is built for this host.
 fn lower_spec(
     store: &Store,
     spec: &SpecFile,
     lower: &LowerOptions,
 ) -> Result<(BuildGraph, Vec<String>)> {
-    if lower.platforms.len() < 2 {
-        let mut one = lower.clone();
-        one.platform = lower.platforms.first().cloned().or(one.platform);
-        return lower_one(store, spec, &one);
+    if lower.platforms.len() > 1 {
+        let every = |_: &Target, _: &Platform| true;
+        return lower_each(store, spec, lower, &lower.platforms, every);
     }
+    let mut one = lower.clone();
+    one.platform = lower.platforms.first().cloned().or(one.platform);
+    let by_image = lower.platforms.is_empty()
+        && !spec.is_dockerfile()
+        && crate::spec::names_platforms(&spec.text);
+    if !by_image {
+        return lower_one(store, spec, &one, false);
+    }
+    // A first lowering reads (and checks) the selected images' platforms;
+    // its bases need not exist for this host's platform.
+    let (graph, _) = lower_one(store, spec, &one, true)?;
+    if graph.targets.iter().all(|t| t.platforms.is_empty()) {
+        return lower_one(store, spec, &one, false);
+    }
+    let default = one.platform.clone().unwrap_or_else(oci::host_platform);
+    let platforms = super::platforms::wanted(&graph.targets, &default);
+    let wants = |t: &Target, p: &Platform| super::platforms::of_target(t, &default).contains(p);
+    if let [only] = platforms.as_slice() {
+        one.platform = Some(only.clone());
+        return lower_one(store, spec, &one, false);
+    }
+    lower_each(store, spec, lower, &platforms, wants)
+}
+
+/// Lowers the spec once per platform, each graph with the targets `keep`
+/// says are wanted on it, and merges them.
+fn lower_each(
+    store: &Store,
+    spec: &SpecFile,
+    lower: &LowerOptions,
+    platforms: &[Platform],
+    keep: impl Fn(&Target, &Platform) -> bool,
+) -> Result<(BuildGraph, Vec<String>)> {
     let mut graphs = Vec::new();
     let mut unpulled: Vec<String> = Vec::new();
-    for p in &lower.platforms {
+    for p in platforms {
         let one = LowerOptions {
             platform: Some(p.clone()),
             platforms: Vec::new(),
             ..lower.clone()
         };
-        let (g, u) = lower_one(store, spec, &one)?;
+        let (mut g, u) = lower_one(store, spec, &one, false)?;
+        g.targets.retain(|t| keep(t, p));
         for r in u {
             if !unpulled.contains(&r) {
                 unpulled.push(r);
@@ -293,22 +333,44 @@ fn lower_spec(
     Ok((super::platforms::merge(graphs)?, unpulled))
 }
 
+/// Lowers the spec once. `lenient`: a base that cannot be resolved is
+/// taken as empty (for a pass that only reads the images' platforms).
 fn lower_one(
     store: &Store,
     spec: &SpecFile,
     lower: &LowerOptions,
+    lenient: bool,
 ) -> Result<(BuildGraph, Vec<String>)> {
     let dir = spec.dir();
-    let resolver = StoreResolver::new(store, &dir);
+    let store_resolver = StoreResolver::new(store, &dir);
+    let lenient_resolver = Lenient(&store_resolver);
+    let resolver: &dyn BaseResolver = if lenient {
+        &lenient_resolver
+    } else {
+        &store_resolver
+    };
     let name = spec.path.display().to_string();
     let loaded = if spec.is_dockerfile() {
-        crate::dockerfile::load(&name, &spec.text, lower, &resolver)
+        crate::dockerfile::load(&name, &spec.text, lower, resolver)
     } else {
-        crate::spec::load(&name, &spec.text, lower, &resolver)
+        crate::spec::load(&name, &spec.text, lower, resolver)
     };
     let mut graph = loaded?;
     absolutize(&mut graph, &dir);
-    Ok((graph, resolver.unpulled()))
+    Ok((graph, store_resolver.unpulled()))
+}
+
+/// A resolver that takes a base it cannot resolve as an empty image.
+struct Lenient<'r>(&'r dyn BaseResolver);
+
+impl BaseResolver for Lenient<'_> {
+    fn resolve(
+        &self,
+        base: &BaseRef,
+        platform: Option<&str>,
+    ) -> std::result::Result<BaseInfo, String> {
+        Ok(self.0.resolve(base, platform).unwrap_or_default())
+    }
 }
 
 /// Runs the plan: every miss on the pool, at most `jobs` at a time; then

@@ -60,6 +60,10 @@ pub(super) struct RunArgs {
     /// Keep the container's changes as a new image named NAME.
     #[arg(long, value_name = "NAME")]
     commit: Option<String>,
+    /// The platform's image of a multi-platform index (default: this
+    /// machine's); another architecture runs through qemu-user.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = super::parse_platform_arg)]
+    platform: Option<crate::store::Platform>,
     /// Image name, ID or digest.
     image: String,
     /// Command and arguments (default: the image's Cmd).
@@ -222,7 +226,13 @@ fn run(cli: &Cli, args: &RunArgs) -> CliResult {
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let store = open_store(cli)?;
     let _lock = store.lock_shared()?;
-    let (img, _) = images::resolve(&store, &args.image)?;
+    let img = match &args.platform {
+        Some(p) => images::resolve_for(&store, &args.image, p)?,
+        None => images::resolve(&store, &args.image)?.0,
+    };
+    // Another architecture's image runs through qemu-user, as a build's
+    // RUN steps do: the same check first.
+    crate::build::can_run(&img.image.platform()).map_err(crate::error::Error::msg)?;
     let opts = RunOptions {
         command: args.command.clone(),
         entrypoint: args.entrypoint.clone(),

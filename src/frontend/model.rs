@@ -596,9 +596,13 @@ pub struct ImageSpec {
     /// `name:tag` references (args are expanded).
     #[serde(default)]
     pub tags: Vec<Sp<String>>,
+    /// `os/arch[/variant]` to build the image for (args are expanded):
+    /// several give one multi-platform index (default: `--platform`, else
+    /// this host's; `--platform` overrides it).
+    pub platforms: Option<Sp<Vec<Sp<String>>>>,
 }
 
-pub const IMAGE_KEYS: &[&str] = &["stage", "tags"];
+pub const IMAGE_KEYS: &[&str] = &["stage", "tags", "platforms"];
 
 /// A global arg (`[args]`, an ARG before the first FROM).
 #[derive(Clone, Debug)]

@@ -52,6 +52,20 @@ pub fn load(
     sink.into_result(graph)
 }
 
+/// Whether an `[image.*]` table of the spec has a `platforms` key (the
+/// build session then lowers it per platform). False for a file that does
+/// not parse: its lowering reports why.
+pub fn names_platforms(text: &str) -> bool {
+    let file = SourceFile {
+        name: String::new(),
+        text: text.to_string(),
+    };
+    let mut sink = Sink::new(&file);
+    parse::parse(text, &mut sink).is_some_and(|p| {
+        (p.images.iter()).any(|i| i.spec.as_ref().is_some_and(|s| s.platforms.is_some()))
+    })
+}
+
 /// Parse + print: `text` in the printer's layout ([`print`]). The TOML
 /// parser keeps no comments, so the result has none but `opts.header`.
 /// Fails with the parse errors `load` would report (not the lowering's).

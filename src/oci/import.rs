@@ -20,7 +20,7 @@ use super::archive::{member_path, resolve_link};
 use super::image::{parse_manifest, platform_of, write_manifest};
 use super::{
     Image, ImageConfig, host_platform, index_platforms, load_image, pick_platform,
-    platform_matches, write_image,
+    platform_matches, stored_entry, write_image,
 };
 
 /// Imports the base image `base` into the store (blobs copied and verified)
@@ -51,7 +51,11 @@ pub fn resolve_base_for(store: &Store, base: &BaseRef, want: Option<&Platform>) 
                     store,
                     archive: Path::new(reference),
                 };
-                import_descriptor(store, &src, &d, Path::new(reference), want, 0)?
+                // The entry's manifest must be here (a pull of one platform
+                // keeps the whole index).
+                let host = host_platform();
+                let entry = stored_entry(store, reference, &d.digest, want.unwrap_or(&host))?;
+                import_descriptor(store, &src, &entry, Path::new(reference), want, 1)?
             }
             Some(d) => load_image(store, &d.digest)?,
             // Pulling is the build session's explicit step, never a side

@@ -3,7 +3,9 @@
 //! `arm64`, `x86_64` is `amd64`, `arm64/v8` is `arm64`, `arm` is `arm/v7`),
 //! and the choice of an index entry for a wanted platform.
 
-use crate::store::{Descriptor, Platform};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::store::{Descriptor, ImageIndex, Platform, Store};
 
 /// The platform of this machine (`linux/amd64`, `linux/arm64`, ...).
 pub fn host_platform() -> Platform {
@@ -106,6 +108,43 @@ pub fn pick_platform<'d>(entries: &'d [Descriptor], want: &Platform) -> Option<&
                 of(d).is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
             })
         })
+}
+
+/// The store's index `index` (tagged `name`) and its entry for `want`
+/// whose manifest the store holds. A pull of one platform keeps the
+/// whole index but only that platform's image, so an entry can name a
+/// manifest that is not there: that is an error saying how to get it,
+/// as is a platform the index does not have.
+pub fn stored_entry(
+    store: &Store,
+    name: &str,
+    index: &Digest,
+    want: &Platform,
+) -> Result<Descriptor> {
+    let bytes = store.read_blob(index)?;
+    let idx: ImageIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::corrupt(format!("index {index}"), e.to_string()))?;
+    let Some(entry) = pick_platform(&idx.manifests, want) else {
+        return Err(Error::msg(format!(
+            "image {name} has no image for {want} (its platforms: {})",
+            index_platforms(&idx.manifests)
+        )));
+    };
+    if !store.has_blob(&entry.digest) {
+        let held: Vec<Descriptor> = (idx.manifests.iter())
+            .filter(|d| store.has_blob(&d.digest))
+            .cloned()
+            .collect();
+        return Err(Error::msg(format!(
+            "image {name} is an index with an image for {want}, but the store holds only \
+             {} of it: run `strata pull --platform {want} {name}`",
+            match index_platforms(&held).as_str() {
+                "none named" => "other images".to_string(),
+                some => some.to_string(),
+            }
+        )));
+    }
+    Ok(entry.clone())
 }
 
 /// The platforms an index names, for messages (`linux/amd64, linux/arm64`).

@@ -145,6 +145,7 @@ pub fn to_model(ast: &Ast, sink: &mut Sink, build_checks: &mut BuildChecks) -> P
             spec: Some(ImageSpec {
                 stage: None,
                 tags: Vec::new(),
+                platforms: None,
             }),
         }),
     }

@@ -1,12 +1,12 @@
-//! The images to build (what `--target` selects, their tags) and the
-//! warnings left at the end.
+//! The images to build (what `--target` selects, their tags and
+//! platforms) and the warnings left at the end.
 
 use super::*;
 
 impl Lowerer<'_, '_> {
     pub(super) fn targets(&mut self, images: &[ImageDecl]) {
         // Every image is checked, selected or not.
-        let mut checked: Vec<(String, usize, Vec<String>)> = Vec::new();
+        let mut checked: Vec<Chosen> = Vec::new();
         let mut seen_tags: BTreeMap<String, String> = BTreeMap::new();
         for img in images {
             let Some(spec) = &img.spec else { continue };
@@ -82,26 +82,35 @@ impl Lowerer<'_, '_> {
                     ),
                 }
             }
-            checked.push((img.name.clone(), stage, tags));
+            let platforms = match &spec.platforms {
+                Some(list) => self.platforms(list),
+                None => Vec::new(),
+            };
+            checked.push(Chosen {
+                name: img.name.clone(),
+                stage,
+                tags,
+                platforms,
+            });
         }
         // Selection.
-        let mut selected: Vec<(String, usize, Vec<String>)> = Vec::new();
+        let mut selected: Vec<Chosen> = Vec::new();
         if self.opts.targets.is_empty() {
             if images.is_empty() {
                 if let Some(i) = self.stages.len().checked_sub(1) {
-                    selected.push((self.stages[i].name.clone(), i, Vec::new()));
+                    selected.push(Chosen::stage(self.stages[i].name.clone(), i));
                 }
             } else {
                 selected = checked.clone();
             }
         } else {
             for t in &self.opts.targets {
-                if let Some(c) = checked.iter().find(|c| &c.0 == t) {
+                if let Some(c) = checked.iter().find(|c| &c.name == t) {
                     selected.push(c.clone());
                 } else if images.iter().any(|i| &i.name == t) {
                     // A broken image: already reported.
                 } else if let Some(i) = self.stage_index(t) {
-                    selected.push((t.clone(), i, Vec::new()));
+                    selected.push(Chosen::stage(t.clone(), i));
                 } else {
                     let mut names: Vec<String> = images
                         .iter()
@@ -117,29 +126,64 @@ impl Lowerer<'_, '_> {
                 }
             }
         }
-        let names: Vec<String> = selected.iter().map(|s| s.0.clone()).collect();
+        let names: Vec<String> = selected.iter().map(|s| s.name.clone()).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let help = "select one image with --target, or put the tags in the spec";
         let cli = cli_tags(self.sink, &self.opts.tags, &names, help);
         if let [sel] = selected.as_mut_slice() {
             for t in cli {
-                if !sel.2.contains(&t) {
-                    sel.2.push(t);
+                if !sel.tags.contains(&t) {
+                    sel.tags.push(t);
                 }
             }
         }
-        for (name, stage, tags) in selected {
-            let Some(node) = self.stage_last(stage) else {
+        for c in selected {
+            let Some(node) = self.stage_last(c.stage) else {
                 continue;
             };
             self.graph.targets.push(Target {
-                name,
-                stage: self.stages[stage].name.clone(),
+                name: c.name,
+                stage: self.stages[c.stage].name.clone(),
                 node,
-                tags,
+                tags: c.tags,
                 platform: None,
+                platforms: c.platforms,
             });
         }
+    }
+
+    /// An image's `platforms`: each expanded and normalized, at least one,
+    /// each once.
+    fn platforms(&mut self, list: &Sp<Vec<Sp<String>>>) -> Vec<String> {
+        if list.get().is_empty() {
+            self.error_help(
+                list.span(),
+                "`platforms` is empty",
+                "no platform",
+                "name at least one, e.g. [\"linux/amd64\", \"linux/arm64\"], or leave the key out for this host's",
+            );
+        }
+        let mut out: Vec<String> = Vec::new();
+        for p in list.get() {
+            let Some(v) = self.expand_global(p) else {
+                continue;
+            };
+            match crate::oci::parse_platform(&v) {
+                Ok(platform) if out.contains(&platform.to_string()) => self.error(
+                    p.span(),
+                    format!("platform {platform} is named twice"),
+                    "again",
+                ),
+                Ok(platform) => out.push(platform.to_string()),
+                Err(_) => self.error_help(
+                    p.span(),
+                    format!("bad platform `{v}`"),
+                    "expected os/arch[/variant]",
+                    "e.g. \"linux/amd64\" or \"linux/arm64/v8\"",
+                ),
+            }
+        }
+        out
     }
 
     pub(super) fn warnings(&mut self) {
@@ -149,6 +193,27 @@ impl Lowerer<'_, '_> {
                     .warnings
                     .push(format!("build arg {k} was not consumed by any stage"));
             }
+        }
+    }
+}
+
+/// An image selected to build: its name, stage, tags and platforms.
+#[derive(Clone)]
+struct Chosen {
+    name: String,
+    stage: usize,
+    tags: Vec<String>,
+    platforms: Vec<String>,
+}
+
+impl Chosen {
+    /// A stage built as a target (`--target STAGE`, or the last stage).
+    fn stage(name: String, stage: usize) -> Chosen {
+        Chosen {
+            name,
+            stage,
+            tags: Vec::new(),
+            platforms: Vec::new(),
         }
     }
 }

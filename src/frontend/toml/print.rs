@@ -649,7 +649,11 @@ fn image(out: &mut String, decl: &ImageDecl, extra_tags: &[String]) {
         spec,
     } = decl;
     let Some(spec) = spec else { return };
-    let ImageSpec { stage, tags } = spec;
+    let ImageSpec {
+        stage,
+        tags,
+        platforms,
+    } = spec;
     out.push_str(&format!("\n[image.{}]\n", key(name)));
     if let Some(s) = stage {
         out.push_str(&format!("stage = {}\n", q(s.get())));
@@ -662,5 +666,8 @@ fn image(out: &mut String, decl: &ImageDecl, extra_tags: &[String]) {
     }
     if !all.is_empty() {
         out.push_str(&array_key("tags", &all));
+    }
+    if let Some(p) = platforms {
+        out.push_str(&array_key("platforms", &sp_items(p.get())));
     }
 }
