@@ -16,7 +16,7 @@ use regex::Regex;
 
 use super::LowerOptions;
 use super::model::{
-    Boolean, Dialect, HealthcheckSpec, ImageDecl, MountSpec, MountType, Number, OrderedMap, Parsed,
+    Boolean, Dialect, HealthcheckSpec, ImageDecl, MountSpec, Number, OrderedMap, Parsed,
     SharingSpec, Sp, StageDecl, StageSpec, StepSpec, StrOr,
 };
 use super::toml::expand::{ExpandError, expand};

@@ -95,14 +95,7 @@ impl Lowerer<'_, '_> {
         let spec = m.get();
         let kind = *spec.kind.get();
         // Keys each mount type accepts, besides `type` and `target`.
-        let ir_kind = match kind {
-            MountType::Bind => MountKind::Bind,
-            MountType::Cache => MountKind::Cache,
-            MountType::Tmpfs => MountKind::Tmpfs,
-            MountType::Secret => MountKind::Secret,
-            MountType::Ssh => MountKind::Ssh,
-        };
-        let allowed = mount::options(ir_kind);
+        let allowed = mount::options(kind);
         let given: [(&str, bool); 11] = [
             ("source", spec.source.is_some()),
             ("from", spec.from.is_some()),
@@ -116,7 +109,7 @@ impl Lowerer<'_, '_> {
             ("size", spec.size.is_some()),
             ("env", spec.env.is_some()),
         ];
-        let kind_name = mount::kind_name(ir_kind);
+        let kind_name = mount::kind_name(kind);
         let mut ok = true;
         for (k, present) in given {
             if present && !allowed.contains(&k) {
@@ -136,7 +129,7 @@ impl Lowerer<'_, '_> {
             Some(t) => self
                 .expand_in(state, t)
                 .map(|t| resolve_path(&state.workdir, &t)),
-            None if matches!(kind, MountType::Secret | MountType::Ssh) => None,
+            None if matches!(kind, MountKind::Secret | MountKind::Ssh) => None,
             None => {
                 self.error(
                     m.span(),
@@ -149,7 +142,7 @@ impl Lowerer<'_, '_> {
         };
         let id = spec.id.as_ref().and_then(|i| self.expand_in(state, i));
         let target = target.unwrap_or_else(|| match kind {
-            MountType::Secret => format!("/run/secrets/{}", id.as_deref().unwrap_or("")),
+            MountKind::Secret => format!("/run/secrets/{}", id.as_deref().unwrap_or("")),
             _ => "/run/buildkit/ssh_agent.0".to_string(),
         });
         let mut edge = None;
@@ -245,14 +238,14 @@ impl Lowerer<'_, '_> {
             return None;
         }
         let mount = Mount {
-            kind: ir_kind,
+            kind,
             target,
             source,
             from,
             id,
             sharing,
             // Bind mounts are read-only unless asked otherwise, as in Docker.
-            readonly: readonly.unwrap_or(matches!(kind, MountType::Bind)),
+            readonly: readonly.unwrap_or(matches!(kind, MountKind::Bind)),
             required: required.unwrap_or(false),
             mode,
             uid: uid.map(|v| v as u32),

@@ -19,11 +19,12 @@
 //! compile until it is printed.
 
 use super::model::{
-    FromTable, HealthcheckSpec, ImageSpec, Layout, MountSpec, MountType, OrderedMap, SharingSpec,
-    Sp, StageSpec, StepSpec, StrOr,
+    FromTable, HealthcheckSpec, ImageSpec, Layout, MountSpec, OrderedMap, SharingSpec, Sp,
+    StageSpec, StepSpec, StrOr,
 };
 use super::text::{self, key, list, q};
 use crate::frontend::model::{ArgDecl, Boolean, Dialect, ImageDecl, Number, Parsed, StageDecl};
+use crate::frontend::mount::kind_name;
 use crate::frontend::state::order;
 
 /// Lines longer than this are broken where TOML allows it (arrays).
@@ -512,13 +513,7 @@ fn mount(m: &MountSpec) -> String {
         size,
         env,
     } = m;
-    let kind = match kind.get() {
-        MountType::Bind => "bind",
-        MountType::Cache => "cache",
-        MountType::Tmpfs => "tmpfs",
-        MountType::Secret => "secret",
-        MountType::Ssh => "ssh",
-    };
+    let kind = kind_name(*kind.get());
     let mut p = vec![format!("type = {}", q(kind))];
     opt_str(&mut p, "from", from);
     opt_str(&mut p, "source", source);

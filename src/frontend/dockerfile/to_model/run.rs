@@ -4,9 +4,7 @@
 use super::super::continuation::{breaks, continuation_pieces};
 use super::super::parser::{self, Heredoc, Node};
 use super::{Flag, ToModel, has_reference};
-use crate::frontend::model::{
-    Boolean, MountSpec, MountType, Number, SharingSpec, Sp, StepSpec, StrOr,
-};
+use crate::frontend::model::{Boolean, MountSpec, Number, SharingSpec, Sp, StepSpec, StrOr};
 use crate::frontend::mount;
 use crate::frontend::values::parse_size;
 use crate::ir::MountKind;
@@ -89,7 +87,7 @@ impl ToModel<'_, '_> {
     fn mount(&mut self, n: &Node, f: &Flag) -> Option<Sp<MountSpec>> {
         let raw = f.value.clone().unwrap_or_default();
         let at = f.span.clone();
-        let mut kind = MountType::Bind;
+        let mut kind = MountKind::Bind;
         let mut kv: Vec<(String, Option<String>)> = Vec::new();
         for field in mount::fields(&raw) {
             if field.key != "type" {
@@ -98,11 +96,7 @@ impl ToModel<'_, '_> {
             }
             let value = field.value.unwrap_or_default();
             kind = match mount::parse_kind(&value) {
-                Some(MountKind::Bind) => MountType::Bind,
-                Some(MountKind::Cache) => MountType::Cache,
-                Some(MountKind::Tmpfs) => MountType::Tmpfs,
-                Some(MountKind::Secret) => MountType::Secret,
-                Some(MountKind::Ssh) => MountType::Ssh,
+                Some(k) => k,
                 None => {
                     self.sink.error_help(
                         at,
@@ -114,15 +108,8 @@ impl ToModel<'_, '_> {
                 }
             };
         }
-        let ir_kind = match kind {
-            MountType::Bind => MountKind::Bind,
-            MountType::Cache => MountKind::Cache,
-            MountType::Tmpfs => MountKind::Tmpfs,
-            MountType::Secret => MountKind::Secret,
-            MountType::Ssh => MountKind::Ssh,
-        };
-        let kind_name = mount::kind_name(ir_kind);
-        let allowed = mount::options(ir_kind);
+        let kind_name = mount::kind_name(kind);
+        let allowed = mount::options(kind);
         let mut m = MountSpec {
             kind: Sp::new(at.clone(), kind),
             target: None,
