@@ -360,23 +360,28 @@ impl Lowerer<'_, '_> {
         }
     }
 
+    /// What to say of an unknown stage `name`: the stage it may be a typo
+    /// of, else `otherwise` when given, else the stages there are.
+    fn unknown_stage_help(&self, name: &str, otherwise: Option<String>) -> String {
+        let names = || self.stages.iter().map(|s| s.name.as_str());
+        match did_you_mean(name, names()) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None => otherwise.unwrap_or_else(|| {
+                format!(
+                    "stages of this file: {}",
+                    names().collect::<Vec<_>>().join(", ")
+                )
+            }),
+        }
+    }
+
     /// The stage named by a copy/mount `from`, with a diagnostic when unknown.
     fn stage_ref(&mut self, from: &Sp<String>, hint_image: bool) -> Option<usize> {
         let name = self.expand_global(from)?;
         if let Some(i) = self.stage_index(&name) {
             return Some(i);
         }
-        let mut help = match did_you_mean(&name, self.stages.iter().map(|s| s.name.as_str())) {
-            Some(m) => format!("did you mean `{m}`?"),
-            None => format!(
-                "stages of this file: {}",
-                self.stages
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+        let mut help = self.unknown_stage_help(&name, None);
         if hint_image {
             help.push_str(" To copy from an image, write `image = \"...\"`.");
         }
