@@ -494,7 +494,8 @@ fn copy_from_a_variable_keeps_its_meaning_or_says_so() {
 fn out_of_scope_globals_resolve_as_unset() {
     let text = "ARG G=g\nFROM scratch\nARG A=a\n\
         ENV E1=${G:-d}/${A} E2=${G+set}x E3=${G#p} E4=${A:-${G:-n}} E5=${G/*/r} E6=${G-$A} E7=${G//x/$A}\n\
-        WORKDIR /w/${G:-dir}\nRUN --mount=type=cache,target=/c/${G:-t},uid=${G:-7} true\n";
+        WORKDIR /w/${G:-dir}\nRUN --mount=type=cache,target=/c/${G:-t},uid=${G:-7} true\n\
+        COPY <<EOF /h\n$G ${G:-d} \"$A\"\nEOF\n";
     let toml = same_ir(text, &LowerOptions::default());
     for want in [
         "E1 = \"d/${A}\"",
@@ -507,6 +508,8 @@ fn out_of_scope_globals_resolve_as_unset() {
         "workdir = \"/w/dir\"",
         "target = \"/c/t\"",
         "uid = \"7\"",
+        // An unquoted heredoc's body is a template too.
+        "content = { EOF = \" d \\\"${A}\\\"\\n\" }",
     ] {
         assert!(toml.contains(want), "{want} in\n{toml}");
     }

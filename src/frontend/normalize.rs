@@ -284,10 +284,9 @@ impl Normalizer<'_, '_> {
             stopsignal,
             healthcheck: _,
             onbuild: _,
-            // Literal: BuildKit expands neither MAINTAINER nor a heredoc
-            // body that a template could carry.
+            // Literal: BuildKit does not expand MAINTAINER.
             maintainer: _,
-            content: _,
+            content,
             to,
             // Expanded with the global args, as in a Dockerfile.
             from: _,
@@ -316,6 +315,10 @@ impl Normalizer<'_, '_> {
         }
         for m in [env, label].into_iter().flatten() {
             self.map(scope, m.0.get_mut());
+        }
+        // A heredoc's file name is literal; its body a template.
+        for (_, t) in content.iter_mut().flat_map(|c| c.0.get_mut().0.iter_mut()) {
+            self.template(scope, t);
         }
         let single = [
             workdir.as_mut(),

@@ -43,6 +43,9 @@ pub struct Lex {
     pub raw_quotes: bool,
     /// Keep escape characters in the result.
     pub raw_escapes: bool,
+    /// Quotes are ordinary characters (BuildKit's `SkipProcessQuotes`,
+    /// for the body of an unquoted COPY/ADD heredoc).
+    pub skip_quotes: bool,
     /// Leave references to unset variables as written.
     pub skip_unset_env: bool,
 }
@@ -66,6 +69,7 @@ impl Lex {
             escape,
             raw_quotes: false,
             raw_escapes: false,
+            skip_quotes: false,
             skip_unset_env: false,
         }
     }
@@ -215,12 +219,12 @@ impl Word<'_> {
                     result.push_str(&v);
                     words.add_string(&v);
                 }
-                '\'' => {
+                '\'' if !self.lex.skip_quotes => {
                     let v = self.single_quote()?;
                     result.push_str(&v);
                     words.add_raw_string(&v);
                 }
-                '"' => {
+                '"' if !self.lex.skip_quotes => {
                     let v = self.double_quote()?;
                     result.push_str(&v);
                     words.add_raw_string(&v);

@@ -45,9 +45,52 @@ pub fn template(
         i: 0,
         escape,
         scope,
+        heredoc: false,
     };
     let text = t.word(None, false)?;
     Ok(Translated { text })
+}
+
+/// The body of a COPY/ADD heredoc with an unquoted delimiter as a
+/// template, expanded as BuildKit expands it (moby/buildkit
+/// frontend/dockerfile: `SourcesAndDest.ExpandRaw` in
+/// instructions/commands.go, called from `dispatch` in
+/// dockerfile2llb/convert.go with `shell.NewLex('\\')` and
+/// `SkipProcessQuotes = true`): quotes are ordinary characters, the
+/// escape is always `\` (whatever the file's escape directive) and is
+/// dropped before the character it escapes, and a special or positional
+/// parameter (`$1`, `$@`, `$$`, ...) is unset, so it expands to nothing.
+pub fn heredoc(body: &str, scope: &dyn Fn(&str) -> Name) -> Result<Translated, String> {
+    if !body.contains(['$', '\\']) {
+        return Ok(Translated {
+            text: body.to_string(),
+        });
+    }
+    let mut t = Template {
+        c: body.chars().collect(),
+        i: 0,
+        escape: '\\',
+        scope,
+        heredoc: true,
+    };
+    let text = t.word(None, false)?;
+    Ok(Translated { text })
+}
+
+/// A name the template syntax can write (`${NAME}`).
+fn is_identifier(name: &str) -> bool {
+    name.starts_with(|x: char| x.is_ascii_alphabetic() || x == '_')
+        && name.chars().all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// A literal `}` inside `${...}` (quoted, escaped, or in a pattern)
+/// would end the template's `${...}` early: the template syntax has no
+/// way to say it.
+fn brace_ok(stop: Option<char>, literal: &str) -> Result<(), String> {
+    if stop.is_some() && literal.contains('}') {
+        return Err("a literal `}` inside `${...}` is a form strata cannot express".into());
+    }
+    Ok(())
 }
 
 struct Template<'s> {
@@ -55,6 +98,8 @@ struct Template<'s> {
     i: usize,
     escape: char,
     scope: &'s dyn Fn(&str) -> Name,
+    /// A heredoc body ([`heredoc`]): no quotes, special parameters unset.
+    heredoc: bool,
 }
 
 impl Template<'_> {
@@ -70,6 +115,7 @@ impl Template<'_> {
             }
             self.i += 1;
             match ch {
+                '\'' | '"' if self.heredoc => out.push(ch),
                 '\'' if !dq => {
                     let start = self.i;
                     while self.c.get(self.i).is_some_and(|&x| x != '\'') {
@@ -78,7 +124,9 @@ impl Template<'_> {
                     if self.i >= self.c.len() {
                         return Err("unterminated single quote".into());
                     }
-                    out.push_str(&literal(&self.c[start..self.i].iter().collect::<String>()));
+                    let quoted: String = self.c[start..self.i].iter().collect();
+                    brace_ok(stop, &quoted)?;
+                    out.push_str(&literal(&quoted));
                     self.i += 1;
                 }
                 '"' => dq = !dq,
@@ -89,6 +137,7 @@ impl Template<'_> {
                 ch if ch == self.escape => match self.c.get(self.i) {
                     None => {}
                     Some(&n) if !dq || n == '"' || n == '$' || n == self.escape => {
+                        brace_ok(stop, &n.to_string())?;
                         self.i += 1;
                         if raw {
                             out.push(ch);
@@ -97,7 +146,10 @@ impl Template<'_> {
                     }
                     Some(_) => out.push(ch),
                 },
-                ch => out.push(ch),
+                ch => {
+                    brace_ok(stop, &ch.to_string())?;
+                    out.push(ch);
+                }
             }
         }
         if dq {
@@ -111,18 +163,34 @@ impl Template<'_> {
 
     fn name(&mut self) -> String {
         let start = self.i;
-        while self
-            .c
-            .get(self.i)
-            .is_some_and(|&x| x.is_ascii_alphanumeric() || x == '_')
-        {
-            self.i += 1;
+        let heredoc = self.heredoc;
+        match self.c.get(self.i) {
+            // BuildKit's names in a heredoc body: digits (a positional
+            // parameter), or one special parameter's character.
+            Some(d) if heredoc && d.is_ascii_digit() => {
+                while self.c.get(self.i).is_some_and(char::is_ascii_digit) {
+                    self.i += 1;
+                }
+            }
+            Some('@' | '*' | '#' | '?' | '-' | '$' | '!') if heredoc => self.i += 1,
+            _ => {
+                let part = |x: &char| {
+                    *x == '_' || (heredoc && x.is_alphanumeric()) || x.is_ascii_alphanumeric()
+                };
+                while self.c.get(self.i).is_some_and(part) {
+                    self.i += 1;
+                }
+            }
         }
         self.c[start..self.i].iter().collect()
     }
 
-    /// What `name` is here.
+    /// What `name` is here: one a template cannot name (a special
+    /// parameter of a heredoc body) is never defined.
     fn classify(&mut self, name: &str) -> Name {
+        if !is_identifier(name) {
+            return Name::Unset;
+        }
         (self.scope)(name)
     }
 
@@ -141,14 +209,17 @@ impl Template<'_> {
             if name.is_empty() {
                 return Ok("$$".into());
             }
-            if name.starts_with(|x: char| x.is_ascii_digit()) {
+            if !self.heredoc && name.starts_with(|x: char| x.is_ascii_digit()) {
                 return Err(format!("positional parameter `${name}`"));
             }
             return Ok(self.plain(&name));
         }
         self.i += 1;
+        if matches!(self.c.get(self.i), Some('{' | '}' | ':')) {
+            return Err("bad substitution".into());
+        }
         let name = self.name();
-        if name.is_empty() || name.starts_with(|x: char| x.is_ascii_digit()) {
+        if name.is_empty() || (!self.heredoc && name.starts_with(|x: char| x.is_ascii_digit())) {
             return Err("a `${...}` form strata cannot express".into());
         }
         let (colon, op) = match (self.c.get(self.i), self.c.get(self.i + 1)) {
@@ -167,7 +238,16 @@ impl Template<'_> {
             // The test forms accept an undefined name in a template too.
             '-' | '+' | '?' => {
                 let word = self.word(Some('}'), false)?;
-                Ok(format!("${{{name}{c}{op}{word}}}"))
+                if is_identifier(&name) {
+                    return Ok(format!("${{{name}{c}{op}{word}}}"));
+                }
+                // A special parameter: unset.
+                match op {
+                    '-' => Ok(word),
+                    '+' => Ok(String::new()),
+                    _ if word.is_empty() => Err(format!("{name}: is not allowed to be unset")),
+                    _ => Err(format!("{name}: {word}")),
+                }
             }
             '#' | '%' if !colon => {
                 let doubled = self.c.get(self.i) == Some(&op);
@@ -271,6 +351,95 @@ mod tests {
                 Ok(unset),
                 "{word} -> {text}"
             );
+        }
+    }
+
+    /// What an unquoted COPY heredoc body expands to, `name=world` and
+    /// `E=` defined (by ARG/ENV), `P` from the base image or not.
+    fn body(text: &str, p: Option<&str>) -> Result<String, String> {
+        use crate::frontend::toml::expand::expand;
+        let scope = |n: &str| match n {
+            "name" | "E" => Name::Known,
+            _ => Name::Maybe,
+        };
+        let t = heredoc(text, &scope)?.text;
+        let lookup = |n: &str| match n {
+            "name" => Some(Some("world".to_string())),
+            "E" => Some(Some(String::new())),
+            "P" => p.map(|v| Some(v.to_string())),
+            _ => None,
+        };
+        expand(&t, &lookup).map_err(|e| e.message)
+    }
+
+    /// The bytes BuildKit writes, from its own integration tests
+    /// (moby/buildkit frontend/dockerfile/dockerfile_heredoc_test.go,
+    /// `testCopyHeredocSpecialSymbols` and `testHeredocVarSubstitution`):
+    /// quotes stay, `\\` before a character is dropped, variables expand.
+    #[test]
+    fn unquoted_heredoc_bodies_expand_as_buildkit_tests_say() {
+        let cases = [
+            ("\"quotes in file\"\n", "\"quotes in file\"\n"),
+            ("\\\n", "\n"),
+            ("\\\\\n", "\\\n"),
+            ("\\$\n", "$\n"),
+            ("Hello ${name}!\n", "Hello world!\n"),
+            ("Hello '${name}'!\n", "Hello 'world'!\n"),
+            ("Hello \"${name}\"!\n", "Hello \"world\"!\n"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(body(text, None).as_deref(), Ok(want), "{text:?}");
+        }
+    }
+
+    /// Every body expands as BuildKit's lexer (`shell::Lex` with
+    /// `SkipProcessQuotes`, the conformance-tested port) expands it, with
+    /// `P` from the base image and without.
+    #[test]
+    fn unquoted_heredoc_bodies_expand_as_the_lexer_does() {
+        use crate::frontend::dockerfile::shell::Lex;
+        let bodies = [
+            "plain text\n",
+            "$name ${name} $P ${P}\n",
+            "${P:-dflt} ${P-d} ${E:-empty} ${E-unset} ${P:+alt} ${name+alt}\n",
+            "${name#wo} ${name%%l*} ${name/o/0} ${P//b/x} ${P#*:} ${P/*/r}\n",
+            "exec \"$@\" $1 $# $? $$ ${1:-one} ${@} $0 ${2+two}\n",
+            "price: 5$ and $ alone, $-x\n",
+            "it's \"quoted\" 'single $name' \"double $name\"\n",
+            "\\$name \\${name} \\\\$name a\\b c\\\\d\n",
+            "line \\\ncontinued\n",
+            "${name:-'q'} ${P:-\"d q\"} ${P:-a\\\\b}\n",
+            "${name#\\?} ${P%\\*} ${name%w\\*}\n",
+            "tab\there \u{e9}t\u{e9} $\u{e9}x\n",
+            "trailing \\",
+        ];
+        let mut lex = Lex::new('\\');
+        lex.skip_quotes = true;
+        for text in bodies {
+            for p in [None, Some("/bin:/usr/bin")] {
+                let mut env = vec![
+                    ("name".to_string(), "world".to_string()),
+                    ("E".to_string(), String::new()),
+                ];
+                env.extend(p.map(|v| ("P".to_string(), v.to_string())));
+                let want = lex.word(text, &env).expect(text);
+                assert_eq!(body(text, p), Ok(want), "{text:?} with P={p:?}");
+            }
+        }
+    }
+
+    /// What BuildKit refuses, or the template cannot say, is an error.
+    #[test]
+    fn heredoc_bodies_refused() {
+        for text in [
+            "${",
+            "${}",
+            "${name",
+            "${1?gone}",
+            "${P:-\\}}",
+            "${name:#x}",
+        ] {
+            assert!(body(text, None).is_err(), "{text:?}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The steps of one instruction (RUN in [`super::run`]).
 
 use super::super::parser::{Heredoc, Node, parse_heredoc};
+use super::super::template::{Name, heredoc};
 use super::{ToModel, arg_word, comments, literal};
 use crate::frontend::model::{HealthcheckSpec, OrderedMap, Sp, StepSpec, StrOr};
 use crate::frontend::values::{parse_flag_bool, parse_retries};
@@ -249,11 +250,10 @@ impl ToModel<'_, '_> {
     }
 
     /// The text of a COPY/ADD heredoc source `h` (its body from the node,
-    /// `<<-` applied) as a template: literal when the delimiter is quoted.
-    /// An unquoted one is expanded by BuildKit (variables and backslash
-    /// escapes, quotes kept), which the model's templates cannot say yet:
-    /// such a body is refused when it has a `$` or a `\\`.
-    fn heredoc_content(&mut self, n: &Node, h: &Heredoc, verb: &str) -> Option<String> {
+    /// `<<-` applied) as a template: literal when the delimiter is quoted;
+    /// otherwise expanded as BuildKit expands it ([`heredoc`]), in the
+    /// stage's scope (as [`ToModel::t`]).
+    fn heredoc_content(&mut self, n: &Node, h: &Heredoc) -> Option<String> {
         let at = self.first_line(n);
         let Some(doc) = n.heredocs.iter().find(|d| d.name == h.name) else {
             self.error(at, format!("heredoc `{}` has no body", h.name), "heredoc");
@@ -264,19 +264,32 @@ impl ToModel<'_, '_> {
             ..doc.clone()
         };
         let body = doc.body();
-        if h.expand && body.contains(['$', '\\']) {
-            self.sink.error_help(
-                at,
-                format!(
-                    "{verb} of an unquoted heredoc (`<<{}`) whose body has `$` or `\\` is not supported yet",
-                    h.name
-                ),
-                "heredoc",
-                format!("quote the delimiter (`<<\"{}\"`) to copy the text as written", h.name),
-            );
-            return None;
+        if !h.expand {
+            return Some(literal(&body));
         }
-        Some(literal(&body))
+        let (env, args) = (&self.env, &self.args);
+        let scope = |name: &str| {
+            if env.contains(name) || args.contains(name) {
+                Name::Known
+            } else {
+                Name::Maybe
+            }
+        };
+        match heredoc(&body, &scope) {
+            Ok(t) => Some(t.text),
+            Err(e) => {
+                self.sink.error_help(
+                    at,
+                    format!("in the body of heredoc `<<{}`: {e}", h.name),
+                    "heredoc",
+                    format!(
+                        "quote the delimiter (`<<\"{}\"`) to copy the text as written",
+                        h.name
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn copy(&mut self, n: &Node) -> Option<StepSpec> {
@@ -300,7 +313,7 @@ impl ToModel<'_, '_> {
         for s in srcs {
             match parse_heredoc(s) {
                 Ok(Some(h)) => {
-                    match self.heredoc_content(n, &h, &verb) {
+                    match self.heredoc_content(n, &h) {
                         Some(text) => content.push((h.name.clone(), self.sp(at.clone(), text))),
                         None => ok = false,
                     }
