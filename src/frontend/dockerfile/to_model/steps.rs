@@ -276,7 +276,7 @@ impl ToModel<'_, '_> {
             }
         };
         match heredoc(&body, &scope) {
-            Ok(t) => Some(t.text),
+            Ok(t) => Some(t),
             Err(e) => {
                 self.sink.error_help(
                     at,
