@@ -19,6 +19,14 @@ pub fn diagnostic(
     SourceDiagnostic::new(file, start, end - start, message, label)
 }
 
+/// A file a frontend reads, kept for its diagnostics.
+pub fn source_file(name: &str, text: &str) -> SourceFile {
+    SourceFile {
+        name: name.to_string(),
+        text: text.to_string(),
+    }
+}
+
 /// Collects every problem found in one file.
 pub struct Sink<'a> {
     pub file: &'a SourceFile,
@@ -39,8 +47,8 @@ impl<'a> Sink<'a> {
         message: impl Into<String>,
         label: impl Into<String>,
     ) {
-        let d = self.make(span, message, label);
-        self.errors.push(d);
+        self.errors
+            .push(diagnostic(self.file, span, message, label));
     }
 
     pub fn error_help(
@@ -50,17 +58,8 @@ impl<'a> Sink<'a> {
         label: impl Into<String>,
         help: impl Into<String>,
     ) {
-        let d = self.make(span, message, label).with_help(help);
+        let d = diagnostic(self.file, span, message, label).with_help(help);
         self.errors.push(d);
-    }
-
-    fn make(
-        &self,
-        span: Range<usize>,
-        message: impl Into<String>,
-        label: impl Into<String>,
-    ) -> SourceDiagnostic {
-        diagnostic(self.file, span, message, label)
     }
 
     pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {

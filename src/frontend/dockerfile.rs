@@ -19,7 +19,7 @@
 //! nothing of the file system: base images come from a [`BaseResolver`].
 
 use super::LowerOptions;
-use super::diag::{Sink, diagnostic};
+use super::diag::{Sink, diagnostic, source_file};
 use super::model::Parsed;
 use super::normalize::normalize;
 use super::toml::print::{PrintOptions, print};
@@ -39,17 +39,10 @@ pub(crate) use to_model::base_triggers;
 
 pub use parser::{Ast, Heredoc, Node};
 
-fn file(file_name: &str, text: &str) -> SourceFile {
-    SourceFile {
-        name: file_name.to_string(),
-        text: text.to_string(),
-    }
-}
-
 /// Layer 1: text -> nodes with spans.
 pub fn parse(file_name: &str, text: &str) -> Result<Ast, Diagnostics> {
     parser::parse(text).map_err(|e| {
-        let f = file(file_name, text);
+        let f = source_file(file_name, text);
         let len = e.span.end.saturating_sub(e.span.start);
         Diagnostics::new(
             file_name,
@@ -78,7 +71,7 @@ pub fn load(
     resolver: &dyn BaseResolver,
 ) -> Result<BuildGraph, Diagnostics> {
     let ast = parse(file_name, text)?;
-    let f = file(file_name, text);
+    let f = source_file(file_name, text);
     lower_ast(&f, &ast, opts, resolver)
 }
 
@@ -140,7 +133,7 @@ pub fn convert_with(
     opts: &ConvertOptions,
 ) -> Result<(String, Vec<SourceDiagnostic>), Diagnostics> {
     let ast = parse(file_name, text)?;
-    let f = file(file_name, text);
+    let f = source_file(file_name, text);
     let lower_opts = LowerOptions {
         tags: opts.tags.clone(),
         ..LowerOptions::default()
@@ -161,12 +154,6 @@ pub fn convert_with(
     let toml = print(&model, &print_opts)
         .map_err(|e| Diagnostics::new(file_name, vec![diagnostic(&f, 0..0, e, "in this file")]))?;
     Ok((toml, warnings))
-}
-
-/// Is this file name a Dockerfile (`Dockerfile`, `x.Dockerfile`,
-/// `Dockerfile.x`)?
-pub fn is_dockerfile_name(name: &str) -> bool {
-    name == "Dockerfile" || name.ends_with(".Dockerfile") || name.starts_with("Dockerfile.")
 }
 
 #[cfg(test)]

@@ -47,6 +47,33 @@ pub enum Modifier<'a> {
     },
 }
 
+impl<'a> Modifier<'a> {
+    /// The operator written `op` (`-`, `+`, `?`, `#`, `%` or `/`) with its
+    /// words; `flag` is the `:` of `-`, `+` and `?`, the doubling of the
+    /// others (`##`, `%%`, `//`). `None` for another character.
+    pub fn new(op: char, flag: bool, word: &'a str, replacement: &'a str) -> Option<Self> {
+        Some(match op {
+            '-' => Modifier::Default { colon: flag, word },
+            '+' => Modifier::Alternative { colon: flag, word },
+            '?' => Modifier::Required { colon: flag, word },
+            '#' => Modifier::RemovePrefix {
+                longest: flag,
+                pattern: word,
+            },
+            '%' => Modifier::RemoveSuffix {
+                longest: flag,
+                pattern: word,
+            },
+            '/' => Modifier::Replace {
+                all: flag,
+                pattern: word,
+                replacement,
+            },
+            _ => return None,
+        })
+    }
+}
+
 /// Does the word of `-`, `+` or `?` matter for this value? (Frontends that
 /// report errors in words skip expanding a word that is not used.)
 pub fn uses_word(op: char, colon: bool, value: Option<&str>) -> bool {

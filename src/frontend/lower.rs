@@ -16,7 +16,7 @@ use regex::Regex;
 
 use super::LowerOptions;
 use super::model::{
-    Boolean, Dialect, HealthcheckSpec, ImageDecl, MountSpec, MountType, Number, OrderedMap, Parsed,
+    Boolean, Dialect, HealthcheckSpec, ImageDecl, MountSpec, Number, OrderedMap, Parsed,
     SharingSpec, Sp, StageDecl, StageSpec, StepSpec, StrOr,
 };
 use super::toml::expand::{ExpandError, expand};
@@ -360,23 +360,28 @@ impl Lowerer<'_, '_> {
         }
     }
 
+    /// What to say of an unknown stage `name`: the stage it may be a typo
+    /// of, else `otherwise` when given, else the stages there are.
+    fn unknown_stage_help(&self, name: &str, otherwise: Option<String>) -> String {
+        let names = || self.stages.iter().map(|s| s.name.as_str());
+        match did_you_mean(name, names()) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None => otherwise.unwrap_or_else(|| {
+                format!(
+                    "stages of this file: {}",
+                    names().collect::<Vec<_>>().join(", ")
+                )
+            }),
+        }
+    }
+
     /// The stage named by a copy/mount `from`, with a diagnostic when unknown.
     fn stage_ref(&mut self, from: &Sp<String>, hint_image: bool) -> Option<usize> {
         let name = self.expand_global(from)?;
         if let Some(i) = self.stage_index(&name) {
             return Some(i);
         }
-        let mut help = match did_you_mean(&name, self.stages.iter().map(|s| s.name.as_str())) {
-            Some(m) => format!("did you mean `{m}`?"),
-            None => format!(
-                "stages of this file: {}",
-                self.stages
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+        let mut help = self.unknown_stage_help(&name, None);
         if hint_image {
             help.push_str(" To copy from an image, write `image = \"...\"`.");
         }
@@ -652,6 +657,8 @@ impl Lowerer<'_, '_> {
     fn step(&mut self, stage: &str, state: &mut State, step: &Sp<StepSpec>) {
         let span = step.span();
         let s = step.get();
+        // A step that only sets image config: no source stages.
+        let meta = |op: MetaOp| Some((Op::Meta(op), Vec::new()));
         let op = if let Some(srcs) = &s.copy {
             self.copy(state, s, srcs, false, &span)
         } else if let Some(srcs) = &s.add {
@@ -680,13 +687,13 @@ impl Lowerer<'_, '_> {
             for (k, v) in &vars {
                 state.env.set(k, v.clone());
             }
-            Some((Op::Meta(MetaOp::Env(vars)), Vec::new()))
+            meta(MetaOp::Env(vars))
         } else if let Some(w) = &s.workdir {
             self.expand_in(state, w)
                 .map(|w| (workdir_op(state, &w), Vec::new()))
         } else if let Some(m) = &s.maintainer {
             self.expand_in(state, m)
-                .map(|m| (Op::Meta(MetaOp::Maintainer(m)), Vec::new()))
+                .and_then(|m| meta(MetaOp::Maintainer(m)))
         } else if let Some(u) = &s.user {
             match self.expand_in(state, u) {
                 Some(u) if u.is_empty() || u.starts_with(':') => {
@@ -699,7 +706,7 @@ impl Lowerer<'_, '_> {
                 }
                 Some(u) => {
                     state.user = Some(u.clone());
-                    Some((Op::Meta(MetaOp::User(u)), Vec::new()))
+                    meta(MetaOp::User(u))
                 }
                 None => None,
             }
@@ -709,20 +716,14 @@ impl Lowerer<'_, '_> {
                 None
             } else {
                 state.shell = sh.get().clone();
-                Some((Op::Meta(MetaOp::Shell(sh.get().clone())), Vec::new()))
+                meta(MetaOp::Shell(sh.get().clone()))
             }
         } else if let Some(a) = &s.arg {
             self.arg_step(state, a, s.default.as_deref())
         } else if let Some(c) = &s.cmd {
-            Some((
-                Op::Meta(MetaOp::Cmd(command_argv(state, c.get()))),
-                Vec::new(),
-            ))
+            meta(MetaOp::Cmd(command_argv(state, c.get())))
         } else if let Some(e) = &s.entrypoint {
-            Some((
-                Op::Meta(MetaOp::Entrypoint(command_argv(state, e.get()))),
-                Vec::new(),
-            ))
+            meta(MetaOp::Entrypoint(command_argv(state, e.get())))
         } else if let Some(l) = &s.label {
             self.labels(state, l).map(|op| (op, Vec::new()))
         } else if let Some(e) = &s.expose {

@@ -14,8 +14,10 @@ use std::marker::PhantomData;
 use std::ops::Range;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+
+use crate::ir::MountKind;
 use toml::Spanned;
 
 /// A value with its byte range in the source file (a spec or a Dockerfile).
@@ -410,7 +412,7 @@ pub const VERBS: &[(&str, &[&str])] = &[
 pub struct MountSpec {
     /// `bind`, `cache`, `tmpfs`, `secret` or `ssh`.
     #[serde(rename = "type")]
-    pub kind: Sp<MountType>,
+    pub kind: Sp<MountKind>,
     /// Where the mount appears in the RUN.
     pub target: Option<Sp<String>>,
     /// Path in the context or `from` stage; secret file.
@@ -484,14 +486,14 @@ impl JsonSchema for Number {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum MountType {
-    Bind,
-    Cache,
-    Tmpfs,
-    Secret,
-    Ssh,
+/// A mount's `type`: the IR's kind, read as its lower-case name.
+impl JsonSchema for MountKind {
+    fn schema_name() -> Cow<'static, str> {
+        "MountType".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "enum": ["bind", "cache", "tmpfs", "secret", "ssh"] })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -187,8 +187,13 @@ impl Normalizer<'_, '_> {
     /// Rewrites one template of a step in `scope`.
     fn template(&mut self, scope: &Scope, t: &mut Sp<String>) {
         let span = t.span();
-        if let Some(v) = self.resolve(scope, t.get(), span) {
-            *t.0.get_mut() = v;
+        self.rewrite(scope, t.0.get_mut(), span);
+    }
+
+    /// Rewrites a template in place (a mount's value, a table key).
+    fn rewrite(&mut self, scope: &Scope, t: &mut String, span: Range<usize>) {
+        if let Some(v) = self.resolve(scope, t, span) {
+            *t = v;
         }
     }
 
@@ -256,9 +261,7 @@ impl Normalizer<'_, '_> {
     /// Names and values: both are expanded.
     fn map(&mut self, scope: &Scope, m: &mut OrderedMap) {
         for (k, t) in &mut m.0 {
-            if let Some(v) = self.resolve(scope, k, t.span()) {
-                *k = v;
-            }
+            self.rewrite(scope, k, t.span());
             self.template(scope, t);
         }
     }
@@ -366,28 +369,17 @@ impl Normalizer<'_, '_> {
         for v in [target, source, id, mode, env] {
             self.all(scope, v);
         }
-        if let Some(s) = sharing
-            && let SharingSpec::Template(t) = s.get()
-        {
-            let t = t.clone();
-            if let Some(v) = self.resolve(scope, &t, span.clone()) {
-                *s.0.get_mut() = SharingSpec::Template(v);
-            }
+        if let Some(SharingSpec::Template(t)) = sharing.as_mut().map(|s| s.0.get_mut()) {
+            self.rewrite(scope, t, span.clone());
         }
         for b in [readonly, rw, required].into_iter().flatten() {
             if let Boolean::Template(t) = b {
-                let t = t.clone();
-                if let Some(v) = self.resolve(scope, &t, span.clone()) {
-                    *b = Boolean::Template(v);
-                }
+                self.rewrite(scope, t, span.clone());
             }
         }
         for n in [uid, gid, size].into_iter().flatten() {
-            if let Number::Template(t) = n.get() {
-                let t = t.clone();
-                if let Some(v) = self.resolve(scope, &t, span.clone()) {
-                    *n.0.get_mut() = Number::Template(v);
-                }
+            if let Number::Template(t) = n.0.get_mut() {
+                self.rewrite(scope, t, span.clone());
             }
         }
     }

@@ -14,9 +14,9 @@
 //! are looked up through a [`BaseResolver`]. `spec/README.md` is the
 //! normative description of the format.
 
-use super::diag::Sink;
+use super::diag::{Sink, source_file};
 use crate::error::Diagnostics;
-use crate::ir::{BaseResolver, BuildGraph, SourceFile};
+use crate::ir::{BaseResolver, BuildGraph};
 
 pub(crate) mod expand;
 mod parse;
@@ -40,10 +40,7 @@ pub fn load(
     opts: &LowerOptions,
     resolver: &dyn BaseResolver,
 ) -> Result<BuildGraph, Diagnostics> {
-    let file = SourceFile {
-        name: file_name.to_string(),
-        text: text.to_string(),
-    };
+    let file = source_file(file_name, text);
     let mut sink = Sink::new(&file);
     let Some(parsed) = parse::parse(text, &mut sink) else {
         return sink.into_result(BuildGraph::default());
@@ -70,10 +67,7 @@ pub fn names_platforms(text: &str) -> bool {
 /// parser keeps no comments, so the result has none but `opts.header`.
 /// Fails with the parse errors `load` would report (not the lowering's).
 pub fn reprint(file_name: &str, text: &str, opts: &PrintOptions) -> Result<String, Diagnostics> {
-    let file = SourceFile {
-        name: file_name.to_string(),
-        text: text.to_string(),
-    };
+    let file = source_file(file_name, text);
     let mut sink = Sink::new(&file);
     let Some(parsed) = parse::parse(text, &mut sink) else {
         return sink.into_result(String::new());

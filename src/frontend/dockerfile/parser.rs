@@ -451,181 +451,90 @@ fn maybe_json(rest: &str) -> Result<(Vec<String>, bool), ()> {
     }
 }
 
-/// Splits leading `--flag` words off `line`. Quotes are removed from flag
-/// words, `\` escapes the next character, a bare `--` ends the flags.
+/// Splits leading `--flag` words off `line` (BuildKit's
+/// `extractBuilderFlags`): quotes and `\` escapes removed, a bare `--`
+/// ends the flags.
 fn extract_flags(line: &str) -> (&str, Vec<String>) {
-    #[derive(PartialEq)]
-    enum Phase {
-        Spaces,
-        Word,
-        Quote,
-    }
-    let b = line.as_bytes();
-    let mut words = Vec::new();
-    let mut phase = Phase::Spaces;
-    let mut word: Vec<u8> = Vec::new();
-    let mut quote = 0u8;
-    let mut blank_ok = false;
-    let mut pos = 0;
-    let finish = |w: &mut Vec<u8>| String::from_utf8_lossy(&std::mem::take(w)).into_owned();
-    loop {
-        let at_end = pos >= b.len();
-        let ch = if at_end { 0 } else { b[pos] };
-        if phase == Phase::Spaces {
-            if at_end {
-                break;
-            }
-            if ch.is_ascii_whitespace() || ch == 0x0b {
-                pos += 1;
-                continue;
-            }
-            if ch != b'-' || pos + 1 == b.len() || b[pos + 1] != b'-' {
-                return (&line[pos..], words);
-            }
-            phase = Phase::Word;
-        }
-        if at_end {
-            if word != b"--" && (blank_ok || !word.is_empty()) {
-                words.push(finish(&mut word));
-            }
-            break;
-        }
-        if phase == Phase::Word {
-            if ch.is_ascii_whitespace() || ch == 0x0b {
-                phase = Phase::Spaces;
-                if word == b"--" {
-                    return (&line[pos..], words);
-                }
-                if blank_ok || !word.is_empty() {
-                    words.push(finish(&mut word));
-                }
-                word.clear();
-                blank_ok = false;
-                pos += 1;
-                continue;
-            }
-            if ch == b'\'' || ch == b'"' {
-                quote = ch;
-                blank_ok = true;
-                phase = Phase::Quote;
-                pos += 1;
-                continue;
-            }
-            let mut c = ch;
-            if ch == b'\\' {
-                if pos + 1 == b.len() {
-                    pos += 1;
-                    continue;
-                }
-                pos += 1;
-                c = b[pos];
-            }
-            word.push(c);
-            pos += 1;
-            continue;
-        }
-        // In a quote.
-        if ch == quote {
-            phase = Phase::Word;
-            pos += 1;
-            continue;
-        }
-        let mut c = ch;
-        if ch == b'\\' {
-            if pos + 1 == b.len() {
-                phase = Phase::Word;
-                pos += 1;
-                continue;
-            }
-            pos += 1;
-            c = b[pos];
-        }
-        word.push(c);
-        pos += 1;
-    }
-    ("", words)
+    let (flags, end) = split_words(line, None);
+    (&line[end..], flags)
 }
 
-/// Quote-aware word split; quotes and escapes are kept.
+/// Quote-aware word split; quotes and escapes are kept (BuildKit's
+/// `parseWords`).
 pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
-    #[derive(PartialEq)]
-    enum Phase {
-        Spaces,
-        Word,
-        Quote,
-    }
-    let chars: Vec<char> = rest.chars().collect();
+    split_words(rest, Some(escape)).0
+}
+
+/// The one word splitter of both: words end at unquoted whitespace; a
+/// quote (`'`, `"`) runs to the same quote, an escape takes the next
+/// character. `Some(escape)`: every word, quotes and escapes kept, no
+/// escape inside `'...'`. `None` (flags): `\` escapes everywhere, quotes
+/// and escapes removed, only leading words that start with `--`, a bare
+/// `--` ending them; ASCII whitespace only. Also returns the byte offset
+/// where the words read end.
+fn split_words(line: &str, escape: Option<char>) -> (Vec<String>, usize) {
+    let flags = escape.is_none();
+    let escape = escape.unwrap_or('\\');
+    let is_ws = |c: char| match flags {
+        true => c.is_ascii_whitespace() || c == '\x0b',
+        false => c.is_whitespace(),
+    };
+    let chars: Vec<(usize, char)> = line.char_indices().collect();
     let mut words = Vec::new();
-    let mut phase = Phase::Spaces;
     let mut word = String::new();
-    let mut quote = '\0';
-    let mut blank_ok = false;
-    let mut pos = 0;
-    loop {
-        let at_end = pos >= chars.len();
-        let mut ch = if at_end { '\0' } else { chars[pos] };
-        if phase == Phase::Spaces {
-            if at_end {
-                break;
-            }
-            if ch.is_whitespace() {
-                pos += 1;
-                continue;
-            }
-            phase = Phase::Word;
-        }
-        if at_end {
-            if blank_ok || !word.is_empty() {
-                words.push(std::mem::take(&mut word));
-            }
-            break;
-        }
-        if phase == Phase::Word {
-            if ch.is_whitespace() {
-                phase = Phase::Spaces;
+    let mut quote: Option<char> = None;
+    let (mut in_word, mut blank_ok) = (false, false);
+    let mut i = 0;
+    while let Some(&(at, ch)) = chars.get(i) {
+        i += 1;
+        let escapes = ch == escape && quote.is_none_or(|q| flags || q != '\'');
+        if quote.is_none() && is_ws(ch) {
+            if in_word {
+                if flags && word == "--" {
+                    return (words, at);
+                }
                 if blank_ok || !word.is_empty() {
                     words.push(std::mem::take(&mut word));
                 }
-                word.clear();
-                blank_ok = false;
-                pos += 1;
-                continue;
+                (in_word, blank_ok) = (false, false);
             }
-            if ch == '\'' || ch == '"' {
-                quote = ch;
-                blank_ok = true;
-                phase = Phase::Quote;
-            }
-            if ch == escape {
-                if pos + 1 == chars.len() {
-                    pos += 1;
-                    continue;
-                }
-                word.push(ch);
-                pos += 1;
-                ch = chars[pos];
-            }
-            word.push(ch);
-            pos += 1;
             continue;
         }
-        if ch == quote {
-            phase = Phase::Word;
-        }
-        if ch == escape && quote != '\'' {
-            if pos + 1 == chars.len() {
-                phase = Phase::Word;
-                pos += 1;
-                continue;
+        if !in_word {
+            if flags && !line[at..].starts_with("--") {
+                return (words, at);
             }
-            pos += 1;
-            word.push(ch);
-            ch = chars[pos];
+            in_word = true;
         }
-        word.push(ch);
-        pos += 1;
+        if quote == Some(ch) {
+            quote = None;
+        } else if quote.is_none() && (ch == '\'' || ch == '"') {
+            (quote, blank_ok) = (Some(ch), true);
+        } else if escapes {
+            // An escape at the end is dropped (and ends a quote).
+            let Some(&(_, next)) = chars.get(i) else {
+                quote = None;
+                continue;
+            };
+            i += 1;
+            if !flags {
+                word.push(ch);
+            }
+            word.push(next);
+            continue;
+        } else {
+            word.push(ch);
+            continue;
+        }
+        // A quote character.
+        if !flags {
+            word.push(ch);
+        }
     }
-    words
+    if in_word && !(flags && word == "--") && (blank_ok || !word.is_empty()) {
+        words.push(word);
+    }
+    (words, line.len())
 }
 
 /// ENV / LABEL arguments as (key, value, separator) triples.

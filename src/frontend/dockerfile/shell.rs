@@ -399,32 +399,14 @@ impl Word<'_> {
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}{modifier}{word}}}"));
                 }
-                let m = match ch {
-                    '-' => Modifier::Default {
-                        colon: null_is_unset,
-                        word: &word,
-                    },
-                    '+' => Modifier::Alternative {
-                        colon: null_is_unset,
-                        word: &word,
-                    },
-                    '?' => Modifier::Required {
-                        colon: null_is_unset,
-                        word: &word,
-                    },
-                    '#' | '%' => {
-                        let (longest, pattern) = match word.strip_prefix(ch) {
-                            Some(rest) => (true, rest),
-                            None => (false, word.as_str()),
-                        };
-                        if ch == '#' {
-                            Modifier::RemovePrefix { longest, pattern }
-                        } else {
-                            Modifier::RemoveSuffix { longest, pattern }
-                        }
-                    }
-                    _ => return Err(format!("unsupported modifier ({modifier}) in substitution")),
+                let m = match (ch, word.strip_prefix(ch)) {
+                    ('#' | '%', Some(rest)) => Modifier::new(ch, true, rest, ""),
+                    ('#' | '%', None) => Modifier::new(ch, false, &word, ""),
+                    ('-' | '+' | '?', _) => Modifier::new(ch, null_is_unset, &word, ""),
+                    _ => None,
                 };
+                let m =
+                    m.ok_or_else(|| format!("unsupported modifier ({modifier}) in substitution"))?;
                 apply(&name, value.as_deref(), m)
             }
             '/' => {
@@ -438,15 +420,12 @@ impl Word<'_> {
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
                 }
-                apply(
-                    &name,
-                    value.as_deref(),
-                    Modifier::Replace {
-                        all,
-                        pattern: &pattern,
-                        replacement: &replacement,
-                    },
-                )
+                let m = Modifier::Replace {
+                    all,
+                    pattern: &pattern,
+                    replacement: &replacement,
+                };
+                apply(&name, value.as_deref(), m)
             }
             _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
         }

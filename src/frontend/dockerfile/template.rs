@@ -24,31 +24,13 @@ pub enum Name {
     Maybe,
 }
 
-/// A translated word.
-pub struct Translated {
-    pub text: String,
-}
-
-pub fn template(
-    word: &str,
-    escape: char,
-    scope: &dyn Fn(&str) -> Name,
-) -> Result<Translated, String> {
+/// A Dockerfile word as a template, its names as `scope` says they are.
+pub fn template(word: &str, escape: char, scope: &dyn Fn(&str) -> Name) -> Result<String, String> {
     // Most words are plain text.
     if !word.contains(['$', '\'', '"', escape]) {
-        return Ok(Translated {
-            text: word.to_string(),
-        });
+        return Ok(word.to_string());
     }
-    let mut t = Template {
-        c: word.chars().collect(),
-        i: 0,
-        escape,
-        scope,
-        heredoc: false,
-    };
-    let text = t.word(None, false)?;
-    Ok(Translated { text })
+    Template::new(word, escape, scope, false).word(None, false)
 }
 
 /// The body of a COPY/ADD heredoc with an unquoted delimiter as a
@@ -60,21 +42,11 @@ pub fn template(
 /// escape is always `\` (whatever the file's escape directive) and is
 /// dropped before the character it escapes, and a special or positional
 /// parameter (`$1`, `$@`, `$$`, ...) is unset, so it expands to nothing.
-pub fn heredoc(body: &str, scope: &dyn Fn(&str) -> Name) -> Result<Translated, String> {
+pub fn heredoc(body: &str, scope: &dyn Fn(&str) -> Name) -> Result<String, String> {
     if !body.contains(['$', '\\']) {
-        return Ok(Translated {
-            text: body.to_string(),
-        });
+        return Ok(body.to_string());
     }
-    let mut t = Template {
-        c: body.chars().collect(),
-        i: 0,
-        escape: '\\',
-        scope,
-        heredoc: true,
-    };
-    let text = t.word(None, false)?;
-    Ok(Translated { text })
+    Template::new(body, '\\', scope, true).word(None, false)
 }
 
 /// A name the template syntax can write (`${NAME}`).
@@ -102,7 +74,17 @@ struct Template<'s> {
     heredoc: bool,
 }
 
-impl Template<'_> {
+impl<'s> Template<'s> {
+    fn new(text: &str, escape: char, scope: &'s dyn Fn(&str) -> Name, heredoc: bool) -> Self {
+        Template {
+            c: text.chars().collect(),
+            i: 0,
+            escape,
+            scope,
+            heredoc,
+        }
+    }
+
     /// Up to `stop` (consumed). `raw`: a pattern, where an escape stays in
     /// front of the character it escapes (as BuildKit keeps it).
     fn word(&mut self, stop: Option<char>, raw: bool) -> Result<String, String> {
@@ -296,7 +278,7 @@ mod tests {
 
     fn t(w: &str, unknown: Name) -> Result<String, String> {
         let scope = |n: &str| if n == "A" { Name::Known } else { unknown };
-        template(w, '\\', &scope).map(|t| t.text)
+        template(w, '\\', &scope)
     }
 
     #[test]
@@ -362,7 +344,7 @@ mod tests {
             "name" | "E" => Name::Known,
             _ => Name::Maybe,
         };
-        let t = heredoc(text, &scope)?.text;
+        let t = heredoc(text, &scope)?;
         let lookup = |n: &str| match n {
             "name" => Some(Some("world".to_string())),
             "E" => Some(Some(String::new())),

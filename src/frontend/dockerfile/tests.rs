@@ -492,7 +492,7 @@ fn the_model_keeps_names_comments_and_breaks() {
     use crate::frontend::diag::Sink;
     use crate::frontend::model::StrOr;
     let text = "# syntax=docker/dockerfile:1\n# base\nFROM scratch\nFROM scratch AS Build\n# build it\n# twice\nRUN make \\\n    all &&\\\n  make install\n";
-    let f = super::file("Dockerfile", text);
+    let f = crate::frontend::diag::source_file("Dockerfile", text);
     let ast = super::parse("Dockerfile", text).expect("parse");
     let mut sink = Sink::new(&f);
     let mut checks = super::checks::BuildChecks::new(&f, &ast);

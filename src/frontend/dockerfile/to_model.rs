@@ -278,7 +278,7 @@ impl ToModel<'_, '_> {
     /// `word` as a template, the names in `scope`; errors at the word.
     fn translate(&mut self, n: &Node, word: &str, scope: &dyn Fn(&str) -> Name) -> Option<String> {
         match template(word, self.escape, scope) {
-            Ok(t) => Some(t.text),
+            Ok(t) => Some(t),
             Err(e) => {
                 let at = self.locate(n, word);
                 self.error(at, e, "in this word");

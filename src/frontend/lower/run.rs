@@ -95,14 +95,7 @@ impl Lowerer<'_, '_> {
         let spec = m.get();
         let kind = *spec.kind.get();
         // Keys each mount type accepts, besides `type` and `target`.
-        let ir_kind = match kind {
-            MountType::Bind => MountKind::Bind,
-            MountType::Cache => MountKind::Cache,
-            MountType::Tmpfs => MountKind::Tmpfs,
-            MountType::Secret => MountKind::Secret,
-            MountType::Ssh => MountKind::Ssh,
-        };
-        let allowed = mount::options(ir_kind);
+        let allowed = mount::options(kind);
         let given: [(&str, bool); 11] = [
             ("source", spec.source.is_some()),
             ("from", spec.from.is_some()),
@@ -116,7 +109,7 @@ impl Lowerer<'_, '_> {
             ("size", spec.size.is_some()),
             ("env", spec.env.is_some()),
         ];
-        let kind_name = mount::kind_name(ir_kind);
+        let kind_name = mount::kind_name(kind);
         let mut ok = true;
         for (k, present) in given {
             if present && !allowed.contains(&k) {
@@ -136,7 +129,7 @@ impl Lowerer<'_, '_> {
             Some(t) => self
                 .expand_in(state, t)
                 .map(|t| resolve_path(&state.workdir, &t)),
-            None if matches!(kind, MountType::Secret | MountType::Ssh) => None,
+            None if matches!(kind, MountKind::Secret | MountKind::Ssh) => None,
             None => {
                 self.error(
                     m.span(),
@@ -149,7 +142,7 @@ impl Lowerer<'_, '_> {
         };
         let id = spec.id.as_ref().and_then(|i| self.expand_in(state, i));
         let target = target.unwrap_or_else(|| match kind {
-            MountType::Secret => format!("/run/secrets/{}", id.as_deref().unwrap_or("")),
+            MountKind::Secret => format!("/run/secrets/{}", id.as_deref().unwrap_or("")),
             _ => "/run/buildkit/ssh_agent.0".to_string(),
         });
         let mut edge = None;
@@ -181,57 +174,31 @@ impl Lowerer<'_, '_> {
             }
             None => None,
         };
-        let sharing = match spec.sharing.as_ref() {
+        let sharing = match spec.sharing.as_ref().map(|s| (s.get(), s.span())) {
             None => None,
-            Some(s) => match s.get() {
-                SharingSpec::Shared => Some(Sharing::Shared),
-                SharingSpec::Private => Some(Sharing::Private),
-                SharingSpec::Locked => Some(Sharing::Locked),
-                SharingSpec::Template(t) => {
-                    let v = self.expand_in(state, &Sp::new(s.span(), t.clone()))?;
-                    let x = mount::parse_sharing(&v);
-                    if x.is_none() {
-                        self.error(
-                            s.span(),
-                            format!(
-                                "bad sharing `{v}` in mount: expected shared, private or locked"
-                            ),
-                            "in this mount",
-                        );
-                        ok = false;
-                    }
-                    x
-                }
-            },
-        };
-        let mut flag = |k: &str, f: &Option<Boolean>| -> Result<Option<bool>, ()> {
-            match f {
-                None => Ok(None),
-                Some(Boolean::Value(b)) => Ok(Some(*b)),
-                Some(Boolean::Template(t)) => {
-                    let v = self
-                        .expand_in(state, &Sp::new(m.span(), t.clone()))
-                        .ok_or(())?;
-                    match mount::parse_bool(Some(&v)) {
-                        Some(b) => Ok(Some(b)),
-                        None => {
-                            self.error(
-                                m.span(),
-                                format!("bad {k} `{v}` in mount: expected true or false"),
-                                "in this mount",
-                            );
-                            Err(())
-                        }
-                    }
-                }
+            Some((SharingSpec::Shared, _)) => Some(Sharing::Shared),
+            Some((SharingSpec::Private, _)) => Some(Sharing::Private),
+            Some((SharingSpec::Locked, _)) => Some(Sharing::Locked),
+            Some((SharingSpec::Template(t), span)) => {
+                let what = "expected shared, private or locked";
+                let x = self.mount_template(state, span, "sharing", t, mount::parse_sharing, what);
+                ok &= x.is_some();
+                x
             }
         };
-        let readonly = flag("readonly", &spec.readonly);
-        let rw = flag("rw", &spec.rw);
-        let required = flag("required", &spec.required);
-        let (Ok(readonly), Ok(rw), Ok(required)) = (readonly, rw, required) else {
-            return None;
+        let mut flag = |this: &mut Self, k: &str, f: &Option<Boolean>| match f {
+            None => None,
+            Some(Boolean::Value(b)) => Some(*b),
+            Some(Boolean::Template(t)) => {
+                let parse = |v: &str| mount::parse_bool(Some(v));
+                let x = this.mount_template(state, m.span(), k, t, parse, "expected true or false");
+                ok &= x.is_some();
+                x
+            }
         };
+        let readonly = flag(self, "readonly", &spec.readonly);
+        let rw = flag(self, "rw", &spec.rw);
+        let required = flag(self, "required", &spec.required);
         if spec.readonly.is_some() && spec.rw.is_some() {
             self.error(
                 m.span(),
@@ -245,14 +212,14 @@ impl Lowerer<'_, '_> {
             return None;
         }
         let mount = Mount {
-            kind: ir_kind,
+            kind,
             target,
             source,
             from,
             id,
             sharing,
             // Bind mounts are read-only unless asked otherwise, as in Docker.
-            readonly: readonly.unwrap_or(matches!(kind, MountType::Bind)),
+            readonly: readonly.unwrap_or(matches!(kind, MountKind::Bind)),
             required: required.unwrap_or(false),
             mode,
             uid: uid.map(|v| v as u32),
@@ -273,35 +240,52 @@ impl Lowerer<'_, '_> {
         ok: &mut bool,
     ) -> Option<u64> {
         let n = n?;
-        let (value, shown) = match n.get() {
-            Number::Value(v) => (Some(*v), v.to_string()),
+        let fits = |v: &u64| key == "size" || u32::try_from(*v).is_ok();
+        let what = if key == "size" {
+            "not a size"
+        } else {
+            "not a number"
+        };
+        let value = match n.get() {
+            Number::Value(v) if fits(v) => Some(*v),
+            Number::Value(v) => {
+                self.bad_mount_value(n.span(), key, &v.to_string(), what);
+                None
+            }
             Number::Template(t) => {
-                let Some(v) = self.expand_in(state, &Sp::new(n.span(), t.clone())) else {
-                    *ok = false;
-                    return None;
+                let parse = |v: &str| match key {
+                    "size" => parse_size(v),
+                    _ => v.parse::<u64>().ok().filter(fits),
                 };
-                let parsed = if key == "size" {
-                    parse_size(&v)
-                } else {
-                    v.parse::<u64>().ok()
-                };
-                (parsed, v)
+                self.mount_template(state, n.span(), key, t, parse, what)
             }
         };
-        let value = value.filter(|v| key == "size" || u32::try_from(*v).is_ok());
-        if value.is_none() {
-            let what = if key == "size" {
-                "not a size"
-            } else {
-                "not a number"
-            };
-            self.error(
-                n.span(),
-                format!("bad {key} `{shown}` in mount: {what}"),
-                "in this mount",
-            );
-            *ok = false;
-        }
+        *ok &= value.is_some();
         value
+    }
+
+    /// A mount value written as a template (a Dockerfile's `uid=$UID`):
+    /// expanded, then read by `parse`; `None` when either fails (reported;
+    /// `what` says what the value should be).
+    fn mount_template<T>(
+        &mut self,
+        state: &State,
+        span: Range<usize>,
+        key: &str,
+        t: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        what: &str,
+    ) -> Option<T> {
+        let v = self.expand_in(state, &Sp::new(span.clone(), t.to_string()))?;
+        let x = parse(&v);
+        if x.is_none() {
+            self.bad_mount_value(span, key, &v, what);
+        }
+        x
+    }
+
+    fn bad_mount_value(&mut self, span: Range<usize>, key: &str, shown: &str, what: &str) {
+        let message = format!("bad {key} `{shown}` in mount: {what}");
+        self.error(span, message, "in this mount");
     }
 }

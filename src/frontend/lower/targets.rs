@@ -15,24 +15,11 @@ impl Lowerer<'_, '_> {
                 None => (img.name.clone(), img.span.clone()),
             };
             let Some(stage) = self.stage_index(&stage_name) else {
-                let help = match did_you_mean(
-                    &stage_name,
-                    self.stages.iter().map(|s| s.name.as_str()),
-                ) {
-                    Some(m) => format!("did you mean `{m}`?"),
-                    None if spec.stage.is_none() => format!(
-                        "image `{}` has no `stage` key and there is no stage of that name; add stage = \"...\"",
-                        img.name
-                    ),
-                    None => format!(
-                        "stages of this file: {}",
-                        self.stages
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
+                let no_key = spec.stage.is_none().then(|| format!(
+                    "image `{}` has no `stage` key and there is no stage of that name; add stage = \"...\"",
+                    img.name
+                ));
+                let help = self.unknown_stage_help(&stage_name, no_key);
                 self.error_help(
                     span,
                     format!("unknown stage `{stage_name}`"),

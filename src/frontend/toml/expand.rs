@@ -79,7 +79,7 @@ fn scan<'s>(
             f(Piece::Dollar)?;
             pos = at + 2;
         } else if let Some(body) = after.strip_prefix('{') {
-            let Some(end) = closing_brace(body) else {
+            let Some(end) = unnested(body, b'}', false) else {
                 return fail("unterminated `${`: missing `}`".into(), at..s.len());
             };
             let len = end + 3;
@@ -184,11 +184,10 @@ fn resolve_depth(
                     out.push('}');
                 } else {
                     note(name, used);
-                    let v =
-                        unset_value(name, rest, unset, used, depth).map_err(|e| ExpandError {
-                            message: e.message,
-                            range: at..at + len,
-                        })?;
+                    let v = unset_value(body, unset, used, depth).map_err(|e| ExpandError {
+                        message: e.message,
+                        range: at..at + len,
+                    })?;
                     out.push_str(&v);
                 }
             }
@@ -204,26 +203,19 @@ fn resolve_depth(
     Ok(out)
 }
 
-/// What `${name<rest>}` gives when `name` is unset, as a template.
+/// What `${body}` gives when its name is unset, as a template.
 fn unset_value(
-    name: &str,
-    rest: &str,
+    body: &str,
     unset: &dyn Fn(&str) -> bool,
     used: &mut Vec<String>,
     depth: usize,
 ) -> Result<String, ExpandError> {
-    let colon = rest.starts_with(':');
-    let op = &rest[usize::from(colon)..];
-    let Some(c) = op.chars().next() else {
-        return Ok(String::new());
-    };
-    let after = &op[c.len_utf8()..];
-    let doubled = !colon && matches!(c, '#' | '%' | '/') && after.starts_with(c);
-    let word = &after[usize::from(doubled)..];
+    let b = Body::parse(body);
     let literal = |w: &str| -> Result<String, ExpandError> {
         expand(w, &|_| None).map_err(|_| ExpandError {
             message: format!(
-                "`${{{name}{rest}}}` depends on a variable while `{name}` is unset here"
+                "`${{{body}}}` depends on a variable while `{}` is unset here",
+                b.name
             ),
             range: 0..0,
         })
@@ -232,51 +224,39 @@ fn unset_value(
         message: e,
         range: 0..0,
     };
-    let m = match c {
-        // The word, or nothing: decided by `name` alone.
-        '-' | '+' | '?' => {
-            if !uses_word(c, colon, None) {
-                return Ok(String::new());
-            }
-            if c == '?' {
-                let word = literal(word).unwrap_or_else(|_| word.to_string());
-                let m = Modifier::Required { colon, word: &word };
-                return apply(name, None, m).map_err(fails);
-            }
-            return resolve_depth(word, unset, used, depth + 1);
-        }
-        '#' | '%' if !colon => Modifier::RemovePrefix {
-            longest: doubled,
-            pattern: "",
-        },
-        '/' if !colon => {
-            let Some(end) = pattern_end(word) else {
-                return fail(
-                    format!(
-                        "`${{{name}{rest}}}` needs a `/` between the pattern and the replacement"
-                    ),
-                    0..0,
-                );
+    match (b.colon, b.op) {
+        (_, None) => Ok(String::new()),
+        // The word, or nothing: decided by the name alone.
+        (_, Some(c @ ('-' | '+' | '?'))) if !uses_word(c, b.colon, None) => Ok(String::new()),
+        (_, Some('?')) => {
+            let word = literal(b.word).unwrap_or_else(|_| b.word.to_string());
+            let m = Modifier::Required {
+                colon: b.colon,
+                word: &word,
             };
-            let pattern = literal(&word[..end])?;
+            apply(b.name, None, m).map_err(fails)
+        }
+        (_, Some('-' | '+')) => resolve_depth(b.word, unset, used, depth + 1),
+        // Trimming the empty value.
+        (false, Some('#' | '%')) => Ok(String::new()),
+        (false, Some('/')) => {
+            let (pattern, replacement) = b.split(body)?;
+            let pattern = literal(pattern)?;
             // The empty value matches the pattern or not; the replacement
             // (a template) is all that is left when it does.
             let m = Modifier::Replace {
-                all: doubled,
+                all: b.doubled,
                 pattern: &pattern,
                 replacement: "\u{0}",
             };
-            return if apply(name, None, m).map_err(fails)? == "\u{0}" {
-                resolve_depth(&word[end + 1..], unset, used, depth + 1)
+            if apply(b.name, None, m).map_err(fails)? == "\u{0}" {
+                resolve_depth(replacement, unset, used, depth + 1)
             } else {
                 Ok(String::new())
-            };
+            }
         }
-        _ => {
-            return fail(format!("unsupported expansion `${{{name}{rest}}}`"), 0..0);
-        }
-    };
-    apply(name, None, m).map_err(fails)
+        _ => fail(unsupported(body), 0..0),
+    }
 }
 
 /// Byte length of the variable name at the start of `s`.
@@ -292,20 +272,22 @@ fn name_len(s: &str) -> usize {
     n
 }
 
-/// Index of the `}` closing a `${` whose body starts `s` (nested `${` count).
-fn closing_brace(s: &str) -> Option<usize> {
+/// Index of the first `stop` of `s` that is not inside a nested `${...}`
+/// (`$$` is a `$`; with `escapes`, nor escaped by a `\`): the `}` closing a
+/// `${` whose body starts `s`, the `/` ending the pattern of `${X/p/r}`.
+fn unnested(s: &str, stop: u8, escapes: bool) -> Option<usize> {
     let bytes = s.as_bytes();
     let mut depth = 0usize;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'$' if bytes.get(i + 1) == Some(&b'$') => i += 1,
-            b'$' if bytes.get(i + 1) == Some(&b'{') => {
-                depth += 1;
+            b'\\' if escapes => i += 1,
+            b'$' if matches!(bytes.get(i + 1), Some(b'$' | b'{')) => {
+                depth += usize::from(bytes[i + 1] == b'{');
                 i += 1;
             }
-            b'}' if depth == 0 => return Some(i),
-            b'}' => depth -= 1,
+            b if b == stop && depth == 0 => return Some(i),
+            b'}' if depth > 0 => depth -= 1,
             _ => {}
         }
         i += 1;
@@ -313,122 +295,97 @@ fn closing_brace(s: &str) -> Option<usize> {
     None
 }
 
-/// Index of the first `/` of `s` that is not escaped (`\/`) nor inside
-/// a nested `${...}`: where the pattern of `${X/p/r}` ends.
-fn pattern_end(s: &str) -> Option<usize> {
-    let bytes = s.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 1,
-            b'$' if bytes.get(i + 1) == Some(&b'$') => i += 1,
-            b'$' if bytes.get(i + 1) == Some(&b'{') => {
-                depth += 1;
-                i += 1;
-            }
-            b'}' if depth > 0 => depth -= 1,
-            b'/' if depth == 0 => return Some(i),
-            _ => {}
+/// The body of a `${...}` taken apart: the name, then an optional `:`, an
+/// operator (doubled: `##`, `%%`, `//`) and its word.
+struct Body<'s> {
+    name: &'s str,
+    colon: bool,
+    op: Option<char>,
+    doubled: bool,
+    word: &'s str,
+    /// Where `word` starts in the body.
+    word_at: usize,
+}
+
+impl<'s> Body<'s> {
+    fn parse(body: &'s str) -> Body<'s> {
+        let n = name_len(body);
+        let colon = body[n..].starts_with(':');
+        let mut chars = body[n + usize::from(colon)..].chars();
+        let op = chars.next();
+        let doubled = !colon && matches!(op, Some('#' | '%' | '/')) && chars.next() == op;
+        let word_at = n + usize::from(colon) + op.map_or(0, char::len_utf8) + usize::from(doubled);
+        Body {
+            name: &body[..n],
+            colon,
+            op,
+            doubled,
+            word: &body[word_at.min(body.len())..],
+            word_at,
         }
-        i += 1;
     }
-    None
+
+    /// The pattern and the replacement of `${X/p/r}`.
+    fn split(&self, body: &str) -> Result<(&'s str, &'s str), ExpandError> {
+        match unnested(self.word, b'/', true) {
+            Some(end) => Ok((&self.word[..end], &self.word[end + 1..])),
+            None => fail(
+                format!("`${{{body}}}` needs a `/` between the pattern and the replacement"),
+                0..0,
+            ),
+        }
+    }
+}
+
+fn unsupported(body: &str) -> String {
+    format!(
+        "unsupported expansion `${{{body}}}`: after the name comes `}}`, \
+         `-`, `+`, `?` (each also with `:`), `#`, `##`, `%`, `%%`, `/` or `//`"
+    )
 }
 
 /// Expands the body of `${...}`. An error with an empty range means "the
 /// whole expression"; otherwise the range is inside `body`.
 fn braced(body: &str, lookup: &Lookup, depth: usize) -> Result<String, ExpandError> {
-    let n = name_len(body);
-    let name = &body[..n];
-    if n == 0 {
+    let b = Body::parse(body);
+    if b.name.is_empty() {
         return fail(
             format!("`${{{body}}}` does not start with a variable name"),
             0..0,
         );
     }
-    let op = &body[n..];
-    let value = lookup(name);
+    let value = lookup(b.name);
     let defined = value.is_some();
     // An arg declared without a value is unset for the operators.
     let value = value.flatten();
-    if op.is_empty() {
-        return match defined {
-            true => Ok(value.unwrap_or_default()),
-            false => fail(format!("undefined variable `{name}`"), 0..0),
-        };
-    }
-    let colon = op.starts_with(':');
-    let mut chars = op[usize::from(colon)..].chars();
-    let c = chars.next().unwrap_or('}');
-    let doubled = !colon && matches!(c, '#' | '%' | '/') && chars.next() == Some(c);
-    let word_at = n + usize::from(colon) + c.len_utf8() + usize::from(doubled);
-    let word = &body[word_at.min(body.len())..];
     let sub = |w: &str, at: usize| {
         expand_depth(w, lookup, depth + 1).map_err(|e| ExpandError {
             message: e.message,
-            range: at + e.range.start..at + e.range.end,
+            range: b.word_at + at + e.range.start..b.word_at + at + e.range.end,
         })
     };
-    let m = match (colon, c) {
-        (_, '-' | '+' | '?') => {
-            let w = if uses_word(c, colon, value.as_deref()) {
-                sub(word, word_at)?
-            } else {
-                String::new()
-            };
-            let m = match c {
-                '-' => Modifier::Default { colon, word: &w },
-                '+' => Modifier::Alternative { colon, word: &w },
-                _ => Modifier::Required { colon, word: &w },
-            };
-            return apply(name, value.as_deref(), m).map_err(|e| ExpandError {
-                message: e,
-                range: 0..0,
-            });
+    let (word, replacement) = match (b.colon, b.op) {
+        (false, None) if defined => return Ok(value.unwrap_or_default()),
+        (_, Some(c @ ('-' | '+' | '?'))) => match uses_word(c, b.colon, value.as_deref()) {
+            true => (sub(b.word, 0)?, String::new()),
+            false => (String::new(), String::new()),
+        },
+        (false, None | Some('#' | '%' | '/')) if !defined => {
+            return fail(format!("undefined variable `{}`", b.name), 0..0);
         }
-        (false, '#' | '%' | '/') if !defined => {
-            return fail(format!("undefined variable `{name}`"), 0..0);
+        (false, Some('#' | '%')) => (sub(b.word, 0)?, String::new()),
+        (false, Some('/')) => {
+            let (pattern, replacement) = b.split(body)?;
+            let at = pattern.len() + 1;
+            (sub(pattern, 0)?, sub(replacement, at)?)
         }
-        (false, '#' | '%') => (c, sub(word, word_at)?, String::new()),
-        (false, '/') => {
-            let Some(end) = pattern_end(word) else {
-                return fail(
-                    format!("`${{{body}}}` needs a `/` between the pattern and the replacement"),
-                    0..0,
-                );
-            };
-            let pattern = sub(&word[..end], word_at)?;
-            let replacement = sub(&word[end + 1..], word_at + end + 1)?;
-            (c, pattern, replacement)
-        }
-        _ => {
-            return fail(
-                format!(
-                    "unsupported expansion `${{{body}}}`: after the name comes `}}`, \
-                     `-`, `+`, `?` (each also with `:`), `#`, `##`, `%`, `%%`, `/` or `//`"
-                ),
-                0..0,
-            );
-        }
+        _ => return fail(unsupported(body), 0..0),
     };
-    let (c, pattern, replacement) = m;
-    let m = match c {
-        '#' => Modifier::RemovePrefix {
-            longest: doubled,
-            pattern: &pattern,
-        },
-        '%' => Modifier::RemoveSuffix {
-            longest: doubled,
-            pattern: &pattern,
-        },
-        _ => Modifier::Replace {
-            all: doubled,
-            pattern: &pattern,
-            replacement: &replacement,
-        },
+    let op = b.op.unwrap_or('}');
+    let Some(m) = Modifier::new(op, b.colon || b.doubled, &word, &replacement) else {
+        return fail(unsupported(body), 0..0);
     };
-    apply(name, value.as_deref(), m).map_err(|e| ExpandError {
+    apply(b.name, value.as_deref(), m).map_err(|e| ExpandError {
         message: e,
         range: 0..0,
     })

@@ -19,11 +19,12 @@
 //! compile until it is printed.
 
 use super::model::{
-    FromTable, HealthcheckSpec, ImageSpec, Layout, MountSpec, MountType, OrderedMap, SharingSpec,
-    Sp, StageSpec, StepSpec, StrOr,
+    FromTable, HealthcheckSpec, ImageSpec, Layout, MountSpec, OrderedMap, SharingSpec, Sp,
+    StageSpec, StepSpec, StrOr,
 };
 use super::text::{self, key, list, q};
 use crate::frontend::model::{ArgDecl, Boolean, Dialect, ImageDecl, Number, Parsed, StageDecl};
+use crate::frontend::mount::kind_name;
 use crate::frontend::state::order;
 
 /// Lines longer than this are broken where TOML allows it (arrays).
@@ -380,93 +381,51 @@ fn step(s: &StepSpec) -> String {
         comments: _, // printed by the caller, before the step
         breaks,
     } = layout;
-    let mut p = Vec::new();
-    let mut put = |k: &str, v: String| p.push(format!("{k} = {v}"));
-    if let Some(v) = copy {
-        put("copy", list(&sp_items(v.get())));
-    }
-    if let Some(v) = add {
-        put("add", list(&sp_items(v.get())));
-    }
-    if let Some(v) = run {
-        put("run", run_value(v.get(), breaks));
-    }
-    if let Some(v) = env {
-        put("env", map(v.get()));
-    }
-    for (k, v) in [
-        ("workdir", workdir),
-        ("user", user),
-        ("arg", arg),
-        ("maintainer", maintainer),
-    ] {
-        if let Some(v) = v {
-            put(k, q(v.get()));
-        }
-    }
-    if let Some(v) = shell {
-        put("shell", list(v.get()));
-    }
-    for (k, v) in [("cmd", cmd), ("entrypoint", entrypoint)] {
-        if let Some(v) = v {
-            put(k, command(v.get()));
-        }
-    }
-    if let Some(v) = label {
-        put("label", map(v.get()));
-    }
-    for (k, v) in [("expose", expose), ("volume", volume)] {
-        if let Some(v) = v {
-            put(k, list(&sp_items(v.get())));
-        }
-    }
-    if let Some(v) = stopsignal {
-        put("stopsignal", q(v.get()));
-    }
-    if let Some(v) = healthcheck {
-        put("healthcheck", inline(&health(v.get())));
-    }
-    if let Some(v) = onbuild {
-        put("onbuild", list(&sp_items(v.get())));
-    }
-    let strings = [
-        ("from", from.as_ref()),
-        ("image", image.as_deref()),
-        ("to", to.as_ref()),
-        ("chown", chown.as_deref()),
-        ("chmod", chmod.as_deref()),
+    let s = |v: Option<&Sp<String>>| v.map(|v| q(v.get()));
+    let l = |v: Option<&Sp<Vec<Sp<String>>>>| v.map(|v| list(&sp_items(v.get())));
+    let b = |v: &Option<bool>| v.map(|v| v.to_string());
+    let m = |v: &Option<Sp<OrderedMap>>| v.as_ref().map(|v| map(v.get()));
+    let c = |v: Option<&Sp<StrOr<Vec<String>>>>| v.map(|v| command(v.get()));
+    let entries = [
+        ("copy", l(copy.as_ref())),
+        ("add", l(add.as_ref())),
+        ("run", run.as_ref().map(|v| run_value(v.get(), breaks))),
+        ("env", m(env)),
+        ("workdir", s(workdir.as_ref())),
+        ("user", s(user.as_ref())),
+        ("arg", s(arg.as_ref())),
+        ("maintainer", s(maintainer.as_ref())),
+        ("shell", shell.as_ref().map(|v| list(v.get()))),
+        ("cmd", c(cmd.as_deref())),
+        ("entrypoint", c(entrypoint.as_deref())),
+        ("label", m(label)),
+        ("expose", l(expose.as_deref())),
+        ("volume", l(volume.as_deref())),
+        ("stopsignal", s(stopsignal.as_deref())),
+        (
+            "healthcheck",
+            healthcheck.as_ref().map(|v| inline(&health(v.get()))),
+        ),
+        ("onbuild", l(onbuild.as_deref())),
+        ("from", s(from.as_ref())),
+        ("image", s(image.as_deref())),
+        ("to", s(to.as_ref())),
+        ("chown", s(chown.as_deref())),
+        ("chmod", s(chmod.as_deref())),
+        ("content", m(content)),
+        ("exclude", exclude.as_ref().map(|v| list(&sp_items(v)))),
+        ("link", b(link)),
+        ("parents", b(parents)),
+        ("checksum", s(checksum.as_deref())),
+        ("keep-git-dir", b(keep_git_dir)),
+        ("unpack", b(unpack)),
+        ("network", s(network.as_deref())),
+        ("default", s(default.as_deref())),
     ];
-    for (k, v) in strings {
-        if let Some(v) = v {
-            put(k, q(v.get()));
-        }
-    }
-    if let Some(v) = content {
-        put("content", map(v.get()));
-    }
-    if let Some(v) = exclude {
-        put("exclude", list(&sp_items(v)));
-    }
-    let flags = [("link", link), ("parents", parents)];
-    for (k, v) in flags {
-        if let Some(v) = v {
-            put(k, v.to_string());
-        }
-    }
-    if let Some(v) = checksum {
-        put("checksum", q(v.get()));
-    }
-    for (k, v) in [("keep-git-dir", keep_git_dir), ("unpack", unpack)] {
-        if let Some(v) = v {
-            put(k, v.to_string());
-        }
-    }
-    if let Some(v) = network {
-        put("network", q(v.get()));
-    }
-    if let Some(v) = default {
-        put("default", q(v.get()));
-    }
+    let p: Vec<String> = entries
+        .into_iter()
+        .filter_map(|(k, v)| Some(format!("{k} = {}", v?)))
+        .collect();
     match mounts.as_deref() {
         None => inline(&p),
         Some(ms) => with_mounts(p, ms),
@@ -512,13 +471,7 @@ fn mount(m: &MountSpec) -> String {
         size,
         env,
     } = m;
-    let kind = match kind.get() {
-        MountType::Bind => "bind",
-        MountType::Cache => "cache",
-        MountType::Tmpfs => "tmpfs",
-        MountType::Secret => "secret",
-        MountType::Ssh => "ssh",
-    };
+    let kind = kind_name(*kind.get());
     let mut p = vec![format!("type = {}", q(kind))];
     opt_str(&mut p, "from", from);
     opt_str(&mut p, "source", source);

@@ -726,3 +726,42 @@ fn expansion_operators_agree_with_buildkit() {
         failed.join("\n")
     );
 }
+
+/// A mount value written as a template is read once expanded; every bad
+/// one of a mount is reported, each saying what it should be.
+#[test]
+fn mount_templates_are_read_once_expanded() {
+    let spec = |u: &str, s: &str, r: &str| {
+        format!(
+            r#"
+[args]
+U = "{u}"
+S = "{s}"
+R = "{r}"
+[stage.a]
+from = "scratch"
+steps = [{{ run = "x", mounts = [{{ type = "cache", target = "/c", uid = "${{U}}", gid = 70000, sharing = "${{S}}", readonly = "${{R}}" }}] }}]
+"#
+        )
+    };
+    let g = lower_ok(&spec("7", "locked", "false"), &LowerOptions::default());
+    let ops = stage_ops(&g, "a");
+    let Some(Op::Run(r)) = ops.last().map(|o| &o.1) else {
+        panic!("not a run: {ops:?}")
+    };
+    let m = &r.mounts[0];
+    assert_eq!((m.uid, m.gid), (Some(7), Some(70000)));
+    assert_eq!((m.sharing, m.readonly), (Some(Sharing::Locked), false));
+    assert_eq!(
+        errors(
+            &spec("4294967296", "bogus", "maybe"),
+            &LowerOptions::default()
+        ),
+        [
+            // At the mount (a flag's template has no span of its own).
+            "bad readonly `maybe` in mount: expected true or false",
+            "bad uid `4294967296` in mount: not a number",
+            "bad sharing `bogus` in mount: expected shared, private or locked",
+        ]
+    );
+}

@@ -3,10 +3,10 @@
 
 use super::super::continuation::{breaks, continuation_pieces};
 use super::super::parser::{self, Heredoc, Node};
+use std::ops::Range;
+
 use super::{Flag, ToModel, has_reference};
-use crate::frontend::model::{
-    Boolean, MountSpec, MountType, Number, SharingSpec, Sp, StepSpec, StrOr,
-};
+use crate::frontend::model::{Boolean, MountSpec, Number, SharingSpec, Sp, StepSpec, StrOr};
 use crate::frontend::mount;
 use crate::frontend::values::parse_size;
 use crate::ir::MountKind;
@@ -89,7 +89,7 @@ impl ToModel<'_, '_> {
     fn mount(&mut self, n: &Node, f: &Flag) -> Option<Sp<MountSpec>> {
         let raw = f.value.clone().unwrap_or_default();
         let at = f.span.clone();
-        let mut kind = MountType::Bind;
+        let mut kind = MountKind::Bind;
         let mut kv: Vec<(String, Option<String>)> = Vec::new();
         for field in mount::fields(&raw) {
             if field.key != "type" {
@@ -98,11 +98,7 @@ impl ToModel<'_, '_> {
             }
             let value = field.value.unwrap_or_default();
             kind = match mount::parse_kind(&value) {
-                Some(MountKind::Bind) => MountType::Bind,
-                Some(MountKind::Cache) => MountType::Cache,
-                Some(MountKind::Tmpfs) => MountType::Tmpfs,
-                Some(MountKind::Secret) => MountType::Secret,
-                Some(MountKind::Ssh) => MountType::Ssh,
+                Some(k) => k,
                 None => {
                     self.sink.error_help(
                         at,
@@ -114,15 +110,8 @@ impl ToModel<'_, '_> {
                 }
             };
         }
-        let ir_kind = match kind {
-            MountType::Bind => MountKind::Bind,
-            MountType::Cache => MountKind::Cache,
-            MountType::Tmpfs => MountKind::Tmpfs,
-            MountType::Secret => MountKind::Secret,
-            MountType::Ssh => MountKind::Ssh,
-        };
-        let kind_name = mount::kind_name(ir_kind);
-        let allowed = mount::options(ir_kind);
+        let kind_name = mount::kind_name(kind);
+        let allowed = mount::options(kind);
         let mut m = MountSpec {
             kind: Sp::new(at.clone(), kind),
             target: None,
@@ -159,29 +148,15 @@ impl ToModel<'_, '_> {
                 continue;
             }
             let shown = v.clone().unwrap_or_default();
-            let mut bad = |this: &mut Self, what: &str| {
-                this.error(
-                    at.clone(),
-                    format!("bad {k} `{shown}` in mount: {what}"),
-                    "in this mount",
-                );
-                ok = false;
-            };
             match key {
-                // BuildKit expands every value: one with a variable is a
-                // template, read once expanded.
                 "readonly" | "rw" | "required" => {
                     let literal = mount::parse_bool(v.as_deref()).map(Boolean::Value);
-                    let flag = match self.mount_value(n, &shown, literal, Boolean::Template) {
-                        Ok(Some(f)) => f,
-                        Ok(None) => {
-                            ok = false;
-                            continue;
-                        }
-                        Err(()) => {
-                            bad(self, "expected true or false");
-                            continue;
-                        }
+                    let what = "expected true or false";
+                    let Some(flag) =
+                        self.mount_value(n, &at, (&k, &shown), literal, Boolean::Template, what)
+                    else {
+                        ok = false;
+                        continue;
                     };
                     match (key, flag) {
                         ("required", f) => m.required = Some(f),
@@ -199,46 +174,34 @@ impl ToModel<'_, '_> {
                             crate::ir::Sharing::Private => SharingSpec::Private,
                             crate::ir::Sharing::Locked => SharingSpec::Locked,
                         });
-                    let sharing = match self.mount_value(n, &shown, literal, SharingSpec::Template)
-                    {
-                        Ok(Some(x)) => x,
-                        Ok(None) => {
-                            ok = false;
-                            continue;
-                        }
-                        Err(()) => {
-                            bad(self, "expected shared, private or locked");
-                            continue;
-                        }
+                    let what = "expected shared, private or locked";
+                    let Some(x) = self.mount_value(
+                        n,
+                        &at,
+                        (&k, &shown),
+                        literal,
+                        SharingSpec::Template,
+                        what,
+                    ) else {
+                        ok = false;
+                        continue;
                     };
-                    m.sharing = Some(Sp::new(at.clone(), sharing));
+                    m.sharing = Some(Sp::new(at.clone(), x));
                 }
                 "uid" | "gid" | "size" => {
-                    let value = if key == "size" {
-                        parse_size(&shown)
+                    let (literal, what) = if key == "size" {
+                        (parse_size(&shown), "not a size")
                     } else {
-                        shown.parse::<u32>().ok().map(u64::from)
+                        (shown.parse::<u32>().ok().map(u64::from), "not a number")
                     };
-                    let literal = value.map(Number::Value);
-                    let number = match self.mount_value(n, &shown, literal, Number::Template) {
-                        Ok(Some(x)) => x,
-                        Ok(None) => {
-                            ok = false;
-                            continue;
-                        }
-                        Err(()) => {
-                            bad(
-                                self,
-                                if key == "size" {
-                                    "not a size"
-                                } else {
-                                    "not a number"
-                                },
-                            );
-                            continue;
-                        }
+                    let literal = literal.map(Number::Value);
+                    let Some(x) =
+                        self.mount_value(n, &at, (&k, &shown), literal, Number::Template, what)
+                    else {
+                        ok = false;
+                        continue;
                     };
-                    let number = Some(Sp::new(at.clone(), number));
+                    let number = Some(Sp::new(at.clone(), x));
                     match key {
                         "uid" => m.uid = number,
                         "gid" => m.gid = number,
@@ -288,19 +251,25 @@ impl ToModel<'_, '_> {
 
     /// A `--mount` value: `literal` when it reads as one, else a template
     /// when it has a variable (BuildKit expands every value; the lowering
-    /// reads it once expanded); `Ok(None)` when that template is bad
-    /// (reported), `Err` when it is neither (the caller says what it is not).
+    /// reads it once expanded); `None`, reported, when that template is
+    /// bad or the value is neither (`what` says what it should be).
     fn mount_value<T>(
         &mut self,
         n: &Node,
-        shown: &str,
+        at: &Range<usize>,
+        (k, shown): (&str, &str),
         literal: Option<T>,
-        template: impl FnOnce(String) -> T,
-    ) -> Result<Option<T>, ()> {
+        template: fn(String) -> T,
+        what: &str,
+    ) -> Option<T> {
         match literal {
-            Some(x) => Ok(Some(x)),
-            None if shown.contains('$') => Ok(self.t(n, shown).map(template)),
-            None => Err(()),
+            Some(x) => Some(x),
+            None if shown.contains('$') => self.t(n, shown).map(template),
+            None => {
+                let message = format!("bad {k} `{shown}` in mount: {what}");
+                self.error(at.clone(), message, "in this mount");
+                None
+            }
         }
     }
 }

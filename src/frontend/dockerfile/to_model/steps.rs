@@ -37,18 +37,13 @@ impl ToModel<'_, '_> {
                 None
             }
             "env" | "label" => self.pairs(n).map(|m| {
-                let m = Sp::new(span.clone(), m);
-                if n.keyword == "env" {
-                    StepSpec {
-                        env: Some(m),
-                        ..StepSpec::default()
-                    }
-                } else {
-                    StepSpec {
-                        label: Some(m),
-                        ..StepSpec::default()
-                    }
+                let mut s = StepSpec::default();
+                let v = Some(Sp::new(span.clone(), m));
+                match n.keyword.as_str() {
+                    "env" => s.env = v,
+                    _ => s.label = v,
                 }
+                s
             }),
             "maintainer" => {
                 let v = n.args.first().cloned().unwrap_or_default();
@@ -81,18 +76,13 @@ impl ToModel<'_, '_> {
                 } else {
                     StrOr::Str(n.args.first().cloned().unwrap_or_default())
                 };
-                let c = Some(Sp::new(span.clone(), c));
-                Some(if n.keyword == "cmd" {
-                    StepSpec {
-                        cmd: c.map(Box::new),
-                        ..StepSpec::default()
-                    }
-                } else {
-                    StepSpec {
-                        entrypoint: c.map(Box::new),
-                        ..StepSpec::default()
-                    }
-                })
+                let mut s = StepSpec::default();
+                let v = Some(Box::new(Sp::new(span.clone(), c)));
+                match n.keyword.as_str() {
+                    "cmd" => s.cmd = v,
+                    _ => s.entrypoint = v,
+                }
+                Some(s)
             }
             "expose" | "volume" => {
                 let mut v = Vec::new();
@@ -101,18 +91,13 @@ impl ToModel<'_, '_> {
                         v.push(self.sp(n.locate(self.text(), a), t));
                     }
                 }
-                let v = Some(Sp::new(span.clone(), v));
-                Some(if n.keyword == "expose" {
-                    StepSpec {
-                        expose: v.map(Box::new),
-                        ..StepSpec::default()
-                    }
-                } else {
-                    StepSpec {
-                        volume: v.map(Box::new),
-                        ..StepSpec::default()
-                    }
-                })
+                let mut s = StepSpec::default();
+                let v = Some(Box::new(Sp::new(span.clone(), v)));
+                match n.keyword.as_str() {
+                    "expose" => s.expose = v,
+                    _ => s.volume = v,
+                }
+                Some(s)
             }
             "healthcheck" => self.healthcheck(n).map(|h| StepSpec {
                 healthcheck: Some(Box::new(Sp::new(span.clone(), h))),
@@ -185,21 +170,14 @@ impl ToModel<'_, '_> {
             return None;
         };
         let v = self.t(n, w)?;
-        let v = Some(self.sp(n.locate(self.text(), w), v));
-        Some(match n.keyword.as_str() {
-            "workdir" => StepSpec {
-                workdir: v,
-                ..StepSpec::default()
-            },
-            "user" => StepSpec {
-                user: v,
-                ..StepSpec::default()
-            },
-            _ => StepSpec {
-                stopsignal: v.map(Box::new),
-                ..StepSpec::default()
-            },
-        })
+        let v = self.sp(n.locate(self.text(), w), v);
+        let mut s = StepSpec::default();
+        match n.keyword.as_str() {
+            "workdir" => s.workdir = Some(v),
+            "user" => s.user = Some(v),
+            _ => s.stopsignal = Some(Box::new(v)),
+        }
+        Some(s)
     }
 
     fn healthcheck(&mut self, n: &Node) -> Option<HealthcheckSpec> {
@@ -298,7 +276,7 @@ impl ToModel<'_, '_> {
             }
         };
         match heredoc(&body, &scope) {
-            Ok(t) => Some(t.text),
+            Ok(t) => Some(t),
             Err(e) => {
                 self.sink.error_help(
                     at,
