@@ -53,10 +53,7 @@ pub fn load(
 /// build session then lowers it per platform). False for a file that does
 /// not parse: its lowering reports why.
 pub fn names_platforms(text: &str) -> bool {
-    let file = SourceFile {
-        name: String::new(),
-        text: text.to_string(),
-    };
+    let file = source_file("", text);
     let mut sink = Sink::new(&file);
     parse::parse(text, &mut sink).is_some_and(|p| {
         (p.images.iter()).any(|i| i.spec.as_ref().is_some_and(|s| s.platforms.is_some()))
