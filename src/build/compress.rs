@@ -242,11 +242,7 @@ impl Background {
     }
 
     fn work(self: Arc<Self>) {
-        // Below the steps: compression takes the cores they leave idle.
-        // SAFETY: setpriority on this thread's own id has no preconditions.
-        unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-        }
+        lower_priority();
         loop {
             let next = {
                 let mut st = self.lock();
@@ -281,6 +277,15 @@ impl Background {
     }
 
     fn compress(&self, diff_id: &Digest) -> Result<Descriptor> {
+        // The gzip members (and zstd's workers, started from the calling
+        // thread) are compressed on the pool's lowered threads.
+        match pool() {
+            Some(pool) => pool.install(|| self.compress_here(diff_id)),
+            None => self.compress_here(diff_id),
+        }
+    }
+
+    fn compress_here(&self, diff_id: &Digest) -> Result<Descriptor> {
         let blob = Stoppable {
             inner: self.store.open_blob(diff_id)?,
             bg: self,
@@ -369,6 +374,47 @@ impl Background {
     fn is_cancelled(&self, diff_id: &Digest) -> bool {
         self.lock().cancelled.contains(diff_id)
     }
+}
+
+/// How far below the steps' CPU priority background compression runs.
+const NICENESS: libc::c_int = 10;
+
+/// Sets the calling thread's CPU priority [`NICENESS`] below the process's
+/// (its main thread's; at most 19), so that compression takes the cores the
+/// steps leave idle. Relative to the process, so a strata started under
+/// `nice` never raises a thread's priority, and a thread started by an
+/// already lowered one does not go lower still.
+fn lower_priority() {
+    // SAFETY: getpriority/setpriority on ids of this process have no
+    // preconditions; errno is cleared first since -1 is a valid priority.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let process = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
+        if process == -1 && *libc::__errno_location() != 0 {
+            return;
+        }
+        let tid = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, (process + NICENESS).min(19));
+    }
+}
+
+/// The threads background compression runs its parallel work on. Not
+/// rayon's global pool: on Linux a thread inherits its creator's priority,
+/// and the global pool is started by whoever uses it first (context
+/// hashing, at normal priority), so the gzip members compressed on it ran
+/// beside the steps at their priority. None if no thread could be started
+/// (compression then runs on the global pool).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .thread_name(|i| format!("strata-compress-pool-{i}"))
+            .start_handler(|_| lower_priority())
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// A blob reader that fails once its layer's compression is stopped.
@@ -488,6 +534,43 @@ mod tests {
 
     fn entries(dir: &std::path::Path) -> Vec<layer::Entry> {
         layer::entries_from_dir(dir, 0).unwrap()
+    }
+
+    fn gettid() -> libc::pid_t {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    }
+
+    fn priority(id: libc::pid_t) -> libc::c_int {
+        // SAFETY: as in lower_priority.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, id as libc::id_t) }
+    }
+
+    #[test]
+    fn background_compression_threads_run_below_the_steps() {
+        let process = priority(std::process::id() as libc::pid_t);
+        let lowered = (process + NICENESS).min(19);
+        // Started from an already lowered thread, as by a compression
+        // thread: the pool's threads are still NICENESS below the process.
+        let pool = std::thread::spawn(|| {
+            lower_priority();
+            pool().expect("the compression pool starts")
+        })
+        .join()
+        .unwrap();
+        let workers: Vec<libc::c_int> = pool.broadcast(|_| priority(gettid()));
+        assert_eq!(workers.len(), pool.current_num_threads());
+        assert!(
+            workers.iter().all(|w| *w == lowered),
+            "{workers:?}, process at {process}"
+        );
+        // Work handed to the pool runs on those threads, nested parallel
+        // work (the gzip members) included.
+        let nested: Vec<libc::c_int> = pool.install(|| {
+            use rayon::prelude::*;
+            (0..8).into_par_iter().map(|_| priority(gettid())).collect()
+        });
+        assert!(nested.iter().all(|p| *p == lowered), "{nested:?}");
     }
 
     #[test]
