@@ -475,6 +475,38 @@ fn deferred(results: &HashMap<NodeIndex, NodeResult>, needed: &HashSet<Digest>) 
     v
 }
 
+/// Files again, with the compressed blob, the cache records of this
+/// build's hits that name a deferred layer's uncompressed blob when the
+/// build compressed that layer for one of its images (see [`deferred`]): the
+/// next build then takes the compressed blob from the cache instead of
+/// compressing the layer again, and a `--cache-to` export sends it.
+pub(super) fn refile_compressed(
+    store: &Store,
+    plan: &Plan,
+    results: &HashMap<NodeIndex, NodeResult>,
+    compression: Compression,
+) -> Result<()> {
+    let name = compression.name();
+    for (n, np) in &plan.nodes {
+        let Some(rec) = &np.cached else { continue };
+        let (Some(diff_id), Some(old)) = (rec.diff_id, rec.layers.get(name)) else {
+            continue;
+        };
+        if old.media_type != TAR || old.digest != diff_id {
+            continue;
+        }
+        let Some((desc, d)) = results.get(n).and_then(|r| r.layer.as_ref()) else {
+            continue;
+        };
+        if *d == diff_id && desc.media_type != TAR {
+            let mut rec = rec.clone();
+            rec.layers.insert(name.to_string(), desc.clone());
+            store.put_cache(&np.layer_key, &rec)?;
+        }
+    }
+    Ok(())
+}
+
 /// Puts the compressed descriptors of `done` into `results`.
 fn swap_in(
     results: &mut HashMap<NodeIndex, NodeResult>,
