@@ -127,6 +127,7 @@ impl Background {
             changed: Condvar::new(),
         });
         r.insert(store.root().to_path_buf(), bg.clone());
+        pool_below_steps(true);
         Some(Registration {
             root: store.root().to_path_buf(),
             bg,
@@ -345,6 +346,8 @@ impl Background {
                 self.lock().record_error.get_or_insert(e.to_string());
             }
         }
+        // No step runs any more: the images wait for these compressions.
+        pool_below_steps(false);
         let mut st = self.lock();
         while !st.pending.is_empty() {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -379,22 +382,57 @@ impl Background {
 /// How far below the steps' CPU priority background compression runs.
 const NICENESS: libc::c_int = 10;
 
-/// Sets the calling thread's CPU priority [`NICENESS`] below the process's
-/// (its main thread's; at most 19), so that compression takes the cores the
-/// steps leave idle. Relative to the process, so a strata started under
-/// `nice` never raises a thread's priority, and a thread started by an
-/// already lowered one does not go lower still.
-fn lower_priority() {
-    // SAFETY: getpriority/setpriority on ids of this process have no
-    // preconditions; errno is cleared first since -1 is a valid priority.
+/// The process's CPU priority (its main thread's), or None if it cannot be
+/// read.
+fn process_priority() -> Option<libc::c_int> {
+    // SAFETY: getpriority on this process's id has no preconditions; errno
+    // is cleared first since -1 is a valid priority.
     unsafe {
         *libc::__errno_location() = 0;
-        let process = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
-        if process == -1 && *libc::__errno_location() != 0 {
-            return;
+        let p = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
+        (p != -1 || *libc::__errno_location() == 0).then_some(p)
+    }
+}
+
+/// Sets thread `tid`'s CPU priority to the process's plus `below` (at most
+/// 19). Relative to the process, so a strata started under `nice` never
+/// raises a thread above it, and a thread started by an already lowered
+/// one does not go lower still. Going back up needs CAP_SYS_NICE (root;
+/// not a rootless strata, whose threads then stay lowered).
+fn set_priority(tid: libc::pid_t, below: libc::c_int) {
+    if let Some(p) = process_priority() {
+        // SAFETY: setpriority on a thread of this process has no preconditions.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, (p + below).min(19));
         }
-        let tid = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, (process + NICENESS).min(19));
+    }
+}
+
+/// The compression pool's threads (their ids).
+fn pool_threads() -> MutexGuard<'static, Vec<libc::pid_t>> {
+    static THREADS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+    THREADS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lowers the calling thread [`NICENESS`] below the process, so that
+/// compression takes the cores the steps leave idle.
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions.
+    set_priority(unsafe { libc::gettid() }, NICENESS);
+}
+
+/// Puts the compression pool's threads [`NICENESS`] below the process while
+/// steps run (`true`), or level with it once the build waits for them
+/// (`false`): compression is then the build's critical path.
+fn pool_below_steps(below: bool) {
+    if pool().is_some() {
+        set_threads_below(&pool_threads(), below);
+    }
+}
+
+fn set_threads_below(threads: &[libc::pid_t], below: bool) {
+    for tid in threads {
+        set_priority(*tid, if below { NICENESS } else { 0 });
     }
 }
 
@@ -410,7 +448,11 @@ fn pool() -> Option<&'static rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
             .thread_name(|i| format!("strata-compress-pool-{i}"))
-            .start_handler(|_| lower_priority())
+            .start_handler(|_| {
+                lower_priority();
+                // SAFETY: gettid has no preconditions.
+                pool_threads().push(unsafe { libc::gettid() });
+            })
             .build()
             .ok()
     })
@@ -590,8 +632,15 @@ mod tests {
         })
         .join()
         .unwrap();
+        // Held: no build of another test moves the pool's priority meanwhile.
+        let threads = pool_threads();
+        let mut tids: Vec<libc::pid_t> = pool.broadcast(|_| gettid());
+        tids.sort_unstable();
+        let mut known = threads.clone();
+        known.sort_unstable();
+        assert_eq!(tids, known, "every pool thread is known by its id");
+        set_threads_below(&threads, true);
         let workers: Vec<libc::c_int> = pool.broadcast(|_| priority(gettid()));
-        assert_eq!(workers.len(), pool.current_num_threads());
         assert!(
             workers.iter().all(|w| *w == lowered),
             "{workers:?}, process at {process}"
@@ -603,6 +652,14 @@ mod tests {
             (0..8).into_par_iter().map(|_| priority(gettid())).collect()
         });
         assert!(nested.iter().all(|p| *p == lowered), "{nested:?}");
+        // Once the build waits for them, level with the steps (which needs
+        // CAP_SYS_NICE: root).
+        set_threads_below(&threads, false);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let workers: Vec<libc::c_int> = pool.broadcast(|_| priority(gettid()));
+            assert!(workers.iter().all(|w| *w == process), "{workers:?}");
+        }
     }
 
     #[test]
