@@ -753,6 +753,24 @@ steps = [{ copy = ["/t"], from = "tool", to = "/t" }]
                 .is_file()
         );
     }
+    // That build filed tool's record again with the gzip blob: the next
+    // one takes it from the cache instead of compressing the layer again.
+    let records = || -> Vec<String> {
+        std::fs::read_dir(env.path("root").join("cache"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect()
+    };
+    assert!(
+        records()
+            .iter()
+            .all(|r| !r.contains("\"application/vnd.oci.image.layer.v1.tar\"")),
+        "{:?}",
+        records()
+    );
+    let (out, m) = build(&env, &ctx, &["--target", "tool"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(m["image"]["digest"], digest.as_str());
     // The same image as a build of `tool` into an empty store.
     let fresh = run_ok(
         env.strata("fresh")

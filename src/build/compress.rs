@@ -127,6 +127,7 @@ impl Background {
             changed: Condvar::new(),
         });
         r.insert(store.root().to_path_buf(), bg.clone());
+        pool_below_steps(true);
         Some(Registration {
             root: store.root().to_path_buf(),
             bg,
@@ -242,11 +243,7 @@ impl Background {
     }
 
     fn work(self: Arc<Self>) {
-        // Below the steps: compression takes the cores they leave idle.
-        // SAFETY: setpriority on this thread's own id has no preconditions.
-        unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-        }
+        lower_priority();
         loop {
             let next = {
                 let mut st = self.lock();
@@ -281,6 +278,15 @@ impl Background {
     }
 
     fn compress(&self, diff_id: &Digest) -> Result<Descriptor> {
+        // The gzip members (and zstd's workers, started from the calling
+        // thread) are compressed on the pool's lowered threads.
+        match pool() {
+            Some(pool) => pool.install(|| self.compress_here(diff_id)),
+            None => self.compress_here(diff_id),
+        }
+    }
+
+    fn compress_here(&self, diff_id: &Digest) -> Result<Descriptor> {
         let blob = Stoppable {
             inner: self.store.open_blob(diff_id)?,
             bg: self,
@@ -340,6 +346,8 @@ impl Background {
                 self.lock().record_error.get_or_insert(e.to_string());
             }
         }
+        // No step runs any more: the images wait for these compressions.
+        pool_below_steps(false);
         let mut st = self.lock();
         while !st.pending.is_empty() {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -369,6 +377,86 @@ impl Background {
     fn is_cancelled(&self, diff_id: &Digest) -> bool {
         self.lock().cancelled.contains(diff_id)
     }
+}
+
+/// How far below the steps' CPU priority background compression runs.
+const NICENESS: libc::c_int = 10;
+
+/// The process's CPU priority (its main thread's), or None if it cannot be
+/// read.
+fn process_priority() -> Option<libc::c_int> {
+    // SAFETY: getpriority on this process's id has no preconditions; errno
+    // is cleared first since -1 is a valid priority.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let p = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
+        (p != -1 || *libc::__errno_location() == 0).then_some(p)
+    }
+}
+
+/// Sets thread `tid`'s CPU priority to the process's plus `below` (at most
+/// 19). Relative to the process, so a strata started under `nice` never
+/// raises a thread above it, and a thread started by an already lowered
+/// one does not go lower still. Going back up needs CAP_SYS_NICE (root;
+/// not a rootless strata, whose threads then stay lowered).
+fn set_priority(tid: libc::pid_t, below: libc::c_int) {
+    if let Some(p) = process_priority() {
+        // SAFETY: setpriority on a thread of this process has no preconditions.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, (p + below).min(19));
+        }
+    }
+}
+
+/// The compression pool's threads (their ids).
+fn pool_threads() -> MutexGuard<'static, Vec<libc::pid_t>> {
+    static THREADS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+    THREADS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lowers the calling thread [`NICENESS`] below the process, so that
+/// compression takes the cores the steps leave idle.
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions.
+    set_priority(unsafe { libc::gettid() }, NICENESS);
+}
+
+/// Puts the compression pool's threads [`NICENESS`] below the process while
+/// steps run (`true`), or level with it once the build waits for them
+/// (`false`): compression is then the build's critical path.
+fn pool_below_steps(below: bool) {
+    if pool().is_some() {
+        set_threads_below(&pool_threads(), below);
+    }
+}
+
+fn set_threads_below(threads: &[libc::pid_t], below: bool) {
+    for tid in threads {
+        set_priority(*tid, if below { NICENESS } else { 0 });
+    }
+}
+
+/// The threads background compression runs its parallel work on. Not
+/// rayon's global pool: on Linux a thread inherits its creator's priority,
+/// and the global pool is started by whoever uses it first (context
+/// hashing, at normal priority), so the gzip members compressed on it ran
+/// beside the steps at their priority. None if no thread could be started
+/// (compression then runs on the global pool).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .thread_name(|i| format!("strata-compress-pool-{i}"))
+            .start_handler(|_| {
+                lower_priority();
+                // SAFETY: gettid has no preconditions.
+                pool_threads().push(unsafe { libc::gettid() });
+            })
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// A blob reader that fails once its layer's compression is stopped.
@@ -427,6 +515,38 @@ fn deferred(results: &HashMap<NodeIndex, NodeResult>, needed: &HashSet<Digest>) 
     v.sort_unstable_by_key(|d| d.hex());
     v.dedup();
     v
+}
+
+/// Files again, with the compressed blob, the cache records of this
+/// build's hits that name a deferred layer's uncompressed blob when the
+/// build compressed that layer for one of its images (see [`deferred`]): the
+/// next build then takes the compressed blob from the cache instead of
+/// compressing the layer again, and a `--cache-to` export sends it.
+pub(super) fn refile_compressed(
+    store: &Store,
+    plan: &Plan,
+    results: &HashMap<NodeIndex, NodeResult>,
+    compression: Compression,
+) -> Result<()> {
+    let name = compression.name();
+    for (n, np) in &plan.nodes {
+        let Some(rec) = &np.cached else { continue };
+        let (Some(diff_id), Some(old)) = (rec.diff_id, rec.layers.get(name)) else {
+            continue;
+        };
+        if old.media_type != TAR || old.digest != diff_id {
+            continue;
+        }
+        let Some((desc, d)) = results.get(n).and_then(|r| r.layer.as_ref()) else {
+            continue;
+        };
+        if *d == diff_id && desc.media_type != TAR {
+            let mut rec = rec.clone();
+            rec.layers.insert(name.to_string(), desc.clone());
+            store.put_cache(&np.layer_key, &rec)?;
+        }
+    }
+    Ok(())
 }
 
 /// Puts the compressed descriptors of `done` into `results`.
@@ -488,6 +608,58 @@ mod tests {
 
     fn entries(dir: &std::path::Path) -> Vec<layer::Entry> {
         layer::entries_from_dir(dir, 0).unwrap()
+    }
+
+    fn gettid() -> libc::pid_t {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    }
+
+    fn priority(id: libc::pid_t) -> libc::c_int {
+        // SAFETY: as in lower_priority.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, id as libc::id_t) }
+    }
+
+    #[test]
+    fn background_compression_threads_run_below_the_steps() {
+        let process = priority(std::process::id() as libc::pid_t);
+        let lowered = (process + NICENESS).min(19);
+        // Started from an already lowered thread, as by a compression
+        // thread: the pool's threads are still NICENESS below the process.
+        let pool = std::thread::spawn(|| {
+            lower_priority();
+            pool().expect("the compression pool starts")
+        })
+        .join()
+        .unwrap();
+        // Held: no build of another test moves the pool's priority meanwhile.
+        let threads = pool_threads();
+        let mut tids: Vec<libc::pid_t> = pool.broadcast(|_| gettid());
+        tids.sort_unstable();
+        let mut known = threads.clone();
+        known.sort_unstable();
+        assert_eq!(tids, known, "every pool thread is known by its id");
+        set_threads_below(&threads, true);
+        let workers: Vec<libc::c_int> = pool.broadcast(|_| priority(gettid()));
+        assert!(
+            workers.iter().all(|w| *w == lowered),
+            "{workers:?}, process at {process}"
+        );
+        // Work handed to the pool runs on those threads, nested parallel
+        // work (the gzip members) included.
+        let nested: Vec<libc::c_int> = pool.install(|| {
+            use rayon::prelude::*;
+            (0..8).into_par_iter().map(|_| priority(gettid())).collect()
+        });
+        assert!(nested.iter().all(|p| *p == lowered), "{nested:?}");
+        // Once the build waits for them, level with the steps (which needs
+        // CAP_SYS_NICE: root).
+        set_threads_below(&threads, false);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let workers: Vec<libc::c_int> = pool.broadcast(|_| priority(gettid()));
+            assert!(workers.iter().all(|w| *w == process), "{workers:?}");
+        }
     }
 
     #[test]

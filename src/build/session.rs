@@ -438,6 +438,7 @@ pub fn execute(
         }
     };
     drop(background);
+    super::compress::refile_compressed(store, &plan, &results, opts.compression)?;
     let images = write_targets(store, graph, &plan, &results, opts)?;
     store.put_build_record(&plan.record_name, &plan.record_bytes()?)?;
     share_cache(store, graph, &plan, opts)?;
