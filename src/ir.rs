@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::{Dfs, EdgeRef, Reversed};
+use petgraph::visit::{Dfs, EdgeRef, NodeIndexable, Reversed};
 use serde::{Deserialize, Serialize};
 
 pub mod history;
@@ -393,15 +393,17 @@ impl BuildGraph {
     /// topological order (dependencies first, ties by node index).
     pub fn needed(&self, roots: &[NodeIndex]) -> Vec<NodeIndex> {
         let rev = Reversed(&self.graph);
-        let mut seen = std::collections::BTreeSet::new();
+        // Indexed by node: a set of 200,000 steps is one bit vector here,
+        // not a tree of allocations (issue 9).
+        let mut seen = vec![false; self.graph.node_bound()];
         for &r in roots {
             let mut dfs = Dfs::new(rev, r);
             while let Some(n) = dfs.next(rev) {
-                seen.insert(n);
+                seen[n.index()] = true;
             }
         }
         let order = petgraph::algo::toposort(&self.graph, None).unwrap_or_default();
-        order.into_iter().filter(|n| seen.contains(n)).collect()
+        order.into_iter().filter(|n| seen[n.index()]).collect()
     }
 
     /// A one-line description of a step, used as history `created_by` and
@@ -415,11 +417,20 @@ fn quote_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// `K="v" L="w"`: each value as a JSON string, into one buffer.
 fn kv_list(v: &[(String, String)]) -> String {
-    v.iter()
-        .map(|(k, val)| format!("{k}={}", serde_json::to_string(val).unwrap_or_default()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = Vec::with_capacity(v.iter().map(|(k, val)| k.len() + val.len() + 4).sum());
+    for (i, (k, val)) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, val);
+    }
+    // Keys are strings and serde_json writes UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// See [`BuildGraph::describe`].

@@ -68,8 +68,8 @@ pub fn absolute_base(base: &BaseRef, dir: &Path) -> BaseRef {
 
 /// Makes every base path in the graph absolute (see [`absolute_base`]).
 pub fn absolutize(graph: &mut BuildGraph, spec_dir: &Path) {
-    for n in graph.graph.node_indices().collect::<Vec<_>>() {
-        if let Op::Base(b) = &mut graph.graph[n].op {
+    for step in graph.graph.node_weights_mut() {
+        if let Op::Base(b) = &mut step.op {
             b.base = absolute_base(&b.base, spec_dir);
         }
     }

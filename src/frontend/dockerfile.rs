@@ -72,28 +72,22 @@ pub fn load(
 ) -> Result<BuildGraph, Diagnostics> {
     let ast = parse(file_name, text)?;
     let f = source_file(file_name, text);
-    lower_ast(&f, &ast, opts, resolver)
-}
-
-fn lower_ast(
-    f: &SourceFile,
-    ast: &Ast,
-    opts: &LowerOptions,
-    resolver: &dyn BaseResolver,
-) -> Result<BuildGraph, Diagnostics> {
-    model_and_graph(f, ast, opts, resolver).map(|(_, graph)| graph)
+    model_and_graph(&f, ast, opts, resolver).map(|(_, graph)| graph)
 }
 
 /// The model of a Dockerfile and its lowering (all errors of either).
+/// The nodes are dropped once the model is made, before the lowering
+/// allocates the graph (a lower peak with many instructions, issue 9).
 fn model_and_graph(
     f: &SourceFile,
-    ast: &Ast,
+    ast: Ast,
     opts: &LowerOptions,
     resolver: &dyn BaseResolver,
 ) -> Result<(Parsed, BuildGraph), Diagnostics> {
     let mut sink = Sink::new(f);
-    let mut build_checks = BuildChecks::new(f, ast);
-    let parsed = to_model::to_model(ast, &mut sink, &mut build_checks);
+    let mut build_checks = BuildChecks::new(f, &ast);
+    let parsed = to_model::to_model(&ast, &mut sink, &mut build_checks);
+    drop(ast);
     // Stage names are lower-case, so `--target Build` is stage `build`.
     let opts = LowerOptions {
         targets: opts.targets.iter().map(|t| t.to_lowercase()).collect(),
@@ -138,7 +132,7 @@ pub fn convert_with(
         tags: opts.tags.clone(),
         ..LowerOptions::default()
     };
-    let (parsed, graph) = model_and_graph(&f, &ast, &lower_opts, &EmptyResolver)?;
+    let (parsed, graph) = model_and_graph(&f, ast, &lower_opts, &EmptyResolver)?;
     let tags = graph
         .targets
         .first()

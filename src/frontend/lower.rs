@@ -666,7 +666,7 @@ impl Lowerer<'_, '_> {
         } else if let Some(run) = &s.run {
             self.run(state, s, run)
         } else if let Some(env) = &s.env {
-            let mut vars = Vec::new();
+            let mut vars = Vec::with_capacity(env.get().0.len());
             for (k, v) in &env.get().0 {
                 // Names are expanded too, as BuildKit expands ENV keys.
                 let Some(k) = self.expand_key(state, k, v) else {

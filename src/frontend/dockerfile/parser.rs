@@ -347,9 +347,8 @@ fn node_from_line(line: &str, escape: char, span: Range<usize>) -> Result<Node, 
     };
     let (rest, flags) = extract_flags(rest);
     let rest = rest.trim();
-    let keyword = cmd.to_lowercase();
     let mut node = Node {
-        keyword: keyword.clone(),
+        keyword: cmd.to_lowercase(),
         flags,
         args: Vec::new(),
         sub: None,
@@ -361,7 +360,7 @@ fn node_from_line(line: &str, escape: char, span: Range<usize>) -> Result<Node, 
         start_line: 0,
         end_line: 0,
     };
-    match keyword.as_str() {
+    match node.keyword.as_str() {
         "add" | "copy" | "volume" => match parse_json(rest) {
             Json::Ok(v) => {
                 node.args = v;
@@ -376,7 +375,7 @@ fn node_from_line(line: &str, escape: char, span: Range<usize>) -> Result<Node, 
         "from" | "expose" => node.args = split_ws(rest),
         "arg" => node.args = parse_words(rest, escape),
         "env" | "label" => {
-            node.args = name_vals(rest, &keyword, escape).map_err(|m| err(m, span))?;
+            node.args = name_vals(rest, &node.keyword, escape).map_err(|m| err(m, span))?;
         }
         "maintainer" | "user" | "workdir" | "stopsignal" => {
             if !rest.is_empty() {
@@ -551,14 +550,17 @@ fn name_vals(rest: &str, key: &str, escape: char) -> Result<Vec<String>, String>
         let value = parts[1].trim_start_matches(is_ws);
         return Ok(vec![parts[0].to_string(), value.to_string(), String::new()]);
     }
-    let mut out = Vec::new();
-    for w in &words {
-        let Some((k, v)) = w.split_once('=') else {
+    let mut out = Vec::with_capacity(3 * words.len());
+    for mut w in words {
+        let Some(eq) = w.find('=') else {
             return Err(format!(
                 "Syntax error - can't find = in \"{w}\". Must be of the form: name=value"
             ));
         };
-        out.extend([k.to_string(), v.to_string(), "=".to_string()]);
+        // The word's buffer keeps the name; only the value is copied.
+        let v = w[eq + 1..].to_string();
+        w.truncate(eq);
+        out.extend([w, v, "=".to_string()]);
     }
     Ok(out)
 }

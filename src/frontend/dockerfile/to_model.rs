@@ -18,7 +18,6 @@
 //! Dockerfile writes differently) is checked here, with BuildKit's
 //! wording; everything else is checked by the lowering.
 
-use std::collections::HashSet;
 use std::ops::Range;
 
 use super::checks::{self, BuildChecks};
@@ -29,7 +28,10 @@ use crate::frontend::model::{
     ArgDecl, Dialect, FromTable, ImageDecl, ImageSpec, Layout, Parsed, Sp, StageDecl, StageSpec,
     StepSpec, StrOr,
 };
-use crate::frontend::vars::platform_args;
+use crate::frontend::vars::{FastHash, platform_args};
+
+/// A set of variable names, filled once per ENV or ARG line.
+type Names = std::collections::HashSet<String, FastHash>;
 
 mod run;
 mod steps;
@@ -55,13 +57,13 @@ struct ToModel<'a, 'f> {
     /// The stage being read (`names.len()` for an image's triggers).
     stage: usize,
     /// Global arg names declared so far.
-    globals: HashSet<String>,
+    globals: Names,
     /// Names the current stage defines: its ENV names (a base stage's
     /// too) and its ARG names.
-    env: HashSet<String>,
-    args: HashSet<String>,
+    env: Names,
+    args: Names,
     /// Per stage: the ENV names at its end, and its own ONBUILD triggers.
-    stage_env: Vec<HashSet<String>>,
+    stage_env: Vec<Names>,
     triggers: Vec<Vec<Node>>,
     /// Every span points here (an image's ONBUILD triggers: its FROM).
     at: Option<Range<usize>>,
@@ -83,10 +85,10 @@ pub fn to_model(ast: &Ast, sink: &mut Sink, build_checks: &mut BuildChecks) -> P
         escape: ast.escape,
         names,
         stage: 0,
-        globals: HashSet::new(),
-        env: HashSet::new(),
-        args: HashSet::new(),
-        stage_env: vec![HashSet::new(); stages],
+        globals: Names::default(),
+        env: Names::default(),
+        args: Names::default(),
+        stage_env: vec![Names::default(); stages],
         triggers: vec![Vec::new(); stages],
         at: None,
     };
@@ -166,9 +168,9 @@ pub fn base_triggers(
         escape: '\\',
         names: names.iter().map(|s| s.to_string()).collect(),
         stage: names.len(),
-        globals: HashSet::new(),
-        env: HashSet::new(),
-        args: HashSet::new(),
+        globals: Names::default(),
+        env: Names::default(),
+        args: Names::default(),
         stage_env: Vec::new(),
         triggers: Vec::new(),
         at: Some(at.clone()),
@@ -365,7 +367,7 @@ impl ToModel<'_, '_> {
                 Some(d) => {
                     // Earlier global args and the predefined platform args.
                     let globals = &self.globals;
-                    let names: HashSet<String> = globals.clone();
+                    let names: Names = globals.clone();
                     let platform = platform_args(None);
                     let scope = |k: &str| {
                         if names.contains(k) || platform.iter().any(|(p, _)| p == k) {

@@ -141,7 +141,9 @@ impl ToModel<'_, '_> {
             self.error(at, what, "empty");
             return None;
         }
-        let mut out = Vec::new();
+        // Sized: most ENV lines set one name, and a Vec grown from empty
+        // holds four (issue 9: 200,000 such lines).
+        let mut out = Vec::with_capacity(n.args.len().div_ceil(3));
         for t in n.args.chunks(3) {
             let (Some(k), Some(v)) = (t.first(), t.get(1)) else {
                 continue;
