@@ -26,7 +26,7 @@ mod cache_record;
 mod descriptor;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -86,6 +86,20 @@ impl BlobWriter {
         let (digest, size, tmp, dir) = self.finish()?;
         place_blob(tmp, &dir, &digest)?;
         Ok((digest, size))
+    }
+
+    /// Like [`BlobWriter::commit`], and also returns a handle on the
+    /// content written (positioned at its start): it stays readable
+    /// whatever happens to `blobs/sha256/<hex>` afterwards (another
+    /// process that made the same blob may remove it once it no longer
+    /// needs it; an open file keeps its data).
+    pub fn commit_keeping(self) -> Result<(Digest, u64, File)> {
+        let (digest, size, tmp, dir) = self.finish()?;
+        let mut held = tmp.as_file().try_clone().at("reopening", tmp.path())?;
+        held.seek(io::SeekFrom::Start(0))
+            .at("reopening", tmp.path())?;
+        place_blob(tmp, &dir, &digest)?;
+        Ok((digest, size, held))
     }
 
     /// Like [`BlobWriter::commit`], but the content must have the digest

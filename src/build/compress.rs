@@ -66,6 +66,11 @@ struct State {
     /// Uncompressed blobs written deferred: their cache records name them,
     /// so they stay even when an image of the build had them compressed.
     deferred_blobs: HashSet<Digest>,
+    /// Handles on the uncompressed layers this build wrote and queued:
+    /// compression reads them rather than the blob's path, which a
+    /// concurrent build on the same store that made the same layer may
+    /// remove when it finishes.
+    held: HashMap<Digest, std::fs::File>,
 }
 
 fn registry() -> MutexGuard<'static, HashMap<PathBuf, Arc<Background>>> {
@@ -158,7 +163,7 @@ impl Background {
         let mut writer = self.store.blob_writer()?;
         let (stats, _) = layer::write_layer(entries, Compression::None, &mut writer)?;
         let existed = self.store.has_blob(&stats.diff_id);
-        let (digest, size) = writer.commit()?;
+        let (digest, size, held) = writer.commit_keeping()?;
         if digest != stats.diff_id {
             return Err(Error::msg(
                 "internal: an uncompressed layer's digest is not its diff_id",
@@ -177,7 +182,9 @@ impl Background {
                 st.created.push(digest);
             }
             let exported = st.exported.as_ref().is_none_or(|e| e.contains(&n));
-            if !exported {
+            if exported {
+                st.held.entry(digest).or_insert(held);
+            } else {
                 st.deferred_blobs.insert(digest);
             }
             exported
@@ -287,8 +294,13 @@ impl Background {
     }
 
     fn compress_here(&self, diff_id: &Digest) -> Result<Descriptor> {
+        let held = self.lock().held.remove(diff_id);
+        let inner = match held {
+            Some(f) => f,
+            None => self.store.open_blob(diff_id)?,
+        };
         let blob = Stoppable {
-            inner: self.store.open_blob(diff_id)?,
+            inner,
             bg: self,
             diff_id,
         };
@@ -605,6 +617,7 @@ pub(super) fn compress_deferred(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn entries(dir: &std::path::Path) -> Vec<layer::Entry> {
         layer::entries_from_dir(dir, 0).unwrap()
@@ -722,6 +735,58 @@ mod tests {
         );
         drop(reg);
         assert!(active(&other).is_none());
+    }
+
+    /// Another build on the same store that made the same layer may
+    /// remove its uncompressed blob when it finishes, while this build's
+    /// compression of it is still queued: the compression reads the
+    /// content this build wrote, not the blob's path.
+    #[test]
+    fn a_queued_compression_survives_the_uncompressed_blob_being_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let big = tmp.path().join("big");
+        let small = tmp.path().join("small");
+        std::fs::create_dir_all(&big).unwrap();
+        std::fs::create_dir_all(&small).unwrap();
+        // One thread: the small layer waits while the big one compresses.
+        let bytes: Vec<u8> = (0..32u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::write(big.join("f"), bytes).unwrap();
+        std::fs::write(small.join("g"), "small\n").unwrap();
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        let reg = Background::start(&store, Compression::Gzip, 1).unwrap();
+        let bg = reg.background().clone();
+        let (bs, bdesc) = bg.write_layer(NodeIndex::new(0), entries(&big)).unwrap();
+        let (ss, sdesc) = bg.write_layer(NodeIndex::new(1), entries(&small)).unwrap();
+        // What the other build's finish does.
+        std::fs::remove_file(store.blob_path(&ss.diff_id)).unwrap();
+        let mut results = HashMap::new();
+        for (i, (desc, stats)) in [(bdesc, bs), (sdesc, ss.clone())].into_iter().enumerate() {
+            results.insert(
+                NodeIndex::new(i),
+                NodeResult {
+                    layer: Some((desc, stats.diff_id)),
+                },
+            );
+        }
+        let needed = results
+            .values()
+            .map(|r| r.layer.clone().unwrap().1)
+            .collect();
+        bg.finish(&mut results, &needed).unwrap();
+        let (d, _) = results[&NodeIndex::new(1)].layer.clone().unwrap();
+        assert_eq!(d.media_type, Compression::Gzip.media_type());
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(store.open_blob(&d.digest).unwrap())
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(
+            Digest::of(&tar),
+            ss.diff_id,
+            "the compressed blob holds the layer"
+        );
+        drop(reg);
     }
 
     #[test]
