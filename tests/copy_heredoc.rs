@@ -15,7 +15,7 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 
@@ -57,21 +57,50 @@ fn build(env: &TestEnv, file: &Path, ctx: &Path, layout: &Path) -> serde_json::V
     metadata(&env.path("meta.json"))
 }
 
-#[test]
-fn copy_heredocs_write_their_bodies_as_the_reference_says() {
-    const T: &str = "copy_heredocs_write_their_bodies_as_the_reference_says";
+struct Built {
+    env: TestEnv,
+    ctx: PathBuf,
+    meta: serde_json::Value,
+    rootfs: PathBuf,
+}
+
+/// `dockerfile` built to an OCI layout and unpacked by umoci; None (with
+/// a visible SKIP) where that cannot be done here.
+fn built(test: &str, dockerfile: &str) -> Option<Built> {
     if !is_root() {
-        eprintln!("SKIP {T}: unpacking owners other than ours needs root");
-        return;
+        eprintln!("SKIP {test}: unpacking owners other than ours needs root");
+        return None;
     }
-    if !have_tool("umoci", T) {
-        return;
+    if !have_tool("umoci", test) {
+        return None;
     }
     let env = TestEnv::new();
-    let ctx = env.write_tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let ctx = env.write_tree("ctx", &[("Dockerfile", dockerfile)]);
     let layout = env.path("oci");
     let meta = build(&env, &ctx.join("Dockerfile"), &ctx, &layout);
     let rootfs = common::image_tree::unpack(&layout, "t/heredoc:1", &env.path("bundle"));
+    Some(Built {
+        env,
+        ctx,
+        meta,
+        rootfs,
+    })
+}
+
+#[test]
+fn copy_heredocs_write_their_bodies_as_the_reference_says() {
+    let Some(Built {
+        env,
+        ctx,
+        meta,
+        rootfs,
+    }) = built(
+        "copy_heredocs_write_their_bodies_as_the_reference_says",
+        DOCKERFILE,
+    )
+    else {
+        return;
+    };
     let file = |p: &str| {
         let path = rootfs.join(p);
         let m = std::fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{p}: {e}"));
@@ -176,19 +205,18 @@ EOF
 
 #[test]
 fn unquoted_heredoc_bodies_are_expanded_as_buildkit_expands_them() {
-    const T: &str = "unquoted_heredoc_bodies_are_expanded_as_buildkit_expands_them";
-    if !is_root() {
-        eprintln!("SKIP {T}: unpacking owners other than ours needs root");
+    let Some(Built {
+        env,
+        ctx,
+        meta,
+        rootfs,
+    }) = built(
+        "unquoted_heredoc_bodies_are_expanded_as_buildkit_expands_them",
+        UNQUOTED,
+    )
+    else {
         return;
-    }
-    if !have_tool("umoci", T) {
-        return;
-    }
-    let env = TestEnv::new();
-    let ctx = env.write_tree("ctx", &[("Dockerfile", UNQUOTED)]);
-    let layout = env.path("oci");
-    let meta = build(&env, &ctx.join("Dockerfile"), &ctx, &layout);
-    let rootfs = common::image_tree::unpack(&layout, "t/heredoc:1", &env.path("bundle"));
+    };
     let read = |p: &str| std::fs::read(rootfs.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     let cases: [(&str, &[u8]); 5] = [
         ("u/vars", b"Hello world! fallback set w0rld []\n"),
