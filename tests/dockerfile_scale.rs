@@ -17,6 +17,13 @@ use strata::frontend::dockerfile;
 use strata::frontend::toml as spec;
 use strata::ir::EmptyResolver;
 
+/// The timed tests run one at a time: run side by side (the test
+/// harness's threads) on a small machine, each would time the others.
+fn timed() -> std::sync::MutexGuard<'static, ()> {
+    static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TIMED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn envs_dockerfile(n: usize) -> String {
     let mut s = String::from("FROM scratch\n");
     for i in 0..n {
@@ -66,11 +73,13 @@ fn assert_linear(make: fn(usize) -> String, toml: bool, n: usize) {
 
 #[test]
 fn dockerfile_env_lowering_is_linear() {
+    let _one_at_a_time = timed();
     assert_linear(envs_dockerfile, false, 5_000);
 }
 
 #[test]
 fn toml_env_lowering_is_linear() {
+    let _one_at_a_time = timed();
     assert_linear(envs_toml, true, 5_000);
 }
 
@@ -78,6 +87,7 @@ fn toml_env_lowering_is_linear() {
 #[test]
 #[ignore = "slow unoptimized; run with --release -- --ignored"]
 fn two_hundred_thousand_env_lines_lower_in_two_seconds() {
+    let _one_at_a_time = timed();
     let (t, nodes) = time(&envs_dockerfile(200_000), false);
     eprintln!("200000 ENV lines: {t:?}");
     assert_eq!(nodes, 200_002);
@@ -132,6 +142,7 @@ fn assert_scales_linearly(small: (usize, Duration), large: (usize, Duration)) {
 
 #[test]
 fn graph_of_env_lines_is_linear_end_to_end() {
+    let _one_at_a_time = timed();
     let dir = tempfile::tempdir().unwrap();
     let n = 5_000;
     let small = time_graph(dir.path(), n);
@@ -144,6 +155,7 @@ fn graph_of_env_lines_is_linear_end_to_end() {
 #[test]
 #[ignore = "slow unoptimized; run with --release -- --ignored"]
 fn graph_of_two_hundred_thousand_env_lines_in_two_seconds() {
+    let _one_at_a_time = timed();
     let dir = tempfile::tempdir().unwrap();
     let mut times = Vec::new();
     for n in [5_000, 20_000, 50_000, 200_000] {
