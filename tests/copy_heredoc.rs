@@ -125,15 +125,7 @@ fn copy_heredocs_write_their_bodies_as_the_reference_says() {
     assert_eq!((dir.mode() & 0o7777, dir.uid()), (0o755, 0));
 
     // History as BuildKit writes it (`COPY <<NAME dest`).
-    let hex = meta["image"]["config"]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let config: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(env.path("root").join("blobs/sha256").join(hex)).unwrap(),
-    )
-    .unwrap();
+    let config = env.blob_json("root", meta["image"]["config"]["digest"].as_str().unwrap());
     let history: Vec<&str> = config["history"]
         .as_array()
         .unwrap()

@@ -211,15 +211,7 @@ steps = [
     assert_eq!(m1["image"]["digest"], m2["image"]["digest"]);
     // the config: 5 layers (busybox, install, etc, hi, and the no-op RUN's
     // empty one, as BuildKit makes: a tar of only its end marker)
-    let hex = m1["image"]["config"]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let config: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(env.path("root").join("blobs/sha256").join(hex)).unwrap(),
-    )
-    .unwrap();
+    let config = env.blob_json("root", m1["image"]["config"]["digest"].as_str().unwrap());
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
     assert_eq!(diff_ids.len(), 5, "{config}");
     assert_eq!(
@@ -734,13 +726,7 @@ steps = [{ copy = ["/t"], from = "tool", to = "/t" }]
     assert!(out.ok, "{}", out.stderr);
     assert_eq!(m["cache"]["misses"], 0, "every step cached");
     let digest = m["image"]["digest"].as_str().unwrap().to_string();
-    let blob = |hex: &str| -> serde_json::Value {
-        serde_json::from_slice(
-            &std::fs::read(env.path("root").join("blobs/sha256").join(hex)).unwrap(),
-        )
-        .unwrap()
-    };
-    let manifest = blob(digest.trim_start_matches("sha256:"));
+    let manifest = env.blob_json("root", &digest);
     for l in manifest["layers"].as_array().unwrap() {
         assert_eq!(
             l["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",

@@ -28,6 +28,17 @@ impl TestEnv {
         self.dir.path().join(rel)
     }
 
+    /// The JSON blob `digest` (`sha256:...`) of the store at `root`: a
+    /// manifest, a config.
+    pub fn blob_json(&self, root: &str, digest: &str) -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        let p = self.path(root).join("blobs/sha256").join(hex);
+        serde_json::from_slice(
+            &std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
     /// `strata --root DIR ...` with a clean environment for reproducibility.
     pub fn strata(&self, root: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
