@@ -183,7 +183,11 @@ impl Background {
             }
             let exported = st.exported.as_ref().is_none_or(|e| e.contains(&n));
             if exported {
-                st.held.entry(digest).or_insert(held);
+                // Kept until its compression reads it (one already done
+                // needs none).
+                if !st.done.contains_key(&digest) {
+                    st.held.entry(digest).or_insert(held);
+                }
             } else {
                 st.deferred_blobs.insert(digest);
             }
@@ -347,6 +351,7 @@ impl Background {
                     // Not started: no worker will take it off `pending`.
                     st.queue.retain(|q| *q != d);
                     st.pending.remove(&d);
+                    st.held.remove(&d);
                 }
                 if let Some(recs) = st.records.remove(&d) {
                     deferred_records.extend(recs);
