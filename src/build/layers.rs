@@ -43,6 +43,8 @@ impl NodeResult {
 }
 
 /// One layer of a node's chain as the steps after it read it.
+// A chain is a few of these, made once per step: not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(super) enum ChainLayer {
     /// A layer in the store (a base's, or a step's), its snapshot made
@@ -108,7 +110,7 @@ pub(super) fn chain_layers(
                 ChainLayer::Pending(_) => None,
             })
             .collect();
-        i.fetch(stored.into_iter())?;
+        i.fetch(stored)?;
     }
     Ok(layers)
 }

@@ -27,6 +27,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::Instant;
 
 use petgraph::stable_graph::NodeIndex;
 
@@ -38,6 +39,7 @@ use crate::oci;
 use crate::store::{Descriptor, Store};
 
 use super::BuildOptions;
+use super::event::{Event, Progress, now};
 use super::layers::{NodeResult, layer_of};
 
 /// Environment variable (tests only): milliseconds each layer worker waits
@@ -96,9 +98,10 @@ impl PendingLayer {
     }
 }
 
-/// One layer to write: the step's node and cache key, and its layer.
+/// One layer to write: the step's node, id and cache key, and its layer.
 struct Job {
     node: NodeIndex,
+    id: String,
     key: CacheKey,
     layer: Arc<PendingLayer>,
 }
@@ -142,6 +145,7 @@ impl Tars {
         graph: &'s BuildGraph,
         opts: &'s BuildOptions,
         threads: usize,
+        progress: Progress<'s>,
     ) {
         for _ in 0..threads.max(1) {
             scope.spawn(move || {
@@ -156,7 +160,7 @@ impl Tars {
                     let job = self.rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(job) = job else { break };
                     let r = self
-                        .write(store, graph, opts, &job)
+                        .write(store, graph, opts, &job, progress)
                         .map_err(|e| e.to_string());
                     if let Err(e) = &r {
                         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
@@ -174,7 +178,7 @@ impl Tars {
     pub(super) fn submit(
         &self,
         node: NodeIndex,
-        step: &str,
+        (id, step): (&str, &str),
         key: CacheKey,
         dir: tempfile::TempDir,
         upper: PathBuf,
@@ -188,6 +192,7 @@ impl Tars {
         });
         let job = Job {
             node,
+            id: id.to_string(),
             key,
             layer: layer.clone(),
         };
@@ -221,7 +226,9 @@ impl Tars {
         graph: &BuildGraph,
         opts: &BuildOptions,
         job: &Job,
+        progress: Progress,
     ) -> Result<(Descriptor, Digest)> {
+        let start = Instant::now();
         let entries =
             layer::entries_from_dir_with(job.layer.snapshot(), layer::Mtimes::Clamp(opts.epoch))?;
         if let Some(d) = self.delay {
@@ -229,7 +236,17 @@ impl Tars {
         }
         let rec = super::exec::write_layer_record(store, graph, job.node, entries, opts)?;
         super::exec::file_record(store, job.key, &rec)?;
-        layer_of(&rec, opts).ok_or_else(|| Error::msg("internal: a RUN's record without its layer"))
+        let layer = layer_of(&rec, opts)
+            .ok_or_else(|| Error::msg("internal: a RUN's record without its layer"))?;
+        progress(Event::Layer {
+            id: job.id.clone(),
+            name: job.layer.step.clone(),
+            time: now(),
+            seconds: start.elapsed().as_secs_f64(),
+            diff_id: layer.1.to_string(),
+            size: rec.size,
+        });
+        Ok(layer)
     }
 }
 
@@ -260,5 +277,45 @@ impl Tars {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer whose scan fails: whoever waits for it gets the error
+    /// naming its step, no step starts after it, nothing is recorded under
+    /// its key, and settling the build reports it.
+    #[test]
+    fn a_failed_layer_fails_its_waiters_and_the_steps_after_it() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let graph = BuildGraph::default();
+        let opts = BuildOptions::new(t.path(), "spec".to_string(), None);
+        let key = CacheKey([7; 32]);
+        let events = Mutex::new(Vec::new());
+        let progress = |e: Event| events.lock().unwrap().push(e);
+        let tars = Tars::new();
+        assert!(tars.failure().is_none());
+        std::thread::scope(|scope| {
+            tars.start(scope, &store, &graph, &opts, 1, &progress);
+            let dir = store.temp_dir().unwrap();
+            let upper = dir.path().join("upper"); // never made
+            let layer = tars
+                .submit(NodeIndex::new(0), ("s/1", "RUN make"), key, dir, upper)
+                .unwrap();
+            let e = layer.wait().unwrap_err().to_string();
+            assert!(e.starts_with("writing the layer of RUN make: "), "{e}");
+            let f = tars.failure().expect("the failure is kept").to_string();
+            assert_eq!(f, e);
+            tars.close();
+        });
+        assert!(store.get_cache(&key).unwrap().is_none());
+        assert!(events.lock().unwrap().is_empty());
+        let e = tars.settle(&store, &mut Default::default()).unwrap_err();
+        assert!(e.to_string().starts_with("writing the layer of RUN make"));
+        let tmp = store.area_dir(crate::store::Area::Tmp);
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
     }
 }

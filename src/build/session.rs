@@ -409,7 +409,7 @@ pub fn execute(
     let tars = super::pending::Tars::new();
     let results = std::thread::scope(|scope| {
         super::layers::prefetch_base_snapshots(scope, store, graph, &plan, opts.jobs);
-        tars.start(scope, store, graph, opts, opts.jobs);
+        tars.start(scope, store, graph, opts, opts.jobs, progress);
         let panicked = |n: NodeIndex, message: String| {
             let what = format!(
                 "internal error: the worker building {} panicked: {message}",

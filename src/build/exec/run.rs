@@ -204,7 +204,13 @@ pub(super) fn run_run(
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755));
     }
-    tars.submit(n, &step.name, plan.nodes[&n].layer_key, work, upper)
+    tars.submit(
+        n,
+        (&step.id, &step.name),
+        plan.nodes[&n].layer_key,
+        work,
+        upper,
+    )
 }
 
 /// The environment of a RUN: its own, plus `SOURCE_DATE_EPOCH` (the build's
