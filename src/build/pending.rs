@@ -159,9 +159,15 @@ impl Tars {
                 loop {
                     let job = self.rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(job) = job else { break };
-                    let r = self
-                        .write(store, graph, opts, &job, progress)
-                        .map_err(|e| e.to_string());
+                    // A panic fails this layer (its waiters must not
+                    // wait forever), as the scheduler does for a step.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.write(store, graph, opts, &job, progress)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(Error::msg("internal error: the layer worker panicked"))
+                    })
+                    .map_err(|e| e.to_string());
                     if let Err(e) = &r {
                         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
                         failed.get_or_insert_with(|| job.layer.error(e).to_string());
