@@ -1,7 +1,7 @@
 //! The steps of one instruction (RUN in [`super::run`]).
 
 use super::super::parser::{Heredoc, Node, parse_heredoc};
-use super::super::template::{Name, heredoc};
+use super::super::template::heredoc;
 use super::{ToModel, arg_word, comments, literal};
 use crate::frontend::model::{HealthcheckSpec, OrderedMap, Sp, StepSpec, StrOr};
 use crate::frontend::values::{parse_flag_bool, parse_retries};
@@ -269,29 +269,19 @@ impl ToModel<'_, '_> {
         if !h.expand {
             return Some(literal(&body));
         }
-        let (env, args) = (&self.env, &self.args);
-        let scope = |name: &str| {
-            if env.contains(name) || args.contains(name) {
-                Name::Known
-            } else {
-                Name::Maybe
-            }
-        };
-        match heredoc(&body, &scope) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                self.sink.error_help(
-                    at,
-                    format!("in the body of heredoc `<<{}`: {e}", h.name),
-                    "heredoc",
-                    format!(
-                        "quote the delimiter (`<<\"{}\"`) to copy the text as written",
-                        h.name
-                    ),
-                );
-                None
-            }
-        }
+        let r = heredoc(&body, &|name| self.stage_scope(name));
+        r.map_err(|e| {
+            self.sink.error_help(
+                at,
+                format!("in the body of heredoc `<<{}`: {e}", h.name),
+                "heredoc",
+                format!(
+                    "quote the delimiter (`<<\"{}\"`) to copy the text as written",
+                    h.name
+                ),
+            );
+        })
+        .ok()
     }
 
     fn copy(&mut self, n: &Node) -> Option<StepSpec> {
