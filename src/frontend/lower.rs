@@ -16,8 +16,8 @@ use regex::Regex;
 
 use super::LowerOptions;
 use super::model::{
-    Boolean, Dialect, HealthcheckSpec, ImageDecl, MountSpec, Number, OrderedMap, Parsed,
-    SharingSpec, Sp, StageDecl, StageSpec, StepSpec, StrOr,
+    Boolean, Dialect, HealthcheckSpec, ImageDecl, Lit, MountSpec, Number, OrderedMap, Parsed, Sp,
+    StageDecl, StageSpec, StepSpec, StrOr,
 };
 use super::toml::expand::{ExpandError, expand};
 use crate::digest::Digest;
@@ -32,7 +32,7 @@ use crate::frontend::values::{
 use crate::frontend::vars::{lookup, platform_args, run_env};
 use crate::ir::{
     AddOptions, BaseOp, BaseRef, BaseResolver, BuildGraph, Command, CopyFrom, CopyOp, Edge,
-    Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Sharing, Stage, Target,
+    Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Stage, Target,
 };
 use crate::reference::Reference;
 

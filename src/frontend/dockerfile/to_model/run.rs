@@ -6,7 +6,7 @@ use super::super::parser::{self, Heredoc, Node};
 use std::ops::Range;
 
 use super::{Flag, ToModel, has_reference};
-use crate::frontend::model::{Boolean, MountSpec, Number, SharingSpec, Sp, StepSpec, StrOr};
+use crate::frontend::model::{Lit, MountSpec, Sp, StepSpec, StrOr};
 use crate::frontend::mount;
 use crate::frontend::values::parse_size;
 use crate::ir::MountKind;
@@ -150,39 +150,23 @@ impl ToModel<'_, '_> {
             let shown = v.clone().unwrap_or_default();
             match key {
                 "readonly" | "rw" | "required" => {
-                    let literal = mount::parse_bool(v.as_deref()).map(Boolean::Value);
+                    let literal = mount::parse_bool(v.as_deref());
                     let what = "expected true or false";
-                    let Some(flag) =
-                        self.mount_value(n, &at, (&k, &shown), literal, Boolean::Template, what)
-                    else {
+                    let Some(flag) = self.mount_value(n, &at, (&k, &shown), literal, what) else {
                         ok = false;
                         continue;
                     };
                     match (key, flag) {
                         ("required", f) => m.required = Some(f),
-                        ("rw", Boolean::Value(b)) => m.readonly = Some(Boolean::Value(!b)),
+                        ("rw", Lit::Value(b)) => m.readonly = Some(Lit::Value(!b)),
                         ("rw", f) => m.rw = Some(f),
                         (_, f) => m.readonly = Some(f),
                     }
                 }
                 "sharing" => {
-                    let literal = v
-                        .as_deref()
-                        .and_then(mount::parse_sharing)
-                        .map(|x| match x {
-                            crate::ir::Sharing::Shared => SharingSpec::Shared,
-                            crate::ir::Sharing::Private => SharingSpec::Private,
-                            crate::ir::Sharing::Locked => SharingSpec::Locked,
-                        });
+                    let literal = v.as_deref().and_then(mount::parse_sharing);
                     let what = "expected shared, private or locked";
-                    let Some(x) = self.mount_value(
-                        n,
-                        &at,
-                        (&k, &shown),
-                        literal,
-                        SharingSpec::Template,
-                        what,
-                    ) else {
+                    let Some(x) = self.mount_value(n, &at, (&k, &shown), literal, what) else {
                         ok = false;
                         continue;
                     };
@@ -194,10 +178,7 @@ impl ToModel<'_, '_> {
                     } else {
                         (shown.parse::<u32>().ok().map(u64::from), "not a number")
                     };
-                    let literal = literal.map(Number::Value);
-                    let Some(x) =
-                        self.mount_value(n, &at, (&k, &shown), literal, Number::Template, what)
-                    else {
+                    let Some(x) = self.mount_value(n, &at, (&k, &shown), literal, what) else {
                         ok = false;
                         continue;
                     };
@@ -259,12 +240,11 @@ impl ToModel<'_, '_> {
         at: &Range<usize>,
         (k, shown): (&str, &str),
         literal: Option<T>,
-        template: fn(String) -> T,
         what: &str,
-    ) -> Option<T> {
+    ) -> Option<Lit<T>> {
         match literal {
-            Some(x) => Some(x),
-            None if shown.contains('$') => self.t(n, shown).map(template),
+            Some(x) => Some(Lit::Value(x)),
+            None if shown.contains('$') => self.t(n, shown).map(Lit::Template),
             None => {
                 let message = format!("bad {k} `{shown}` in mount: {what}");
                 self.error(at.clone(), message, "in this mount");
