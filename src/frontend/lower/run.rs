@@ -163,14 +163,7 @@ impl Lowerer<'_, '_> {
         let size = self.mount_number(state, "size", spec.size.as_ref(), &mut ok);
         let mode = match &spec.mode {
             Some(md) => {
-                let v = self.expand_in(state, md)?;
-                match parse_octal(&v) {
-                    Some(x) => Some(x),
-                    None => {
-                        self.error(md.span(), format!("bad mode `{v}`"), "not an octal mode");
-                        return None;
-                    }
-                }
+                Some(self.read(state, md, parse_octal, ("mode", "not an octal mode", ""))?)
             }
             None => None,
         };
