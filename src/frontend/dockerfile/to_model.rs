@@ -252,6 +252,12 @@ impl<'a, 'f> ToModel<'a, 'f> {
         Sp::new(self.span(r), v)
     }
 
+    /// `v`, unless an error was reported since the sink held `errors`
+    /// (an instruction with a bad part is left out of the model).
+    fn unless_errors<T>(&self, errors: usize, v: T) -> Option<T> {
+        (self.sink.errors.len() == errors).then_some(v)
+    }
+
     fn error(&mut self, at: Range<usize>, message: impl Into<String>, label: &str) {
         self.sink.error(at, message, label);
     }
@@ -329,15 +335,11 @@ impl<'a, 'f> ToModel<'a, 'f> {
             .or_else(|| t.parse::<usize>().ok().filter(|&i| i < self.names.len()))
     }
 
-    /// A stage an instruction reads must come before it.
-    fn check_order(&mut self, s: usize, name: &str, at: Range<usize>) -> bool {
+    /// A stage an instruction reads must come before it (else reported).
+    fn check_order(&mut self, s: usize, name: &str, at: Range<usize>) {
         if s == self.stage {
-            self.error(
-                at,
-                format!("stage `{name}` reads itself"),
-                "dependency cycle",
-            );
-            false
+            let message = format!("stage `{name}` reads itself");
+            self.error(at, message, "dependency cycle");
         } else if s > self.stage && self.stage < self.names.len() {
             self.sink.error_help(
                 at,
@@ -345,9 +347,6 @@ impl<'a, 'f> ToModel<'a, 'f> {
                 "a later stage",
                 "a stage can only use stages defined before it",
             );
-            false
-        } else {
-            true
         }
     }
 
