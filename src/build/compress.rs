@@ -67,9 +67,11 @@ struct State {
     /// so they stay even when an image of the build had them compressed.
     deferred_blobs: HashSet<Digest>,
     /// Handles on the uncompressed layers this build wrote and queued:
-    /// compression reads them rather than the blob's path, which a
-    /// concurrent build on the same store that made the same layer may
-    /// remove when it finishes.
+    /// compression reads them rather than the blob's path. Since blobs are
+    /// removed only under the exclusive store lock (`remove_uncompressed`),
+    /// no other build can remove one while this build runs; the handle
+    /// keeps compression independent of the path all the same (a test
+    /// removes the file under it).
     held: HashMap<Digest, std::fs::File>,
 }
 
