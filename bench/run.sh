@@ -38,6 +38,11 @@ strata_action() {
       # STRATA_ARGS: extra flags, word-split on purpose
       # shellcheck disable=SC2206
       [ -n "${STRATA_ARGS:-}" ] && args+=($STRATA_ARGS)
+      # STRATA_RSS=1: each build's peak RSS (KiB, the kernel's ru_maxrss) is
+      # appended to $WORK/run/strata.<scenario>.rss by GNU time (one more exec).
+      if [ "${STRATA_RSS:-0}" = 1 ]; then
+        exec /usr/bin/time -a -o "$WORK/run/strata.$s.rss" -f %M "$STRATA" "${args[@]}" >>"$log" 2>&1
+      fi
       exec "$STRATA" "${args[@]}" >>"$log" 2>&1 ;;
     reset)
       rm -rf "$STRATA_ROOT"
@@ -112,6 +117,7 @@ STRATA_JOBS=${STRATA_JOBS:-}            # empty: strata's default
 STRATA_ARGS=${STRATA_ARGS:-}
 STRATA_IMPORT=${STRATA_IMPORT:-}        # command run after `rm -rf $STRATA_ROOT` in cold (not timed)
 STRATA_VERIFY=${STRATA_VERIFY:-1}       # check that a "successful" strata build produced an image
+STRATA_RSS=${STRATA_RSS:-1}             # 1: record strata's peak RSS per cell (needs /usr/bin/time)
 KEEP_DOCKERD=${KEEP_DOCKERD:-0}         # 1: leave a dockerd started here running
 REGEN=${REGEN:-0}                       # 1: regenerate the contexts
 USE_HYPERFINE=${USE_HYPERFINE:-1}
@@ -140,6 +146,7 @@ command -v jq >/dev/null || { echo "jq is needed: apt-get install -y jq" >&2; ex
 mkdir -p "$WORK" "$OUT"
 NOTES=()
 note() { NOTES+=("$*"); echo "note: $*" >&2; }
+rss_mib() { awk '{ printf "%.0f", $1 / 1024 }' "$1"; }   # a file holding KiB -> MiB
 
 # ---------------------------------------------------------------------------
 # Work dir: a fresh copy of the peer scripts (never the generated folders)
@@ -284,9 +291,12 @@ reset_stamp() {
 # ---------------------------------------------------------------------------
 # Timing: hyperfine when installed, else a simple loop writing the same JSON fields
 # ---------------------------------------------------------------------------
+if [ "$STRATA_RSS" = 1 ] && [ ! -x /usr/bin/time ]; then
+  STRATA_RSS=0; note "no peak RSS column: /usr/bin/time (GNU time) is not installed"
+fi
 HAVE_HYPERFINE=0
 if [ "$USE_HYPERFINE" = 1 ] && command -v hyperfine >/dev/null; then HAVE_HYPERFINE=1; fi
-export WORK STRATA STRATA_ROOT STRATA_SPEC STRATA_JOBS STRATA_ARGS STRATA_IMPORT DOCKER
+export WORK STRATA STRATA_ROOT STRATA_SPEC STRATA_JOBS STRATA_ARGS STRATA_IMPORT STRATA_RSS DOCKER
 
 loop_time() {  # runs warmup prepare(or "") build json name
   local runs=$1 warmup=$2 prepare=$3 build=$4 json=$5 name=$6 i t0 t1 times=()
@@ -324,6 +334,8 @@ run_mode() {  # tool scenario mode json
     touch) runs=$RUNS_TOUCH; prep="$prep touch $s"
            bash -c "$build" || return 1 ;;   # the cache holds the current state first
   esac
+  # Only the timed builds (and hyperfine's warmup) count towards the peak.
+  [ "$tool" = strata ] && rm -f "$WORK/run/strata.$s.rss"
   if [ "$HAVE_HYPERFINE" = 1 ]; then
     local -a hf=(hyperfine --style basic --runs "$runs" --warmup "$warmup" --export-json "$json" -n "$tool/$s/$mode")
     [ -n "$prep" ] && hf+=(--prepare "$prep")
@@ -396,6 +408,11 @@ for s in $SCENARIOS; do for var in $VARIANTS; do
       fi
       if [ "$ok" = 1 ]; then
         grep -E 'Time \(' "$OUT/$v.$tool.$mode.txt" | sed "s|^ *|  $mode: |" || true
+        if [ "$tool" = strata ] && [ -s "$WORK/run/strata.$v.rss" ]; then
+          # the largest peak of the cell's builds, in KiB
+          sort -n "$WORK/run/strata.$v.rss" | tail -n 1 >"$OUT/$v.strata.$mode.rss"
+          echo "  $mode: strata peak RSS $(rss_mib "$OUT/$v.strata.$mode.rss") MiB"
+        fi
       else
         rm -f "$json"
         echo "failed$why" >"$OUT/$v.$tool.$mode.failed"
@@ -432,6 +449,7 @@ table() {
   printf '%-20s %-5s %-6s' scenario var mode
   for t in $TOOLS; do printf ' %16s' "$(short "$t") s"; done
   for p in $PEERS; do printf ' %16s' "strata/$(short "$p")"; done
+  [ "$STRATA_RSS" = 1 ] && [[ " $TOOLS " == *" strata "* ]] && printf ' %14s' "strata MiB"
   echo
   for s in $SCENARIOS; do for var in $VARIANTS; do for mode in $MODES; do
     v=$s-$var
@@ -449,11 +467,16 @@ table() {
         printf ' %16s' "$(awk -v a="$(mean "$a")" -v b="$(mean "$b")" 'BEGIN{ if (b > 0) printf "%.3gx", a/b; else print "-" }')"
       else printf ' %16s' -; fi
     done
+    if [ "$STRATA_RSS" = 1 ] && [[ " $TOOLS " == *" strata "* ]]; then
+      if [ -f "$OUT/$v.strata.$mode.rss" ]; then printf ' %14s' "$(rss_mib "$OUT/$v.strata.$mode.rss")"
+      else printf ' %14s' -; fi
+    fi
     echo
   done; done; done
   echo "(var: full = the peer scenario with its RUN steps (network none), copy = its COPY-only variant;"
   echo " seconds: mean ±σ over the runs; strata/peer = ratio of means, < 1 means strata is faster;"
   echo " cold = empty store + base re-imported before each run, warm = no change, touch = last COPY's input changed;"
+  [ "$STRATA_RSS" = 1 ] && echo " strata MiB = the largest peak RSS (GNU time's %M, ru_maxrss) among strata's builds of that cell;"
   echo " skipped = not run because an earlier mode of that tool failed)"
   for n in "${NOTES[@]+"${NOTES[@]}"}"; do echo "note: $n"; done
   if ls "$OUT"/*.strata.*.failed >/dev/null 2>&1; then

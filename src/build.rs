@@ -36,6 +36,7 @@ mod schedule;
 mod session;
 
 pub use assemble::rfc3339;
+pub use compress::remove_uncompressed;
 pub use emulation::can_run;
 pub use event::{Event, Progress};
 pub use options::{BuildOptions, SecretSource, spec_id};

@@ -33,7 +33,7 @@ use crate::store::{Descriptor, Platform, Store, StoreLock, media_type, normalize
 pub use format::{ago, ellipsis, human_duration, human_size, now_unix, parse_rfc3339, parse_size};
 pub use history::{HistoryRow, history};
 pub use inspect::{InspectImage, InspectMetadata, InspectRootFs, inspect};
-pub use prune::{PruneClass, PruneOptions, PruneReport, prune};
+pub use prune::{PruneClass, PruneOptions, PruneReport, prune, remove_unreferenced};
 pub use transfer::{ArchiveKind, LoadedImage, load, save};
 
 /// An image in the store with every tag that names it.
@@ -513,29 +513,15 @@ fn remove_unnamed_entries(store: &Store, manifests: &[Digest]) -> Result<()> {
 
 /// Deletes the blobs of `gone` that no image in the index, no other image
 /// blob of `gone` and no cache record still uses. Needs the exclusive lock.
-fn remove_unused_blobs(store: &Store, _lock: &StoreLock, gone: &[Image]) -> Result<Vec<Digest>> {
-    let used = prune::reachable(store)?;
-    let mut cached = BTreeSet::new();
-    for e in store.cache_entries()? {
-        if let Some(r) = e.record {
-            cached.extend(r.layers.values().map(|d| d.digest));
-        }
-    }
-    let mut removed = Vec::new();
-    for img in gone {
-        let blobs = std::iter::once(img.manifest.digest)
-            .chain(std::iter::once(img.config_digest))
-            .chain(img.layers.iter().map(|l| l.digest));
-        for d in blobs {
-            if used.blobs.contains(&d) || cached.contains(&d) || removed.contains(&d) {
-                continue;
-            }
-            if store.remove_blob(&d)? {
-                removed.push(d);
-            }
-        }
-    }
-    Ok(removed)
+fn remove_unused_blobs(store: &Store, lock: &StoreLock, gone: &[Image]) -> Result<Vec<Digest>> {
+    let blobs: Vec<Digest> = (gone.iter())
+        .flat_map(|img| {
+            [img.manifest.digest, img.config_digest]
+                .into_iter()
+                .chain(img.layers.iter().map(|l| l.digest))
+        })
+        .collect();
+    prune::remove_unreferenced(store, lock, &blobs)
 }
 
 /// The first 12 hex digits of a digest (docker's short image ID).

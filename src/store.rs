@@ -21,6 +21,12 @@
 //!   [`Store::lock_exclusive`]. The one writer without it, `rmi`, only
 //!   rewrites `index.json`, under [`Store::lock_index`]; so whoever empties
 //!   `tmp/` holds both.
+//! - A blob is removed only under the exclusive lock, and only when nothing
+//!   names it (an image in `index.json` or of a container, a cache record):
+//!   then no build, push or pull is running that found it and has yet to
+//!   write the manifest or record naming it. `prune`, `rmi` and a build's
+//!   removal of its uncompressed layer blobs (`images::remove_unreferenced`)
+//!   all keep this; a blob a running process found is never taken from it.
 
 mod cache_record;
 mod descriptor;
@@ -561,7 +567,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes a blob; `false` if it was not there.
+    /// Removes a blob; `false` if it was not there. Only under the
+    /// exclusive lock, after checking that nothing names it (see the
+    /// module's invariants).
     pub fn remove_blob(&self, d: &Digest) -> Result<bool> {
         remove_optional(&self.blob_path(d))
     }

@@ -67,9 +67,11 @@ struct State {
     /// so they stay even when an image of the build had them compressed.
     deferred_blobs: HashSet<Digest>,
     /// Handles on the uncompressed layers this build wrote and queued:
-    /// compression reads them rather than the blob's path, which a
-    /// concurrent build on the same store that made the same layer may
-    /// remove when it finishes.
+    /// compression reads them rather than the blob's path. Since blobs are
+    /// removed only under the exclusive store lock (`remove_uncompressed`),
+    /// no other build can remove one while this build runs; the handle
+    /// keeps compression independent of the path all the same (a test
+    /// removes the file under it).
     held: HashMap<Digest, std::fs::File>,
 }
 
@@ -322,17 +324,22 @@ impl Background {
 
     /// Waits for the layers in `needed` (those the build's images hold;
     /// see [`image_layers`]), compressing the deferred ones among them too,
-    /// writes the cache records, puts the compressed descriptors into
-    /// `results` and removes the uncompressed blobs this build created and
-    /// compressed. The compression of every other layer is stopped and its
+    /// writes the cache records and puts the compressed descriptors into
+    /// `results`. The compression of every other layer is stopped and its
     /// record filed with the uncompressed blob (deferred). Also called
     /// after a failed build (no results, nothing needed), so that no
     /// compression outlives it.
+    ///
+    /// Returns the uncompressed blobs this build created and compressed
+    /// that none of its records names. It does not remove them: another
+    /// build on the store may have found one and named it (its blob writer
+    /// found the blob there), so they go only through
+    /// [`remove_uncompressed`], once no build holds the store.
     pub(super) fn finish(
         self: &Arc<Self>,
         results: &mut HashMap<NodeIndex, NodeResult>,
         needed: &HashSet<Digest>,
-    ) -> Result<()> {
+    ) -> Result<Vec<Digest>> {
         for d in deferred(results, needed) {
             self.submit(d)?;
         }
@@ -382,12 +389,10 @@ impl Background {
         if let Some(e) = record_error {
             return Err(Error::msg(format!("writing a cache record: {e}")));
         }
-        for d in created {
-            if done.get(&d).is_some_and(|r| r.is_ok()) && !named_by_records.contains(&d) {
-                let _ = self.store.remove_blob(&d);
-            }
-        }
-        Ok(())
+        Ok(created
+            .into_iter()
+            .filter(|d| done.get(d).is_some_and(|r| r.is_ok()) && !named_by_records.contains(d))
+            .collect())
     }
 
     /// Whether the compression of `diff_id` was stopped.
@@ -498,6 +503,27 @@ impl<R: std::io::Read> std::io::Read for Stoppable<'_, R> {
             ));
         }
         self.inner.read(buf)
+    }
+}
+
+/// Removes `blobs`, uncompressed layer blobs a build made and compressed
+/// ([`crate::build::BuildReport::uncompressed`]), if no build, push or pull
+/// holds the store now (its exclusive lock is free; the caller must hold
+/// no store lock) and nothing names them: no image in `index.json` or of a
+/// container, no cache record. That is the store's one rule for removing a
+/// blob (`rmi` and `prune` keep it too). A blob left because another
+/// process held the store stays until `strata prune`, which collects it
+/// once nothing names it. Returns the blobs removed; a store it cannot
+/// read leaves everything in place (the build's result stands).
+pub fn remove_uncompressed(store: &Store, blobs: &[Digest]) -> Vec<Digest> {
+    if blobs.is_empty() {
+        return Vec::new();
+    }
+    match store.try_lock_exclusive() {
+        Ok(Some(lock)) => {
+            crate::images::remove_unreferenced(store, &lock, blobs).unwrap_or_default()
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -729,22 +755,81 @@ mod tests {
             NodeIndex::new(0),
             NodeResult::stored(Some((desc, stats.diff_id))),
         );
-        bg.finish(&mut results, &[stats.diff_id].into()).unwrap();
+        let made = bg.finish(&mut results, &[stats.diff_id].into()).unwrap();
         let (d, _) = results[&NodeIndex::new(0)].layer.clone().unwrap();
         assert_eq!(d.digest, inline, "same compressed bytes as in line");
         assert_eq!(d.media_type, Compression::Gzip.media_type());
         assert!(other.has_blob(&inline));
-        assert!(
-            !other.has_blob(&stats.diff_id),
-            "the uncompressed blob is removed"
-        );
+        assert_eq!(made, [stats.diff_id], "the uncompressed blob is spare");
+        assert!(other.has_blob(&stats.diff_id), "finish removes nothing");
+        drop(reg);
+        assert_eq!(remove_uncompressed(&other, &made), made);
+        assert!(!other.has_blob(&stats.diff_id), "then it is removed");
         let stored = other.get_cache(&key).unwrap().unwrap();
         assert_eq!(
             stored.layers["gzip"].digest, inline,
             "the record names the gzip blob"
         );
-        drop(reg);
         assert!(active(&other).is_none());
+    }
+
+    /// Issue 12: a spare uncompressed blob is removed only when no build
+    /// holds the store and nothing names it; here another build on the
+    /// same store (a second handle, `--compression none`) found the blob
+    /// this build created and named it in its cache record and manifest.
+    #[test]
+    fn a_spare_uncompressed_blob_another_build_names_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = tmp.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(files.join("f"), "shared layer\n".repeat(500)).unwrap();
+        let root = tmp.path().join("store");
+        let store = Store::open(&root).unwrap();
+        let reg = Background::start(&store, Compression::Gzip, 1).unwrap();
+        let bg = reg.background().clone();
+        let (stats, desc) = bg.write_layer(NodeIndex::new(0), entries(&files)).unwrap();
+        let mut results: HashMap<_, _> = [(
+            NodeIndex::new(0),
+            NodeResult {
+                layer: Some((desc.clone(), stats.diff_id)),
+            },
+        )]
+        .into();
+        let made = bg.finish(&mut results, &[stats.diff_id].into()).unwrap();
+        drop(reg);
+        assert_eq!(made, [stats.diff_id]);
+
+        // The other build, still running: it found the blob in place.
+        let other = Store::open(&root).unwrap();
+        let running = other.lock_shared().unwrap();
+        let mut w = other.blob_writer().unwrap();
+        layer::write_layer(entries(&files), Compression::None, &mut w).unwrap();
+        assert_eq!(w.commit().unwrap().0, stats.diff_id);
+        assert!(
+            remove_uncompressed(&store, &made).is_empty(),
+            "a build holds the store"
+        );
+        assert!(store.has_blob(&stats.diff_id));
+
+        // It files its record (and could tag an image) and ends.
+        let rec = CacheRecord {
+            diff_id: Some(stats.diff_id),
+            layers: [("none".to_string(), desc.clone())].into(),
+            created_by: "test".into(),
+            size: stats.uncompressed_size,
+        };
+        other.put_cache(&CacheKey([3; 32]), &rec).unwrap();
+        drop(running);
+        assert!(
+            remove_uncompressed(&store, &made).is_empty(),
+            "a record names it"
+        );
+        assert!(store.has_blob(&stats.diff_id));
+
+        // Once nothing names it, it goes.
+        other.remove_cache(&CacheKey([3; 32])).unwrap();
+        assert_eq!(remove_uncompressed(&store, &made), made);
+        assert!(!store.has_blob(&stats.diff_id));
     }
 
     /// Another build on the same store that made the same layer may

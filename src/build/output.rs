@@ -34,6 +34,10 @@ pub struct BuildReport {
     pub hits: usize,
     pub misses: usize,
     pub steps: Vec<PlannedStep>,
+    /// Uncompressed layer blobs the build wrote and compressed, which
+    /// neither its images nor its records name: removable once no build
+    /// holds the store ([`crate::build::remove_uncompressed`]).
+    pub uncompressed: Vec<Digest>,
 }
 
 /// cache_io: writes the imported records now backed by local blobs into

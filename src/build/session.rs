@@ -433,16 +433,16 @@ pub fn execute(
             Err(e)
         }
     };
-    let results = match (results, &background) {
+    let (results, uncompressed) = match (results, &background) {
         (Ok(mut r), Some(bg)) => {
             let needed = super::compress::image_layers(graph, &plan, &r);
-            bg.background().finish(&mut r, &needed)?;
-            r
+            let made = bg.background().finish(&mut r, &needed)?;
+            (r, made)
         }
         (Ok(mut r), None) => {
             let needed = super::compress::image_layers(graph, &plan, &r);
             super::compress::compress_deferred(store, opts.compression, &mut r, &needed)?;
-            r
+            (r, Vec::new())
         }
         (Err(e), bg) => {
             if let Some(bg) = bg {
@@ -463,5 +463,6 @@ pub fn execute(
         misses: plan.misses(),
         images,
         steps: plan.steps,
+        uncompressed,
     })
 }

@@ -217,7 +217,7 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
     }
     let epoch = source_date_epoch()?;
     let store = open_store(cli)?;
-    let _lock = store.lock_shared()?;
+    let lock = store.lock_shared()?;
     let path = spec_path(&args.context, &args.file, args.frontend)?;
     let lower = LowerOptions {
         build_args,
@@ -293,6 +293,10 @@ pub(super) fn cmd_build(cli: &Cli, args: &BuildArgs) -> std::result::Result<(), 
             outln!("built {} {}", img.names.join(", "), img.manifest.digest);
         }
     }
+    // Its uncompressed layer blobs go if no other build holds the store
+    // now (which needs this one's lock released) and nothing names them.
+    drop(lock);
+    crate::build::remove_uncompressed(&store, &report.uncompressed);
     Ok(())
 }
 

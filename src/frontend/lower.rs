@@ -16,8 +16,8 @@ use regex::Regex;
 
 use super::LowerOptions;
 use super::model::{
-    Boolean, Dialect, HealthcheckSpec, ImageDecl, MountSpec, Number, OrderedMap, Parsed,
-    SharingSpec, Sp, StageDecl, StageSpec, StepSpec, StrOr,
+    Boolean, Dialect, HealthcheckSpec, ImageDecl, Lit, MountSpec, Number, OrderedMap, Parsed, Sp,
+    StageDecl, StageSpec, StepSpec, StrOr,
 };
 use super::toml::expand::{ExpandError, expand};
 use crate::digest::Digest;
@@ -32,7 +32,7 @@ use crate::frontend::values::{
 use crate::frontend::vars::{lookup, platform_args, run_env};
 use crate::ir::{
     AddOptions, BaseOp, BaseRef, BaseResolver, BuildGraph, Command, CopyFrom, CopyOp, Edge,
-    Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Sharing, Stage, Target,
+    Healthcheck, MetaOp, Mount, MountKind, Network, Op, RunOp, Stage, Target,
 };
 use crate::reference::Reference;
 
@@ -155,8 +155,7 @@ impl Lowerer<'_, '_> {
             }
             let default = match &a.default {
                 Some(d) if a.expand => {
-                    let (globals, platform) = (&self.globals, &self.platform);
-                    let r = expand(d, &|n: &str| lookup_in(globals, platform, n));
+                    let r = expand(d, &|n: &str| self.lookup_global(n));
                     match self.report_expand(r, d, a.default_span.clone()) {
                         Some(v) => Some(v),
                         None => continue,
@@ -207,10 +206,26 @@ impl Lowerer<'_, '_> {
 
     /// Expands with global args only (stage `from`, copy/mount `from`, tags).
     fn expand_global(&mut self, s: &Sp<String>) -> Option<String> {
-        let (globals, platform) = (&self.globals, &self.platform);
-        let lookup = |n: &str| lookup_in(globals, platform, n);
-        let r = expand(s.get(), &lookup);
+        let r = expand(s.get(), &|n: &str| self.lookup_global(n));
         self.report_expand(r, s.get(), s.span())
+    }
+
+    /// A platform of the file (a stage's, an image's), expanded with the
+    /// global args and normalized.
+    fn platform(&mut self, p: &Sp<String>) -> Option<String> {
+        let v = self.expand_global(p)?;
+        match crate::oci::parse_platform(&v) {
+            Ok(platform) => Some(platform.to_string()),
+            Err(_) => {
+                self.error_help(
+                    p.span(),
+                    format!("bad platform `{v}`"),
+                    "expected os/arch[/variant]",
+                    "e.g. \"linux/amd64\" or \"linux/arm64/v8\"",
+                );
+                None
+            }
+        }
     }
 
     /// Expands with the variables a step sees: env, then args in scope,
@@ -223,6 +238,28 @@ impl Lowerer<'_, '_> {
         };
         let r = expand_str(state, globals, s.get());
         self.report_expand(r, s.get(), s.span())
+    }
+
+    /// A value expanded as [`Self::expand_in`] does, then read by `parse`;
+    /// `None` when either fails, reported as "bad NAME `value`" with
+    /// `label` (and `help` unless empty).
+    fn read<T>(
+        &mut self,
+        state: &State,
+        v: &Sp<String>,
+        parse: impl Fn(&str) -> Option<T>,
+        (name, label, help): (&str, &str, &str),
+    ) -> Option<T> {
+        let x = self.expand_in(state, v)?;
+        let r = parse(&x);
+        if r.is_none() {
+            let message = format!("bad {name} `{x}`");
+            match help {
+                "" => self.error(v.span(), message, label),
+                _ => self.error_help(v.span(), message, label, help),
+            }
+        }
+        r
     }
 
     /// An env or label name, expanded where its value is (errors point at
@@ -440,8 +477,7 @@ impl Lowerer<'_, '_> {
         if !self.dialect.image_may_name_stage {
             return None;
         }
-        let lookup = |n: &str| lookup_in(&self.globals, &self.platform, n);
-        let name = expand(img.get(), &lookup).ok()?;
+        let name = expand(img.get(), &|n: &str| self.lookup_global(n)).ok()?;
         self.stage_index(&name)
     }
 
@@ -513,21 +549,7 @@ impl Lowerer<'_, '_> {
         let mut state = match start {
             Start::Base(base, span) => {
                 let platform = match &spec.platform {
-                    Some(p) => {
-                        self.expand_global(p)
-                            .and_then(|v| match crate::oci::parse_platform(&v) {
-                                Ok(p) => Some(p.to_string()),
-                                Err(_) => {
-                                    self.error_help(
-                                        p.span(),
-                                        format!("bad platform `{v}`"),
-                                        "expected os/arch[/variant]",
-                                        "e.g. \"linux/amd64\" or \"linux/arm64/v8\"",
-                                    );
-                                    None
-                                }
-                            })
-                    }
+                    Some(p) => self.platform(p),
                     // A stage that names no platform is built for the target.
                     None => self.opts.platform.as_ref().map(|p| p.to_string()),
                 };
@@ -617,9 +639,8 @@ impl Lowerer<'_, '_> {
         name_span: Range<usize>,
     ) {
         let list_span = |v: &[Sp<String>]| v.first().map(|s| s.span()).unwrap_or(name_span.clone());
-        if let Some(l) = &spec.labels
-            && let Some(op) = self.labels(state, l)
-        {
+        if let Some(l) = &spec.labels {
+            let op = self.labels(state, l);
             self.add(state, name, op, l.span());
         }
         if let Some(e) = &spec.expose {
@@ -666,24 +687,11 @@ impl Lowerer<'_, '_> {
         } else if let Some(run) = &s.run {
             self.run(state, s, run)
         } else if let Some(env) = &s.env {
-            let mut vars = Vec::with_capacity(env.get().0.len());
-            for (k, v) in &env.get().0 {
-                // Names are expanded too, as BuildKit expands ENV keys.
-                let Some(k) = self.expand_key(state, k, v) else {
-                    continue;
-                };
-                if k.is_empty() || k.contains('=') {
-                    self.error(
-                        v.span(),
-                        format!("bad variable name `{k}`"),
-                        "for this value",
-                    );
-                    continue;
-                }
-                if let Some(val) = self.expand_in(state, v) {
-                    vars.push((k, val));
-                }
-            }
+            // Names are expanded too, as BuildKit expands ENV keys.
+            let bad = |k: &str| {
+                (k.is_empty() || k.contains('=')).then(|| format!("bad variable name `{k}`"))
+            };
+            let vars = self.pairs(state, env.get(), bad);
             for (k, v) in &vars {
                 state.env.set(k, v.clone());
             }
@@ -725,7 +733,7 @@ impl Lowerer<'_, '_> {
         } else if let Some(e) = &s.entrypoint {
             meta(MetaOp::Entrypoint(command_argv(state, e.get())))
         } else if let Some(l) = &s.label {
-            self.labels(state, l).map(|op| (op, Vec::new()))
+            Some((self.labels(state, l), Vec::new()))
         } else if let Some(e) = &s.expose {
             Some((self.expose(state, e.get()), Vec::new()))
         } else if let Some(v) = &s.volume {

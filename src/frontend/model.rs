@@ -17,7 +17,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::ir::MountKind;
+use crate::ir::{MountKind, Sharing};
 use toml::Spanned;
 
 /// A value with its byte range in the source file (a spec or a Dockerfile).
@@ -440,52 +440,6 @@ pub struct MountSpec {
     pub env: Option<Sp<String>>,
 }
 
-/// A number written as one, or a string (expanded, then read as a number):
-/// a Dockerfile writes `uid=$UID`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Number {
-    Value(u64),
-    Template(String),
-}
-
-impl<'de> Deserialize<'de> for Number {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Number;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a non-negative integer or a string")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
-                Ok(Number::Value(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
-                u64::try_from(v).map(Number::Value).map_err(|_| {
-                    E::custom(format!(
-                        "{v} is negative: expected a non-negative integer or a string"
-                    ))
-                })
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
-                Ok(Number::Template(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl JsonSchema for Number {
-    fn schema_name() -> Cow<'static, str> {
-        "NumberOrString".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "type": "string" }] })
-    }
-}
-
 /// A mount's `type`: the IR's kind, read as its lower-case name.
 impl JsonSchema for MountKind {
     fn schema_name() -> Cow<'static, str> {
@@ -496,82 +450,147 @@ impl JsonSchema for MountKind {
     }
 }
 
+/// A value written as one, or a string with a variable (a Dockerfile
+/// writes `uid=$UID`, `readonly=$RO`, `sharing=$S`): the lowering expands
+/// the template, then reads it as a `T`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SharingSpec {
-    Shared,
-    Private,
-    Locked,
-    /// A string with a variable (`sharing=$S`), expanded, then read as one
-    /// of the others.
+pub enum Lit<T> {
+    Value(T),
     Template(String),
 }
 
-impl<'de> Deserialize<'de> for SharingSpec {
+/// A non-negative integer or a string.
+pub type Number = Lit<u64>;
+/// A bool or a string.
+pub type Boolean = Lit<bool>;
+/// A cache mount's sharing mode, or a string with a variable.
+pub type SharingSpec = Lit<Sharing>;
+
+impl<T> Lit<T> {
+    /// The template, when the value is one.
+    pub fn template_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Lit::Value(_) => None,
+            Lit::Template(t) => Some(t),
+        }
+    }
+}
+
+/// A value a [`Lit`] can hold: how it reads from TOML and its schema.
+pub trait LitValue: Sized {
+    /// What the error for a value of another type says was expected.
+    const EXPECTING: &str;
+    const SCHEMA_NAME: &str;
+    const SCHEMA_INLINE: bool;
+    fn schema() -> Schema;
+    /// A value written as `v`: `None` when `v` is of another type.
+    fn read<E: de::Error>(v: Written) -> Option<Result<Lit<Self>, E>>;
+}
+
+/// A scalar as TOML wrote it.
+pub enum Written<'a> {
+    Bool(bool),
+    /// Any integer TOML can hold (an `i64`, or a `u64` above it).
+    Int(i128),
+    Str(&'a str),
+}
+
+impl<'de, T: LitValue> Deserialize<'de> for Lit<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(match s.as_str() {
-            "shared" => SharingSpec::Shared,
-            "private" => SharingSpec::Private,
-            "locked" => SharingSpec::Locked,
-            t if t.contains('$') => SharingSpec::Template(s),
-            other => {
-                return Err(de::Error::unknown_variant(
-                    other,
-                    &["shared", "private", "locked"],
-                ));
+        struct V<T>(PhantomData<T>);
+        impl<T: LitValue> V<T> {
+            fn read<E: de::Error>(self, v: Written, u: de::Unexpected) -> Result<Lit<T>, E> {
+                T::read(v).unwrap_or_else(|| Err(E::invalid_type(u, &self)))
             }
+        }
+        impl<T: LitValue> Visitor<'_> for V<T> {
+            type Value = Lit<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Lit<T>, E> {
+                self.read(Written::Bool(v), de::Unexpected::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lit<T>, E> {
+                self.read(Written::Int(v.into()), de::Unexpected::Signed(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lit<T>, E> {
+                self.read(Written::Int(v.into()), de::Unexpected::Unsigned(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lit<T>, E> {
+                self.read(Written::Str(v), de::Unexpected::Str(v))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+impl<T: LitValue> JsonSchema for Lit<T> {
+    fn schema_name() -> Cow<'static, str> {
+        T::SCHEMA_NAME.into()
+    }
+    fn inline_schema() -> bool {
+        T::SCHEMA_INLINE
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        T::schema()
+    }
+}
+
+impl LitValue for u64 {
+    const EXPECTING: &str = "a non-negative integer or a string";
+    const SCHEMA_NAME: &str = "NumberOrString";
+    const SCHEMA_INLINE: bool = true;
+    fn schema() -> Schema {
+        json_schema!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "type": "string" }] })
+    }
+    fn read<E: de::Error>(v: Written) -> Option<Result<Lit<u64>, E>> {
+        Some(match v {
+            Written::Int(i) => u64::try_from(i).map(Lit::Value).map_err(|_| {
+                E::custom(format!(
+                    "{i} is negative: expected a non-negative integer or a string"
+                ))
+            }),
+            Written::Str(s) => Ok(Lit::Template(s.to_string())),
+            Written::Bool(_) => return None,
         })
     }
 }
 
-impl JsonSchema for SharingSpec {
-    fn schema_name() -> Cow<'static, str> {
-        "SharingSpec".into()
+impl LitValue for bool {
+    const EXPECTING: &str = "a boolean or a string";
+    const SCHEMA_NAME: &str = "BoolOrString";
+    const SCHEMA_INLINE: bool = true;
+    fn schema() -> Schema {
+        json_schema!({ "anyOf": [{ "type": "boolean" }, { "type": "string" }] })
     }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+    fn read<E: de::Error>(v: Written) -> Option<Result<Lit<bool>, E>> {
+        match v {
+            Written::Bool(b) => Some(Ok(Lit::Value(b))),
+            Written::Str(s) => Some(Ok(Lit::Template(s.to_string()))),
+            Written::Int(_) => None,
+        }
+    }
+}
+
+/// A mode by its IR name; a string with a `$` is a template.
+impl LitValue for Sharing {
+    const EXPECTING: &str = "a string";
+    const SCHEMA_NAME: &str = "SharingSpec";
+    const SCHEMA_INLINE: bool = false;
+    fn schema() -> Schema {
         json_schema!({ "anyOf": [
             { "type": "string", "enum": ["shared", "private", "locked"] },
             { "type": "string", "pattern": "\\$", "description": "expanded to shared, private or locked" }
         ] })
     }
-}
-
-/// A bool written as one, or a string (expanded, then read as a bool): a
-/// Dockerfile writes `readonly=$RO`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Boolean {
-    Value(bool),
-    Template(String),
-}
-
-impl<'de> Deserialize<'de> for Boolean {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Boolean;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a boolean or a string")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Boolean, E> {
-                Ok(Boolean::Value(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Boolean, E> {
-                Ok(Boolean::Template(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl JsonSchema for Boolean {
-    fn schema_name() -> Cow<'static, str> {
-        "BoolOrString".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "anyOf": [{ "type": "boolean" }, { "type": "string" }] })
+    fn read<E: de::Error>(v: Written) -> Option<Result<Lit<Sharing>, E>> {
+        let Written::Str(s) = v else { return None };
+        Some(if s.contains('$') {
+            Ok(Lit::Template(s.to_string()))
+        } else {
+            Sharing::deserialize(de::value::StrDeserializer::new(s)).map(Lit::Value)
+        })
     }
 }
 

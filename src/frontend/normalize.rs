@@ -36,10 +36,7 @@ use std::ops::Range;
 
 use super::diag::{Sink, diagnostic};
 use super::lower::lookup_in;
-use super::model::{
-    Boolean, Dialect, MountSpec, Number, OrderedMap, Parsed, SharingSpec, Sp, StageSpec, StepSpec,
-    StrOr,
-};
+use super::model::{Dialect, Lit, MountSpec, OrderedMap, Parsed, Sp, StageSpec, StepSpec, StrOr};
 use super::toml::expand::{ExpandError, expand, resolve_unset};
 use super::vars::platform_args;
 use crate::error::SourceDiagnostic;
@@ -369,18 +366,13 @@ impl Normalizer<'_, '_> {
         for v in [target, source, id, mode, env] {
             self.all(scope, v);
         }
-        if let Some(SharingSpec::Template(t)) = sharing.as_mut().map(|s| s.0.get_mut()) {
+        let sharing = sharing.as_mut().and_then(|s| s.0.get_mut().template_mut());
+        let flags = [readonly, rw, required].into_iter().flatten();
+        let numbers = [uid, gid, size].into_iter().flatten();
+        let templates = (flags.filter_map(Lit::template_mut))
+            .chain(numbers.filter_map(|n| n.0.get_mut().template_mut()));
+        for t in sharing.into_iter().chain(templates) {
             self.rewrite(scope, t, span.clone());
-        }
-        for b in [readonly, rw, required].into_iter().flatten() {
-            if let Boolean::Template(t) = b {
-                self.rewrite(scope, t, span.clone());
-            }
-        }
-        for n in [uid, gid, size].into_iter().flatten() {
-            if let Number::Template(t) = n.0.get_mut() {
-                self.rewrite(scope, t, span.clone());
-            }
         }
     }
 

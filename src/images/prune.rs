@@ -126,6 +126,37 @@ fn mark(store: &Store, mt: &str, d: &Digest, r: &mut Reachable, depth: u32) {
     }
 }
 
+/// Removes those of `candidates` that nothing names: no image in
+/// `index.json` or of a container (their manifests, configs and layers),
+/// no cache record. The store's one rule for removing a blob outside
+/// [`prune`] (`rmi`, and a build's uncompressed layer blobs once their
+/// compressed ones are in): `_lock` is the exclusive store lock, so no
+/// build, push or pull is running and nothing can come to name a
+/// candidate meanwhile. Returns the blobs removed, in the order given.
+pub fn remove_unreferenced(
+    store: &Store,
+    _lock: &StoreLock,
+    candidates: &[Digest],
+) -> Result<Vec<Digest>> {
+    let used = reachable(store)?;
+    let mut named = used.blobs;
+    for e in store.cache_entries()? {
+        if let Some(r) = e.record {
+            named.extend(r.layers.values().map(|d| d.digest));
+        }
+    }
+    let mut removed = Vec::new();
+    for d in candidates {
+        if named.contains(d) || removed.contains(d) {
+            continue;
+        }
+        if store.remove_blob(d)? {
+            removed.push(*d);
+        }
+    }
+    Ok(removed)
+}
+
 /// Prunes the store; `_lock` is the exclusive store lock.
 pub fn prune(store: &Store, _lock: &StoreLock, opts: &PruneOptions) -> Result<PruneReport> {
     let reach = reachable(store)?;

@@ -13,6 +13,10 @@
 //!   `..` stops at the root and absolute targets restart at the root, so
 //!   `lib -> usr/lib` keeps working and `link -> /` cannot lead outside.
 //! * Hard link targets are resolved the same way, so they are inside the root.
+//! * Resolved parent directories are kept open, by component, for the next
+//!   entries (tar entries come grouped by directory): a path is walked once,
+//!   not once per entry. The cache is dropped whenever an entry removes or
+//!   replaces a name, so it never names a directory that changed.
 //! * Device nodes only when [`UnpackOptions::allow_devices`]; GNU sparse
 //!   entries are not supported; truncated data or archives are errors.
 //!
@@ -29,6 +33,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::rc::Rc;
 
 use super::sys;
 use super::{OPAQUE_MARKER, WHITEOUT_PREFIX};
@@ -36,6 +41,14 @@ use crate::error::{Error, IoContext, Result};
 
 /// Limit on symlinks followed while resolving one path (as Linux's 40).
 const MAX_SYMLINK_HOPS: usize = 40;
+
+/// How many directory levels the parent cache keeps open (deeper parents
+/// are resolved from the deepest cached level each time).
+const MAX_CACHED_DEPTH: usize = 64;
+
+/// Read-ahead on the layer tar: headers and small files come out of one
+/// buffer instead of a read per 8 KiB.
+const READ_BUFFER: usize = 1 << 20;
 
 /// How [`unpack`] treats privileged content.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,15 +112,21 @@ pub struct UnpackStats {
 /// `user.*` and `security.*` only).
 pub fn unpack<R: Read>(tar: R, root: &Path, opts: &UnpackOptions) -> Result<UnpackStats> {
     let root_fd = sys::open_dir_path(root).at("opening unpack root", root)?;
+    let st = sys::fstat(root_fd.as_fd()).at("opening unpack root", root)?;
     let mut u = Unpacker {
-        root: root_fd,
+        root: Rc::new(Dir {
+            fd: root_fd,
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }),
+        cache: Vec::new(),
         opts: *opts,
         created: HashSet::new(),
         dirs: BTreeMap::new(),
         stats: UnpackStats::default(),
-        buf: vec![0u8; 128 * 1024],
+        buf: vec![0u8; 256 * 1024],
     };
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = tar::Archive::new(io::BufReader::with_capacity(READ_BUFFER, tar));
     let entries = archive
         .entries()
         .map_err(|e| corrupt(format!("reading archive: {e}")))?;
@@ -179,13 +198,41 @@ struct Meta {
 /// A directory entry: (st_dev, st_ino of the directory, name).
 type DirEntryId = (u64, u64, Vec<u8>);
 
-fn dir_entry_id(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<DirEntryId> {
-    let st = sys::fstat(dir)?;
-    Ok((st.st_dev, st.st_ino, name.to_vec()))
+/// A directory inside the root: a handle usable as the `dirfd` of `*at`
+/// calls, and its identity.
+struct Dir {
+    fd: OwnedFd,
+    dev: u64,
+    ino: u64,
+}
+
+impl Dir {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn entry_id(&self, name: &[u8]) -> DirEntryId {
+        (self.dev, self.ino, name.to_vec())
+    }
+}
+
+/// One level of the parent cache: an entry-name component and the real
+/// directory it resolved to.
+struct Level {
+    name: Vec<u8>,
+    dir: Rc<Dir>,
 }
 
 struct Unpacker {
-    root: OwnedFd,
+    root: Rc<Dir>,
+    /// The directories the last resolved path went through, by component,
+    /// while each component was a real directory (not a symlink): tar
+    /// entries come grouped by directory, so most parents are found here
+    /// without a system call. A cached resolution depends only on names
+    /// that existed when it was made; creating names cannot change it, so
+    /// the cache is dropped only when an entry removes or replaces a name
+    /// ([`Unpacker::forget`]).
+    cache: Vec<Level>,
     opts: UnpackOptions,
     /// Directory entries this layer created: (st_dev, parent st_ino, name).
     created: HashSet<DirEntryId>,
@@ -199,10 +246,23 @@ struct Unpacker {
 impl Unpacker {
     /// Resolves `comps` to a directory inside the root, following symlinks
     /// as if the root were `/`. Missing directories are created when
-    /// `create`, else the result is `None`.
-    fn resolve(&self, comps: &[Vec<u8>], create: bool) -> io::Result<Option<OwnedFd>> {
-        let mut queue: VecDeque<Vec<u8>> = comps.iter().cloned().collect();
-        let mut stack: Vec<OwnedFd> = Vec::new();
+    /// `create`, else the result is `None`. Starts from the deepest cached
+    /// level `comps` shares with the last resolution and caches the levels
+    /// it passes until it meets a symlink.
+    fn resolve(&mut self, comps: &[Vec<u8>], create: bool) -> io::Result<Option<Rc<Dir>>> {
+        let shared = self
+            .cache
+            .iter()
+            .zip(comps)
+            .take_while(|(level, c)| level.name == **c)
+            .count();
+        self.cache.truncate(shared);
+        let mut stack: Vec<Rc<Dir>> = self.cache.iter().map(|l| l.dir.clone()).collect();
+        let mut queue: VecDeque<Vec<u8>> = comps[shared..].iter().cloned().collect();
+        // True while every component so far named a real directory, so
+        // the stack is the cache (names from a symlink target are not
+        // components of the entry's path).
+        let mut caching = true;
         let mut hops = 0;
         while let Some(comp) = queue.pop_front() {
             match comp.as_slice() {
@@ -213,35 +273,49 @@ impl Unpacker {
                 }
                 _ => {}
             }
-            let cur: BorrowedFd<'_> = stack.last().map_or(self.root.as_fd(), |f| f.as_fd());
+            let cur = stack.last().unwrap_or(&self.root).clone();
             let name = name_c(&comp)?;
-            let st = match sys::lstatat_opt(cur, &name)? {
+            let st = match sys::lstatat_opt(cur.fd(), &name)? {
                 Some(st) => st,
                 None if create => {
-                    match sys::mkdirat(cur, &name, 0o755) {
+                    match sys::mkdirat(cur.fd(), &name, 0o755) {
                         Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
                         _ => {}
                     }
-                    sys::lstatat(cur, &name)?
+                    sys::lstatat(cur.fd(), &name)?
                 }
                 None => return Ok(None),
             };
             match sys::file_type(&st) {
                 libc::S_IFDIR => {
                     let fd = sys::openat(
-                        cur,
+                        cur.fd(),
                         &name,
                         libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
                         0,
                     )?;
-                    stack.push(fd);
+                    let dir = Rc::new(Dir {
+                        fd,
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                    });
+                    if caching && self.cache.len() < MAX_CACHED_DEPTH {
+                        self.cache.push(Level {
+                            name: comp,
+                            dir: dir.clone(),
+                        });
+                    } else {
+                        caching = false;
+                    }
+                    stack.push(dir);
                 }
                 libc::S_IFLNK => {
+                    caching = false;
                     hops += 1;
                     if hops > MAX_SYMLINK_HOPS {
                         return Err(io::Error::from_raw_os_error(libc::ELOOP));
                     }
-                    let target = sys::readlinkat(cur, &name)?;
+                    let target = sys::readlinkat(cur.fd(), &name)?;
                     if target.first() == Some(&b'/') {
                         stack.clear();
                     }
@@ -257,12 +331,37 @@ impl Unpacker {
                 }
             }
         }
-        match stack.pop() {
-            Some(fd) => Ok(Some(fd)),
-            None => {
-                sys::openat(self.root.as_fd(), c".", libc::O_PATH | libc::O_DIRECTORY, 0).map(Some)
-            }
+        Ok(Some(stack.pop().unwrap_or_else(|| self.root.clone())))
+    }
+
+    /// Drops the parent cache: a name is about to be removed or replaced,
+    /// and a cached level may have gone through it.
+    fn forget(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Runs `create` (which makes `name` in `dir`); if `name` exists, makes
+    /// room for it ([`replace_existing`]) and runs it again. Returns true
+    /// when `new_is_dir` and an existing directory stays (merge; `create`
+    /// is not run again).
+    fn create_or_replace(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &CString,
+        new_is_dir: bool,
+        mut create: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<bool> {
+        match create() {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            other => return other.map(|()| false),
         }
+        let st = sys::lstatat(dir, name)?;
+        if new_is_dir && sys::file_type(&st) == libc::S_IFDIR {
+            return Ok(true);
+        }
+        self.forget();
+        replace_existing(dir, name)?;
+        create().map(|()| false)
     }
 
     fn apply<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<()> {
@@ -329,20 +428,17 @@ impl Unpacker {
         }
 
         let path = join(&comps);
-        let parent_fd = self
+        let parent_dir = self
             .resolve(parent, true)
             .map_err(|err| io_err("resolving the parent of", err))?
             .ok_or_else(|| bad("parent directory could not be created".into()))?;
-        let pfd = parent_fd.as_fd();
+        let pfd = parent_dir.fd();
         let name = name_c(base).map_err(|err| io_err("naming", err))?;
 
         match kind {
             Kind::Dir => {
-                let exists =
-                    replace_existing(pfd, &name, true).map_err(|err| io_err("replacing", err))?;
-                if !exists {
-                    sys::mkdirat(pfd, &name, 0o700).map_err(|err| io_err("creating", err))?;
-                }
+                self.create_or_replace(pfd, &name, true, || sys::mkdirat(pfd, &name, 0o700))
+                    .map_err(|err| io_err("creating", err))?;
                 let fd = sys::openat(
                     pfd,
                     &name,
@@ -356,16 +452,33 @@ impl Unpacker {
                 }
                 set_xattrs(fd.as_fd(), &meta.xattrs);
                 self.dirs.insert(path.clone(), (meta.mode, meta.mtime));
+                // Its entries usually come next: cache it as the level
+                // below its parent (when the parent is the cache's end).
+                if self.cache.len() == parent.len() && self.cache.len() < MAX_CACHED_DEPTH {
+                    let st = sys::fstat(fd.as_fd()).map_err(|err| io_err("opening", err))?;
+                    self.cache.push(Level {
+                        name: base.clone(),
+                        dir: Rc::new(Dir {
+                            fd,
+                            dev: st.st_dev,
+                            ino: st.st_ino,
+                        }),
+                    });
+                }
             }
             Kind::File => {
-                replace_existing(pfd, &name, false).map_err(|err| io_err("replacing", err))?;
-                let fd = sys::openat(
-                    pfd,
-                    &name,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                    0o600,
-                )
+                let mut fd = None;
+                self.create_or_replace(pfd, &name, false, || {
+                    fd = Some(sys::openat(
+                        pfd,
+                        &name,
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                        0o600,
+                    )?);
+                    Ok(())
+                })
                 .map_err(|err| io_err("creating", err))?;
+                let fd = fd.ok_or_else(|| bad("file was not created".into()))?;
                 let mut file = File::from(fd);
                 let size = e.size();
                 let mut written = 0u64;
@@ -404,8 +517,8 @@ impl Unpacker {
                     return Err(bad("symlink with an empty target or a NUL byte".into()));
                 }
                 let target = sys::cstring(&target).map_err(|err| io_err("linking", err))?;
-                replace_existing(pfd, &name, false).map_err(|err| io_err("replacing", err))?;
-                sys::symlinkat(&target, pfd, &name).map_err(|err| io_err("creating", err))?;
+                self.create_or_replace(pfd, &name, false, || sys::symlinkat(&target, pfd, &name))
+                    .map_err(|err| io_err("creating", err))?;
                 if self.opts.preserve_owners {
                     sys::lchownat(pfd, &name, meta.uid, meta.gid)
                         .map_err(|err| io_err("chowning", err))?;
@@ -429,12 +542,12 @@ impl Unpacker {
                         "hard link target {shown_target:?} does not exist in the layer root"
                     ))
                 };
-                let tparent_fd = self
+                let tparent_dir = self
                     .resolve(tparent, false)
                     .map_err(|err| io_err("resolving the hard link target of", err))?
                     .ok_or_else(missing)?;
                 let tname = name_c(tbase).map_err(|err| io_err("naming", err))?;
-                let st = sys::lstatat_opt(tparent_fd.as_fd(), &tname)
+                let st = sys::lstatat_opt(tparent_dir.fd(), &tname)
                     .map_err(|err| io_err("resolving the hard link target of", err))?
                     .ok_or_else(missing)?;
                 if sys::file_type(&st) == libc::S_IFDIR {
@@ -443,9 +556,10 @@ impl Unpacker {
                     )));
                 }
                 if join(&tcomps) != path {
-                    replace_existing(pfd, &name, false).map_err(|err| io_err("replacing", err))?;
-                    sys::linkat(tparent_fd.as_fd(), &tname, pfd, &name)
-                        .map_err(|err| io_err("linking", err))?;
+                    self.create_or_replace(pfd, &name, false, || {
+                        sys::linkat(tparent_dir.fd(), &tname, pfd, &name)
+                    })
+                    .map_err(|err| io_err("linking", err))?;
                 }
             }
             Kind::Char | Kind::Block | Kind::Fifo => {
@@ -474,9 +588,10 @@ impl Unpacker {
                         .unwrap_or(0);
                     libc::makedev(major, minor)
                 };
-                replace_existing(pfd, &name, false).map_err(|err| io_err("replacing", err))?;
-                sys::mknodat(pfd, &name, ftype | meta.mode, dev)
-                    .map_err(|err| io_err("creating", err))?;
+                self.create_or_replace(pfd, &name, false, || {
+                    sys::mknodat(pfd, &name, ftype | meta.mode, dev)
+                })
+                .map_err(|err| io_err("creating", err))?;
                 if self.opts.preserve_owners {
                     sys::lchownat(pfd, &name, meta.uid, meta.gid)
                         .map_err(|err| io_err("chowning", err))?;
@@ -486,8 +601,7 @@ impl Unpacker {
                     .map_err(|err| io_err("setting mtime of", err))?;
             }
         }
-        let id = dir_entry_id(pfd, base).map_err(|err| io_err("recording", err))?;
-        self.created.insert(id);
+        self.created.insert(parent_dir.entry_id(base));
         Ok(())
     }
 
@@ -498,19 +612,20 @@ impl Unpacker {
                 return Ok(());
             };
             let name = name_c(hidden)?;
-            if sys::lstatat_opt(dir.as_fd(), &name)?.is_some() {
+            if sys::lstatat_opt(dir.fd(), &name)?.is_some() {
                 // This layer also created NAME: the entry wins.
                 return Ok(());
             }
-            return sys::mknodat(dir.as_fd(), &name, libc::S_IFCHR, 0);
+            return sys::mknodat(dir.fd(), &name, libc::S_IFCHR, 0);
         }
         let Some(dir) = self.resolve(parent, false)? else {
             return Ok(());
         };
-        if self.created.contains(&dir_entry_id(dir.as_fd(), hidden)?) {
+        if self.created.contains(&dir.entry_id(hidden)) {
             return Ok(());
         }
-        sys::remove_all_at(dir.as_fd(), &name_c(hidden)?)
+        self.forget();
+        sys::remove_all_at(dir.fd(), &name_c(hidden)?)
     }
 
     /// `.wh..wh..opq` in `dir`: removes everything in it this layer did not
@@ -522,15 +637,13 @@ impl Unpacker {
         if self.opts.overlay_whiteouts {
             // `fd` is an O_PATH descriptor: set the xattr through its
             // /proc/self/fd link, which names exactly that directory.
-            let link = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            let link = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.fd().as_raw_fd()));
             return sys::setxattr_path(&link, &crate::userns::overlay_xattr("opaque"), b"y");
         }
-        for child in sys::read_dir_names(fd.as_fd())? {
-            if !self
-                .created
-                .contains(&dir_entry_id(fd.as_fd(), child.to_bytes())?)
-            {
-                sys::remove_all_at(fd.as_fd(), &child)?;
+        for child in sys::read_dir_names(fd.fd())? {
+            if !self.created.contains(&fd.entry_id(child.to_bytes())) {
+                self.forget();
+                sys::remove_all_at(fd.fd(), &child)?;
             }
         }
         Ok(())
@@ -555,34 +668,24 @@ impl Unpacker {
                 continue;
             };
             let name = name_c(base).map_err(io_err)?;
-            match sys::lstatat_opt(pfd.as_fd(), &name).map_err(io_err)? {
+            match sys::lstatat_opt(pfd.fd(), &name).map_err(io_err)? {
                 Some(st) if sys::file_type(&st) == libc::S_IFDIR => {}
                 _ => continue, // replaced by a later entry or whited out
             }
-            sys::fchmodat(pfd.as_fd(), &name, *mode).map_err(io_err)?;
-            sys::lutimesat(pfd.as_fd(), &name, *mtime).map_err(io_err)?;
+            sys::fchmodat(pfd.fd(), &name, *mode).map_err(io_err)?;
+            sys::lutimesat(pfd.fd(), &name, *mtime).map_err(io_err)?;
         }
         Ok(())
     }
 }
 
-/// Makes room for a new entry called `name`: an existing directory stays if
-/// the new entry is one too (returns true: merge), anything else is removed.
-fn replace_existing(dir: BorrowedFd<'_>, name: &CString, new_is_dir: bool) -> io::Result<bool> {
+/// Makes room for a new entry called `name`: whatever is there is removed
+/// (a directory with its content).
+fn replace_existing(dir: BorrowedFd<'_>, name: &CString) -> io::Result<()> {
     match sys::lstatat_opt(dir, name)? {
-        None => Ok(false),
-        Some(st) if sys::file_type(&st) == libc::S_IFDIR => {
-            if new_is_dir {
-                Ok(true)
-            } else {
-                sys::remove_all_at(dir, name)?;
-                Ok(false)
-            }
-        }
-        Some(_) => {
-            sys::unlinkat(dir, name, false)?;
-            Ok(false)
-        }
+        None => Ok(()),
+        Some(st) if sys::file_type(&st) == libc::S_IFDIR => sys::remove_all_at(dir, name),
+        Some(_) => sys::unlinkat(dir, name, false),
     }
 }
 
@@ -648,5 +751,90 @@ mod tests {
         assert!(c("..").is_err());
         assert!(components(b"a\0b").is_err());
         assert_eq!(c("...").unwrap(), vec![b"...".to_vec()]);
+    }
+
+    /// A tar of (name, type, data or link target) entries.
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(*kind);
+            h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            h.set_mtime(1);
+            h.set_uid(0);
+            h.set_gid(0);
+            if kind.is_symlink() || kind.is_hard_link() {
+                h.set_size(0);
+                h.set_link_name(data).unwrap();
+                b.append_data(&mut h, name, io::empty()).unwrap();
+            } else {
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, name, data.as_bytes()).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn plain() -> UnpackOptions {
+        UnpackOptions {
+            allow_devices: false,
+            preserve_owners: false,
+            overlay_whiteouts: false,
+            restamp: None,
+        }
+    }
+
+    use tar::EntryType::{Directory as D, Regular as F, Symlink as L};
+
+    // In these two, `a/b/up -> ..` reaches `a` from inside the cached
+    // `a/b`, so an entry can replace `a/b` while it is the cache's end.
+
+    #[test]
+    fn a_cached_parent_replaced_through_a_symlink_is_resolved_again() {
+        let root = tempfile::tempdir().unwrap();
+        let tar = tar_of(&[
+            ("a/b/", D, ""),
+            ("a/b/up", L, ".."),
+            ("a/c/", D, ""),
+            ("a/b/f", F, "f"),
+            ("a/b/up/b", L, "c"),
+            ("a/b/z", F, "z"),
+        ]);
+        unpack(&tar[..], root.path(), &plain()).unwrap();
+        let r = root.path();
+        assert!(r.join("a/b").symlink_metadata().unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(r.join("a/c/z")).unwrap(), "z");
+        assert!(!r.join("a/c/f").exists());
+    }
+
+    #[test]
+    fn a_cached_parent_removed_by_a_whiteout_is_made_again() {
+        let root = tempfile::tempdir().unwrap();
+        let lower = tar_of(&[("a/b/", D, ""), ("a/b/up", L, ".."), ("a/b/f", F, "f")]);
+        unpack(&lower[..], root.path(), &plain()).unwrap();
+        // `a/b/g` caches a and a/b; the whiteout removes that a/b; `a/b/h`
+        // must land in a new a/b, not in the removed one.
+        let upper = tar_of(&[
+            ("a/b/g", F, "g"),
+            ("a/b/up/.wh.b", F, ""),
+            ("a/b/h", F, "h"),
+        ]);
+        unpack(&upper[..], root.path(), &plain()).unwrap();
+        let r = root.path();
+        assert_eq!(std::fs::read_to_string(r.join("a/b/h")).unwrap(), "h");
+        assert!(!r.join("a/b/f").exists());
+        assert!(!r.join("a/b/g").exists());
+    }
+
+    #[test]
+    fn parents_deeper_than_the_cache_still_resolve() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = vec!["n"; MAX_CACHED_DEPTH + 6].join("/");
+        let (a, b) = (format!("{deep}/a"), format!("{deep}/b"));
+        let tar = tar_of(&[(a.as_str(), F, "a"), ("lnk", L, "n"), (b.as_str(), F, "b")]);
+        unpack(&tar[..], root.path(), &plain()).unwrap();
+        let r = root.path();
+        assert_eq!(std::fs::read_to_string(r.join(&a)).unwrap(), "a");
+        assert_eq!(std::fs::read_to_string(r.join(&b)).unwrap(), "b");
     }
 }

@@ -79,19 +79,7 @@ pub fn to_model(ast: &Ast, sink: &mut Sink, build_checks: &mut BuildChecks) -> P
             _ => names.len().to_string(),
         });
     }
-    let stages = names.len();
-    let mut m = ToModel {
-        sink,
-        escape: ast.escape,
-        names,
-        stage: 0,
-        globals: Names::default(),
-        env: Names::default(),
-        args: Names::default(),
-        stage_env: vec![Names::default(); stages],
-        triggers: vec![Vec::new(); stages],
-        at: None,
-    };
+    let mut m = ToModel::new(sink, ast.escape, names);
     let mut parsed = Parsed {
         dialect: DOCKERFILE,
         ..Parsed::default()
@@ -163,18 +151,10 @@ pub fn base_triggers(
     names: &[&str],
     sink: &mut Sink,
 ) -> Vec<Sp<StepSpec>> {
-    let mut m = ToModel {
-        sink,
-        escape: '\\',
-        names: names.iter().map(|s| s.to_string()).collect(),
-        stage: names.len(),
-        globals: Names::default(),
-        env: Names::default(),
-        args: Names::default(),
-        stage_env: Vec::new(),
-        triggers: Vec::new(),
-        at: Some(at.clone()),
-    };
+    let names = names.iter().map(|s| s.to_string()).collect();
+    let mut m = ToModel::new(sink, '\\', names);
+    m.stage = m.names.len();
+    m.at = Some(at.clone());
     let mut out = Vec::new();
     for t in onbuild {
         match parser::parse(t) {
@@ -234,7 +214,24 @@ fn has_reference(t: &str) -> bool {
     false
 }
 
-impl ToModel<'_, '_> {
+impl<'a, 'f> ToModel<'a, 'f> {
+    /// Reading the first stage of a file with these stages.
+    fn new(sink: &'a mut Sink<'f>, escape: char, names: Vec<String>) -> Self {
+        let stages = names.len();
+        ToModel {
+            sink,
+            escape,
+            names,
+            stage: 0,
+            globals: Names::default(),
+            env: Names::default(),
+            args: Names::default(),
+            stage_env: vec![Names::default(); stages],
+            triggers: vec![Vec::new(); stages],
+            at: None,
+        }
+    }
+
     fn text(&self) -> &str {
         &self.sink.file.text
     }
@@ -253,6 +250,12 @@ impl ToModel<'_, '_> {
 
     fn sp<T>(&self, r: Range<usize>, v: T) -> Sp<T> {
         Sp::new(self.span(r), v)
+    }
+
+    /// `v`, unless an error was reported since the sink held `errors`
+    /// (an instruction with a bad part is left out of the model).
+    fn unless_errors<T>(&self, errors: usize, v: T) -> Option<T> {
+        (self.sink.errors.len() == errors).then_some(v)
     }
 
     fn error(&mut self, at: Range<usize>, message: impl Into<String>, label: &str) {
@@ -277,52 +280,46 @@ impl ToModel<'_, '_> {
             .collect()
     }
 
-    /// `word` as a template, the names in `scope`; errors at the word.
-    fn translate(&mut self, n: &Node, word: &str, scope: &dyn Fn(&str) -> Name) -> Option<String> {
-        match template(word, self.escape, scope) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let at = self.locate(n, word);
-                self.error(at, e, "in this word");
-                None
-            }
+    /// A template of `word`, or its error reported at the word.
+    fn report(&mut self, n: &Node, word: &str, r: Result<String, String>) -> Option<String> {
+        r.map_err(|e| {
+            let at = self.locate(n, word);
+            self.error(at, e, "in this word");
+        })
+        .ok()
+    }
+
+    /// A name in a word of a stage instruction: one the stage defines is
+    /// known; any other may come from the base image's env.
+    fn stage_scope(&self, name: &str) -> Name {
+        if self.env.contains(name) || self.args.contains(name) {
+            Name::Known
+        } else {
+            Name::Maybe
         }
     }
 
-    /// A word of a stage instruction: names the stage defines are known;
-    /// any other may come from the base image's env.
-    fn t(&mut self, n: &Node, word: &str) -> Option<String> {
-        let (env, args) = (
-            std::mem::take(&mut self.env),
-            std::mem::take(&mut self.args),
-        );
-        let scope = |name: &str| {
-            if env.contains(name) || args.contains(name) {
-                Name::Known
-            } else {
-                Name::Maybe
-            }
-        };
-        let r = self.translate(n, word, &scope);
-        (self.env, self.args) = (env, args);
-        r
+    /// A name in a word that sees the global args (and the predefined
+    /// ones): FROM, `--from`, a mount's `from`, a global ARG's default.
+    fn global_scope(&self, name: &str) -> Name {
+        let platform = || platform_args(None).into_iter().any(|(k, _)| k == name);
+        if self.globals.contains(name) || platform() {
+            Name::Known
+        } else {
+            Name::Unset
+        }
     }
 
-    /// A word that sees the global args (and the predefined ones): FROM,
-    /// `--from`, a mount's `from`.
+    /// A word of a stage instruction as a template ([`Self::stage_scope`]).
+    fn t(&mut self, n: &Node, word: &str) -> Option<String> {
+        let r = template(word, self.escape, &|name| self.stage_scope(name));
+        self.report(n, word, r)
+    }
+
+    /// A word that sees the global args as a template ([`Self::global_scope`]).
     fn tg(&mut self, n: &Node, word: &str) -> Option<String> {
-        let globals = std::mem::take(&mut self.globals);
-        let platform = platform_args(None);
-        let scope = |name: &str| {
-            if globals.contains(name) || platform.iter().any(|(k, _)| k == name) {
-                Name::Known
-            } else {
-                Name::Unset
-            }
-        };
-        let r = self.translate(n, word, &scope);
-        self.globals = globals;
-        r
+        let r = template(word, self.escape, &|name| self.global_scope(name));
+        self.report(n, word, r)
     }
 
     /// The stage a `--from` or FROM value names: a stage name (any case)
@@ -338,15 +335,11 @@ impl ToModel<'_, '_> {
             .or_else(|| t.parse::<usize>().ok().filter(|&i| i < self.names.len()))
     }
 
-    /// A stage an instruction reads must come before it.
-    fn check_order(&mut self, s: usize, name: &str, at: Range<usize>) -> bool {
+    /// A stage an instruction reads must come before it (else reported).
+    fn check_order(&mut self, s: usize, name: &str, at: Range<usize>) {
         if s == self.stage {
-            self.error(
-                at,
-                format!("stage `{name}` reads itself"),
-                "dependency cycle",
-            );
-            false
+            let message = format!("stage `{name}` reads itself");
+            self.error(at, message, "dependency cycle");
         } else if s > self.stage && self.stage < self.names.len() {
             self.sink.error_help(
                 at,
@@ -354,9 +347,6 @@ impl ToModel<'_, '_> {
                 "a later stage",
                 "a stage can only use stages defined before it",
             );
-            false
-        } else {
-            true
         }
     }
 
@@ -364,23 +354,11 @@ impl ToModel<'_, '_> {
         for w in &n.args {
             let (name, default) = arg_word(w);
             let default = match default {
-                Some(d) => {
-                    // Earlier global args and the predefined platform args.
-                    let globals = &self.globals;
-                    let names: Names = globals.clone();
-                    let platform = platform_args(None);
-                    let scope = |k: &str| {
-                        if names.contains(k) || platform.iter().any(|(p, _)| p == k) {
-                            Name::Known
-                        } else {
-                            Name::Unset
-                        }
-                    };
-                    let Some(t) = self.translate(n, d, &scope) else {
-                        continue;
-                    };
-                    Some((t, self.locate(n, d)))
-                }
+                // Earlier global args and the predefined platform args.
+                Some(d) => match self.tg(n, d) {
+                    Some(t) => Some((t, self.locate(n, d))),
+                    None => continue,
+                },
                 None => None,
             };
             let span = self.locate(n, name);

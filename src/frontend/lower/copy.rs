@@ -72,91 +72,18 @@ impl Lowerer<'_, '_> {
                 }
             }),
         };
-        let mut edges = Vec::new();
-        let from = match (&s.from, &s.image) {
-            (Some(_), Some(i)) => {
-                self.error(
-                    i.span(),
-                    "`from` and `image` cannot both be set",
-                    "second source",
-                );
-                ok = false;
-                CopyFrom::Context
-            }
-            (Some(f), None) => match self.expand_global(f) {
-                Some(name) => match self.stage_index(&name) {
-                    Some(i) => {
-                        match self.stage_last(i) {
-                            Some(n) => edges.push(n),
-                            None => ok = false,
-                        }
-                        CopyFrom::Stage(name)
-                    }
-                    // Reported by `deps`.
-                    None => {
-                        ok = false;
-                        CopyFrom::Context
-                    }
-                },
-                None => {
-                    ok = false;
-                    CopyFrom::Context
-                }
-            },
-            (None, Some(img)) if self.image_stage(img).is_some() => {
-                let i = self.image_stage(img).unwrap_or_default();
-                match self.stage_last(i) {
-                    Some(n) => edges.push(n),
-                    None => ok = false,
-                }
-                CopyFrom::Stage(self.stages[i].name.clone())
-            }
-            (None, Some(img)) => match self.expand_global(img).map(|v| (Reference::parse(&v), v)) {
-                Some((Ok(r), _)) => CopyFrom::Image(r.normalized()),
-                Some((Err(e), v)) => {
-                    self.error(
-                        img.span(),
-                        format!("bad image reference `{v}`: {e}"),
-                        "not an image reference",
-                    );
-                    ok = false;
-                    CopyFrom::Context
-                }
-                None => {
-                    ok = false;
-                    CopyFrom::Context
-                }
-            },
-            (None, None) => CopyFrom::Context,
-        };
-        let chmod = s.chmod.as_ref().and_then(|c| {
-            let v = self.expand_in(state, c)?;
-            let m = parse_octal(&v);
-            if m.is_none() {
-                self.error_help(
-                    c.span(),
-                    format!("bad chmod `{v}`"),
-                    "not an octal mode",
-                    "write permission bits in octal, e.g. \"0755\" or \"644\"",
-                );
-                ok = false;
-            }
-            m
-        });
-        let chown = s.chown.as_ref().and_then(|c| {
-            let v = self.expand_in(state, c)?;
-            let chown = parse_chown(&v);
-            if chown.is_none() {
-                self.error_help(
-                    c.span(),
-                    format!("bad chown `{v}`"),
-                    "expected user[:group]",
-                    "e.g. \"1000:1000\" or \"app\"",
-                );
-                ok = false;
-            }
-            chown
-        });
+        let from = self.copy_from(s);
+        ok &= from.is_some();
+        let help = "write permission bits in octal, e.g. \"0755\" or \"644\"";
+        let what = ("chmod", "not an octal mode", help);
+        let chmod = (s.chmod.as_ref()).and_then(|c| self.read(state, c, parse_octal, what));
+        let what = (
+            "chown",
+            "expected user[:group]",
+            "e.g. \"1000:1000\" or \"app\"",
+        );
+        let chown = (s.chown.as_ref()).and_then(|c| self.read(state, c, parse_chown, what));
+        ok &= (s.chmod.is_none() || chmod.is_some()) && (s.chown.is_none() || chown.is_some());
         let mut exclude = Vec::new();
         for e in s.exclude.iter().flatten() {
             if let Some(v) = self.expand_in(state, e) {
@@ -164,19 +91,10 @@ impl Lowerer<'_, '_> {
             }
         }
         let add = if add {
-            let checksum = s.checksum.as_ref().and_then(|c| {
-                let v = self.expand_in(state, c)?;
-                if v.parse::<Digest>().is_err() {
-                    self.error(
-                        c.span(),
-                        format!("bad checksum `{v}`"),
-                        "expected sha256:<64 hex digits>",
-                    );
-                    ok = false;
-                    return None;
-                }
-                Some(v)
-            });
+            let digest = |v: &str| v.parse::<Digest>().ok().map(|_| v.to_string());
+            let what = ("checksum", "expected sha256:<64 hex digits>", "");
+            let checksum = (s.checksum.as_ref()).and_then(|c| self.read(state, c, digest, what));
+            ok &= s.checksum.is_none() || checksum.is_some();
             Some(AddOptions {
                 checksum,
                 keep_git_dir: s.keep_git_dir.unwrap_or(false),
@@ -185,7 +103,7 @@ impl Lowerer<'_, '_> {
         } else {
             None
         };
-        let (dest, dest_written) = dest?;
+        let ((dest, dest_written), (from, edges)) = (dest?, from?);
         if !ok {
             return None;
         }
@@ -203,5 +121,48 @@ impl Lowerer<'_, '_> {
             add,
         };
         Some((Op::Copy(op), edges))
+    }
+
+    /// Where a copy reads: the context, a stage (its last node the
+    /// source edge) or an image; `None` when it cannot (reported, or a
+    /// stage that could not be lowered).
+    fn copy_from(&mut self, s: &StepSpec) -> Option<(CopyFrom, Vec<NodeIndex>)> {
+        let stage = |this: &Self, i: usize| {
+            let edge = this.stage_last(i)?;
+            Some((CopyFrom::Stage(this.stages[i].name.clone()), vec![edge]))
+        };
+        match (&s.from, &s.image) {
+            (Some(_), Some(i)) => {
+                self.error(
+                    i.span(),
+                    "`from` and `image` cannot both be set",
+                    "second source",
+                );
+                None
+            }
+            // An unknown stage is reported by `deps`.
+            (Some(f), None) => {
+                let name = self.expand_global(f)?;
+                stage(self, self.stage_index(&name)?)
+            }
+            (None, Some(img)) => {
+                if let Some(i) = self.image_stage(img) {
+                    return stage(self, i);
+                }
+                let v = self.expand_global(img)?;
+                match Reference::parse(&v) {
+                    Ok(r) => Some((CopyFrom::Image(r.normalized()), Vec::new())),
+                    Err(e) => {
+                        self.error(
+                            img.span(),
+                            format!("bad image reference `{v}`: {e}"),
+                            "not an image reference",
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None) => Some((CopyFrom::Context, Vec::new())),
+        }
     }
 }

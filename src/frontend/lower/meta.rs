@@ -60,38 +60,39 @@ impl Lowerer<'_, '_> {
         ))
     }
 
-    pub(super) fn labels(&mut self, state: &State, l: &Sp<OrderedMap>) -> Option<Op> {
-        let mut out = Vec::new();
-        for (k, v) in &l.get().0 {
+    /// ENV and LABEL pairs, names and values expanded; a name `bad` finds
+    /// wrong is reported at its value (a table key has no span here).
+    pub(super) fn pairs(
+        &mut self,
+        state: &State,
+        m: &OrderedMap,
+        bad: fn(&str) -> Option<String>,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(m.0.len());
+        for (k, v) in &m.0 {
             let Some(k) = self.expand_key(state, k, v) else {
                 continue;
             };
-            if k.is_empty() {
-                self.error(v.span(), "empty label name", "for this value");
-                continue;
-            }
-            if let Some(v) = self.expand_in(state, v) {
+            if let Some(message) = bad(&k) {
+                self.error(v.span(), message, "for this value");
+            } else if let Some(v) = self.expand_in(state, v) {
                 out.push((k, v));
             }
         }
-        Some(Op::Meta(MetaOp::Label(out)))
+        out
+    }
+
+    pub(super) fn labels(&mut self, state: &State, l: &Sp<OrderedMap>) -> Op {
+        let bad = |k: &str| k.is_empty().then(|| "empty label name".to_string());
+        Op::Meta(MetaOp::Label(self.pairs(state, l.get(), bad)))
     }
 
     pub(super) fn expose(&mut self, state: &State, ports: &[Sp<String>]) -> Op {
         let mut out = Vec::new();
+        let help = "write a port 1-65535 or a range, optionally with /tcp, /udp or /sctp, e.g. \"8080/tcp\"";
+        let what = ("expose", "expected port[/protocol]", help);
         for p in ports {
-            let Some(v) = self.expand_in(state, p) else {
-                continue;
-            };
-            match normalize_port(&v) {
-                Some(n) => out.push(n),
-                None => self.error_help(
-                    p.span(),
-                    format!("bad expose `{v}`"),
-                    "expected port[/protocol]",
-                    "write a port 1-65535 or a range, optionally with /tcp, /udp or /sctp, e.g. \"8080/tcp\"",
-                ),
-            }
+            out.extend(self.read(state, p, normalize_port, what));
         }
         Op::Meta(MetaOp::Expose(out))
     }
@@ -117,16 +118,9 @@ impl Lowerer<'_, '_> {
     }
 
     pub(super) fn stopsignal(&mut self, state: &State, s: &Sp<String>) -> Option<Op> {
-        let v = self.expand_in(state, s)?;
-        if !is_signal(&v) {
-            self.error_help(
-                s.span(),
-                format!("bad stop signal `{v}`"),
-                "not a signal",
-                "write a signal name or number, e.g. \"SIGTERM\" or \"15\"",
-            );
-            return None;
-        }
+        let signal = |v: &str| is_signal(v).then(|| v.to_string());
+        let help = "write a signal name or number, e.g. \"SIGTERM\" or \"15\"";
+        let v = self.read(state, s, signal, ("stop signal", "not a signal", help))?;
         Some(Op::Meta(MetaOp::StopSignal(v)))
     }
 

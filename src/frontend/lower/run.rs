@@ -163,38 +163,20 @@ impl Lowerer<'_, '_> {
         let size = self.mount_number(state, "size", spec.size.as_ref(), &mut ok);
         let mode = match &spec.mode {
             Some(md) => {
-                let v = self.expand_in(state, md)?;
-                match parse_octal(&v) {
-                    Some(x) => Some(x),
-                    None => {
-                        self.error(md.span(), format!("bad mode `{v}`"), "not an octal mode");
-                        return None;
-                    }
-                }
+                Some(self.read(state, md, parse_octal, ("mode", "not an octal mode", ""))?)
             }
             None => None,
         };
-        let sharing = match spec.sharing.as_ref().map(|s| (s.get(), s.span())) {
-            None => None,
-            Some((SharingSpec::Shared, _)) => Some(Sharing::Shared),
-            Some((SharingSpec::Private, _)) => Some(Sharing::Private),
-            Some((SharingSpec::Locked, _)) => Some(Sharing::Locked),
-            Some((SharingSpec::Template(t), span)) => {
-                let what = "expected shared, private or locked";
-                let x = self.mount_template(state, span, "sharing", t, mount::parse_sharing, what);
-                ok &= x.is_some();
-                x
-            }
-        };
-        let mut flag = |this: &mut Self, k: &str, f: &Option<Boolean>| match f {
-            None => None,
-            Some(Boolean::Value(b)) => Some(*b),
-            Some(Boolean::Template(t)) => {
-                let parse = |v: &str| mount::parse_bool(Some(v));
-                let x = this.mount_template(state, m.span(), k, t, parse, "expected true or false");
-                ok &= x.is_some();
-                x
-            }
+        let sharing = spec.sharing.as_ref().and_then(|s| {
+            let what = "expected shared, private or locked";
+            let at = (s.span(), s.get());
+            self.mount_lit(state, at, ("sharing", what), mount::parse_sharing, &mut ok)
+        });
+        let mut flag = |this: &mut Self, k: &str, f: &Option<Boolean>| {
+            let parse = |v: &str| mount::parse_bool(Some(v));
+            let what = "expected true or false";
+            let f = f.as_ref()?;
+            this.mount_lit(state, (m.span(), f), (k, what), parse, &mut ok)
         };
         let readonly = flag(self, "readonly", &spec.readonly);
         let rw = flag(self, "rw", &spec.rw);
@@ -246,41 +228,45 @@ impl Lowerer<'_, '_> {
         } else {
             "not a number"
         };
-        let value = match n.get() {
-            Number::Value(v) if fits(v) => Some(*v),
-            Number::Value(v) => {
-                self.bad_mount_value(n.span(), key, &v.to_string(), what);
-                None
-            }
-            Number::Template(t) => {
-                let parse = |v: &str| match key {
-                    "size" => parse_size(v),
-                    _ => v.parse::<u64>().ok().filter(fits),
-                };
-                self.mount_template(state, n.span(), key, t, parse, what)
-            }
+        let parse = |v: &str| match key {
+            "size" => parse_size(v),
+            _ => v.parse::<u64>().ok().filter(fits),
         };
-        *ok &= value.is_some();
-        value
+        let v = self.mount_lit(state, (n.span(), n.get()), (key, what), parse, ok)?;
+        if !fits(&v) {
+            self.bad_mount_value(n.span(), key, &v.to_string(), what);
+            *ok = false;
+            return None;
+        }
+        Some(v)
     }
 
-    /// A mount value written as a template (a Dockerfile's `uid=$UID`):
-    /// expanded, then read by `parse`; `None` when either fails (reported;
-    /// `what` says what the value should be).
-    fn mount_template<T>(
+    /// A mount value: as written, or its template (a Dockerfile's
+    /// `uid=$UID`) expanded, then read by `parse`; `None` when either
+    /// fails (reported, and `ok` cleared; `what` says what the value
+    /// should be).
+    fn mount_lit<T: Clone>(
         &mut self,
         state: &State,
-        span: Range<usize>,
-        key: &str,
-        t: &str,
+        (span, lit): (Range<usize>, &Lit<T>),
+        (key, what): (&str, &str),
         parse: impl Fn(&str) -> Option<T>,
-        what: &str,
+        ok: &mut bool,
     ) -> Option<T> {
-        let v = self.expand_in(state, &Sp::new(span.clone(), t.to_string()))?;
-        let x = parse(&v);
-        if x.is_none() {
-            self.bad_mount_value(span, key, &v, what);
-        }
+        let t = match lit {
+            Lit::Value(v) => return Some(v.clone()),
+            Lit::Template(t) => t,
+        };
+        let x = self
+            .expand_in(state, &Sp::new(span.clone(), t.to_string()))
+            .and_then(|v| {
+                let x = parse(&v);
+                if x.is_none() {
+                    self.bad_mount_value(span, key, &v, what);
+                }
+                x
+            });
+        *ok &= x.is_some();
         x
     }
 

@@ -152,22 +152,14 @@ impl Lowerer<'_, '_> {
         }
         let mut out: Vec<String> = Vec::new();
         for p in list.get() {
-            let Some(v) = self.expand_global(p) else {
+            let Some(platform) = self.platform(p) else {
                 continue;
             };
-            match crate::oci::parse_platform(&v) {
-                Ok(platform) if out.contains(&platform.to_string()) => self.error(
-                    p.span(),
-                    format!("platform {platform} is named twice"),
-                    "again",
-                ),
-                Ok(platform) => out.push(platform.to_string()),
-                Err(_) => self.error_help(
-                    p.span(),
-                    format!("bad platform `{v}`"),
-                    "expected os/arch[/variant]",
-                    "e.g. \"linux/amd64\" or \"linux/arm64/v8\"",
-                ),
+            if out.contains(&platform) {
+                let message = format!("platform {platform} is named twice");
+                self.error(p.span(), message, "again");
+            } else {
+                out.push(platform);
             }
         }
         out

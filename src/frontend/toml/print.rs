@@ -19,13 +19,14 @@
 //! compile until it is printed.
 
 use super::model::{
-    FromTable, HealthcheckSpec, ImageSpec, Layout, MountSpec, OrderedMap, SharingSpec, Sp,
-    StageSpec, StepSpec, StrOr,
+    FromTable, HealthcheckSpec, ImageSpec, Layout, Lit, MountSpec, OrderedMap, Sp, StageSpec,
+    StepSpec, StrOr,
 };
 use super::text::{self, key, list, q};
-use crate::frontend::model::{ArgDecl, Boolean, Dialect, ImageDecl, Number, Parsed, StageDecl};
+use crate::frontend::model::{ArgDecl, Dialect, ImageDecl, Parsed, StageDecl};
 use crate::frontend::mount::kind_name;
 use crate::frontend::state::order;
+use crate::ir::Sharing;
 
 /// Lines longer than this are broken where TOML allows it (arrays).
 const WIDTH: usize = 100;
@@ -477,32 +478,35 @@ fn mount(m: &MountSpec) -> String {
     opt_str(&mut p, "source", source);
     opt_str(&mut p, "target", target);
     opt_str(&mut p, "id", id);
-    if let Some(s) = sharing {
-        let s = match s.get() {
-            SharingSpec::Shared => "shared",
-            SharingSpec::Private => "private",
-            SharingSpec::Locked => "locked",
-            SharingSpec::Template(t) => t,
-        };
-        p.push(format!("sharing = {}", q(s)));
-    }
+    let sharing_name = |s: &Sharing| match s {
+        Sharing::Shared => q("shared"),
+        Sharing::Private => q("private"),
+        Sharing::Locked => q("locked"),
+    };
+    lit(
+        &mut p,
+        "sharing",
+        sharing.as_ref().map(|s| s.get()),
+        sharing_name,
+    );
     opt_str(&mut p, "env", env);
     opt_str(&mut p, "mode", mode);
     for (k, v) in [("uid", uid), ("gid", gid), ("size", size)] {
-        match v.as_ref().map(|v| v.get()) {
-            Some(Number::Value(n)) => p.push(format!("{k} = {n}")),
-            Some(Number::Template(t)) => p.push(format!("{k} = {}", q(t))),
-            None => {}
-        }
+        lit(&mut p, k, v.as_ref().map(|v| v.get()), u64::to_string);
     }
     for (k, v) in [("readonly", readonly), ("rw", rw), ("required", required)] {
-        match v {
-            Some(Boolean::Value(b)) => p.push(format!("{k} = {b}")),
-            Some(Boolean::Template(t)) => p.push(format!("{k} = {}", q(t))),
-            None => {}
-        }
+        lit(&mut p, k, v.as_ref(), bool::to_string);
     }
     inline(&p)
+}
+
+/// `k = value` as written, or `k = "template"`.
+fn lit<T>(p: &mut Vec<String>, k: &str, v: Option<&Lit<T>>, value: impl Fn(&T) -> String) {
+    match v {
+        Some(Lit::Value(x)) => p.push(format!("{k} = {}", value(x))),
+        Some(Lit::Template(t)) => p.push(format!("{k} = {}", q(t))),
+        None => {}
+    }
 }
 
 fn health(h: &HealthcheckSpec) -> Vec<String> {

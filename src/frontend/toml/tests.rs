@@ -765,3 +765,39 @@ steps = [{{ run = "x", mounts = [{{ type = "cache", target = "/c", uid = "${{U}}
         ]
     );
 }
+
+/// A mount value of the wrong type or out of range is refused, saying
+/// what the key takes (serde's wording, in TOML's terms).
+#[test]
+fn mount_values_of_the_wrong_type_are_refused() {
+    let spec = |kv: &str| {
+        format!(
+            "[stage.a]\nfrom = \"scratch\"\nsteps = [{{ run = \"x\", mounts = [{{ type = \"cache\", target = \"/c\", {kv} }}] }}]\n"
+        )
+    };
+    let cases = [
+        "uid = 4294967296",
+        "uid = -1",
+        "uid = true",
+        "gid = 18446744073709551615",
+        "readonly = 1",
+        "sharing = 1",
+        "sharing = \"bogus\"",
+        "sharing = \"Locked\"",
+    ];
+    let got: Vec<Vec<String>> = cases
+        .iter()
+        .map(|kv| errors(&spec(kv), &LowerOptions::default()))
+        .collect();
+    let want = [
+        "bad uid `4294967296` in mount: not a number",
+        "-1 is negative: expected a non-negative integer or a string",
+        "wrong type: boolean `true`, expected a non-negative integer or a string",
+        "bad gid `18446744073709551615` in mount: not a number",
+        "wrong type: integer `1`, expected a boolean or a string",
+        "wrong type: integer `1`, expected a string",
+        "unknown value `bogus`, expected one of `shared`, `private`, `locked`",
+        "unknown value `Locked`, expected one of `shared`, `private`, `locked`",
+    ];
+    assert_eq!(got, want.map(|w| vec![w.to_string()]));
+}

@@ -6,7 +6,7 @@ use super::super::parser::{self, Heredoc, Node};
 use std::ops::Range;
 
 use super::{Flag, ToModel, has_reference};
-use crate::frontend::model::{Boolean, MountSpec, Number, SharingSpec, Sp, StepSpec, StrOr};
+use crate::frontend::model::{Lit, MountSpec, Sp, StepSpec, StrOr};
 use crate::frontend::mount;
 use crate::frontend::values::parse_size;
 use crate::ir::MountKind;
@@ -41,6 +41,7 @@ fn heredoc_script(script: &str, heredocs: &[Heredoc]) -> String {
 
 impl ToModel<'_, '_> {
     pub(super) fn run(&mut self, n: &Node) -> Option<StepSpec> {
+        let errors = self.sink.errors.len();
         let span = self.span(n.span.clone());
         let mut s = StepSpec::default();
         let command = if n.json {
@@ -55,38 +56,28 @@ impl ToModel<'_, '_> {
             StrOr::Str(heredoc_script(&script, &n.heredocs))
         };
         s.run = Some(Sp::new(span, command));
-        let mut ok = true;
         let mut mounts = Vec::new();
         for f in self.flags(n) {
             let v = f.value.clone().unwrap_or_default();
             match f.name.as_str() {
-                "network" => match self.t(n, &v) {
-                    Some(t) => s.network = Some(Box::new(Sp::new(f.span, t))),
-                    None => ok = false,
-                },
-                "mount" => match self.mount(n, &f) {
-                    Some(m) => mounts.push(m),
-                    None => ok = false,
-                },
+                "network" => s.network = self.t(n, &v).map(|t| Box::new(Sp::new(f.span, t))),
+                "mount" => mounts.extend(self.mount(n, &f)),
                 _ => {
-                    self.error(
-                        f.span,
-                        format!("RUN --{} is not supported", f.name),
-                        "unsupported flag",
-                    );
-                    ok = false;
+                    let message = format!("RUN --{} is not supported", f.name);
+                    self.error(f.span, message, "unsupported flag");
                 }
             }
         }
         if !mounts.is_empty() {
             s.mounts = Some(mounts);
         }
-        ok.then_some(s)
+        self.unless_errors(errors, s)
     }
 
     /// A `--mount` value: fields split as BuildKit splits them (quotes
     /// keep commas), values templates.
     fn mount(&mut self, n: &Node, f: &Flag) -> Option<Sp<MountSpec>> {
+        let errors = self.sink.errors.len();
         let raw = f.value.clone().unwrap_or_default();
         let at = f.span.clone();
         let mut kind = MountKind::Bind;
@@ -128,7 +119,6 @@ impl ToModel<'_, '_> {
             size: None,
             env: None,
         };
-        let mut ok = true;
         for (k, v) in kv {
             let key = mount::canonical_key(&k);
             let known = key == "target"
@@ -144,46 +134,27 @@ impl ToModel<'_, '_> {
                         allowed.join(", ")
                     ),
                 );
-                ok = false;
                 continue;
             }
             let shown = v.clone().unwrap_or_default();
             match key {
                 "readonly" | "rw" | "required" => {
-                    let literal = mount::parse_bool(v.as_deref()).map(Boolean::Value);
+                    let literal = mount::parse_bool(v.as_deref());
                     let what = "expected true or false";
-                    let Some(flag) =
-                        self.mount_value(n, &at, (&k, &shown), literal, Boolean::Template, what)
-                    else {
-                        ok = false;
+                    let Some(flag) = self.mount_value(n, &at, (&k, &shown), literal, what) else {
                         continue;
                     };
                     match (key, flag) {
                         ("required", f) => m.required = Some(f),
-                        ("rw", Boolean::Value(b)) => m.readonly = Some(Boolean::Value(!b)),
+                        ("rw", Lit::Value(b)) => m.readonly = Some(Lit::Value(!b)),
                         ("rw", f) => m.rw = Some(f),
                         (_, f) => m.readonly = Some(f),
                     }
                 }
                 "sharing" => {
-                    let literal = v
-                        .as_deref()
-                        .and_then(mount::parse_sharing)
-                        .map(|x| match x {
-                            crate::ir::Sharing::Shared => SharingSpec::Shared,
-                            crate::ir::Sharing::Private => SharingSpec::Private,
-                            crate::ir::Sharing::Locked => SharingSpec::Locked,
-                        });
+                    let literal = v.as_deref().and_then(mount::parse_sharing);
                     let what = "expected shared, private or locked";
-                    let Some(x) = self.mount_value(
-                        n,
-                        &at,
-                        (&k, &shown),
-                        literal,
-                        SharingSpec::Template,
-                        what,
-                    ) else {
-                        ok = false;
+                    let Some(x) = self.mount_value(n, &at, (&k, &shown), literal, what) else {
                         continue;
                     };
                     m.sharing = Some(Sp::new(at.clone(), x));
@@ -194,11 +165,7 @@ impl ToModel<'_, '_> {
                     } else {
                         (shown.parse::<u32>().ok().map(u64::from), "not a number")
                     };
-                    let literal = literal.map(Number::Value);
-                    let Some(x) =
-                        self.mount_value(n, &at, (&k, &shown), literal, Number::Template, what)
-                    else {
-                        ok = false;
+                    let Some(x) = self.mount_value(n, &at, (&k, &shown), literal, what) else {
                         continue;
                     };
                     let number = Some(Sp::new(at.clone(), x));
@@ -210,12 +177,11 @@ impl ToModel<'_, '_> {
                 }
                 "from" => {
                     let Some(t) = self.tg(n, &shown) else {
-                        ok = false;
                         continue;
                     };
                     match self.stage_named(&t) {
                         Some(s) => {
-                            ok &= self.check_order(s, &t, at.clone());
+                            self.check_order(s, &t, at.clone());
                             m.from = Some(Sp::new(at.clone(), self.names[s].clone()));
                         }
                         None if has_reference(&t) => m.from = Some(Sp::new(at.clone(), t)),
@@ -226,13 +192,11 @@ impl ToModel<'_, '_> {
                                 "in this mount",
                                 "mounting an image is not supported; name a stage of this file",
                             );
-                            ok = false;
                         }
                     }
                 }
                 _ => {
                     let Some(t) = self.t(n, &shown) else {
-                        ok = false;
                         continue;
                     };
                     let t = Some(Sp::new(at.clone(), t));
@@ -246,7 +210,7 @@ impl ToModel<'_, '_> {
                 }
             }
         }
-        ok.then(|| Sp::new(at, m))
+        self.unless_errors(errors, Sp::new(at, m))
     }
 
     /// A `--mount` value: `literal` when it reads as one, else a template
@@ -259,12 +223,11 @@ impl ToModel<'_, '_> {
         at: &Range<usize>,
         (k, shown): (&str, &str),
         literal: Option<T>,
-        template: fn(String) -> T,
         what: &str,
-    ) -> Option<T> {
+    ) -> Option<Lit<T>> {
         match literal {
-            Some(x) => Some(x),
-            None if shown.contains('$') => self.t(n, shown).map(template),
+            Some(x) => Some(Lit::Value(x)),
+            None if shown.contains('$') => self.t(n, shown).map(Lit::Template),
             None => {
                 let message = format!("bad {k} `{shown}` in mount: {what}");
                 self.error(at.clone(), message, "in this mount");

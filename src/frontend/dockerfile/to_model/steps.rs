@@ -1,7 +1,7 @@
 //! The steps of one instruction (RUN in [`super::run`]).
 
 use super::super::parser::{Heredoc, Node, parse_heredoc};
-use super::super::template::{Name, heredoc};
+use super::super::template::heredoc;
 use super::{ToModel, arg_word, comments, literal};
 use crate::frontend::model::{HealthcheckSpec, OrderedMap, Sp, StepSpec, StrOr};
 use crate::frontend::values::{parse_flag_bool, parse_retries};
@@ -231,12 +231,10 @@ impl ToModel<'_, '_> {
         for f in self.flags(n) {
             let v = f.value.clone().unwrap_or_default();
             if f.name == "retries" {
-                match parse_retries(&v) {
-                    Some(r) => h.retries = Some(r),
-                    None => {
-                        self.error(f.span, format!("bad retries `{v}`"), "not a number");
-                        ok = false;
-                    }
+                h.retries = parse_retries(&v);
+                if h.retries.is_none() {
+                    self.error(f.span, format!("bad retries `{v}`"), "not a number");
+                    ok = false;
                 }
                 continue;
             }
@@ -269,29 +267,19 @@ impl ToModel<'_, '_> {
         if !h.expand {
             return Some(literal(&body));
         }
-        let (env, args) = (&self.env, &self.args);
-        let scope = |name: &str| {
-            if env.contains(name) || args.contains(name) {
-                Name::Known
-            } else {
-                Name::Maybe
-            }
-        };
-        match heredoc(&body, &scope) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                self.sink.error_help(
-                    at,
-                    format!("in the body of heredoc `<<{}`: {e}", h.name),
-                    "heredoc",
-                    format!(
-                        "quote the delimiter (`<<\"{}\"`) to copy the text as written",
-                        h.name
-                    ),
-                );
-                None
-            }
-        }
+        let r = heredoc(&body, &|name| self.stage_scope(name));
+        r.map_err(|e| {
+            self.sink.error_help(
+                at,
+                format!("in the body of heredoc `<<{}`: {e}", h.name),
+                "heredoc",
+                format!(
+                    "quote the delimiter (`<<\"{}\"`) to copy the text as written",
+                    h.name
+                ),
+            );
+        })
+        .ok()
     }
 
     fn copy(&mut self, n: &Node) -> Option<StepSpec> {
@@ -308,29 +296,26 @@ impl ToModel<'_, '_> {
             return None;
         }
         let span = self.span(n.span.clone());
-        let mut ok = true;
+        let errors = self.sink.errors.len();
         let (srcs, dest) = n.args.split_at(n.args.len() - 1);
         let mut sources = Vec::new();
         let mut content = Vec::new();
         for s in srcs {
             match parse_heredoc(s) {
                 Ok(Some(h)) => {
-                    match self.heredoc_content(n, &h) {
-                        Some(text) => content.push((h.name.clone(), self.sp(at.clone(), text))),
-                        None => ok = false,
+                    if let Some(text) = self.heredoc_content(n, &h) {
+                        content.push((h.name.clone(), self.sp(at.clone(), text)));
                     }
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => {
                     self.error(at.clone(), e, "bad heredoc");
-                    ok = false;
                     continue;
                 }
             }
-            match self.t(n, s) {
-                Some(t) => sources.push(self.sp(n.locate(self.text(), s), t)),
-                None => ok = false,
+            if let Some(t) = self.t(n, s) {
+                sources.push(self.sp(n.locate(self.text(), s), t));
             }
         }
         let mut s = StepSpec::default();
@@ -346,34 +331,30 @@ impl ToModel<'_, '_> {
         s.to = self
             .t(n, &dest[0])
             .map(|t| self.sp(n.locate(self.text(), &dest[0]), t));
-        ok &= s.to.is_some();
         let mut exclude = Vec::new();
         for f in self.flags(n) {
             let v = f.value.clone();
             let raw = v.clone().unwrap_or_default();
             match f.name.as_str() {
-                "from" => match self.tg(n, &raw) {
-                    Some(t) => match self.stage_named(&t) {
-                        Some(i) => {
-                            ok &= self.check_order(i, &t, f.span.clone());
-                            s.from = Some(Sp::new(f.span, self.names[i].clone()));
-                        }
-                        None => s.image = Some(Box::new(Sp::new(f.span, t))),
-                    },
-                    None => ok = false,
-                },
-                "chown" | "chmod" | "checksum" | "exclude" => match self.t(n, &raw) {
-                    Some(t) => {
-                        let t = Sp::new(f.span, t);
-                        match f.name.as_str() {
-                            "chown" => s.chown = Some(Box::new(t)),
-                            "chmod" => s.chmod = Some(Box::new(t)),
-                            "checksum" => s.checksum = Some(Box::new(t)),
-                            _ => exclude.push(t),
-                        }
+                "from" => match self.tg(n, &raw).map(|t| (self.stage_named(&t), t)) {
+                    Some((Some(i), t)) => {
+                        self.check_order(i, &t, f.span.clone());
+                        s.from = Some(Sp::new(f.span, self.names[i].clone()));
                     }
-                    None => ok = false,
+                    Some((None, t)) => s.image = Some(Box::new(Sp::new(f.span, t))),
+                    None => {}
                 },
+                "chown" | "chmod" | "checksum" | "exclude" => {
+                    let Some(t) = self.t(n, &raw).map(|t| Sp::new(f.span, t)) else {
+                        continue;
+                    };
+                    match f.name.as_str() {
+                        "chown" => s.chown = Some(Box::new(t)),
+                        "chmod" => s.chmod = Some(Box::new(t)),
+                        "checksum" => s.checksum = Some(Box::new(t)),
+                        _ => exclude.push(t),
+                    }
+                }
                 name @ ("link" | "parents" | "keep-git-dir" | "unpack") => {
                     match parse_flag_bool(v.as_deref()) {
                         Some(b) => match name {
@@ -388,7 +369,6 @@ impl ToModel<'_, '_> {
                                 format!("--{name} takes true or false"),
                                 "not a boolean",
                             );
-                            ok = false;
                         }
                     }
                 }
@@ -398,6 +378,6 @@ impl ToModel<'_, '_> {
         if !exclude.is_empty() {
             s.exclude = Some(exclude);
         }
-        ok.then_some(s)
+        self.unless_errors(errors, s)
     }
 }
