@@ -790,9 +790,7 @@ mod tests {
         let (stats, desc) = bg.write_layer(NodeIndex::new(0), entries(&files)).unwrap();
         let mut results: HashMap<_, _> = [(
             NodeIndex::new(0),
-            NodeResult {
-                layer: Some((desc.clone(), stats.diff_id)),
-            },
+            NodeResult::stored(Some((desc.clone(), stats.diff_id))),
         )]
         .into();
         let made = bg.finish(&mut results, &[stats.diff_id].into()).unwrap();
