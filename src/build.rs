@@ -27,6 +27,7 @@ mod key;
 mod layers;
 mod options;
 mod output;
+mod pending;
 mod plan;
 mod platforms;
 mod record;

@@ -437,8 +437,9 @@ fn pool_threads() -> MutexGuard<'static, Vec<libc::pid_t>> {
 }
 
 /// Lowers the calling thread [`NICENESS`] below the process, so that
-/// compression takes the cores the steps leave idle.
-fn lower_priority() {
+/// compression takes the cores the steps leave idle (also the layer
+/// workers of build::pending).
+pub(super) fn lower_priority() {
     // SAFETY: gettid has no preconditions.
     set_priority(unsafe { libc::gettid() }, NICENESS);
 }
@@ -450,6 +451,12 @@ fn pool_below_steps(below: bool) {
     if pool().is_some() {
         set_threads_below(&pool_threads(), below);
     }
+}
+
+/// Puts `threads` (lowered by [`lower_priority`]) back level with the
+/// process, once the build waits for them.
+pub(super) fn level_threads(threads: &[libc::pid_t]) {
+    set_threads_below(threads, false);
 }
 
 fn set_threads_below(threads: &[libc::pid_t], below: bool) {
@@ -746,9 +753,7 @@ mod tests {
         let mut results = HashMap::new();
         results.insert(
             NodeIndex::new(0),
-            NodeResult {
-                layer: Some((desc, stats.diff_id)),
-            },
+            NodeResult::stored(Some((desc, stats.diff_id))),
         );
         let made = bg.finish(&mut results, &[stats.diff_id].into()).unwrap();
         let (d, _) = results[&NodeIndex::new(0)].layer.clone().unwrap();
@@ -785,9 +790,7 @@ mod tests {
         let (stats, desc) = bg.write_layer(NodeIndex::new(0), entries(&files)).unwrap();
         let mut results: HashMap<_, _> = [(
             NodeIndex::new(0),
-            NodeResult {
-                layer: Some((desc.clone(), stats.diff_id)),
-            },
+            NodeResult::stored(Some((desc.clone(), stats.diff_id))),
         )]
         .into();
         let made = bg.finish(&mut results, &[stats.diff_id].into()).unwrap();
@@ -855,9 +858,7 @@ mod tests {
         for (i, (desc, stats)) in [(bdesc, bs), (sdesc, ss.clone())].into_iter().enumerate() {
             results.insert(
                 NodeIndex::new(i),
-                NodeResult {
-                    layer: Some((desc, stats.diff_id)),
-                },
+                NodeResult::stored(Some((desc, stats.diff_id))),
             );
         }
         let needed = results
@@ -917,9 +918,7 @@ mod tests {
         let node = NodeIndex::new(0);
         let mut results: HashMap<_, _> = [(
             node,
-            NodeResult {
-                layer: Some((desc.clone(), stats.diff_id)),
-            },
+            NodeResult::stored(Some((desc.clone(), stats.diff_id))),
         )]
         .into();
         bg.finish(&mut results, &HashSet::new()).unwrap();

@@ -33,6 +33,17 @@ pub enum Event {
         time: f64,
         seconds: f64,
     },
+    /// A RUN's layer blob and cache record are in the store: written beside
+    /// the build (build::pending), after the step finished; `seconds` it
+    /// took to scan, write and hash.
+    Layer {
+        id: String,
+        name: String,
+        time: f64,
+        seconds: f64,
+        diff_id: String,
+        size: u64,
+    },
     Failed {
         id: String,
         name: String,

@@ -1,12 +1,16 @@
 //! Step execution: the only place a build has side effects (COPY, RUN and
-//! WORKDIR layers, mounts, secrets). A step's result is stored (blob, then cache
-//! record) before the step counts as finished.
+//! WORKDIR layers, mounts, secrets). A COPY's or WORKDIR's result is stored
+//! (blob, then cache record) before the step counts as finished; a RUN's
+//! finishes with its snapshot in place and its blob and record written
+//! beside the build (build::pending).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use petgraph::stable_graph::NodeIndex;
 
+use crate::digest::CacheKey;
 use crate::error::{Error, Result};
 use crate::ir::{BuildGraph, Op};
 use crate::layer::{self, Entry};
@@ -16,6 +20,7 @@ use crate::store::{CacheRecord, Descriptor, Store};
 use super::BuildOptions;
 use super::event::{Event, Progress, now};
 use super::layers::{NodeResult, Results, layer_of};
+use super::pending::{PendingLayer, Tars};
 use super::plan::{Plan, PlannedStep, Status};
 
 mod copy;
@@ -29,7 +34,14 @@ use copy::run_copy;
 use run::run_run;
 use workdir::run_workdir;
 
+/// What a step made: a stored record, or a RUN's pending layer.
+enum Made {
+    Record(CacheRecord),
+    Pending(Arc<PendingLayer>),
+}
+
 /// Runs (or reuses) one node.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_node(
     store: &Store,
     graph: &BuildGraph,
@@ -37,13 +49,18 @@ pub(super) fn run_node(
     step: &PlannedStep,
     results: &Results,
     opts: &BuildOptions,
+    tars: &Tars,
     progress: Progress,
 ) -> Result<NodeResult> {
     let n = step.node;
     let np = &plan.nodes[&n];
+    // A layer written beside the build failed: nothing starts after it.
+    if let Some(e) = tars.failure() {
+        return Err(e);
+    }
     match step.status {
         Status::Free => {
-            return Ok(NodeResult { layer: None });
+            return Ok(NodeResult::stored(None));
         }
         Status::Cached => {
             progress(Event::Cached {
@@ -55,9 +72,7 @@ pub(super) fn run_node(
                 .cached
                 .as_ref()
                 .ok_or_else(|| Error::msg("internal: cached step without a record"))?;
-            return Ok(NodeResult {
-                layer: layer_of(rec, opts),
-            });
+            return Ok(NodeResult::stored(layer_of(rec, opts)));
         }
         Status::Run => {}
     }
@@ -69,30 +84,32 @@ pub(super) fn run_node(
     });
     let start = Instant::now();
     let r = match &graph.graph[n].op {
-        Op::Copy(c) => run_copy(store, graph, plan, n, c, results, opts),
-        Op::Run(r) => run_run(store, graph, plan, step, r, results, opts, progress),
-        Op::Workdir(w) => run_workdir(store, graph, plan, n, w, results, opts),
+        Op::Copy(c) => run_copy(store, graph, plan, n, c, results, opts).map(Made::Record),
+        Op::Run(r) => {
+            run_run(store, graph, plan, step, r, results, opts, tars, progress).map(Made::Pending)
+        }
+        Op::Workdir(w) => run_workdir(store, graph, plan, n, w, results, opts).map(Made::Record),
         _ => Err(Error::msg("internal: nothing to run")),
     };
+    let r = r.and_then(|made| match made {
+        Made::Record(rec) => {
+            file_record(store, np.layer_key, &rec)?;
+            Ok(NodeResult::stored(layer_of(&rec, opts)))
+        }
+        Made::Pending(p) => Ok(NodeResult {
+            layer: None,
+            pending: Some(p),
+        }),
+    });
     match r {
-        Ok(rec) => {
-            // A layer still being compressed gets its record when its
-            // compressed blob is in the store.
-            match (super::compress::active(store), rec.diff_id) {
-                (Some(bg), Some(d)) if bg.owns(&d) => {
-                    bg.record_when_done(np.layer_key, rec.clone())
-                }
-                _ => store.put_cache(&np.layer_key, &rec)?,
-            }
+        Ok(result) => {
             progress(Event::Finished {
                 id: step.id.clone(),
                 name: step.name.clone(),
                 time: now(),
                 seconds: start.elapsed().as_secs_f64(),
             });
-            Ok(NodeResult {
-                layer: layer_of(&rec, opts),
-            })
+            Ok(result)
         }
         Err(e) => {
             progress(Event::Failed {
@@ -103,6 +120,19 @@ pub(super) fn run_node(
             });
             Err(e)
         }
+    }
+}
+
+/// Files `rec`, a step's record whose blob is in the store, under `key`: a
+/// layer still being compressed gets its record when its compressed blob
+/// is in the store.
+pub(super) fn file_record(store: &Store, key: CacheKey, rec: &CacheRecord) -> Result<()> {
+    match (super::compress::active(store), rec.diff_id) {
+        (Some(bg), Some(d)) if bg.owns(&d) => {
+            bg.record_when_done(key, rec.clone());
+            Ok(())
+        }
+        _ => store.put_cache(&key, rec),
     }
 }
 

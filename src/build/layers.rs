@@ -1,15 +1,20 @@
 //! Layer chains: the layers of the image at a node, from its base's layers
 //! and the results of the steps before it.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use petgraph::stable_graph::NodeIndex;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ir::{BuildGraph, CopyFrom, Op};
+use crate::layer;
 use crate::oci::{self, SnapshotTimes};
 use crate::store::{CacheRecord, Descriptor, Store};
 
 use super::BuildOptions;
+use super::pending::PendingLayer;
 use super::plan::{Plan, Status};
 use super::schedule::Finished;
 
@@ -19,8 +24,61 @@ pub(super) type Results = Finished<NodeIndex, NodeResult>;
 /// The result of one node.
 #[derive(Clone, Debug)]
 pub(super) struct NodeResult {
-    /// Layer blob and diff_id (None: no layer).
+    /// Layer blob and diff_id (None: no layer, or one still pending).
     pub(super) layer: Option<(Descriptor, Digest)>,
+    /// A RUN's layer whose blob is still being written beside the build
+    /// (build::pending): its snapshot is there already. Settled into
+    /// `layer` when the steps are done.
+    pub(super) pending: Option<Arc<PendingLayer>>,
+}
+
+impl NodeResult {
+    /// A result with `layer` (or none) in the store.
+    pub(super) fn stored(layer: Option<(Descriptor, Digest)>) -> NodeResult {
+        NodeResult {
+            layer,
+            pending: None,
+        }
+    }
+}
+
+/// One layer of a node's chain as the steps after it read it.
+// A chain is a few of these, made once per step: not worth a box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub(super) enum ChainLayer {
+    /// A layer in the store (a base's, or a step's), its snapshot made
+    /// from its blob when first needed.
+    Stored {
+        desc: Descriptor,
+        diff_id: Digest,
+        times: SnapshotTimes,
+    },
+    /// A RUN's layer whose blob is still being written: its snapshot is
+    /// its upper dir, in place already.
+    Pending(Arc<PendingLayer>),
+}
+
+impl ChainLayer {
+    /// The layer's snapshot directory (overlay form), made if need be.
+    pub(super) fn snapshot(&self, store: &Store) -> Result<PathBuf> {
+        match self {
+            ChainLayer::Stored {
+                desc,
+                diff_id,
+                times,
+            } => oci::layer_snapshot_with(store, desc, diff_id, *times),
+            ChainLayer::Pending(p) => Ok(p.snapshot().to_path_buf()),
+        }
+    }
+
+    /// The layer's blob and diff_id, waiting for a pending layer's.
+    pub(super) fn stored(&self) -> Result<(Descriptor, Digest)> {
+        match self {
+            ChainLayer::Stored { desc, diff_id, .. } => Ok((desc.clone(), *diff_id)),
+            ChainLayer::Pending(p) => p.wait(),
+        }
+    }
 }
 
 pub(super) fn layer_of(rec: &CacheRecord, opts: &BuildOptions) -> Option<(Descriptor, Digest)> {
@@ -29,34 +87,45 @@ pub(super) fn layer_of(rec: &CacheRecord, opts: &BuildOptions) -> Option<(Descri
     Some((desc, diff_id))
 }
 
-/// Layers of the image at `node` (its chain's base layers and step layers).
+/// Layers of the image at `node` (its chain's base layers and step layers),
+/// bottom first. With `epoch`, a step's snapshot, when it has to be made,
+/// shows its mtimes as a build step's (`oci::SnapshotTimes::Step`: what a
+/// RUN stacks, what a stage copy reads); without, as its tar says (a reader
+/// that looks at names and metadata only).
 pub(super) fn chain_layers(
     graph: &BuildGraph,
     plan: &Plan,
     results: &Results,
     node: NodeIndex,
-) -> Result<Vec<(Descriptor, Digest)>> {
-    Ok(chain_layers_origin(graph, plan, results, node, 0)?
-        .into_iter()
-        .map(|(d, id, _)| (d, id))
-        .collect())
+    epoch: Option<u64>,
+) -> Result<Vec<ChainLayer>> {
+    let layers = chain_layers_known(graph, plan, results, node, epoch)?;
+    if let Some(i) = &plan.imports {
+        // cache_io: parents of executed steps (a pending layer is this
+        // build's own, never imported).
+        let stored: Vec<(&Descriptor, &Digest)> = layers
+            .iter()
+            .filter_map(|l| match l {
+                ChainLayer::Stored { desc, diff_id, .. } => Some((desc, diff_id)),
+                ChainLayer::Pending(_) => None,
+            })
+            .collect();
+        i.fetch(stored)?;
+    }
+    Ok(layers)
 }
 
-/// [`chain_layers`] with how each layer's snapshot shows its mtimes: a
-/// base's layers as their tars say, the build steps' layers restamped
-/// (`oci::SnapshotTimes`).
-pub(super) fn chain_layers_origin(
+/// [`chain_layers`] as blobs and diff_ids, waiting for pending layers.
+pub(super) fn chain_blobs(
     graph: &BuildGraph,
     plan: &Plan,
     results: &Results,
     node: NodeIndex,
-    epoch: u64,
-) -> Result<Vec<(Descriptor, Digest, SnapshotTimes)>> {
-    let layers = chain_layers_known(graph, plan, results, node, epoch)?;
-    if let Some(i) = &plan.imports {
-        i.fetch(layers.iter().map(|(d, id, _)| (d, id)))?; // cache_io: parents of executed steps
-    }
-    Ok(layers)
+) -> Result<Vec<(Descriptor, Digest)>> {
+    chain_layers(graph, plan, results, node, None)?
+        .iter()
+        .map(ChainLayer::stored)
+        .collect()
 }
 
 fn chain_layers_known(
@@ -64,8 +133,9 @@ fn chain_layers_known(
     plan: &Plan,
     results: &Results,
     node: NodeIndex,
-    epoch: u64,
-) -> Result<Vec<(Descriptor, Digest, SnapshotTimes)>> {
+    epoch: Option<u64>,
+) -> Result<Vec<ChainLayer>> {
+    let step_times = epoch.map_or(SnapshotTimes::Layer, |epoch| SnapshotTimes::Step { epoch });
     let results = results.lock()?;
     let mut layers = Vec::new();
     for n in graph.chain(node) {
@@ -81,17 +151,127 @@ fn chain_layers_known(
                 .iter()
                 .cloned()
                 .zip(img.config.rootfs.diff_ids.iter().copied())
-                .map(|(d, id)| (d, id, SnapshotTimes::Layer))
+                .map(|(desc, diff_id)| ChainLayer::Stored {
+                    desc,
+                    diff_id,
+                    times: SnapshotTimes::Layer,
+                })
                 .collect();
         }
-        if let Some(NodeResult {
-            layer: Some((d, diff_id)),
-        }) = results.get(&n)
-        {
-            layers.push((d.clone(), *diff_id, SnapshotTimes::Step { epoch }));
+        match results.get(&n) {
+            Some(NodeResult {
+                pending: Some(p), ..
+            }) => layers.push(ChainLayer::Pending(p.clone())),
+            Some(NodeResult {
+                layer: Some((d, diff_id)),
+                ..
+            }) => layers.push(ChainLayer::Stored {
+                desc: d.clone(),
+                diff_id: *diff_id,
+                times: step_times,
+            }),
+            _ => {}
         }
     }
     Ok(layers)
+}
+
+/// The (mode, uid, gid) of directory `path` in the image made of `layers`
+/// (bottom first), or None when it is not a directory there: as
+/// [`oci::lower_dir`] says from the layers' directory indexes, and for a
+/// pending layer (no index yet) from its snapshot, which holds the same
+/// entries in overlay form.
+pub(super) fn lower_dir(
+    store: &Store,
+    layers: &[ChainLayer],
+    path: &str,
+) -> Result<Option<(u32, u32, u32)>> {
+    let stored: Option<Vec<(Descriptor, Digest)>> = layers
+        .iter()
+        .map(|l| match l {
+            ChainLayer::Stored { desc, diff_id, .. } => Some((desc.clone(), *diff_id)),
+            ChainLayer::Pending(_) => None,
+        })
+        .collect();
+    if let Some(stored) = stored {
+        return oci::lower_dir(store, &stored, path);
+    }
+    let path = path.trim_start_matches("./").trim_matches('/');
+    // The path and its ancestors, the path first.
+    let mut prefixes = vec![path];
+    let mut p = path;
+    while let Some((parent, _)) = p.rsplit_once('/') {
+        prefixes.push(parent);
+        p = parent;
+    }
+    for l in layers.iter().rev() {
+        match l {
+            ChainLayer::Stored { desc, diff_id, .. } => {
+                let d = oci::layer_dirs(store, desc, diff_id)?;
+                if let Some(meta) = d.dirs.get(path) {
+                    return Ok(Some(*meta));
+                }
+                if prefixes.iter().any(|x| d.whiteouts.contains(*x)) {
+                    return Ok(None);
+                }
+                if prefixes.iter().skip(1).any(|x| d.opaque.contains(*x)) {
+                    return Ok(None);
+                }
+            }
+            ChainLayer::Pending(p) => match snapshot_dir(p.snapshot(), &prefixes)? {
+                Lookup::Dir(meta) => return Ok(Some(meta)),
+                Lookup::Hidden => return Ok(None),
+                Lookup::Through => {}
+            },
+        }
+    }
+    Ok(None)
+}
+
+/// What one layer's snapshot (overlay form) says of a directory path.
+enum Lookup {
+    /// The layer has it as a directory, with this (mode, uid, gid).
+    Dir((u32, u32, u32)),
+    /// A whiteout, or an opaque ancestor, hides it in the layers below.
+    Hidden,
+    /// The layer says nothing of it: look below.
+    Through,
+}
+
+/// [`Lookup`] of `prefixes[0]` (its ancestors follow it) in the snapshot
+/// `dir`, walking real directories only, as the layer's tar lists them.
+fn snapshot_dir(dir: &std::path::Path, prefixes: &[&str]) -> Result<Lookup> {
+    use std::os::unix::fs::MetadataExt;
+    if prefixes[0].is_empty() {
+        return Ok(Lookup::Through);
+    }
+    let mut cur = dir.to_path_buf();
+    let mut opaque_above = false;
+    // From the top ancestor down to the path itself.
+    for (i, x) in prefixes.iter().enumerate().rev() {
+        cur.push(x.rsplit('/').next().unwrap_or(x));
+        let meta = match std::fs::symlink_metadata(&cur) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(Error::io(format!("reading {}", cur.display()), e)),
+        };
+        if layer::is_overlay_whiteout(&meta) {
+            return Ok(Lookup::Hidden);
+        }
+        if !meta.is_dir() {
+            break;
+        }
+        if i == 0 {
+            return Ok(Lookup::Dir((meta.mode() & 0o7777, meta.uid(), meta.gid())));
+        }
+        opaque_above |= layer::is_overlay_opaque(&cur)
+            .map_err(|e| Error::io(format!("reading {}", cur.display()), e))?;
+    }
+    Ok(if opaque_above {
+        Lookup::Hidden
+    } else {
+        Lookup::Through
+    })
 }
 
 /// The base layers the steps that will run stack or read (a RUN's parent

@@ -403,9 +403,13 @@ pub fn execute(
         bg.background()
             .export_only(super::compress::exported_nodes(graph, &plan));
     }
-    // Base layers are unpacked into snapshots beside the first steps.
+    // Base layers are unpacked into snapshots beside the first steps; a
+    // RUN's layer tar is written beside the steps after it
+    // (build::pending).
+    let tars = super::pending::Tars::new();
     let results = std::thread::scope(|scope| {
         super::layers::prefetch_base_snapshots(scope, store, graph, &plan, opts.jobs);
+        tars.start(scope, store, graph, opts, opts.jobs, progress);
         let panicked = |n: NodeIndex, message: String| {
             let what = format!(
                 "internal error: the worker building {} panicked: {message}",
@@ -413,10 +417,22 @@ pub fn execute(
             );
             step_error(graph, n, what, "this step")
         };
-        schedule::run(opts.jobs, &order, deps, panicked, |n, done| {
-            run_node(store, graph, &plan, steps[&n], done, opts, progress)
-        })
+        let r = schedule::run(opts.jobs, &order, deps, panicked, |n, done| {
+            run_node(store, graph, &plan, steps[&n], done, opts, &tars, progress)
+        });
+        // The scope waits for the layer workers to finish the queue.
+        tars.close();
+        r
     });
+    // Every layer written: the pending snapshots take their names (also
+    // after a failure: the finished steps' records name their layers).
+    let results = match results {
+        Ok(mut r) => tars.settle(store, &mut r).map(|()| r),
+        Err(e) => {
+            let _ = tars.settle(store, &mut Default::default());
+            Err(e)
+        }
+    };
     let (results, uncompressed) = match (results, &background) {
         (Ok(mut r), Some(bg)) => {
             let needed = super::compress::image_layers(graph, &plan, &r);

@@ -214,6 +214,9 @@ impl Renderer {
                 self.remove_bar(&id);
                 self.line(format!("=> [{id}] DONE {seconds:.2}s {name}"));
             }
+            Event::Layer {
+                id, seconds, size, ..
+            } => self.line(format!("=> [{id}] LAYER {seconds:.2}s {size} bytes")),
             Event::Failed { id, name, .. } => {
                 self.remove_bar(&id);
                 self.line(format!("=> [{id}] FAILED {name}"));

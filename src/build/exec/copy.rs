@@ -5,14 +5,13 @@ use std::path::Path;
 use petgraph::stable_graph::NodeIndex;
 
 use crate::context::{CopyItem, ItemKind, Tree};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ir::{BaseRef, BuildGraph, CopyFrom, CopyOp};
 use crate::layer::{self, Compression, Entry, EntryKind};
 use crate::oci;
-use crate::store::{CacheRecord, Descriptor, Store};
+use crate::store::{CacheRecord, Store};
 
-use super::super::layers::{Results, chain_layers, chain_layers_origin};
+use super::super::layers::{ChainLayer, Results, chain_layers, lower_dir};
 use super::super::plan::{Plan, copy_error, copy_request};
 use super::super::{BuildOptions, step_error};
 use super::dest::{ImageFs, complete_ancestors, place};
@@ -64,7 +63,7 @@ pub(super) fn owner_in_parent(
     }
     // Names: read the parent's /etc/passwd and /etc/group.
     let layers = match graph.parent(n) {
-        Some(p) => chain_layers(graph, plan, results, p).map_err(|e| e.to_string())?,
+        Some(p) => chain_layers(graph, plan, results, p, None).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
     let read = |path: &str| -> std::result::Result<String, String> {
@@ -83,14 +82,10 @@ pub(super) fn owner_in_parent(
 /// The content of the regular file at `path` (relative) in the image made
 /// of `layers`, looking through each layer's snapshot from the top; a
 /// whiteout hides it.
-fn read_from_layers(
-    store: &Store,
-    layers: &[(Descriptor, Digest)],
-    path: &str,
-) -> Result<Option<String>> {
+fn read_from_layers(store: &Store, layers: &[ChainLayer], path: &str) -> Result<Option<String>> {
     use std::os::unix::fs::FileTypeExt;
-    for (desc, diff_id) in layers.iter().rev() {
-        let dir = oci::layer_snapshot(store, desc, diff_id)?;
+    for l in layers.iter().rev() {
+        let dir = l.snapshot(store)?;
         let p = dir.join(path);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_char_device() => return Ok(None),
@@ -160,7 +155,7 @@ pub(super) fn run_copy(
     // they already have in the parent image; new ones are 0755, owned by
     // root or the --chown owner. A `link` copy does not look at its parent.
     let lower = match graph.parent(n) {
-        Some(p) if !c.link => chain_layers(graph, plan, results, p)?,
+        Some(p) if !c.link => chain_layers(graph, plan, results, p, None)?,
         _ => Vec::new(),
     };
     let (items, dest_root) = place_in_parent(store, &lower, items, &c.dest, unpack)?;
@@ -174,7 +169,7 @@ pub(super) fn run_copy(
             let existing = if lower.is_empty() {
                 None
             } else {
-                oci::lower_dir(store, &lower, &it.dest)?
+                lower_dir(store, &lower, &it.dest)?
             };
             let (mode, uid, gid) = existing.unwrap_or_else(|| {
                 let (u, g) = owner.unwrap_or((0, 0));
@@ -307,7 +302,7 @@ fn add_contents(items: &mut Vec<CopyItem>, c: &CopyOp, dir: &Path) -> Result<()>
 /// destination root they now have: see [`super::dest`].
 fn place_in_parent(
     store: &Store,
-    lower: &[(Descriptor, Digest)],
+    lower: &[ChainLayer],
     items: Vec<CopyItem>,
     dest: &str,
     unpack: bool,
@@ -341,7 +336,7 @@ fn source_files(
     results: &Results,
     epoch: u64,
 ) -> Result<tempfile::TempDir> {
-    let layers: Vec<(Descriptor, Digest, oci::SnapshotTimes)> = match &c.from {
+    let layers: Vec<ChainLayer> = match &c.from {
         CopyFrom::Image(r) => {
             let img = oci::resolve_base(
                 store,
@@ -358,7 +353,11 @@ fn source_files(
             img.layers
                 .into_iter()
                 .zip(img.config.rootfs.diff_ids)
-                .map(|(d, id)| (d, id, oci::SnapshotTimes::Layer))
+                .map(|(desc, diff_id)| ChainLayer::Stored {
+                    desc,
+                    diff_id,
+                    times: oci::SnapshotTimes::Layer,
+                })
                 .collect()
         }
         _ => {
@@ -366,12 +365,12 @@ fn source_files(
                 graph.sources_of(n).into_iter().next().ok_or_else(|| {
                     Error::msg("internal: copy from a stage without a source edge")
                 })?;
-            chain_layers_origin(graph, plan, results, src, epoch)?
+            chain_layers(graph, plan, results, src, Some(epoch))?
         }
     };
     let mut snapshots = Vec::with_capacity(layers.len());
-    for (desc, diff_id, times) in &layers {
-        snapshots.push(oci::layer_snapshot_with(store, desc, diff_id, *times)?);
+    for l in &layers {
+        snapshots.push(l.snapshot(store)?);
     }
     let dir = store.temp_dir()?;
     layer::merge_paths(&snapshots, &c.sources, dir.path())?;

@@ -19,11 +19,11 @@ use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 
 use crate::context::{CopyItem, ItemKind};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layer;
-use crate::oci;
-use crate::store::{Descriptor, Store};
+use crate::store::Store;
+
+use super::super::layers::ChainLayer;
 
 /// Symlinks followed while resolving one destination (Linux's limit).
 const MAX_LINKS: usize = 40;
@@ -49,10 +49,10 @@ pub(super) struct ImageFs {
 impl ImageFs {
     /// The image made of `layers` (bottom first); their snapshots are made
     /// if they are not there yet.
-    pub(super) fn new(store: &Store, layers: &[(Descriptor, Digest)]) -> Result<ImageFs> {
+    pub(super) fn new(store: &Store, layers: &[ChainLayer]) -> Result<ImageFs> {
         let mut dirs = Vec::with_capacity(layers.len());
-        for (desc, diff_id) in layers.iter().rev() {
-            dirs.push(oci::layer_snapshot(store, desc, diff_id)?);
+        for l in layers.iter().rev() {
+            dirs.push(l.snapshot(store)?);
         }
         Ok(ImageFs { layers: dirs })
     }

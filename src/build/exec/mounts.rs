@@ -11,7 +11,7 @@ use crate::oci;
 use crate::sandbox::SandboxMount;
 use crate::store::{Descriptor, Store};
 
-use super::super::layers::{Results, chain_layers};
+use super::super::layers::{Results, chain_blobs};
 use super::super::plan::{BIND_DEST, Plan, bind_source};
 use super::super::{BuildOptions, SecretSource, step_error};
 
@@ -191,7 +191,9 @@ pub(super) fn run_mount(
                 .find(|l| sources.contains(l))
                 .or_else(|| named().map(|s| s.last).next())
                 .ok_or_else(|| fail(format!("unknown stage `{from}` in a bind mount")))?;
-            let layers: Vec<Descriptor> = chain_layers(graph, plan, results, node)?
+            // The stage's layers unpacked from their blobs (a pending one
+            // waited for).
+            let layers: Vec<Descriptor> = chain_blobs(graph, plan, results, node)?
                 .into_iter()
                 .map(|(d, _)| d)
                 .collect();

@@ -2,20 +2,19 @@
 //! become the step's layer.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::{Error, Result, SourceDiagnostic};
 use crate::ir::{BuildGraph, MountKind, RunOp};
-use crate::layer;
-use crate::oci;
 use crate::sandbox::{self, SandboxSpec, Stream};
-use crate::store::{CacheRecord, Store};
+use crate::store::Store;
 
 use super::super::event::{Event, Progress, now};
-use super::super::layers::{Results, chain_layers_origin};
+use super::super::layers::{Results, chain_layers};
+use super::super::pending::{PendingLayer, Tars};
 use super::super::plan::{Plan, PlannedStep};
 use super::super::{BuildOptions, step_error};
 use super::mounts::{MountHold, run_mount, secret_mount};
-use super::write_layer_record;
 
 /// Lines of a step's output: streamed as events, all kept for the store's
 /// log, the last ones kept for the error message.
@@ -68,7 +67,8 @@ impl StepLog<'_> {
 }
 
 /// Runs a RUN step in the sandbox over its parent's layers; its changes
-/// become the step's layer.
+/// become the step's layer, pending: its upper dir is the snapshot the
+/// next steps stack at once, while `tars` writes its blob and record.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_run(
     store: &Store,
@@ -78,8 +78,9 @@ pub(super) fn run_run(
     r: &RunOp,
     results: &Results,
     opts: &BuildOptions,
+    tars: &Tars,
     progress: Progress,
-) -> Result<CacheRecord> {
+) -> Result<Arc<PendingLayer>> {
     let n = step.node;
     if let Err(why) = sandbox::available() {
         return Err(step_error(
@@ -93,8 +94,8 @@ pub(super) fn run_run(
         .parent(n)
         .ok_or_else(|| Error::msg("internal: RUN without a parent"))?;
     let mut lowerdirs = Vec::new();
-    for (desc, diff_id, times) in chain_layers_origin(graph, plan, results, parent, opts.epoch)? {
-        lowerdirs.push(oci::layer_snapshot_with(store, &desc, &diff_id, times)?);
+    for l in chain_layers(graph, plan, results, parent, Some(opts.epoch))? {
+        lowerdirs.push(l.snapshot(store)?);
     }
     lowerdirs.reverse(); // overlay wants the top layer first
     let stubs = super::stubs::missing(&lowerdirs);
@@ -193,20 +194,23 @@ pub(super) fn run_run(
     // The overlay work dir holds a root-only dir; it is not part of the diff.
     let _ = std::fs::remove_dir_all(&ovl_work);
     super::stubs::add(&upper, &stubs)?;
-    // Files the command wrote get the epoch; older ones (a package's files)
-    // keep their mtimes.
-    // A command that changes nothing still makes a layer (an empty one),
-    // as with BuildKit: every RUN is a layer in the image's history.
-    let entries = layer::entries_from_dir_with(&upper, layer::Mtimes::Clamp(opts.epoch))?;
-    let rec = write_layer_record(store, graph, n, entries, opts)?;
-    // The upper dir is the layer in overlay form: it becomes the snapshot
-    // the next step stacks, with the mtimes the command gave its files.
-    if let Some(diff_id) = &rec.diff_id {
+    // The upper dir is the layer in overlay form: it is the snapshot the
+    // next steps stack, with the mtimes the command gave its files, from
+    // now on. Its tar (files the command wrote get the epoch; older ones, a
+    // package's files, keep their mtimes) is written beside the build. A
+    // command that changes nothing still makes a layer (an empty one), as
+    // with BuildKit: every RUN is a layer in the image's history.
+    {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755));
-        oci::adopt_snapshot(store, diff_id, &upper)?;
     }
-    Ok(rec)
+    tars.submit(
+        n,
+        (&step.id, &step.name),
+        plan.nodes[&n].layer_key,
+        work,
+        upper,
+    )
 }
 
 /// The environment of a RUN: its own, plus `SOURCE_DATE_EPOCH` (the build's

@@ -12,10 +12,9 @@ use petgraph::stable_graph::NodeIndex;
 use crate::error::Result;
 use crate::ir::{BuildGraph, WorkdirOp};
 use crate::layer::{Entry, EntryKind};
-use crate::oci;
 use crate::store::{CacheRecord, Store};
 
-use super::super::layers::{Results, chain_layers};
+use super::super::layers::{Results, chain_layers, lower_dir};
 use super::super::plan::Plan;
 use super::super::{BuildOptions, step_error};
 use super::copy::owner_in_parent;
@@ -33,7 +32,7 @@ pub(super) fn run_workdir(
     opts: &BuildOptions,
 ) -> Result<CacheRecord> {
     let lower = match graph.parent(n) {
-        Some(p) => chain_layers(graph, plan, results, p)?,
+        Some(p) => chain_layers(graph, plan, results, p, None)?,
         None => Vec::new(),
     };
     let image = ImageFs::new(store, &lower)?;
@@ -67,7 +66,7 @@ pub(super) fn run_workdir(
     };
     let mut entries = Vec::new();
     for p in mkdir.parents {
-        let meta = oci::lower_dir(store, &lower, &p)?.unwrap_or((0o755, 0, 0));
+        let meta = lower_dir(store, &lower, &p)?.unwrap_or((0o755, 0, 0));
         entries.push(dir(p, meta));
     }
     for p in mkdir.created {
