@@ -376,6 +376,43 @@ fn convert_rejects_what_build_rejects_with_the_same_diagnostics() {
     }
 }
 
+/// Nested `${...}` in untrusted input: deeper than the limit is the same
+/// error in `build` and `convert` (100,000 levels once overflowed the
+/// stack); at the limit, even in the form whose template doubles its
+/// levels (a pattern on a name the base image may define), the
+/// conversion parses back to the same build.
+#[test]
+fn nesting_past_the_limit_is_refused_alike_and_at_the_limit_round_trips() {
+    let opts = LowerOptions::default();
+    for n in [17, 100_000] {
+        let text = format!(
+            "FROM scratch\nENV A={}x{}\n",
+            "${X:-".repeat(n),
+            "}".repeat(n)
+        );
+        let built = dockerfile::load("Dockerfile", &text, &opts, &EmptyResolver)
+            .expect_err("build accepted a word nested too deep");
+        let converted = dockerfile::convert("Dockerfile", &text)
+            .expect_err("convert accepted a word nested too deep");
+        let b = errors_of(&built, &text);
+        assert_eq!(b, errors_of(&converted, &text));
+        assert!(
+            b.iter().any(|e| e.0.contains("nest deeper than 16")),
+            "{b:?}"
+        );
+    }
+    // PATH may come from the base: each level is written `${PATH+...}`.
+    let text = format!(
+        "FROM busybox\nENV A={}x{}\n",
+        "${PATH#${PATH:-".repeat(8),
+        "}}".repeat(8)
+    );
+    let (toml, _) = dockerfile::convert("Dockerfile", &text).expect("convert");
+    let g1 = dockerfile::load("Dockerfile", &text, &opts, &EmptyResolver).expect("load");
+    let g2 = spec::load("converted.toml", &toml, &opts, &EmptyResolver).expect("load toml");
+    assert_eq!(comparable(&g1), comparable(&g2), "{toml}");
+}
+
 /// Quoted mount fields keep their commas in `convert` too. (The parser
 /// removes one level of quotes from a flag, as BuildKit's does: the field
 /// quotes survive inside single quotes.)

@@ -17,6 +17,20 @@
 
 use regex::Regex;
 
+/// How deep `${A:-${B:-...}}` may nest in a `strata.toml` template. A
+/// Dockerfile word may nest half as deep: its model template may wrap a
+/// level in a `${X+...}` test (`dockerfile::template`). Deeper input is an
+/// error, never unbounded recursion.
+pub const MAX_NESTING: usize = 32;
+
+/// How deep `${...}` may nest in a Dockerfile word (see [`MAX_NESTING`]).
+pub const MAX_WORD_NESTING: usize = MAX_NESTING / 2;
+
+/// The error for a Dockerfile word nested deeper than [`MAX_WORD_NESTING`].
+pub fn too_deep() -> String {
+    format!("variable references nest deeper than {MAX_WORD_NESTING} levels")
+}
+
 /// A parsed operator with its (expanded) words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Modifier<'a> {

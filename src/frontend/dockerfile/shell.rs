@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::frontend::expand::{Modifier, apply};
+use crate::frontend::expand::{MAX_WORD_NESTING, Modifier, apply, too_deep};
 
 /// Looks up a variable: `None` when unset, `Some("")` when set but empty.
 pub trait Env {
@@ -84,6 +84,7 @@ impl Lex {
             raw_escapes: self.raw_escapes,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            depth: 0,
         };
         let raw = self.raw_escapes;
         let (s, words) = w
@@ -116,6 +117,8 @@ struct Word<'e> {
     raw_escapes: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
+    /// How many `${` the scan is inside.
+    depth: usize,
 }
 
 #[derive(Default)]
@@ -363,6 +366,17 @@ impl Word<'_> {
             });
         }
         self.pos += 1; // `{`
+        if self.depth >= MAX_WORD_NESTING {
+            return Err(too_deep());
+        }
+        self.depth += 1;
+        let r = self.braced();
+        self.depth -= 1;
+        r
+    }
+
+    /// After `${`: the reference up to its `}`.
+    fn braced(&mut self) -> Result<String, String> {
         match self.peek() {
             None => return Err("syntax error: missing '}'".into()),
             Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),

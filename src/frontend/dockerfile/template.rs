@@ -7,6 +7,8 @@
 //! expands as a Dockerfile expands it (to nothing when unset), since a
 //! bare `${NAME}` is an error in the model when `NAME` is not defined.
 
+use crate::frontend::expand::{MAX_WORD_NESTING, too_deep};
+
 /// Literal text as a template (`$` doubled).
 pub fn literal(s: &str) -> String {
     s.replace('$', "$$")
@@ -72,6 +74,8 @@ struct Template<'s> {
     scope: &'s dyn Fn(&str) -> Name,
     /// A heredoc body ([`heredoc`]): no quotes, special parameters unset.
     heredoc: bool,
+    /// How many `${` the scan is inside.
+    depth: usize,
 }
 
 impl<'s> Template<'s> {
@@ -82,6 +86,7 @@ impl<'s> Template<'s> {
             escape,
             scope,
             heredoc,
+            depth: 0,
         }
     }
 
@@ -197,6 +202,17 @@ impl<'s> Template<'s> {
             return Ok(self.plain(&name));
         }
         self.i += 1;
+        if self.depth >= MAX_WORD_NESTING {
+            return Err(too_deep());
+        }
+        self.depth += 1;
+        let r = self.braced();
+        self.depth -= 1;
+        r
+    }
+
+    /// After `${`: the reference up to its `}`, in template syntax.
+    fn braced(&mut self) -> Result<String, String> {
         if matches!(self.c.get(self.i), Some('{' | '}' | ':')) {
             return Err("bad substitution".into());
         }

@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use crate::frontend::expand::{Modifier, apply, uses_word};
+use crate::frontend::expand::{MAX_NESTING, Modifier, apply, uses_word};
 
 /// What a name refers to: `None` = not defined; `Some(None)` = declared, no value.
 pub type Lookup<'a> = dyn Fn(&str) -> Option<Option<String>> + 'a;
@@ -30,9 +30,6 @@ pub struct ExpandError {
 fn fail<T>(message: String, range: Range<usize>) -> Result<T, ExpandError> {
     Err(ExpandError { message, range })
 }
-
-/// How deep `${A:-${B:-...}}` may nest.
-const MAX_DEPTH: usize = 16;
 
 /// Expands `s`.
 pub fn expand(s: &str, lookup: &Lookup) -> Result<String, ExpandError> {
@@ -64,9 +61,9 @@ fn scan<'s>(
     depth: usize,
     mut f: impl FnMut(Piece<'s>) -> Result<(), ExpandError>,
 ) -> Result<(), ExpandError> {
-    if depth > MAX_DEPTH {
+    if depth > MAX_NESTING {
         return fail(
-            format!("expansions nest deeper than {MAX_DEPTH} levels"),
+            format!("expansions nest deeper than {MAX_NESTING} levels"),
             0..s.len(),
         );
     }
