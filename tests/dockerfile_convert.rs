@@ -376,9 +376,9 @@ fn convert_rejects_what_build_rejects_with_the_same_diagnostics() {
     }
 }
 
-/// Nested `${...}` in untrusted input: deeper than the limit is the same
-/// error in `build` and `convert` (100,000 levels once overflowed the
-/// stack); at the limit, even in the form whose template doubles its
+/// Nested `${...}` (and ONBUILD chains) in untrusted input: deeper than
+/// the limit is the same error in `build` and `convert` (100,000 levels
+/// once overflowed the stack); at the limit, even in the form whose template doubles its
 /// levels (a pattern on a name the base image may define), the
 /// conversion parses back to the same build.
 #[test]
@@ -401,6 +401,19 @@ fn nesting_past_the_limit_is_refused_alike_and_at_the_limit_round_trips() {
             "{b:?}"
         );
     }
+    // A chain of ONBUILD triggers (parsed recursively once) likewise.
+    let text = format!("FROM scratch\n{}RUN true\n", "ONBUILD ".repeat(100_000));
+    let built = dockerfile::load("Dockerfile", &text, &opts, &EmptyResolver)
+        .expect_err("build accepted ONBUILD ONBUILD");
+    let converted =
+        dockerfile::convert("Dockerfile", &text).expect_err("convert accepted ONBUILD ONBUILD");
+    let b = errors_of(&built, &text);
+    assert_eq!(b, errors_of(&converted, &text));
+    assert!(
+        b.iter()
+            .any(|e| e.0.contains("ONBUILD is not allowed as an ONBUILD trigger")),
+        "{b:?}"
+    );
     // PATH may come from the base: each level is written `${PATH+...}`.
     let text = format!(
         "FROM busybox\nENV A={}x{}\n",

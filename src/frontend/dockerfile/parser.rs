@@ -340,6 +340,18 @@ fn split_ws(s: &str) -> Vec<String> {
 
 /// Builds the node of one logical line.
 fn node_from_line(line: &str, escape: char, span: Range<usize>) -> Result<Node, ParseError> {
+    node_in(line, escape, span, false)
+}
+
+/// [`node_from_line`]; `trigger`: the line is an ONBUILD's trigger, whose
+/// own trigger (`ONBUILD ONBUILD ...`, refused by the checks) is not
+/// parsed, so that no chain of them can recurse past the stack.
+fn node_in(
+    line: &str,
+    escape: char,
+    span: Range<usize>,
+    trigger: bool,
+) -> Result<Node, ParseError> {
     let t = line.trim();
     let (cmd, rest) = match t.find(is_ws) {
         Some(i) => (&t[..i], t[i..].trim_start_matches(is_ws)),
@@ -393,8 +405,8 @@ fn node_from_line(line: &str, escape: char, span: Range<usize>) -> Result<Node, 
             }
         }
         "onbuild" => {
-            if !rest.is_empty() {
-                let sub = node_from_line(rest, escape, span)?;
+            if !rest.is_empty() && !trigger {
+                let sub = node_in(rest, escape, span, true)?;
                 node.sub = Some(Box::new(sub));
             }
         }
