@@ -36,6 +36,7 @@ pub use platform::{
     host_platform, index_platforms, parse_platform, pick_platform, platform_matches, stored_entry,
 };
 pub(crate) use scan::{ArchiveScan, scan_archive};
+pub(crate) use snapshot_tee::{SnapshotTee, Unpacked};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};

@@ -57,14 +57,15 @@ impl SnapshotTee {
     /// Starts an unpacker for a stream of `media_type`; `None` when the
     /// temp dir or the thread cannot be made (the layer is then unpacked
     /// later, when a build needs it).
-    pub(crate) fn start(store: &Store, media_type: &'static str) -> Option<SnapshotTee> {
+    pub(crate) fn start(store: &Store, media_type: &str) -> Option<SnapshotTee> {
+        let media_type = media_type.to_string();
         let dir = store.temp_dir().ok()?;
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir(&rootfs).ok()?;
         let (tx, rx) = sync_channel(DEPTH);
         let thread = std::thread::Builder::new()
             .name("strata-unpack".into())
-            .spawn(move || unpack_stream(rx, media_type, dir))
+            .spawn(move || unpack_stream(rx, &media_type, dir))
             .ok()?;
         Some(SnapshotTee {
             tx: Some(tx),
