@@ -259,3 +259,97 @@ fn a_corrupt_archive_leaves_no_snapshot_and_no_unverified_blob() {
     assert_eq!(snapshot_count(&env, "cut"), 0);
     assert!(blobs(&env, "cut").is_empty(), "{:?}", blobs(&env, "cut"));
 }
+
+/// An oci-archive written by hand: one gzip layer whose config gives the
+/// diff_id `diff_id`.
+fn oci_archive(dest: &Path, layer: &[u8], diff_id: &str) -> String {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(layer).unwrap();
+    let blob = gz.finish().unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    })
+    .to_string();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha256(config.as_bytes()),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": sha256(&blob),
+            "size": blob.len(),
+        }],
+    })
+    .to_string();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha256(manifest.as_bytes()),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "t/oci:1"},
+        }],
+    })
+    .to_string();
+    let layout = r#"{"imageLayoutVersion":"1.0.0"}"#;
+    let blob_name = |b: &[u8]| format!("blobs/sha256/{}", &sha256(b)[7..]);
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        (blob_name(&blob), &blob[..]),
+        (blob_name(config.as_bytes()), config.as_bytes()),
+        (blob_name(manifest.as_bytes()), manifest.as_bytes()),
+        ("oci-layout".to_string(), layout.as_bytes()),
+        ("index.json".to_string(), index.as_bytes()),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, &name, data).unwrap();
+    }
+    std::fs::write(dest, b.into_inner().unwrap()).unwrap();
+    sha256(&blob)
+}
+
+#[test]
+fn an_oci_archive_whose_layer_is_not_its_diff_id_is_refused_unadopted() {
+    let env = TestEnv::new();
+    let layer = layer_tar();
+    let wrong = sha256(b"another layer");
+    let ar = env.path("bad-oci.tar");
+    oci_archive(&ar, &layer, &wrong);
+    let out = run(env.strata("bad").args(["load", "-i"]).arg(&ar));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let flat = out.stderr.replace('│', " ");
+    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(&format!(
+            "holds the tar {} but the config says {wrong}",
+            sha256(&layer)
+        )),
+        "{flat}"
+    );
+    assert_eq!(snapshot_count(&env, "bad"), 0);
+    assert!(
+        run_ok(env.strata("bad").arg("images"))
+            .stdout
+            .lines()
+            .count()
+            <= 1
+    );
+
+    // The same archive with the right diff_id loads, with its snapshot.
+    let ar = env.path("ok-oci.tar");
+    oci_archive(&ar, &layer, &sha256(&layer));
+    run_ok(env.strata("ok").args(["load", "-i"]).arg(&ar));
+    let s = snapshot(&env, "ok", &sha256(&layer));
+    assert_eq!(std::fs::read(s.join("etc/hi")).unwrap(), b"hi\n");
+}
