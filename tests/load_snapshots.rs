@@ -216,6 +216,13 @@ fn a_hand_made_docker_archive_loads_with_its_snapshot() {
     run_ok(env.strata("root").args(["load", "-i"]).arg(&ar));
     assert_eq!(blobs(&env, "root"), blobs_before);
     assert_eq!(std::fs::metadata(&s).unwrap().ino(), ino);
+    // Collected as a build's snapshots are: kept while an image needs the
+    // layer, removed by prune once none does.
+    run_ok(env.strata("root").args(["prune", "-f"]));
+    assert!(s.is_dir(), "the image still needs it");
+    run_ok(env.strata("root").args(["rmi", "t/hand:1"]));
+    run_ok(env.strata("root").args(["prune", "-f"]));
+    assert!(!s.exists(), "prune left the snapshot of a removed image");
 }
 
 #[test]
