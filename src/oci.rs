@@ -19,6 +19,8 @@ mod export;
 mod image;
 mod import;
 mod platform;
+mod scan;
+mod snapshot_tee;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,10 +30,13 @@ pub use config::{ContainerConfig, Empty, HealthConfig, History, ImageConfig, Roo
 pub use dirs::{LayerDirs, layer_dirs, lower_dir, save_layer_dirs};
 pub use export::{ExportImage, OutputKind, export};
 pub use image::{Image, Manifest, load_image, write_image, write_index};
+pub(crate) use import::{adopt_snapshots, import_docker_scan, import_oci_scan};
 pub use import::{resolve_base, resolve_base_for};
 pub use platform::{
     host_platform, index_platforms, parse_platform, pick_platform, platform_matches, stored_entry,
 };
+pub(crate) use scan::{ArchiveScan, scan_archive};
+pub(crate) use snapshot_tee::{SnapshotTee, Unpacked};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};

@@ -58,7 +58,8 @@ pub use conf::RegistriesConf;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::oci::{
-    Image, Manifest, host_platform, index_platforms, load_image, pick_platform, platform_matches,
+    Image, Manifest, SnapshotTee, Unpacked, host_platform, index_platforms, load_image,
+    pick_platform, platform_matches,
 };
 use crate::reference::Reference;
 use crate::store::{Descriptor, ImageIndex, Platform, Store, media_type};
@@ -450,22 +451,40 @@ fn fetch_image(
     let m = parse_manifest(&fetched.bytes, &what)?;
     let mut blobs = vec![m.config.clone()];
     blobs.extend(m.layers.iter().cloned());
+    let unpacked: Mutex<Vec<(Digest, Unpacked)>> = Mutex::new(Vec::new());
     parallel(&blobs, opts.jobs, |d| {
-        download(client, store, repo, d, progress)
+        if let Some(u) = download(client, store, repo, d, progress)?
+            && let Ok(mut v) = unpacked.lock()
+        {
+            v.push((d.digest, u));
+        }
+        Ok(())
     })?;
     let digest = store.put_blob(&fetched.bytes)?;
     let mut image = load_image(store, &digest)?;
+    // The layers unpacked beside their download become their snapshots
+    // if their streams hashed to the config's diff_ids (else they are
+    // dropped, and a build unpacks the blob when it needs it).
+    let mut unpacked = unpacked.into_inner().unwrap_or_default();
+    for (l, diff_id) in image.layers.iter().zip(&image.config.rootfs.diff_ids) {
+        if let Some(i) = unpacked.iter().position(|(d, _)| *d == l.digest) {
+            unpacked.swap_remove(i).1.adopt(store, diff_id)?;
+        }
+    }
     image.manifest.media_type = fetched.media_type.clone();
     Ok((image, blobs.iter().map(|d| d.digest).collect()))
 }
 
+/// Downloads the blob `d` into the store (verified). A layer is also
+/// unpacked beside its download: what that gave is returned, for the
+/// caller to adopt once it knows the layer's diff_id.
 fn download(
     client: &Client,
     store: &Store,
     repo: &str,
     d: &Descriptor,
     progress: ProgressSink,
-) -> Result<()> {
+) -> Result<Option<Unpacked>> {
     progress(Progress::Start {
         digest: d.digest,
         size: d.size,
@@ -475,28 +494,43 @@ fn download(
             digest: d.digest,
             outcome: Outcome::Cached,
         });
-        return Ok(());
+        return Ok(None);
     }
     let mut resp = client.get_blob(repo, &d.digest, d.size)?;
     let mut reader = resp.body_mut().as_reader().take(d.size.saturating_add(1));
     let mut w = store.blob_writer()?;
-    let mut buf = vec![0u8; 1 << 16];
+    let mut tee = crate::layer::Compression::from_media_type(&d.media_type)
+        .and_then(|_| SnapshotTee::start(store, &d.media_type));
     let mut done: u64 = 0;
     let what = || format!("blob {} from {}/{repo}", d.digest, client.registry);
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(format!("downloading {}", what()), e)),
-        };
-        w.write_all(&buf[..n])
+        // Reads gathered into chunks of up to 1 MiB, each written and
+        // handed to the unpacker whole.
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            let n = match reader.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(format!("downloading {}", what()), e)),
+            };
+            filled += n;
+            done += n as u64;
+            progress(Progress::Bytes {
+                digest: d.digest,
+                done,
+            });
+        }
+        if filled == 0 {
+            break;
+        }
+        chunk.truncate(filled);
+        w.write_all(&chunk)
             .map_err(|e| Error::io("writing a blob to the store", e))?;
-        done += n as u64;
-        progress(Progress::Bytes {
-            digest: d.digest,
-            done,
-        });
+        if let Some(t) = tee.as_mut() {
+            t.feed(chunk);
+        }
     }
     if done != d.size {
         return Err(Error::corrupt(
@@ -512,7 +546,7 @@ fn download(
         digest: d.digest,
         outcome: Outcome::Downloaded,
     });
-    Ok(())
+    Ok(tee.map(SnapshotTee::finish))
 }
 
 // ---------------------------------------------------------------- push

@@ -108,6 +108,20 @@ impl BlobWriter {
         Ok((digest, size, held))
     }
 
+    /// Finishes hashing without storing: the blob waits in `tmp/` until
+    /// [`PendingBlob::commit`] (or is discarded when dropped), for content
+    /// whose use is known only later (an archive member read before the
+    /// manifest that names it).
+    pub fn finish_pending(self) -> Result<PendingBlob> {
+        let (digest, size, tmp, blobs_dir) = self.finish()?;
+        Ok(PendingBlob {
+            digest,
+            size,
+            tmp,
+            blobs_dir,
+        })
+    }
+
     /// Like [`BlobWriter::commit`], but the content must have the digest
     /// `expected`; otherwise nothing is stored and the error is `Corrupt`.
     pub fn commit_expect(self, expected: &Digest) -> Result<u64> {
@@ -120,6 +134,32 @@ impl BlobWriter {
         }
         place_blob(tmp, &dir, &digest)?;
         Ok(size)
+    }
+}
+
+/// A blob hashed from its bytes but not in the store yet (see
+/// [`BlobWriter::finish_pending`]); dropped, it is discarded.
+pub struct PendingBlob {
+    digest: Digest,
+    size: u64,
+    tmp: tempfile::NamedTempFile,
+    blobs_dir: PathBuf,
+}
+
+impl PendingBlob {
+    /// The sha256 of the content written.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Moves the blob into `blobs/sha256/<hex>` (as [`BlobWriter::commit`]).
+    pub fn commit(self) -> Result<(Digest, u64)> {
+        place_blob(self.tmp, &self.blobs_dir, &self.digest)?;
+        Ok((self.digest, self.size))
     }
 }
 

@@ -109,6 +109,17 @@ fn push_then_pull_gives_the_same_manifest_and_skopeo_reads_it() {
         tagged(&env, "root2", &dest).as_deref(),
         Some(digest.as_str())
     );
+    // Each layer was unpacked into its snapshot beside its download.
+    let m = env.blob_json("root2", &digest);
+    let config = env.blob_json("root2", m["config"]["digest"].as_str().unwrap());
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(diff_ids.len(), 2);
+    for d in diff_ids {
+        let hex = d.as_str().unwrap().strip_prefix("sha256:").unwrap();
+        let snap = env.path("root2/snapshots").join(hex);
+        let files = std::fs::read_dir(&snap).map_or(0, |d| d.count());
+        assert!(files > 0, "no snapshot of layer {d}");
+    }
 
     // skopeo reads what strata pushed, and can copy it.
     if have_tool("skopeo", t) {
@@ -627,6 +638,10 @@ fn a_corrupt_blob_is_rejected_and_nothing_is_tagged() {
             .join(&sha256(&layer)[7..])
             .exists(),
         "the bad blob is not stored"
+    );
+    assert!(
+        !env.path("root/snapshots").exists(),
+        "nothing unpacked from the bad blob is kept"
     );
 
     // A shorter blob is refused too.

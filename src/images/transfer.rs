@@ -1,15 +1,12 @@
 //! `strata save` and `strata load`: images to and from docker-archive and
 //! oci-archive tar files.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
-use crate::ir::BaseRef;
-use crate::oci::{self, ExportImage, Image, OutputKind};
-use crate::store::{Descriptor, ImageIndex, MAX_SMALL_BLOB, Store, media_type, parse_json};
+use crate::error::{Error, Result};
+use crate::oci::{self, ArchiveScan, ExportImage, Image, OutputKind};
+use crate::store::{Descriptor, ImageIndex, Store, media_type, parse_json};
 
 use super::{Matched, resolve};
 
@@ -74,12 +71,6 @@ pub struct LoadedImage {
     pub names: Vec<String>,
 }
 
-struct Members {
-    oci_layout: bool,
-    index: Option<ImageIndex>,
-    docker_manifest: Option<Vec<DockerEntry>>,
-}
-
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DockerEntry {
@@ -87,62 +78,30 @@ struct DockerEntry {
     repo_tags: Option<Vec<String>>,
 }
 
-fn read_members(path: &Path) -> Result<Members> {
-    let mut f = File::open(path).at("opening", path)?;
-    let mut magic = [0u8; 4];
-    let n = f.read(&mut magic).at("reading", path)?;
-    if (n >= 2 && magic[..2] == [0x1f, 0x8b]) || (n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(Error::Unsupported(format!(
-            "loading a compressed archive ({}); decompress it first",
-            path.display()
-        )));
-    }
-    let f = File::open(path).at("opening", path)?;
-    let mut ar = tar::Archive::new(io::BufReader::new(f));
-    let mut m = Members {
-        oci_layout: false,
-        index: None,
-        docker_manifest: None,
-    };
-    for entry in ar.entries().at("reading", path)? {
-        let mut entry = entry.at("reading", path)?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let name = match entry.path() {
-            Ok(p) => p.to_string_lossy().trim_start_matches("./").to_string(),
-            Err(_) => continue,
-        };
-        if !matches!(name.as_str(), "oci-layout" | "index.json" | "manifest.json") {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        (&mut entry)
-            .take(MAX_SMALL_BLOB + 1)
-            .read_to_end(&mut bytes)
-            .at("reading", path)?;
-        let what = path.join(&name);
-        match name.as_str() {
-            "oci-layout" => m.oci_layout = true,
-            "index.json" => m.index = Some(parse_json(&bytes, &what)?),
-            _ => m.docker_manifest = Some(parse_json(&bytes, &what)?),
-        }
-    }
-    Ok(m)
-}
-
 /// Imports every image of the docker-archive or oci-archive at `path`
 /// (detected by content) and tags each by the names the archive gives it.
+/// The archive is read once; its layers are unpacked into their snapshots
+/// beside that read, so a build's first RUN need not wait for them.
 pub fn load(store: &Store, path: &Path) -> Result<(ArchiveKind, Vec<LoadedImage>)> {
-    let m = read_members(path)?;
-    let archive = path.to_path_buf();
-    if m.oci_layout
-        && let Some(index) = m.index
+    let mut scan = oci::scan_archive(store, path, true)?;
+    let index: Option<ImageIndex> = match &scan.index {
+        Some(b) => Some(parse_json(b, &path.join("index.json"))?),
+        None => None,
+    };
+    let docker: Option<Vec<DockerEntry>> = match &scan.docker_manifest {
+        Some(b) => Some(parse_json(b, &path.join("manifest.json"))?),
+        None => None,
+    };
+    if scan.oci_layout.is_some()
+        && let Some(index) = index
     {
-        return Ok((ArchiveKind::Oci, load_oci(store, archive, &index)?));
+        return Ok((ArchiveKind::Oci, load_oci(store, &mut scan, &index)?));
     }
-    if let Some(entries) = m.docker_manifest {
-        return Ok((ArchiveKind::Docker, load_docker(store, archive, &entries)?));
+    if let Some(entries) = docker {
+        return Ok((
+            ArchiveKind::Docker,
+            load_docker(store, &mut scan, &entries)?,
+        ));
     }
     Err(Error::msg(format!(
         "{} is neither a docker-archive (no manifest.json) nor an oci-archive \
@@ -151,31 +110,28 @@ pub fn load(store: &Store, path: &Path) -> Result<(ArchiveKind, Vec<LoadedImage>
     )))
 }
 
-fn load_oci(store: &Store, path: PathBuf, index: &ImageIndex) -> Result<Vec<LoadedImage>> {
+fn load_oci(store: &Store, scan: &mut ArchiveScan, index: &ImageIndex) -> Result<Vec<LoadedImage>> {
+    let path = scan.path.clone();
     if index.manifests.is_empty() {
         return Err(Error::msg(format!("{} contains no image", path.display())));
     }
-    // The first import copies every blob of the archive into the store
-    // (verified); the rest only need their manifests checked.
+    // The scan copied every blob of the archive into the store (verified);
+    // the first import checks its image, the rest only their manifests.
     let mut out: Vec<LoadedImage> = Vec::new();
     let mut imported = false;
     for entry in &index.manifests {
         let name = entry.ref_name().map(str::to_string);
         let image = if !imported || media_type::is_index(&entry.media_type) {
             if name.is_none() && index.manifests.len() > 1 {
-                // resolve_base needs a name to pick among several entries.
-                import_all_blobs_then_load(store, &path, index, entry)?
+                // import_oci_scan needs a name to pick among several entries.
+                import_through_named_sibling(store, scan, index, entry)?
             } else {
-                oci::resolve_base(
-                    store,
-                    &BaseRef::OciArchive {
-                        path: path.clone(),
-                        reference: name.clone(),
-                    },
-                )?
+                oci::import_oci_scan(store, scan, name.as_deref(), None)?
             }
         } else {
-            checked_load(store, &entry.digest)?
+            let image = checked_load(store, &entry.digest)?;
+            oci::adopt_snapshots(store, scan, &image)?;
+            image
         };
         imported = true;
         record(store, &mut out, image, name.clone())?;
@@ -210,33 +166,29 @@ fn index_complete(store: &Store, index: &Digest) -> Result<bool> {
 
 /// For an unnamed entry among several: import through a named sibling (or
 /// fail if there is none), then load the entry from the store.
-fn import_all_blobs_then_load(
+fn import_through_named_sibling(
     store: &Store,
-    path: &Path,
+    scan: &mut ArchiveScan,
     index: &ImageIndex,
     entry: &Descriptor,
 ) -> Result<Image> {
     let named = index.manifests.iter().find_map(|m| m.ref_name());
     match named {
         Some(n) => {
-            oci::resolve_base(
-                store,
-                &BaseRef::OciArchive {
-                    path: path.to_path_buf(),
-                    reference: Some(n.to_string()),
-                },
-            )?;
+            oci::import_oci_scan(store, scan, Some(n), None)?;
             if !media_type::is_manifest(&entry.media_type) {
                 return Err(Error::Unsupported(format!(
                     "loading an unnamed multi-platform index from {}",
-                    path.display()
+                    scan.path.display()
                 )));
             }
-            checked_load(store, &entry.digest)
+            let image = checked_load(store, &entry.digest)?;
+            oci::adopt_snapshots(store, scan, &image)?;
+            Ok(image)
         }
         None => Err(Error::Unsupported(format!(
             "loading several unnamed images from {}",
-            path.display()
+            scan.path.display()
         ))),
     }
 }
@@ -255,9 +207,16 @@ fn checked_load(store: &Store, manifest: &Digest) -> Result<Image> {
     Ok(img)
 }
 
-fn load_docker(store: &Store, path: PathBuf, entries: &[DockerEntry]) -> Result<Vec<LoadedImage>> {
+fn load_docker(
+    store: &Store,
+    scan: &mut ArchiveScan,
+    entries: &[DockerEntry],
+) -> Result<Vec<LoadedImage>> {
     if entries.is_empty() {
-        return Err(Error::msg(format!("{} lists no image", path.display())));
+        return Err(Error::msg(format!(
+            "{} lists no image",
+            scan.path.display()
+        )));
     }
     let mut out = Vec::new();
     for e in entries {
@@ -268,17 +227,11 @@ fn load_docker(store: &Store, path: PathBuf, entries: &[DockerEntry]) -> Result<
             (None, _) => {
                 return Err(Error::Unsupported(format!(
                     "loading several images from {} when some have no RepoTags",
-                    path.display()
+                    scan.path.display()
                 )));
             }
         };
-        let image = oci::resolve_base(
-            store,
-            &BaseRef::DockerArchive {
-                path: path.clone(),
-                reference,
-            },
-        )?;
+        let image = oci::import_docker_scan(store, scan, reference.as_deref())?;
         if tags.is_empty() {
             record(store, &mut out, image.clone(), None)?;
         }

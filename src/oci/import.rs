@@ -1,7 +1,6 @@
 //! Importing base images into the store: from an OCI layout directory, an
 //! oci-archive, a docker-archive, or a tag already in the store.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -16,8 +15,8 @@ use crate::store::{
     normalize_reference, parse_json,
 };
 
-use super::archive::{member_path, resolve_link};
 use super::image::{parse_manifest, platform_of, write_manifest};
+use super::scan::{ArchiveScan, scan_archive};
 use super::{
     Image, ImageConfig, host_platform, index_platforms, load_image, pick_platform,
     platform_matches, stored_entry, write_image,
@@ -83,15 +82,12 @@ pub fn resolve_base_for(store: &Store, base: &BaseRef, want: Option<&Platform>) 
             import_from_index(store, &src, &index, reference.as_deref(), path, want)?
         }
         BaseRef::OciArchive { path, reference } => {
-            let index = import_archive_blobs(store, path)?;
-            let src = StoreBlobs {
-                store,
-                archive: path,
-            };
-            import_from_index(store, &src, &index, reference.as_deref(), path, want)?
+            let mut scan = scan_archive(store, path, false)?;
+            import_oci_scan(store, &mut scan, reference.as_deref(), want)?
         }
         BaseRef::DockerArchive { path, reference } => {
-            import_docker_archive(store, path, reference.as_deref())?
+            let mut scan = scan_archive(store, path, false)?;
+            import_docker_scan(store, &mut scan, reference.as_deref())?
         }
     };
     match want {
@@ -311,53 +307,11 @@ fn import_descriptor(
     load_image(store, &desc.digest)
 }
 
-/// Copies every `blobs/sha256/*` member of an oci-archive into the store
-/// (verified) and returns its index.
-fn import_archive_blobs(store: &Store, path: &Path) -> Result<ImageIndex> {
-    let f = File::open(path).at("opening", path)?;
-    let mut ar = tar::Archive::new(io::BufReader::new(f));
-    let mut index = None;
-    let mut layout = None;
-    for entry in ar.entries().at("reading", path)? {
-        let mut entry = entry.at("reading", path)?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let Some(name) = entry.path().ok().and_then(|p| member_path(&p)) else {
-            continue;
-        };
-        match name.as_str() {
-            "oci-layout" | "index.json" => {
-                let mut bytes = Vec::new();
-                (&mut entry)
-                    .take(MAX_SMALL_BLOB + 1)
-                    .read_to_end(&mut bytes)
-                    .at("reading", path)?;
-                let what = path.join(&name);
-                if name == "index.json" {
-                    index = Some(parse_json::<ImageIndex>(&bytes, &what)?);
-                } else {
-                    layout = Some(parse_json::<OciLayoutFile>(&bytes, &what)?);
-                }
-            }
-            _ => {
-                let Some(hex) = name.strip_prefix("blobs/sha256/") else {
-                    continue;
-                };
-                let Ok(d) = format!("sha256:{hex}").parse::<Digest>() else {
-                    continue;
-                };
-                if store.has_blob(&d) {
-                    continue;
-                }
-                let mut w = store.blob_writer()?;
-                io::copy(&mut entry, &mut w).at("reading", path)?;
-                w.commit_expect(&d)?;
-            }
-        }
-    }
-    match layout {
-        Some(l) => check_layout(&l, path)?,
+/// The index of the oci-archive `scan` read (its `oci-layout` checked).
+fn archive_index(scan: &ArchiveScan) -> Result<ImageIndex> {
+    let path = &scan.path;
+    match &scan.oci_layout {
+        Some(b) => check_layout(&parse_json(b, &path.join("oci-layout"))?, path)?,
         None => {
             return Err(Error::corrupt(
                 path.display().to_string(),
@@ -365,7 +319,64 @@ fn import_archive_blobs(store: &Store, path: &Path) -> Result<ImageIndex> {
             ));
         }
     }
-    index.ok_or_else(|| Error::corrupt(path.display().to_string(), "no index.json"))
+    match &scan.index {
+        Some(b) => parse_json(b, &path.join("index.json")),
+        None => Err(Error::corrupt(path.display().to_string(), "no index.json")),
+    }
+}
+
+/// Imports the image of an oci-archive (read in one pass by
+/// [`scan_archive`], which stored its blobs) that `reference` names (see
+/// [`import_from_index`]), and adopts the snapshots unpacked beside the read.
+pub(crate) fn import_oci_scan(
+    store: &Store,
+    scan: &mut ArchiveScan,
+    reference: Option<&str>,
+    want: Option<&Platform>,
+) -> Result<Image> {
+    let index = archive_index(scan)?;
+    let path = scan.path.clone();
+    let src = StoreBlobs {
+        store,
+        archive: &path,
+    };
+    let image = import_from_index(store, &src, &index, reference, &path, want)?;
+    adopt_snapshots(store, scan, &image)?;
+    Ok(image)
+}
+
+/// Makes the layers of `image` that were unpacked during the read their
+/// snapshots, after checking every unpacked stream against the config's
+/// diff_id (a mismatch is a corrupt archive, and nothing is adopted).
+pub(crate) fn adopt_snapshots(store: &Store, scan: &mut ArchiveScan, image: &Image) -> Result<()> {
+    let pairs: Vec<(Digest, Digest)> = image
+        .layers
+        .iter()
+        .zip(&image.config.rootfs.diff_ids)
+        .map(|(l, d)| (l.digest, *d))
+        .collect();
+    for (blob, diff_id) in &pairs {
+        check_unpacked(scan, blob, diff_id)?;
+    }
+    for (blob, diff_id) in &pairs {
+        if let Some(u) = scan.take_unpacked(blob) {
+            u.adopt(store, diff_id)?;
+        }
+    }
+    Ok(())
+}
+
+/// The uncompressed stream of the layer blob `blob`, if it was unpacked
+/// during the read, must hash to `diff_id`.
+fn check_unpacked(scan: &mut ArchiveScan, blob: &Digest, diff_id: &Digest) -> Result<()> {
+    let path = scan.path.display().to_string();
+    match scan.unpacked(blob).and_then(|u| u.diff_id) {
+        Some(got) if got != *diff_id => Err(Error::corrupt(
+            path,
+            format!("layer {blob} holds the tar {got} but the config says {diff_id}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -378,48 +389,20 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-/// Imports one image of a `docker save` archive: config and layer tars are
-/// stored as they are (uncompressed, or gzip/zstd when the member is), and
-/// an OCI manifest is written for them.
-fn import_docker_archive(store: &Store, path: &Path, reference: Option<&str>) -> Result<Image> {
-    let open = || -> Result<tar::Archive<io::BufReader<File>>> {
-        let f = File::open(path).at("opening", path)?;
-        Ok(tar::Archive::new(io::BufReader::new(f)))
-    };
+/// Imports one image of a `docker save` archive (read in one pass by
+/// [`scan_archive`]): config and layer tars are stored as they are
+/// (uncompressed, or gzip/zstd when the member is), only once the config's
+/// diff_ids agree with them, and an OCI manifest is written for them.
+pub(crate) fn import_docker_scan(
+    store: &Store,
+    scan: &mut ArchiveScan,
+    reference: Option<&str>,
+) -> Result<Image> {
+    let path = scan.path.clone();
     let what = |detail: &str| Error::corrupt(path.display().to_string(), detail.to_string());
-
-    // Pass 1: manifest.json and symlinks.
-    let mut manifest = None;
-    let mut links = BTreeMap::new();
-    let mut ar = open()?;
-    for entry in ar.entries().at("reading", path)? {
-        let mut entry = entry.at("reading", path)?;
-        let Some(name) = entry.path().ok().and_then(|p| member_path(&p)) else {
-            continue;
-        };
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() {
-            if let Some(t) = entry
-                .link_name()
-                .ok()
-                .flatten()
-                .and_then(|t| t.to_str().and_then(|t| resolve_link(&name, t)))
-            {
-                links.insert(name, t);
-            }
-        } else if kind.is_file() && name == "manifest.json" {
-            let mut bytes = Vec::new();
-            (&mut entry)
-                .take(MAX_SMALL_BLOB + 1)
-                .read_to_end(&mut bytes)
-                .at("reading", path)?;
-            manifest = Some(parse_json::<Vec<DockerManifestEntry>>(
-                &bytes,
-                &path.join("manifest.json"),
-            )?);
-        }
-    }
-    let manifest = manifest.ok_or_else(|| what("no manifest.json: not a docker-archive"))?;
+    let bytes = (scan.docker_manifest.as_ref())
+        .ok_or_else(|| what("no manifest.json: not a docker-archive"))?;
+    let manifest = parse_json::<Vec<DockerManifestEntry>>(bytes, &path.join("manifest.json"))?;
     let entry = match reference {
         Some(r) => {
             let want = normalize_reference(r);
@@ -444,51 +427,13 @@ fn import_docker_archive(store: &Store, path: &Path, reference: Option<&str>) ->
             }
         },
     };
-    let follow = |p: &str| -> Result<String> {
-        let mut cur = member_path(Path::new(p)).ok_or_else(|| what(&format!("bad path `{p}`")))?;
-        for _ in 0..16 {
-            match links.get(&cur) {
-                Some(next) => cur = next.clone(),
-                None => return Ok(cur),
-            }
-        }
-        Err(what(&format!("symlink loop at `{p}`")))
-    };
-    let config_path = follow(&entry.config)?;
+    let config_path = scan.follow(&entry.config)?;
     let layer_paths = entry
         .layers
         .iter()
-        .map(|l| follow(l))
+        .map(|l| scan.follow(l))
         .collect::<Result<Vec<_>>>()?;
-    let mut wanted: BTreeSet<String> = layer_paths.iter().cloned().collect();
-    wanted.insert(config_path.clone());
-
-    // Pass 2: stream the wanted members into the store.
-    let mut stored: BTreeMap<String, (Digest, u64)> = BTreeMap::new();
-    let mut ar = open()?;
-    for e in ar.entries().at("reading", path)? {
-        let mut e = e.at("reading", path)?;
-        if !e.header().entry_type().is_file() {
-            continue;
-        }
-        let Some(name) = e.path().ok().and_then(|p| member_path(&p)) else {
-            continue;
-        };
-        if !wanted.contains(&name) || stored.contains_key(&name) {
-            continue;
-        }
-        let mut w = store.blob_writer()?;
-        io::copy(&mut e, &mut w).at("reading", path)?;
-        stored.insert(name, w.commit()?);
-    }
-    let get = |p: &str| {
-        stored
-            .get(p)
-            .copied()
-            .ok_or_else(|| what(&format!("member `{p}` is missing")))
-    };
-    let (config_digest, config_size) = get(&config_path)?;
-    let config_bytes = store.read_blob(&config_digest)?;
+    let config_bytes = scan.small_bytes(store, &config_path)?;
     let config: ImageConfig =
         serde_json::from_slice(&config_bytes).map_err(|e| what(&format!("image config: {e}")))?;
     if config.rootfs.diff_ids.len() != layer_paths.len() {
@@ -500,37 +445,46 @@ fn import_docker_archive(store: &Store, path: &Path, reference: Option<&str>) ->
     }
     let mut layers = Vec::new();
     for (p, diff_id) in layer_paths.iter().zip(&config.rootfs.diff_ids) {
-        let (d, size) = get(p)?;
-        let mt = sniff_layer_type(&store.blob_path(&d))?;
+        let m = scan.member(p)?;
+        let (d, size) = (m.digest(), m.size());
+        let mt = match &m.head {
+            Some(head) => layer_type_of(head),
+            None => sniff_layer_type(&store.blob_path(&d))?,
+        };
         if mt == media_type::OCI_LAYER && d != *diff_id {
             return Err(what(&format!(
                 "layer `{p}` has digest {d} but the config says {diff_id}"
             )));
         }
+        check_unpacked(scan, &d, diff_id)?;
         layers.push(Descriptor::new(mt, d, size));
+    }
+    let (config_digest, config_size) = scan.commit(store, &config_path)?;
+    for p in &layer_paths {
+        scan.commit(store, p)?;
     }
     let config_desc = Descriptor::new(media_type::OCI_CONFIG, config_digest, config_size);
     let m = write_manifest(store, config_desc, &layers, platform_of(&config))?;
-    load_image(store, &m.digest)
+    let image = load_image(store, &m.digest)?;
+    adopt_snapshots(store, scan, &image)?;
+    Ok(image)
+}
+
+/// gzip, zstd or plain tar, by the first bytes.
+fn layer_type_of(head: &[u8]) -> &'static str {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        media_type::OCI_LAYER_GZIP
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        media_type::OCI_LAYER_ZSTD
+    } else {
+        media_type::OCI_LAYER
+    }
 }
 
 /// gzip, zstd or plain tar, by magic number.
 fn sniff_layer_type(p: &Path) -> Result<&'static str> {
-    let mut magic = [0u8; 4];
-    let mut f = File::open(p).at("opening", p)?;
-    let mut n = 0;
-    while n < magic.len() {
-        let k = f.read(&mut magic[n..]).at("reading", p)?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
-    Ok(if n >= 2 && magic[..2] == [0x1f, 0x8b] {
-        media_type::OCI_LAYER_GZIP
-    } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        media_type::OCI_LAYER_ZSTD
-    } else {
-        media_type::OCI_LAYER
-    })
+    let f = File::open(p).at("opening", p)?;
+    let mut magic = Vec::with_capacity(4);
+    f.take(4).read_to_end(&mut magic).at("reading", p)?;
+    Ok(layer_type_of(&magic))
 }
