@@ -23,6 +23,11 @@ use super::snapshot_tee::{SnapshotTee, Unpacked, sniff_layer};
 /// unpacker); members smaller than this are held in memory.
 const CHUNK: usize = 1 << 20;
 
+/// How many bytes of small members one scan holds in memory; past it they
+/// wait in temp files like big ones (an archive of many small members
+/// must not fill the memory).
+const SMALL_BUDGET: usize = 64 << 20;
+
 /// What one pass over an archive found.
 pub(crate) struct ArchiveScan {
     pub path: PathBuf,
@@ -99,6 +104,7 @@ pub(crate) fn scan_archive(store: &Store, path: &Path, unpack: bool) -> Result<A
         tees: HashMap::new(),
     };
     let mut ar = tar::Archive::new(f);
+    let mut budget = SMALL_BUDGET;
     for entry in ar.entries().at("reading", path)? {
         let mut entry = entry.at("reading", path)?;
         let Some(name) = entry.path().ok().and_then(|p| member_path(&p)) else {
@@ -154,7 +160,8 @@ pub(crate) fn scan_archive(store: &Store, path: &Path, unpack: bool) -> Result<A
                 .parse::<Digest>()
                 .is_ok_and(|d| super::has_snapshot(store, &d));
         let size = entry.size();
-        let (mut member, tee) = read_member(store, &mut entry, size, &name, path, tee)?;
+        let (mut member, tee) =
+            read_member(store, &mut entry, (size, &mut budget), &name, path, tee)?;
         if let Some(d) = named {
             member = store_named(store, member, &d)?;
         }
@@ -166,12 +173,13 @@ pub(crate) fn scan_archive(store: &Store, path: &Path, unpack: bool) -> Result<A
     Ok(scan)
 }
 
-/// Reads one member into a held blob, teeing it to an unpacker when asked
-/// and its first bytes look like a layer.
+/// Reads one member of `want` bytes into a held blob (in memory while
+/// `budget` lasts), teeing it to an unpacker when asked and its first
+/// bytes look like a layer.
 fn read_member(
     store: &Store,
     entry: &mut impl Read,
-    want: u64,
+    (want, budget): (u64, &mut usize),
     name: &str,
     path: &Path,
     tee: bool,
@@ -185,7 +193,8 @@ fn read_member(
     };
     let head = Some(first[..first.len().min(4)].to_vec());
     let mut total = first.len() as u64;
-    let held = if first.len() < CHUNK {
+    let held = if first.len() < CHUNK && first.len() <= *budget {
+        *budget -= first.len();
         if let Some(t) = tee.as_mut() {
             t.feed(first.clone());
         }
