@@ -26,9 +26,22 @@ pub const MAX_NESTING: usize = 32;
 /// How deep `${...}` may nest in a Dockerfile word (see [`MAX_NESTING`]).
 pub const MAX_WORD_NESTING: usize = MAX_NESTING / 2;
 
-/// The error for a Dockerfile word nested deeper than [`MAX_WORD_NESTING`].
-pub fn too_deep() -> String {
-    format!("variable references nest deeper than {MAX_WORD_NESTING} levels")
+/// `inner(s)` one `${` deeper into a Dockerfile word (`depth` is the
+/// scanner's count): an error past [`MAX_WORD_NESTING`].
+pub fn nested<S>(
+    s: &mut S,
+    depth: fn(&mut S) -> &mut usize,
+    inner: fn(&mut S) -> Result<String, String>,
+) -> Result<String, String> {
+    if *depth(s) >= MAX_WORD_NESTING {
+        return Err(format!(
+            "variable references nest deeper than {MAX_WORD_NESTING} levels"
+        ));
+    }
+    *depth(s) += 1;
+    let r = inner(s);
+    *depth(s) -= 1;
+    r
 }
 
 /// A parsed operator with its (expanded) words.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::frontend::expand::{MAX_WORD_NESTING, Modifier, apply, too_deep};
+use crate::frontend::expand::{Modifier, apply, nested};
 
 /// Looks up a variable: `None` when unset, `Some("")` when set but empty.
 pub trait Env {
@@ -366,13 +366,7 @@ impl Word<'_> {
             });
         }
         self.pos += 1; // `{`
-        if self.depth >= MAX_WORD_NESTING {
-            return Err(too_deep());
-        }
-        self.depth += 1;
-        let r = self.braced();
-        self.depth -= 1;
-        r
+        nested(self, |w| &mut w.depth, Self::braced)
     }
 
     /// After `${`: the reference up to its `}`.

@@ -7,7 +7,7 @@
 //! expands as a Dockerfile expands it (to nothing when unset), since a
 //! bare `${NAME}` is an error in the model when `NAME` is not defined.
 
-use crate::frontend::expand::{MAX_WORD_NESTING, too_deep};
+use crate::frontend::expand::nested;
 
 /// Literal text as a template (`$` doubled).
 pub fn literal(s: &str) -> String {
@@ -202,13 +202,7 @@ impl<'s> Template<'s> {
             return Ok(self.plain(&name));
         }
         self.i += 1;
-        if self.depth >= MAX_WORD_NESTING {
-            return Err(too_deep());
-        }
-        self.depth += 1;
-        let r = self.braced();
-        self.depth -= 1;
-        r
+        nested(self, |t| &mut t.depth, Self::braced)
     }
 
     /// After `${`: the reference up to its `}`, in template syntax.
