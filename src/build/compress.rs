@@ -291,6 +291,9 @@ impl Background {
     }
 
     fn compress(&self, diff_id: &Digest) -> Result<Descriptor> {
+        if let Some(d) = test_delay() {
+            std::thread::sleep(d);
+        }
         // The gzip members (and zstd's workers, started from the calling
         // thread) are compressed on the pool's lowered threads.
         match pool() {
@@ -650,6 +653,21 @@ pub(super) fn compress_deferred(
         done.insert(d, Ok(desc));
     }
     swap_in(results, &done)
+}
+
+/// Environment variable (tests only): milliseconds each background
+/// compression waits before it starts, so that a test can run another
+/// build while a layer is still being compressed.
+pub const COMPRESS_DELAY_ENV: &str = "STRATA_TEST_COMPRESS_DELAY_MS";
+
+fn test_delay() -> Option<std::time::Duration> {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var(COMPRESS_DELAY_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(std::time::Duration::from_millis)
+    })
 }
 
 #[cfg(test)]
