@@ -701,7 +701,10 @@ mod tests {
         })
         .join()
         .unwrap();
-        // Held: no build of another test moves the pool's priority meanwhile.
+        // Every thread has run its start handler (which takes the list)
+        // once it has run a job; only then is the list taken and held, so
+        // that no build of another test moves the pool's priority meanwhile.
+        pool.broadcast(|_| ());
         let threads = pool_threads();
         let mut tids: Vec<libc::pid_t> = pool.broadcast(|_| gettid());
         tids.sort_unstable();
