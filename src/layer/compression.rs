@@ -56,6 +56,18 @@ impl Compression {
         }
     }
 
+    /// How bytes starting with `head` are compressed, by their magic
+    /// number (gzip, zstd); anything else counts as uncompressed.
+    pub fn of_magic(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
     /// The OCI layer media type of a blob compressed this way.
     pub fn media_type(self) -> &'static str {
         self.row().2

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::ir::BaseRef;
+use crate::layer::Compression;
 use crate::store::{
     Descriptor, ImageIndex, MAX_SMALL_BLOB, OciLayoutFile, Platform, Store, media_type,
     normalize_reference, parse_json,
@@ -448,7 +449,7 @@ pub(crate) fn import_docker_scan(
         let m = scan.member(p)?;
         let (d, size) = (m.digest(), m.size());
         let mt = match &m.head {
-            Some(head) => layer_type_of(head),
+            Some(head) => Compression::of_magic(head).media_type(),
             None => sniff_layer_type(&store.blob_path(&d))?,
         };
         if mt == media_type::OCI_LAYER && d != *diff_id {
@@ -470,21 +471,10 @@ pub(crate) fn import_docker_scan(
     Ok(image)
 }
 
-/// gzip, zstd or plain tar, by the first bytes.
-fn layer_type_of(head: &[u8]) -> &'static str {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        media_type::OCI_LAYER_GZIP
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        media_type::OCI_LAYER_ZSTD
-    } else {
-        media_type::OCI_LAYER
-    }
-}
-
 /// gzip, zstd or plain tar, by magic number.
 fn sniff_layer_type(p: &Path) -> Result<&'static str> {
     let f = File::open(p).at("opening", p)?;
     let mut magic = Vec::with_capacity(4);
     f.take(4).read_to_end(&mut magic).at("reading", p)?;
-    Ok(layer_type_of(&magic))
+    Ok(Compression::of_magic(&magic).media_type())
 }

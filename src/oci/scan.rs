@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::layer::Compression;
 use crate::store::{MAX_SMALL_BLOB, PendingBlob, Store};
 
 use super::archive::{member_path, resolve_link};
@@ -88,7 +89,7 @@ pub(crate) fn scan_archive(store: &Store, path: &Path, unpack: bool) -> Result<A
     let f = File::open(path).at("opening", path)?;
     let mut f = io::BufReader::with_capacity(CHUNK, f);
     let magic = io::BufRead::fill_buf(&mut f).at("reading", path)?;
-    if magic.starts_with(&[0x1f, 0x8b]) || magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    if Compression::of_magic(magic) != Compression::None {
         return Err(Error::Unsupported(format!(
             "loading a compressed archive ({}); decompress it first",
             path.display()

@@ -12,8 +12,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::digest::{Digest, Sha256Writer};
-use crate::layer::{self, UnpackOptions};
-use crate::store::{Store, media_type};
+use crate::layer::{self, Compression, UnpackOptions};
+use crate::store::Store;
 
 /// Chunks in flight to one unpacker (each as large as the reader's reads).
 const DEPTH: usize = 4;
@@ -42,14 +42,9 @@ pub(crate) struct Unpacked {
 /// The layer media type that bytes starting with `head` look like (gzip,
 /// zstd or a ustar/PAX/GNU tar), if any.
 pub(crate) fn sniff_layer(head: &[u8]) -> Option<&'static str> {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Some(media_type::OCI_LAYER_GZIP)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some(media_type::OCI_LAYER_ZSTD)
-    } else if head.len() >= 512 && &head[257..262] == b"ustar" {
-        Some(media_type::OCI_LAYER)
-    } else {
-        None
+    match Compression::of_magic(head) {
+        Compression::None if head.len() < 512 || &head[257..262] != b"ustar" => None,
+        c => Some(c.media_type()),
     }
 }
 
@@ -203,6 +198,7 @@ impl<R: Read> Read for HashingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::media_type;
 
     fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());

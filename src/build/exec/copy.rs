@@ -388,11 +388,7 @@ fn tar_archive(path: &Path) -> Result<Option<Box<dyn std::io::Read>>> {
     let n = open()?
         .read(&mut magic)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let media = match &magic[..n.min(4)] {
-        [0x1f, 0x8b, ..] => Compression::Gzip.media_type(),
-        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd.media_type(),
-        _ => Compression::None.media_type(),
-    };
+    let media = Compression::of_magic(&magic[..n.min(4)]).media_type();
     // A tar header has "ustar" at offset 257.
     let mut head = vec![0u8; 512];
     let mut r = layer::decompress(std::io::BufReader::new(open()?), media)?;
