@@ -3,15 +3,16 @@
 //!
 //! Layers, as in BuildKit:
 //! - [`parser`]: text -> nodes with byte spans (directives, continuations,
-//!   JSON/shell forms, flags, heredocs); [`dump`] prints BuildKit's
-//!   `Node.Dump()` format for the conformance cases;
+//!   JSON/shell forms, flags, heredocs; heredoc markers are found in a
+//!   line's words as BuildKit's lexer splits them, `words`);
 //! - `checks`: what only a Dockerfile checks (keywords and their flags,
 //!   ONBUILD triggers, the `syntax`/`check` directives, build-check
 //!   warnings);
 //! - `to_model`: nodes -> the instruction model (`frontend::model`), words
 //!   as templates (`template`), then the one lowering (`frontend::lower`)
-//!   shared with the TOML frontend;
-//! - [`shell`]: BuildKit's word expansion (`$VAR`, `${VAR:-x}`, ...).
+//!   shared with the TOML frontend. A template expands as BuildKit's
+//!   shell lexer expands the word (`$VAR`, `${VAR:-x}`, ...); the tests
+//!   check this against BuildKit's lexer tables.
 //!
 //! [`convert`] writes a `strata.toml` from a Dockerfile: its model, put in
 //! the TOML dialect by `frontend::normalize`, printed by the TOML printer
@@ -31,9 +32,9 @@ mod checks;
 pub(crate) mod continuation;
 pub mod directives;
 pub mod parser;
-pub mod shell;
 mod template;
 mod to_model;
+mod words;
 
 pub(crate) use to_model::base_triggers;
 
@@ -55,11 +56,6 @@ pub fn parse(file_name: &str, text: &str) -> Result<Ast, Diagnostics> {
             )],
         )
     })
-}
-
-/// BuildKit's `Node.Dump()` of every instruction, one line each.
-pub fn dump(ast: &Ast) -> String {
-    parser::dump(ast)
 }
 
 /// Parse + checks + model + the one lowering, with the same contract as

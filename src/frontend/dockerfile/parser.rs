@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 
-use super::shell::{Lex, NoEnv};
+use super::words::Lex;
 
 /// A parsed Dockerfile.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -612,8 +612,7 @@ pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
     let mut lex = Lex::new('\\');
     lex.raw_quotes = true;
     lex.raw_escapes = true;
-    lex.skip_unset_env = true;
-    let words = lex.words(line, &NoEnv).unwrap_or_default();
+    let words = lex.words(line).unwrap_or_default();
     let mut docs = Vec::new();
     let mut i = 0;
     while i < words.len() {
@@ -657,13 +656,12 @@ pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
             .map_err(|e| format!("bad heredoc file descriptor: {e}"))?
     };
     let mut lex = Lex::new('\\');
-    lex.skip_unset_env = true;
-    let words = lex.words(rest, &NoEnv)?;
+    let words = lex.words(rest)?;
     if words.len() != 1 {
         return Ok(None);
     }
     lex.raw_quotes = true;
-    let raw = lex.words(rest, &NoEnv)?;
+    let raw = lex.words(rest)?;
     if raw.len() != 1 {
         return Err(format!(
             "internal lexing of heredoc produced inconsistent results: {rest}"
@@ -677,33 +675,4 @@ pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
         chomp,
         content: String::new(),
     }))
-}
-
-pub use crate::gofmt::go_quote;
-
-/// BuildKit's `Node.Dump()` of the whole file, one line per instruction.
-pub fn dump(ast: &Ast) -> String {
-    let mut out = String::new();
-    for c in &ast.children {
-        out.push('(');
-        out.push_str(&dump_node(c));
-        out.push_str(")\n");
-    }
-    out
-}
-
-fn dump_node(n: &Node) -> String {
-    let mut s = n.keyword.clone();
-    if !n.flags.is_empty() {
-        let f: Vec<String> = n.flags.iter().map(|f| go_quote(f)).collect();
-        s.push_str(&format!(" [{}]", f.join(" ")));
-    }
-    if let Some(sub) = &n.sub {
-        s.push_str(&format!(" ({})", dump_node(sub)));
-    }
-    for a in &n.args {
-        s.push(' ');
-        s.push_str(&go_quote(a));
-    }
-    s.trim().to_string()
 }
