@@ -235,23 +235,20 @@ impl Scan {
             });
         }
         let name = self.name();
-        let mut modifier = String::new();
         let mut op = self.next().ok_or(MISSING_BRACE)?;
         if op == '}' {
             return Ok(format!("${{{name}}}"));
         }
-        modifier.push(op);
-        if op == ':' {
+        let colon = op == ':';
+        if colon {
             op = self.next().ok_or(MISSING_BRACE)?;
-            modifier.push(op);
         }
+        let modifier = format!("{}{op}", if colon { ":" } else { "" });
         match op {
-            '#' | '%' if modifier.len() == 2 => {
-                Err(format!("unsupported modifier ({modifier}) in substitution"))
-            }
+            '#' | '%' if colon => Err(format!("unsupported modifier ({modifier}) in substitution")),
             // After `:`, BuildKit reads any operator's word when the name
             // is unset (it is never set here).
-            _ if modifier.len() == 2 || matches!(op, '+' | '-' | '?' | '#' | '%') => {
+            _ if colon || matches!(op, '+' | '-' | '?' | '#' | '%') => {
                 let word = self.operand('}', matches!(op, '#' | '%'), MISSING_BRACE)?;
                 Ok(format!("${{{name}{modifier}{word}}}"))
             }
@@ -300,6 +297,7 @@ mod tests {
         assert!(words("'open", false).is_err());
         assert!(words("${X", false).is_err());
         assert!(words("${X:#a}", false).is_err());
+        assert!(words("${X\u{a7}a}", false).is_err());
         assert_eq!(words("${X:/a} a\\", true), Ok(w(&["${X:/a}", "a\\"])));
     }
 }
