@@ -142,15 +142,23 @@ impl Lowerer<'_, '_> {
         self.sink.error_help(span, message, label, help);
     }
 
+    /// Whether `name` can be an arg's name; an error at `span` if not.
+    fn arg_name_ok(&mut self, name: &str, span: Range<usize>) -> bool {
+        let ok = is_arg_name(name);
+        if !ok {
+            self.error_help(
+                span,
+                format!("bad arg name `{name}`"),
+                "not a valid name",
+                "arg names are letters, digits and `_`, not starting with a digit",
+            );
+        }
+        ok
+    }
+
     fn globals(&mut self, parsed: &Parsed) {
         for a in &parsed.args {
-            if !is_arg_name(&a.name) {
-                self.error_help(
-                    a.span.clone(),
-                    format!("bad arg name `{}`", a.name),
-                    "not a valid name",
-                    "arg names are letters, digits and `_`, not starting with a digit",
-                );
+            if !self.arg_name_ok(&a.name, a.span.clone()) {
                 continue;
             }
             let default = match &a.default {

@@ -26,13 +26,7 @@ impl Lowerer<'_, '_> {
         default: Option<&Sp<String>>,
     ) -> Option<(Op, Vec<NodeIndex>)> {
         let name = a.get();
-        if !is_arg_name(name) {
-            self.error_help(
-                a.span(),
-                format!("bad arg name `{name}`"),
-                "not a valid name",
-                "arg names are letters, digits and `_`, not starting with a digit",
-            );
+        if !self.arg_name_ok(name, a.span()) {
             return None;
         }
         let default = match default {
