@@ -57,6 +57,18 @@ fn is_identifier(name: &str) -> bool {
         && name.chars().all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
+/// Where a name starting at `c[i]` ends, by BuildKit's rule: digits (a
+/// positional parameter), one special parameter's character, or letters,
+/// digits and `_`.
+pub(super) fn name_end(c: &[char], i: usize) -> usize {
+    let run = |ok: fn(&char) -> bool| i + c[i..].iter().take_while(|x| ok(x)).count();
+    match c.get(i) {
+        Some(d) if d.is_ascii_digit() => run(char::is_ascii_digit),
+        Some('@' | '*' | '#' | '?' | '-' | '$' | '!') => i + 1,
+        _ => run(|x| *x == '_' || x.is_alphanumeric()),
+    }
+}
+
 /// A literal `}` inside `${...}` (quoted, escaped, or in a pattern)
 /// would end the template's `${...}` early: the template syntax has no
 /// way to say it.
@@ -148,45 +160,35 @@ impl<'s> Template<'s> {
         Ok(out)
     }
 
-    /// BuildKit's names: digits (a positional parameter), one special
-    /// parameter's character, or letters, digits and `_`.
     fn name(&mut self) -> String {
         let start = self.i;
-        match self.c.get(self.i) {
-            Some(d) if d.is_ascii_digit() => {
-                while self.c.get(self.i).is_some_and(char::is_ascii_digit) {
-                    self.i += 1;
-                }
-            }
-            Some('@' | '*' | '#' | '?' | '-' | '$' | '!') => self.i += 1,
-            _ => {
-                while self
-                    .c
-                    .get(self.i)
-                    .is_some_and(|x| *x == '_' || x.is_alphanumeric())
-                {
-                    self.i += 1;
-                }
-            }
-        }
+        self.i = name_end(&self.c, start);
         self.c[start..self.i].iter().collect()
     }
 
-    /// What `name` is here: one a template cannot name (a special
-    /// parameter of a heredoc body) is never defined.
-    fn classify(&mut self, name: &str) -> Name {
-        if !is_identifier(name) {
-            return Name::Unset;
+    /// What `name` is here. A special or positional parameter is never
+    /// defined. A name of other letters than the template syntax's ASCII
+    /// ones expands as unset unless it is declared here: then it is an
+    /// error, as the template could not give its value.
+    fn classify(&mut self, name: &str) -> Result<Name, String> {
+        if is_identifier(name) {
+            return Ok((self.scope)(name));
         }
-        (self.scope)(name)
+        let special = !name.starts_with(|x: char| x == '_' || x.is_alphabetic());
+        match (self.scope)(name) {
+            Name::Known if !special => Err(format!(
+                "`{name}` is declared, but a `strata.toml` name is ASCII letters, digits and `_`: strata cannot express its value"
+            )),
+            _ => Ok(Name::Unset),
+        }
     }
 
-    fn plain(&mut self, name: &str) -> String {
-        match self.classify(name) {
+    fn plain(&mut self, name: &str) -> Result<String, String> {
+        Ok(match self.classify(name)? {
             Name::Unset => String::new(),
             Name::Known => format!("${{{name}}}"),
             Name::Maybe => format!("${{{name}:-}}"),
-        }
+        })
     }
 
     /// After a `$`: a reference in template syntax.
@@ -196,7 +198,7 @@ impl<'s> Template<'s> {
             if name.is_empty() {
                 return Ok("$$".into());
             }
-            return Ok(self.plain(&name));
+            return self.plain(&name);
         }
         self.i += 1;
         nested(self, |t| &mut t.depth, Self::braced)
@@ -218,9 +220,9 @@ impl<'s> Template<'s> {
         };
         if op == '}' && !colon {
             self.i += 1;
-            return Ok(self.plain(&name));
+            return self.plain(&name);
         }
-        let what = self.classify(&name);
+        let what = self.classify(&name)?;
         self.i += 1 + usize::from(colon);
         let c = if colon { ":" } else { "" };
         match op {
@@ -309,6 +311,22 @@ mod tests {
         assert_eq!(t("${B/a/r}", u).as_deref(), Ok(""));
         assert!(t("${A:#x}", u).is_err());
         assert!(t("'open", u).is_err());
+    }
+
+    /// Special and positional parameters are never set; a non-ASCII name
+    /// is unset unless declared, and then refused (no template names it).
+    #[test]
+    fn names_the_template_syntax_cannot_write() {
+        for w in ["$1", "${12}", "$@", "${#}", "$$", "${*}"] {
+            assert_eq!(t(w, Name::Known).as_deref(), Ok(""), "{w}");
+        }
+        assert_eq!(t("${1:-x}${@+y}", Name::Known).as_deref(), Ok("x"));
+        assert_eq!(t("[$héllo]", Name::Maybe).as_deref(), Ok("[]"));
+        assert_eq!(t("${héllo:-d}", Name::Unset).as_deref(), Ok("d"));
+        for w in ["$héllo", "${héllo:-d}"] {
+            let e = t(w, Name::Known).expect_err(w);
+            assert!(e.contains("cannot express"), "{w}: {e}");
+        }
     }
 
     /// A name the base image may define: its value when it does, the

@@ -6,6 +6,7 @@
 //! they become model templates (`template`), which expand as BuildKit
 //! does (checked against its lexer tables in `dockerfile/tests.rs`).
 
+use super::template::name_end;
 use crate::frontend::expand::nested;
 
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +61,8 @@ impl Words {
     fn add(&mut self, s: &str) {
         for ch in s.chars() {
             if !ch.is_whitespace() {
-                self.add_raw(&ch.to_string());
+                self.word.push(ch);
+                self.in_word = true;
             } else if self.in_word && !self.word.is_empty() {
                 self.words.push(std::mem::take(&mut self.word));
                 self.in_word = false;
@@ -192,19 +194,7 @@ impl Scan {
 
     fn name(&mut self) -> String {
         let start = self.pos;
-        match self.peek() {
-            Some(d) if d.is_ascii_digit() => {
-                while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                    self.pos += 1;
-                }
-            }
-            Some('@' | '*' | '#' | '?' | '-' | '$' | '!') => self.pos += 1,
-            _ => {
-                while self.peek().is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                    self.pos += 1;
-                }
-            }
-        }
+        self.pos = name_end(&self.chars, start);
         self.chars[start..self.pos].iter().collect()
     }
 
