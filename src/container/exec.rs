@@ -36,10 +36,10 @@ pub struct ExecOptions {
     pub tty: bool,
 }
 
-/// The container's init (pid 1 inside): the sandbox helper's child.
-fn init_pid(helper: i32) -> Option<i32> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{helper}/task/{helper}/children")).ok()?;
+/// The first child of `pid`: the sandbox helper's is the container's init
+/// (pid 1 inside), init's is the command.
+fn first_child(pid: i32) -> Option<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
     children.split_whitespace().next()?.parse().ok()
 }
 
@@ -50,13 +50,16 @@ fn other_namespace(pid: i32, ns: &str) -> bool {
 }
 
 /// The init of running container `c`, waiting a little for one that has
-/// just started (its helper is recorded before it forks init).
+/// just started: its helper is recorded before it forks init, and init
+/// sets up the root, cwd and hostname before it forks the command, so an
+/// init with a child is one an exec can join.
 fn running_init(c: &Container) -> Result<i32> {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let s = c.state()?;
         let helper = s.sandbox.filter(|_| s.status == Status::Running);
-        if let Some(pid) = helper.and_then(init_pid) {
+        let init = helper.and_then(first_child);
+        if let Some(pid) = init.filter(|&i| first_child(i).is_some()) {
             return Ok(pid);
         }
         if helper.is_none() || std::time::Instant::now() >= until {
